@@ -1,0 +1,90 @@
+//! The command line as the user typed it. Nothing here is interpreted: `config::resolve` turns
+//! these raw values (together with the config file) into the one `Config` the program runs on.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Watch the sources, rebuild on every save, and swap the running server for the new build.
+#[derive(Debug, Parser)]
+#[command(
+    name = "reload",
+    version,
+    about,
+    after_help = "Examples:\n  \
+        reload                                  # reload.toml, or a detected Cargo project\n  \
+        reload -b 'go build -o tmp/app .' -- ./tmp/app\n  \
+        reload -e py -- python3 server.py       # no build step, restart on .py changes\n  \
+        reload --stop-timeout 10s -c dev.toml"
+)]
+pub struct Args {
+    /// Config file to read instead of ./reload.toml.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Path to watch, recursively (repeatable; default: the project root).
+    #[arg(short = 'w', long = "watch", value_name = "PATH")]
+    pub watch: Vec<PathBuf>,
+
+    /// Only changes to files with these extensions count (comma list: rs,toml).
+    #[arg(short = 'e', long = "ext", value_name = "EXTS", value_delimiter = ',')]
+    pub ext: Vec<String>,
+
+    /// Ignore paths matching this glob (repeatable); a glob without `/` matches a name at any depth.
+    #[arg(short = 'i', long = "ignore", value_name = "GLOB")]
+    pub ignore: Vec<String>,
+
+    /// Do not read .gitignore and .ignore files.
+    #[arg(long = "no-gitignore")]
+    pub no_gitignore: bool,
+
+    /// Quiet window: changes closer together than this make one rebuild [default: 50ms].
+    #[arg(long = "debounce", value_name = "DUR")]
+    pub debounce: Option<String>,
+
+    /// Build command, run with `sh -c` in the project root; '' means no build step.
+    #[arg(short = 'b', long = "build", value_name = "CMD")]
+    pub build: Option<String>,
+
+    /// In a Cargo project with several binaries, the one to build and run.
+    #[arg(long = "bin", value_name = "NAME")]
+    pub bin: Option<String>,
+
+    /// Signal that asks the server to stop [default: SIGTERM].
+    #[arg(long = "stop-signal", value_name = "SIG")]
+    pub stop_signal: Option<String>,
+
+    /// How long the server may take to stop before it is killed [default: 5s].
+    #[arg(long = "stop-timeout", value_name = "DUR")]
+    pub stop_timeout: Option<String>,
+
+    /// Only print errors.
+    #[arg(short = 'q', long = "quiet", conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print what reload is doing (RELOAD_LOG takes a full tracing filter).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The server to run, executed directly (no shell), e.g. `-- ./target/debug/app --port 3000`.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn program_after_double_dash_keeps_its_own_flags() {
+        let args = Args::parse_from(["reload", "-e", "rs,toml", "--", "app", "--port", "3"]);
+        assert_eq!(args.ext, ["rs", "toml"]);
+        assert_eq!(args.program, ["app", "--port", "3"]);
+    }
+}

@@ -1,0 +1,273 @@
+//! reload.toml as written: every field optional, spans kept where a later check may need to point
+//! at the line. Parsing errors become a [`ConfigError`] that names the file, line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) root: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub(crate) watch: WatchSection,
+    #[serde(default)]
+    pub(crate) build: BuildSection,
+    #[serde(default)]
+    pub(crate) run: RunSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WatchSection {
+    pub(crate) paths: Option<Spanned<Vec<PathBuf>>>,
+    pub(crate) ext: Option<OneOrMany>,
+    pub(crate) include: Option<Vec<String>>,
+    pub(crate) ignore: Option<Vec<String>>,
+    pub(crate) gitignore: Option<bool>,
+    pub(crate) debounce: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BuildSection {
+    pub(crate) cmd: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RunSection {
+    pub(crate) cmd: Option<Spanned<RunCmd>>,
+    pub(crate) env: Option<BTreeMap<String, String>>,
+    pub(crate) stop_signal: Option<Spanned<String>>,
+    pub(crate) stop_timeout: Option<Spanned<String>>,
+}
+
+/// `[run] cmd`: an array is an argv, a string is a shell command line.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RunCmd {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+/// `ext = "rs,toml"` or `ext = ["rs", "toml"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_list(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A problem in a config file, placed at a line and column so the user can go straight there.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the problem has a place.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The text of a config file, kept so that errors found after parsing can still point at a line.
+pub(crate) struct Source {
+    pub(crate) path: PathBuf,
+    pub(crate) text: String,
+}
+
+impl Source {
+    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Source {
+                path: path.to_owned(),
+                text,
+            }),
+            Err(err) => Err(ConfigError {
+                file: path.to_owned(),
+                position: None,
+                message: format!("cannot read the config file: {err}"),
+                help: (err.kind() == std::io::ErrorKind::NotFound)
+                    .then(|| "check the path given to -c/--config".to_owned()),
+            }),
+        }
+    }
+
+    pub(crate) fn parse(&self) -> Result<FileConfig, ConfigError> {
+        toml::from_str(&self.text).map_err(|err| self.toml_error(&err))
+    }
+
+    /// An error about the value at `span`.
+    pub(crate) fn error_at(&self, span: Range<usize>, message: String) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            position: Some(line_column(&self.text, span.start)),
+            message,
+            help: None,
+        }
+    }
+
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+        let position = err.span().map(|span| line_column(&self.text, span.start));
+        let message = err.message().trim().to_owned();
+        if let Some((unknown, expected)) = parse_unknown_field(&message) {
+            let section = position
+                .and_then(|(line, _)| section_of_line(&self.text, line))
+                .map_or_else(String::new, |s| format!(" in [{s}]"));
+            let help = closest(&unknown, &expected)
+                .map(|best| format!("did you mean `{best}`?"))
+                .or_else(|| Some(format!("known keys here: {}", expected.join(", "))));
+            return ConfigError {
+                file: self.path.clone(),
+                position,
+                message: format!("unknown key `{unknown}`{section}"),
+                help,
+            };
+        }
+        ConfigError {
+            file: self.path.clone(),
+            position,
+            message,
+            help: None,
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The `[table]` header above a line, for messages like "unknown key `x` in [watch]".
+fn section_of_line(text: &str, line: usize) -> Option<String> {
+    text.lines()
+        .take(line)
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            (l.starts_with('[') && l.ends_with(']'))
+                .then(|| l.trim_matches(['[', ']']).trim().to_owned())
+        })
+}
+
+/// serde's message reads "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field ")?;
+    let mut quoted = rest.split('`').skip(1).step_by(2).map(str::to_owned);
+    let unknown = quoted.next()?;
+    Some((unknown, quoted.collect()))
+}
+
+/// The known name nearest to `name`, if it is close enough to be a typo.
+pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        Source {
+            path: "reload.toml".into(),
+            text: text.to_owned(),
+        }
+        .parse()
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let err = parse("[watch]\ndebounce = \"50ms\"\next = [\"rs\"\n").unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("reload.toml:"), "{shown}");
+        assert!(err.position.is_some_and(|(line, _)| line >= 3), "{shown}");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_section_and_a_suggestion() {
+        let err = parse("[watch]\nignore = []\ndebounse = \"1s\"\n").unwrap_err();
+        assert_eq!(err.position, Some((3, 1)));
+        assert_eq!(err.message, "unknown key `debounse` in [watch]");
+        assert_eq!(err.help.as_deref(), Some("did you mean `debounce`?"));
+    }
+
+    #[test]
+    fn unknown_top_level_key_without_close_match_lists_the_keys() {
+        let err = parse("zzzzzz = 1\n").unwrap_err();
+        assert_eq!(err.message, "unknown key `zzzzzz`");
+        assert!(err.help.unwrap().contains("watch"));
+    }
+
+    #[test]
+    fn run_cmd_is_argv_or_shell() {
+        let argv = parse("[run]\ncmd = [\"app\", \"-p\"]\n").unwrap();
+        assert!(
+            matches!(argv.run.cmd.unwrap().into_inner(), RunCmd::Argv(v) if v == ["app", "-p"])
+        );
+        let shell = parse("[run]\ncmd = \"app | tee log\"\n").unwrap();
+        assert!(matches!(
+            shell.run.cmd.unwrap().into_inner(),
+            RunCmd::Shell(_)
+        ));
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("debounce", "debounce"), 0);
+        assert_eq!(edit_distance("debonce", "debounce"), 1);
+        assert_eq!(edit_distance("stop_sginal", "stop_signal"), 2);
+    }
+}

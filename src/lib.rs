@@ -1,0 +1,85 @@
+//! reload: watch the sources, rebuild on every save, swap the running server for the new build.
+//!
+//! The pipeline, one module per stage: [`config`] (what to do) -> [`watch`] (when) -> [`build`]
+//! -> [`supervise`] (the running server), tied together by [`engine`]. See ARCHITECTURE.md.
+
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod process;
+pub mod status;
+pub mod supervise;
+pub mod watch;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+pub use process::guard::GUARD_ARG;
+
+/// How reload ends, as an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    /// Something went wrong at run time.
+    Failure,
+    /// Bad command line or config: nothing was started.
+    Usage,
+    /// Stopped by this signal: exit code 128 + signal, as shells report it (130 for Ctrl-C).
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Signal(signal) => u8::try_from(128 + signal).unwrap_or(1),
+        }
+    }
+
+    fn of_error(err: &anyhow::Error) -> Exit {
+        let usage = err
+            .chain()
+            .any(|cause| cause.is::<config::ConfigError>() || cause.is::<config::UsageError>());
+        if usage { Exit::Usage } else { Exit::Failure }
+    }
+}
+
+/// Parse the command line, resolve the configuration, and run the dev loop.
+pub fn run() -> Exit {
+    let args = cli::Args::parse();
+    init_logging(args.verbose);
+    status::init(args.quiet);
+    let result = config::resolve(&args).and_then(|config| {
+        process::guard::start();
+        // One thread: children are spawned from it, and their parent-death signal is tied to it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(engine::run(config))
+    });
+    match result {
+        Ok(exit) => exit,
+        Err(err) => {
+            status::error(&format!("error: {err:#}"));
+            Exit::of_error(&err)
+        }
+    }
+}
+
+/// Developer logs (not status lines): `-v` for debug, `-vv` for trace, RELOAD_LOG for a filter.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "reload=warn",
+        1 => "reload=debug",
+        _ => "reload=trace",
+    };
+    let filter = EnvFilter::try_from_env("RELOAD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}

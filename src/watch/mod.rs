@@ -1,0 +1,266 @@
+//! The watch stage: turns file-system events into [`ChangeSet`]s, one per burst of changes.
+//!
+//! Every directory that is not ignored gets its own non-recursive inotify watch, placed by our
+//! own walk (notify's recursive mode would also watch `target/` and `node_modules/`). New
+//! directories are walked and watched as they appear. Events pass through the [`Filter`] and
+//! collect until no relevant event has arrived for the debounce window: one trailing quiet window
+//! over all paths, however long the burst lasts. When nothing happens, nothing runs: notify's
+//! thread sleeps in `poll`, and this task holds no timer.
+//!
+//! This stage never spawns a process and never decides what a change means.
+
+mod filter;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use notify::event::{CreateKind, ModifyKind, RemoveKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::WatchConfig;
+pub(crate) use filter::Filter;
+
+/// The files that changed in one burst, sorted, without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub paths: Vec<PathBuf>,
+}
+
+impl ChangeSet {
+    /// "src/main.rs" or "src/main.rs and 41 more", relative to `root`.
+    pub fn summary(&self, root: &Path) -> String {
+        let first = self.paths.first().map_or_else(String::new, |p| {
+            p.strip_prefix(root).unwrap_or(p).display().to_string()
+        });
+        match self.paths.len() {
+            0 | 1 => first,
+            n => format!("{first} and {} more", n - 1),
+        }
+    }
+}
+
+/// Start watching. Watches are in place when this returns, so no change made after it is
+/// missed. Fails when a watch cannot be placed at all (e.g. the inotify limit).
+pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |event| {
+        let _ = raw_tx.send(event);
+    })
+    .map_err(|err| explain(err, None))
+    .context("cannot start watching files")?;
+
+    let (roots, files): (Vec<_>, Vec<_>) = config.paths.iter().cloned().partition(|p| p.is_dir());
+    let mut stage = WatchStage {
+        watcher,
+        filter: Filter::new(config.filter),
+        roots,
+        files: files.into_iter().collect(),
+        watched: HashSet::new(),
+        pending: BTreeSet::new(),
+        debounce: config.debounce,
+    };
+    for root in stage.roots.clone() {
+        stage.watch_tree(&root, false)?;
+    }
+    for file in stage.files.clone() {
+        let parent = file.parent().unwrap_or(Path::new("/")).to_owned();
+        if !stage.watched.contains(&parent) {
+            stage.add_watch(&parent)?;
+        }
+    }
+    let count = stage.watched.len();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(stage.run(raw_rx, tx));
+    Ok((rx, count))
+}
+
+struct WatchStage {
+    watcher: RecommendedWatcher,
+    filter: Filter,
+    /// Watched trees.
+    roots: Vec<PathBuf>,
+    /// Single files given with --watch; their parent directory is watched for them alone.
+    files: HashSet<PathBuf>,
+    watched: HashSet<PathBuf>,
+    pending: BTreeSet<PathBuf>,
+    debounce: Duration,
+}
+
+impl WatchStage {
+    async fn run(
+        mut self,
+        mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+        changes: mpsc::Sender<ChangeSet>,
+    ) {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let quiet = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = raw.recv() => {
+                    let before = self.pending.len();
+                    match event {
+                        Some(Ok(event)) => self.on_event(event),
+                        Some(Err(err)) => crate::status::error(&format!("{:#}", explain(err, None))),
+                        None => return,
+                    }
+                    if self.pending.len() != before {
+                        deadline = Some(Instant::now() + self.debounce);
+                    }
+                }
+                () = quiet => {
+                    deadline = None;
+                    let paths = std::mem::take(&mut self.pending).into_iter().collect();
+                    if changes.send(ChangeSet { paths }).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: notify::Event) {
+        if event.need_rescan() {
+            // The kernel dropped events (queue overflow): something changed, we cannot say what.
+            tracing::debug!("event queue overflowed; treating it as a change");
+            if let Some(root) = self.roots.first() {
+                self.pending.insert(root.clone());
+            }
+            return;
+        }
+        let known_file = matches!(
+            event.kind,
+            EventKind::Create(CreateKind::File)
+                | EventKind::Modify(ModifyKind::Data(_))
+                | EventKind::Remove(RemoveKind::File)
+        );
+        match event.kind {
+            // Opening or reading a file is not a change (notify asks inotify for IN_OPEN too).
+            EventKind::Access(_) => return,
+            EventKind::Any | EventKind::Other if event.paths.is_empty() => return,
+            _ => {}
+        }
+        for path in event.paths {
+            if known_file {
+                self.on_file(path);
+            } else if path.is_dir() {
+                self.on_directory(&path);
+            } else if self.watched.remove(&path) {
+                // A watched directory was removed or renamed away: its files are gone.
+                let _ = self.watcher.unwatch(&path);
+                self.pending.insert(path);
+            } else {
+                self.on_file(path);
+            }
+        }
+    }
+
+    fn on_file(&mut self, path: PathBuf) {
+        if self.files.contains(&path) {
+            self.pending.insert(path);
+            return;
+        }
+        if !self.roots.iter().any(|root| path.starts_with(root)) {
+            return;
+        }
+        if Filter::is_ignore_file(&path)
+            && let Some(dir) = path.parent()
+        {
+            self.filter.load_ignore_files(dir);
+        }
+        if self.filter.is_relevant_file(&path) {
+            tracing::trace!(path = %path.display(), "change");
+            self.pending.insert(path);
+        }
+    }
+
+    /// A directory appeared (created, or moved in): watch it, and count the files it already
+    /// holds, which were written before our watch existed (`git checkout`, `mv dir here`).
+    fn on_directory(&mut self, path: &Path) {
+        if self.watched.contains(path)
+            || !self.roots.iter().any(|root| path.starts_with(root))
+            || self.filter.is_ignored(path, true)
+        {
+            return;
+        }
+        if let Err(err) = self.watch_tree(path, true) {
+            crate::status::error(&format!("{err:#}"));
+        }
+    }
+
+    /// Walk `top`, placing a watch on every directory that is not ignored. With `collect`, the
+    /// relevant files found are recorded as changes.
+    fn watch_tree(&mut self, top: &Path, collect: bool) -> Result<()> {
+        let mut stack = vec![top.to_owned()];
+        while let Some(dir) = stack.pop() {
+            self.filter.load_ignore_files(&dir);
+            match self.add_watch(&dir) {
+                Ok(()) => {}
+                // Gone already (a short-lived temp dir): nothing to watch.
+                Err(err) if !dir.exists() => {
+                    tracing::debug!(dir = %dir.display(), %err, "directory vanished");
+                    continue;
+                }
+                Err(err) => return Err(err),
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(file_type) = entry.file_type() else {
+                    continue;
+                };
+                let path = entry.path();
+                // Symlinked directories are not followed: they can loop, or leave the tree.
+                if file_type.is_dir() {
+                    if !self.filter.is_ignored(&path, true) {
+                        stack.push(path);
+                    }
+                } else if collect && self.filter.is_relevant_file(&path) {
+                    self.pending.insert(path);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_watch(&mut self, dir: &Path) -> Result<()> {
+        self.watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|err| explain(err, Some(dir)))?;
+        self.watched.insert(dir.to_owned());
+        Ok(())
+    }
+}
+
+/// Turn notify's errors into what the user must do about them.
+fn explain(err: notify::Error, dir: Option<&Path>) -> anyhow::Error {
+    let place = dir.map_or_else(String::new, |d| format!(" on {}", d.display()));
+    let limit = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
+            .map_or_else(|_| "?".to_owned(), |v| v.trim().to_owned())
+    };
+    match &err.kind {
+        notify::ErrorKind::MaxFilesWatch => anyhow!(
+            "cannot place an inotify watch{place}: the limit fs.inotify.max_user_watches ({}) is \
+             reached\n  help: raise it with `sudo sysctl fs.inotify.max_user_watches=524288` \
+             (persist it in /etc/sysctl.d/), or ignore large directories with --ignore",
+            limit("max_user_watches")
+        ),
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(nix::libc::EMFILE) => anyhow!(
+            "cannot create an inotify instance: the limit fs.inotify.max_user_instances ({}) is \
+             reached\n  help: raise it with `sudo sysctl fs.inotify.max_user_instances=512`, or \
+             stop other watchers",
+            limit("max_user_instances")
+        ),
+        _ => anyhow!("{err}{place}"),
+    }
+}
