@@ -57,7 +57,7 @@ impl RunningBuild {
             }
         };
         cmd.current_dir(root).stdin(Stdio::null());
-        let (mut child, group) = process::spawn_group(&mut cmd)
+        let (mut child, group) = process::spawn_group(&mut cmd, &[])
             .with_context(|| format!("cannot start the build command `{}`", describe(command)))?;
         let stdout = child.stdout.take();
         let (tx, done) = oneshot::channel();

@@ -15,7 +15,8 @@ use clap::Parser;
         reload                                  # reload.toml, or a detected Cargo project\n  \
         reload -b 'go build -o tmp/app .' -- ./tmp/app\n  \
         reload -e py -- python3 server.py       # no build step, restart on .py changes\n  \
-        reload --stop-timeout 10s -c dev.toml"
+        reload --stop-timeout 10s -c dev.toml\n  \
+        reload --listen 3000 --ready notify --overlap -- ./target/debug/server"
 )]
 pub struct Args {
     /// Config file to read instead of ./reload.toml.
@@ -57,6 +58,26 @@ pub struct Args {
     /// How long the server may take to stop before it is killed [default: 5s].
     #[arg(long = "stop-timeout", value_name = "DUR")]
     pub stop_timeout: Option<String>,
+
+    /// Hold a listening socket and hand it to every server (systemd socket activation: fds 3,
+    /// 4, ... with LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES). ADDR: `3000`, `127.0.0.1:3000`,
+    /// `[::1]:3000`, `unix:/path.sock`, optionally named: `web=3000`. Repeatable.
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<String>,
+
+    /// When a new server counts as ready: `none` (when spawned), `notify` (it sends READY=1 to
+    /// $NOTIFY_SOCKET), or an `http://host:port/path` that answers [default: none].
+    #[arg(long = "ready", value_name = "MODE")]
+    pub ready: Option<String>,
+
+    /// How long a new server may take to become ready [default: 30s].
+    #[arg(long = "ready-timeout", value_name = "DUR")]
+    pub ready_timeout: Option<String>,
+
+    /// Start the new server while the old one still serves; stop the old one once the new one is
+    /// ready (zero downtime with --listen).
+    #[arg(long = "overlap")]
+    pub overlap: bool,
 
     /// Only print errors.
     #[arg(short = 'q', long = "quiet", conflicts_with = "verbose")]

@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::Exit;
 use crate::build::{BuildOutcome, BuildResult, RunningBuild};
 use crate::config::{BuildCommand, Config};
 use crate::status;
-use crate::supervise::{ChildExit, Supervisor};
+use crate::supervise::{ChildExit, Interrupts, Supervisor};
 use crate::watch::{self, ChangeSet};
 
 /// Everything the loop reacts to.
@@ -64,18 +64,21 @@ struct Engine {
 
 /// Run the dev loop until a shutdown signal. Returns the exit code to use.
 pub async fn run(config: Config) -> Result<Exit> {
-    let hurry = Arc::new(Notify::new());
-    let mut shutdowns = listen_for_shutdown(hurry.clone())?;
+    let interrupts = Arc::new(Interrupts::default());
+    let mut shutdowns = listen_for_shutdown(interrupts.clone())?;
+    let supervisor = config
+        .run
+        .map(|run| Supervisor::new(run, config.root.clone(), interrupts))
+        .transpose()?;
     let (mut changes, watched) = watch::start(config.watch)?;
-    status::info(&format!(
-        "{}; watching {watched} directories",
-        config.origin
-    ));
+    let mut summary = format!("{}; watching {watched} directories", config.origin);
+    if let Some(listening) = supervisor.as_ref().and_then(Supervisor::describe_listeners) {
+        summary = format!("{summary}; {listening}");
+    }
+    status::info(&summary);
 
     let mut engine = Engine {
-        supervisor: config
-            .run
-            .map(|run| Supervisor::new(run, config.root.clone(), hurry)),
+        supervisor,
         root: config.root,
         build: config.build,
         phase: Phase::Idle,
@@ -207,9 +210,9 @@ async fn child_exited(supervisor: Option<&mut Supervisor>) -> ChildExit {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP become [`Shutdown`] events. A second one means "now": it cuts the
-/// graceful stop short.
-fn listen_for_shutdown(hurry: Arc<Notify>) -> Result<mpsc::UnboundedReceiver<Shutdown>> {
+/// SIGINT, SIGTERM and SIGHUP become [`Shutdown`] events. The first also stops any wait for a
+/// new server's readiness; a second one means "now": it cuts the graceful stop short.
+fn listen_for_shutdown(interrupts: Arc<Interrupts>) -> Result<mpsc::UnboundedReceiver<Shutdown>> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -223,9 +226,11 @@ fn listen_for_shutdown(hurry: Arc<Notify>) -> Result<mpsc::UnboundedReceiver<Shu
                 _ = hangup.recv() => Shutdown::Hangup,
             };
             received += 1;
-            if received > 1 {
+            if received == 1 {
+                interrupts.stop_waiting.notify_one();
+            } else {
                 status::info("stopping now");
-                hurry.notify_one();
+                interrupts.kill_now.notify_one();
             }
             if tx.send(shutdown).is_err() {
                 return;

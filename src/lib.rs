@@ -15,8 +15,6 @@ pub mod watch;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-pub use process::guard::GUARD_ARG;
-
 /// How reload ends, as an exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

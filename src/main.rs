@@ -1,12 +1,16 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // The same binary doubles as the guardian that cleans up if reload is killed (process::guard).
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|arg| arg == reload::GUARD_ARG)
-    {
-        return ExitCode::from(reload::process::guard::main());
+    // The same binary doubles as the guardian that cleans up if reload is killed, and as the
+    // shim that gives a server its own pid in LISTEN_PID (see the process module).
+    let mut args = std::env::args_os().skip(1);
+    match args.next() {
+        Some(arg) if arg == reload::process::guard::GUARD_ARG => {
+            ExitCode::from(reload::process::guard::main())
+        }
+        Some(arg) if arg == reload::process::EXEC_ARG => {
+            ExitCode::from(reload::process::exec_shim(args))
+        }
+        _ => ExitCode::from(reload::run().code()),
     }
-    ExitCode::from(reload::run().code())
 }

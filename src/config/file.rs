@@ -45,6 +45,10 @@ pub(crate) struct RunSection {
     pub(crate) env: Option<BTreeMap<String, String>>,
     pub(crate) stop_signal: Option<Spanned<String>>,
     pub(crate) stop_timeout: Option<Spanned<String>>,
+    pub(crate) listen: Option<Spanned<Vec<String>>>,
+    pub(crate) ready: Option<Spanned<String>>,
+    pub(crate) ready_timeout: Option<Spanned<String>>,
+    pub(crate) overlap: Option<bool>,
 }
 
 /// `[run] cmd`: an array is an argv, a string is a shell command line.

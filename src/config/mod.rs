@@ -77,6 +77,54 @@ pub struct RunConfig {
     pub env: BTreeMap<String, String>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+    /// Sockets reload binds once and hands to every server, in this order (fd 3, 4, ...).
+    pub listeners: Vec<ListenSpec>,
+    pub readiness: Readiness,
+    pub ready_timeout: Duration,
+    /// Start the new server before stopping the old one.
+    pub overlap: bool,
+}
+
+/// One `--listen` socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// Its entry in LISTEN_FDNAMES.
+    pub name: String,
+    pub address: ListenAddress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddress::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddress::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// When a freshly started server counts as ready to take over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// As soon as it is spawned.
+    Spawned,
+    /// When it sends `READY=1` to the `NOTIFY_SOCKET` reload gives it (sd_notify).
+    Notify,
+    /// When this URL answers with any HTTP response.
+    Http(HttpProbe),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProbe {
+    /// `host:port`, as given (a name is resolved at each attempt).
+    pub authority: String,
+    pub host: String,
+    pub path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +297,37 @@ fn resolve_with(
         (None, None) => Duration::from_secs(5),
     };
 
+    let listeners = match (&args.listen, &file.run.listen) {
+        (cli, _) if !cli.is_empty() => cli
+            .iter()
+            .map(|text| parse_listen(text, &root).map_err(|e| usage(format!("--listen: {e}"))))
+            .collect::<Result<Vec<_>>>()?,
+        (_, Some(list)) => list
+            .get_ref()
+            .iter()
+            .map(|text| {
+                parse_listen(text, &root)
+                    .map_err(|e| file_error(list.span(), format!("[run] listen: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    let readiness = match (&args.ready, &file.run.ready) {
+        (Some(text), _) => parse_readiness(text).map_err(|e| usage(format!("--ready: {e}")))?,
+        (None, Some(text)) => parse_readiness(text.get_ref())
+            .map_err(|e| file_error(text.span(), format!("[run] ready: {e}")))?,
+        (None, None) => Readiness::Spawned,
+    };
+    let ready_timeout = match (&args.ready_timeout, &file.run.ready_timeout) {
+        (Some(text), _) => {
+            parse_duration(text).map_err(|e| usage(format!("--ready-timeout: {e}")))?
+        }
+        (None, Some(text)) => parse_duration(text.get_ref())
+            .map_err(|e| file_error(text.span(), format!("[run] ready_timeout: {e}")))?,
+        (None, None) => Duration::from_secs(30),
+    };
+    let overlap = args.overlap || file.run.overlap.unwrap_or(false);
+
     let explicit_program = if args.program.is_empty() {
         file.run.cmd.map(|cmd| match cmd.into_inner() {
             RunCmd::Argv(argv) => Program::Argv(argv),
@@ -314,6 +393,10 @@ fn resolve_with(
         env: file.run.env.unwrap_or_default(),
         stop_signal,
         stop_timeout,
+        listeners,
+        readiness,
+        ready_timeout,
+        overlap,
     });
 
     Ok(Config {
@@ -392,6 +475,88 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
 
+/// `3000`, `127.0.0.1:3000`, `[::1]:3000`, `localhost:3000`, `unix:/path.sock`, each optionally
+/// named: `web=3000`. A relative unix path is taken from the project root.
+pub fn parse_listen(text: &str, root: &Path) -> Result<ListenSpec, String> {
+    let text = text.trim();
+    let (name, address) = match text.split_once('=') {
+        Some((name, address)) => (Some(name.trim()), address.trim()),
+        None => (None, text),
+    };
+    let invalid = || {
+        format!(
+            "`{address}` is not a listen address; use 3000, 127.0.0.1:3000, [::1]:3000 or \
+             unix:/path/to.sock"
+        )
+    };
+    let parsed = if let Some(path) = address.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(invalid());
+        }
+        ListenAddress::Unix(root.join(path))
+    } else if let Ok(port) = address.parse::<u16>() {
+        ListenAddress::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    } else if let Some(port) = address.strip_prefix("localhost:") {
+        let port = port.parse::<u16>().map_err(|_| invalid())?;
+        ListenAddress::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    } else {
+        ListenAddress::Tcp(address.parse().map_err(|_| invalid())?)
+    };
+    // LISTEN_FDNAMES is colon-separated, so a name cannot hold one.
+    let name = match name {
+        Some("") => return Err(format!("`{text}` has an empty name before `=`")),
+        Some(name) if name.contains(':') => {
+            return Err(format!("the socket name `{name}` cannot contain `:`"));
+        }
+        Some(name) => name.to_owned(),
+        None => address.replace(':', "_"),
+    };
+    Ok(ListenSpec {
+        name,
+        address: parsed,
+    })
+}
+
+/// `none`, `notify` or `http://host:port/path`.
+pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
+    let text = text.trim();
+    match text {
+        "none" | "" => return Ok(Readiness::Spawned),
+        "notify" => return Ok(Readiness::Notify),
+        _ => {}
+    }
+    let Some(rest) = text.strip_prefix("http://") else {
+        if text.starts_with("https://") {
+            return Err(format!(
+                "`{text}`: https is not supported for readiness; point it at a plain http:// port"
+            ));
+        }
+        return Err(format!(
+            "`{text}` is not a readiness mode; use none, notify or http://host:port/path"
+        ));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| format!("`{text}` has an invalid port"))?,
+        ),
+        _ => (authority, 80),
+    };
+    if host.is_empty() {
+        return Err(format!("`{text}` has no host"));
+    }
+    Ok(Readiness::Http(HttpProbe {
+        authority: format!("{host}:{port}"),
+        host: host.trim_matches(['[', ']']).to_owned(),
+        path: path.to_owned(),
+    }))
+}
+
 /// `SIGTERM`, `TERM`, `term` or `15`.
 pub fn parse_signal(text: &str) -> Result<Signal, String> {
     let text = text.trim();
@@ -435,6 +600,51 @@ mod tests {
         assert_eq!(parse_signal("int"), Ok(Signal::SIGINT));
         assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
         assert!(parse_signal("SIGFOO").unwrap_err().contains("SIGFOO"));
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let root = Path::new("/project");
+        let spec = parse_listen("3000", root).unwrap();
+        assert_eq!(spec.address.to_string(), "127.0.0.1:3000");
+        assert_eq!(spec.name, "3000");
+        let spec = parse_listen("[::1]:8080", root).unwrap();
+        assert_eq!(spec.address.to_string(), "[::1]:8080");
+        let spec = parse_listen("web=0.0.0.0:80", root).unwrap();
+        assert_eq!(
+            (spec.name.as_str(), spec.address.to_string()),
+            ("web", "0.0.0.0:80".into())
+        );
+        let spec = parse_listen("unix:run/app.sock", root).unwrap();
+        assert_eq!(
+            spec.address,
+            ListenAddress::Unix("/project/run/app.sock".into())
+        );
+        assert!(
+            parse_listen("300000", root)
+                .unwrap_err()
+                .contains("not a listen address")
+        );
+        assert!(parse_listen("a:b=3000", root).is_err());
+    }
+
+    #[test]
+    fn readiness_modes() {
+        assert_eq!(parse_readiness("none"), Ok(Readiness::Spawned));
+        assert_eq!(parse_readiness("notify"), Ok(Readiness::Notify));
+        let Ok(Readiness::Http(probe)) = parse_readiness("http://127.0.0.1:3000/health") else {
+            panic!("an http probe")
+        };
+        assert_eq!(
+            (probe.authority.as_str(), probe.path.as_str()),
+            ("127.0.0.1:3000", "/health")
+        );
+        let Ok(Readiness::Http(probe)) = parse_readiness("http://[::1]:8080") else {
+            panic!()
+        };
+        assert_eq!((probe.host.as_str(), probe.path.as_str()), ("::1", "/"));
+        assert!(parse_readiness("https://x").unwrap_err().contains("https"));
+        assert!(parse_readiness("tcp://x:1").is_err());
     }
 
     #[test]

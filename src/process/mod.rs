@@ -13,6 +13,7 @@
 pub mod guard;
 
 use std::io;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -50,10 +51,38 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Spawn `command` as the leader of a new process group that dies with reload.
-pub fn spawn_group(command: &mut Command) -> io::Result<(Child, ProcessGroup)> {
+/// The first file descriptor of the socket-activation protocol (after stdin, stdout, stderr).
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// Spawn `command` as the leader of a new process group that dies with reload. `inherit` are
+/// placed at fds 3, 4, ... in the child, without close-on-exec; they must all be numbered above
+/// `3 + inherit.len()` so that placing one never overwrites another (see `supervise::listen`).
+pub fn spawn_group(command: &mut Command, inherit: &[RawFd]) -> io::Result<(Child, ProcessGroup)> {
     command.process_group(0).kill_on_drop(true);
     set_parent_death_signal(command);
+    if !inherit.is_empty() {
+        let top = LISTEN_FDS_START + RawFd::try_from(inherit.len()).map_err(io::Error::other)?;
+        if inherit.iter().any(|fd| *fd < top) {
+            return Err(io::Error::other(
+                "inherited descriptors overlap their targets",
+            ));
+        }
+        let inherit = inherit.to_vec();
+        // SAFETY: runs in the forked child before exec: only dup2, an async-signal-safe syscall,
+        // over a Vec allocated before the fork and only read here. dup2 leaves the new
+        // descriptor without FD_CLOEXEC, which is exactly what the server must inherit; the
+        // sources stay close-on-exec, so each socket arrives exactly once.
+        unsafe {
+            command.pre_exec(move || {
+                for (target, source) in (LISTEN_FDS_START..).zip(&inherit) {
+                    if nix::libc::dup2(*source, target) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
     let child = command.spawn()?;
     let pid = child
         .id()
@@ -89,6 +118,37 @@ fn set_parent_death_signal(command: &mut Command) {
 /// macOS has no parent-death signal; the guardian alone covers reload's sudden death there.
 #[cfg(not(target_os = "linux"))]
 fn set_parent_death_signal(_command: &mut Command) {}
+
+/// A close-on-exec duplicate of `fd` numbered at least `floor`.
+pub fn duplicate_above(fd: &impl AsFd, floor: RawFd) -> io::Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(floor))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// The hidden argument that makes the reload binary a one-step shim for socket activation.
+pub const EXEC_ARG: &str = "__exec";
+
+/// `reload __exec PROGRAM ARGS...`: set `LISTEN_PID` to our own pid, then exec PROGRAM, which
+/// keeps the pid. The socket-activation protocol requires LISTEN_PID to be the server's pid
+/// (go-systemd and libsystemd ignore the sockets otherwise), and no parent can know a child's
+/// pid before it exists, nor set an environment variable between fork and exec safely.
+pub fn exec_shim(mut args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
+    use std::os::unix::process::CommandExt;
+    let Some(program) = args.next() else {
+        eprintln!("reload {EXEC_ARG}: no program given");
+        return 2;
+    };
+    let err = std::process::Command::new(&program)
+        .args(args)
+        .env("LISTEN_PID", std::process::id().to_string())
+        .exec();
+    eprintln!(
+        "reload: cannot run `{}`: {err}",
+        std::path::Path::new(&program).display()
+    );
+    127
+}
 
 /// Describe how a process ended, as users read it: "exit 101", "SIGKILL".
 pub fn describe_exit(status: std::process::ExitStatus) -> String {

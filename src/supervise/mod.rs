@@ -1,8 +1,16 @@
-//! The supervise stage: owns the running server. Starts it in its own process group, stops it
-//! gracefully (stop signal to the group, the stop timeout, then SIGKILL to the group), and reports
-//! when it exits on its own. Only this module and `build` (for its own builds) send signals.
+//! The supervise stage: owns the running server. Starts it in its own process group with the
+//! held listening sockets and a readiness check, stops it gracefully (stop signal to the group,
+//! the stop timeout, then SIGKILL to the group), and reports when it exits on its own.
+//!
+//! A restart is stop-then-start, or with `overlap` start-then-stop: the new server starts beside
+//! the old one (both on the same inherited sockets) and the old one is only stopped once the new
+//! one is ready. A new server that exits or misses the ready timeout never replaces the old one.
+//! Only this module and `build` (for its own builds) send signals.
 
-use std::ffi::OsStr;
+mod listen;
+mod ready;
+
+use std::ffi::{OsStr, OsString};
 use std::io::IsTerminal;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -15,9 +23,20 @@ use nix::sys::signal::Signal;
 use tokio::process::Command;
 use tokio::sync::{Notify, oneshot};
 
-use crate::config::{Program, RunConfig};
+use crate::config::{Program, Readiness, RunConfig};
 use crate::process::{self, ProcessGroup};
 use crate::status;
+use listen::Listener;
+use ready::NotifySocket;
+
+/// Environment variables of the socket-activation and notify protocols. Stale values in reload's
+/// own environment must never reach a server.
+const PROTOCOL_VARIABLES: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
 
 /// How the server ended when nobody asked it to.
 #[derive(Debug)]
@@ -29,23 +48,36 @@ pub struct ChildExit {
 impl ChildExit {
     /// "exited with 3", "killed by SIGSEGV".
     pub fn describe(&self) -> String {
-        match self.status {
-            Some(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => format!("exited with {code}"),
-                (None, Some(_)) => format!("killed by {}", process::describe_exit(status)),
-                (None, None) => "ended".to_owned(),
-            },
-            None => "was lost track of".to_owned(),
-        }
+        describe_status(self.status)
     }
 }
 
-/// The result of a restart: which pid was replaced by which, and how long the swap took.
+fn describe_status(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with {code}"),
+            (None, Some(_)) => format!("killed by {}", process::describe_exit(status)),
+            (None, None) => "ended".to_owned(),
+        },
+        None => "was lost track of".to_owned(),
+    }
+}
+
+/// The result of a restart: which pid was replaced by which, and when the new one was ready.
 #[derive(Debug)]
 pub struct Swap {
     pub old: Option<u32>,
     pub new: u32,
+    /// From the call to `restart` to the new server's readiness.
     pub elapsed: Duration,
+}
+
+/// Signals from the user that cut waits short: the first Ctrl-C stops waiting for a new server
+/// to become ready; the second stops waiting for an old one to exit gracefully.
+#[derive(Debug, Default)]
+pub struct Interrupts {
+    pub stop_waiting: Notify,
+    pub kill_now: Notify,
 }
 
 #[derive(Debug)]
@@ -53,24 +85,47 @@ struct RunningChild {
     pid: u32,
     group: ProcessGroup,
     exit: oneshot::Receiver<Option<ExitStatus>>,
+    /// Lives as long as the server, so it can report again after a reload of its own.
+    notify: Option<NotifySocket>,
+}
+
+/// A program resolved to a path, checked before any server is touched.
+struct Invocation {
+    program: PathBuf,
+    args: Vec<OsString>,
 }
 
 pub struct Supervisor {
     config: RunConfig,
     root: PathBuf,
+    listeners: Vec<Listener>,
     child: Option<RunningChild>,
-    /// Notified on a second Ctrl-C: stop waiting for a graceful exit.
-    hurry: Arc<Notify>,
+    interrupts: Arc<Interrupts>,
 }
 
 impl Supervisor {
-    pub fn new(config: RunConfig, root: PathBuf, hurry: Arc<Notify>) -> Self {
-        Supervisor {
+    /// Binds the listening sockets now: a port in use is a startup error.
+    pub fn new(config: RunConfig, root: PathBuf, interrupts: Arc<Interrupts>) -> Result<Self> {
+        let listeners = listen::bind_all(&config.listeners)?;
+        Ok(Supervisor {
             config,
             root,
+            listeners,
             child: None,
-            hurry,
-        }
+            interrupts,
+        })
+    }
+
+    /// "listening on 127.0.0.1:3000, unix:/run/app.sock", or nothing without sockets.
+    pub fn describe_listeners(&self) -> Option<String> {
+        (!self.listeners.is_empty()).then(|| {
+            let addresses: Vec<String> = self
+                .listeners
+                .iter()
+                .map(|l| l.spec.address.to_string())
+                .collect();
+            format!("listening on {}", addresses.join(", "))
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -95,12 +150,38 @@ impl Supervisor {
     /// is touched: a missing binary leaves the old one serving.
     pub async fn restart(&mut self, executable: Option<&Path>) -> Result<Swap> {
         let started = Instant::now();
-        let mut command = self.command(executable)?;
+        let invocation = self.invocation(executable)?;
+        if self.config.overlap && self.child.is_some() {
+            let mut new = self.spawn(&invocation)?;
+            if let Err(why) = self.wait_ready(&mut new).await {
+                let old = self.pid().unwrap_or_default();
+                let pid = new.pid;
+                discard(new).await;
+                return Err(anyhow!(
+                    "new app (pid {pid}) {why}; pid {old} keeps serving"
+                ));
+            }
+            let old = self.stop().await;
+            let new_pid = new.pid;
+            self.child = Some(new);
+            return Ok(Swap {
+                old,
+                new: new_pid,
+                elapsed: started.elapsed(),
+            });
+        }
         let old = self.stop().await;
-        let new = self.spawn(&mut command)?;
+        let mut new = self.spawn(&invocation)?;
+        if let Err(why) = self.wait_ready(&mut new).await {
+            let pid = new.pid;
+            discard(new).await;
+            return Err(anyhow!("app (pid {pid}) {why}"));
+        }
+        let new_pid = new.pid;
+        self.child = Some(new);
         Ok(Swap {
             old,
-            new,
+            new: new_pid,
             elapsed: started.elapsed(),
         })
     }
@@ -112,7 +193,7 @@ impl Supervisor {
         child.group.signal(self.config.stop_signal);
         let graceful = tokio::select! {
             exited = tokio::time::timeout(self.config.stop_timeout, &mut child.exit) => exited.is_ok(),
-            () = self.hurry.notified() => false,
+            () = self.interrupts.kill_now.notified() => false,
         };
         if !graceful {
             status::info(&format!(
@@ -128,51 +209,110 @@ impl Supervisor {
         // `child.group` drops here: SIGKILL to whatever is still in the group.
     }
 
-    fn spawn(&mut self, command: &mut Command) -> Result<u32> {
-        let (mut child, group) =
-            process::spawn_group(command).map_err(|err| anyhow!("cannot start the app: {err}"))?;
+    /// Wait until `child` is ready, it exits, the ready timeout passes, or the user interrupts.
+    async fn wait_ready(&self, child: &mut RunningChild) -> Result<(), String> {
+        let pgid = child.group.id();
+        let probe = async {
+            match (&self.config.readiness, &child.notify) {
+                (Readiness::Spawned, _) => Ok(()),
+                (Readiness::Notify, Some(socket)) => {
+                    socket.ready(pgid).await.map_err(|e| e.to_string())
+                }
+                (Readiness::Notify, None) => Err("has no notify socket".to_owned()),
+                (Readiness::Http(probe), _) => {
+                    ready::http(probe).await;
+                    Ok(())
+                }
+            }
+        };
+        let timeout = self.config.ready_timeout;
+        tokio::select! {
+            ready = probe => ready,
+            status = &mut child.exit => Err(format!("{} before it was ready", describe_status(status.ok().flatten()))),
+            () = tokio::time::sleep(timeout) => Err(format!("was not ready within {}", status::duration(timeout))),
+            () = self.interrupts.stop_waiting.notified() => Err("was interrupted before it was ready".to_owned()),
+        }
+    }
+
+    fn spawn(&self, invocation: &Invocation) -> Result<RunningChild> {
+        let mut command = if self.listeners.is_empty() {
+            Command::new(&invocation.program)
+        } else {
+            let mut shim = Command::new(std::env::current_exe()?);
+            shim.arg(process::EXEC_ARG).arg(&invocation.program);
+            shim
+        };
+        command.args(&invocation.args).current_dir(&self.root);
+        for variable in PROTOCOL_VARIABLES {
+            command.env_remove(variable);
+        }
+        command.env("RELOAD", "1").envs(&self.config.env);
+        if !self.listeners.is_empty() {
+            let names: Vec<&str> = self
+                .listeners
+                .iter()
+                .map(|l| l.spec.name.as_str())
+                .collect();
+            command.env("LISTEN_FDS", self.listeners.len().to_string());
+            command.env("LISTEN_FDNAMES", names.join(":"));
+        }
+        let notify = match self.config.readiness {
+            Readiness::Notify => Some(NotifySocket::create()?),
+            _ => None,
+        };
+        if let Some(socket) = &notify {
+            command.env("NOTIFY_SOCKET", socket.path());
+        }
+        // A server in a background process group that reads the terminal would be stopped by
+        // SIGTTIN; with a terminal, the keyboard belongs to reload.
+        if std::io::stdin().is_terminal() {
+            command.stdin(Stdio::null());
+        }
+        let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
+        let (mut child, group) = process::spawn_group(&mut command, &fds)
+            .map_err(|err| anyhow!("cannot start `{}`: {err}", invocation.program.display()))?;
         let pid = child.id().unwrap_or_default();
         let (tx, exit) = oneshot::channel();
         tokio::spawn(async move {
             let _ = tx.send(child.wait().await.ok());
         });
-        self.child = Some(RunningChild { pid, group, exit });
-        Ok(pid)
+        Ok(RunningChild {
+            pid,
+            group,
+            exit,
+            notify,
+        })
     }
 
-    fn command(&self, executable: Option<&Path>) -> Result<Command> {
-        let mut command = match &self.config.program {
-            Program::Argv(argv) => {
-                let program = find_program(&argv[0], &self.root)?;
-                let mut command = Command::new(program);
-                command.args(&argv[1..]);
-                command
-            }
-            Program::Shell(line) => {
-                let mut command = Command::new("sh");
-                command.arg("-c").arg(line);
-                command
-            }
+    fn invocation(&self, executable: Option<&Path>) -> Result<Invocation> {
+        match &self.config.program {
+            Program::Argv(argv) => Ok(Invocation {
+                program: find_program(&argv[0], &self.root)?,
+                args: argv[1..].iter().map(OsString::from).collect(),
+            }),
+            Program::Shell(line) => Ok(Invocation {
+                program: find_program("sh", &self.root)?,
+                args: vec!["-c".into(), line.into()],
+            }),
             Program::CargoArtifact => {
                 let path = executable.ok_or_else(|| {
                     anyhow!(
                         "cargo reported no executable for this build; pass the server after `--`"
                     )
                 })?;
-                Command::new(find_program(path.as_os_str(), &self.root)?)
+                Ok(Invocation {
+                    program: find_program(path.as_os_str(), &self.root)?,
+                    args: vec![],
+                })
             }
-        };
-        command
-            .current_dir(&self.root)
-            .env("RELOAD", "1")
-            .envs(&self.config.env);
-        // A server in a background process group that reads the terminal would be stopped by
-        // SIGTTIN; with a terminal, the keyboard belongs to reload.
-        if std::io::stdin().is_terminal() {
-            command.stdin(Stdio::null());
         }
-        Ok(command)
     }
+}
+
+/// Kill a server that will not be used and wait until it is reaped.
+async fn discard(mut child: RunningChild) {
+    child.group.signal(Signal::SIGKILL);
+    let _ = (&mut child.exit).await;
 }
 
 /// Resolve a program the way exec would, so that "no such file" is our clear message and not a

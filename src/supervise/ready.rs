@@ -1,0 +1,199 @@
+//! Readiness: when a freshly started server can take over. `notify` gives each server its own
+//! NOTIFY_SOCKET (the sd_notify protocol) and waits for `READY=1` from that server; `http` waits
+//! for any HTTP response from a URL.
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use nix::sys::socket::{MsgFlags, recvmsg};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::HttpProbe;
+use crate::status;
+
+/// A unix datagram socket one server reports its state to. The file is removed on drop.
+#[derive(Debug)]
+pub(crate) struct NotifySocket {
+    path: PathBuf,
+    socket: tokio::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    pub(crate) fn create() -> Result<Self> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("reload-{}-{n}.notify", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let socket = std::os::unix::net::UnixDatagram::bind(&path)
+            .with_context(|| format!("cannot create the notify socket `{}`", path.display()))?;
+        // From here on the file is ours to remove, whatever fails next.
+        let cleanup = RemoveOnDrop(path);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)
+            .context("cannot ask for sender credentials on the notify socket")?;
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UnixDatagram::from_std(socket)?;
+        Ok(NotifySocket {
+            path: cleanup.disarm(),
+            socket,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Wait for `READY=1` from a process of the server's group (`pgid`). Messages from other
+    /// processes and malformed ones are reported and skipped.
+    pub(crate) async fn ready(&self, pgid: i32) -> Result<()> {
+        let mut buffer = vec![0u8; 4096];
+        loop {
+            self.socket.readable().await?;
+            let received = self.socket.try_io(tokio::io::Interest::READABLE, || {
+                receive(self.socket.as_raw_fd(), &mut buffer)
+            });
+            let (length, sender) = match received {
+                Ok(received) => received,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Err(err.into()),
+            };
+            if let Some(sender) = sender
+                && sender != pgid
+                && nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(sender)))
+                    .map_or(true, |group| group.as_raw() != pgid)
+            {
+                status::error(&format!(
+                    "ignored a notify message from pid {sender}, which is not the new app"
+                ));
+                continue;
+            }
+            match parse(&buffer[..length]) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(bad) => status::error(&format!(
+                    "the app sent a malformed notify message ({bad}); expected lines like READY=1"
+                )),
+            }
+        }
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl RemoveOnDrop {
+    fn disarm(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One datagram: its length and, where the OS tells, the sender's pid.
+fn receive(fd: RawFd, buffer: &mut [u8]) -> std::io::Result<(usize, Option<i32>)> {
+    let mut iov = [IoSliceMut::new(buffer)];
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+        let message = recvmsg::<()>(fd, &mut iov, Some(&mut space), MsgFlags::empty())?;
+        let sender = message.cmsgs()?.find_map(|cmsg| match cmsg {
+            nix::sys::socket::ControlMessageOwned::ScmCredentials(credentials) => {
+                Some(credentials.pid())
+            }
+            _ => None,
+        });
+        Ok((message.bytes, sender))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let message = recvmsg::<()>(fd, &mut iov, None, MsgFlags::empty())?;
+        Ok((message.bytes, None))
+    }
+}
+
+/// sd_notify messages are newline-separated `KEY=VALUE` lines. `Ok(true)` when one is READY=1.
+fn parse(message: &[u8]) -> Result<bool, String> {
+    let text = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_owned())?;
+    let mut ready = false;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        match line.split_once('=') {
+            Some(("READY", "1")) => ready = true,
+            Some((key, _))
+                if !key.is_empty() && key.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') => {}
+            _ => return Err(format!("`{}`", line.chars().take(60).collect::<String>())),
+        }
+    }
+    Ok(ready)
+}
+
+/// Poll `probe` until it answers with any HTTP response. A bare TCP connect proves nothing: with
+/// an inherited socket the kernel accepts connections before the server does.
+pub(crate) async fn http(probe: &HttpProbe) {
+    loop {
+        if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(2), answers(probe)).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn answers(probe: &HttpProbe) -> std::io::Result<bool> {
+    let mut stream = tokio::net::TcpStream::connect(&probe.authority).await?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: reload\r\nConnection: close\r\n\r\n",
+        probe.path, probe.authority
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).await?;
+    Ok(&head == b"HTTP/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_messages() {
+        assert_eq!(parse(b"READY=1"), Ok(true));
+        assert_eq!(parse(b"STATUS=warming up\nREADY=1\n"), Ok(true));
+        assert_eq!(parse(b"STATUS=warming up"), Ok(false));
+        assert!(parse(b"hello there").is_err());
+        assert!(parse(&[0xff, 0xfe]).is_err());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn ready_comes_from_a_datagram() {
+        let socket = NotifySocket::create().unwrap();
+        let path = socket.path().to_owned();
+        let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        sender.send_to(b"garbage", &path).unwrap();
+        sender.send_to(b"READY=1", &path).unwrap();
+        let own_group = nix::unistd::getpgrp().as_raw();
+        tokio::time::timeout(Duration::from_secs(30), socket.ready(own_group))
+            .await
+            .expect("READY=1 seen")
+            .unwrap();
+        drop(socket);
+        assert!(!path.exists(), "the socket file is removed");
+    }
+}
