@@ -102,7 +102,12 @@ fn stopped_by(project: &Project, pid: i32) -> Option<String> {
 #[track_caller]
 fn only_grandchild(session: &Session, project: &Project) -> i32 {
     let pids = project.scratch_pids("grandchildren");
-    assert_eq!(pids.len(), 1, "expected one background grandchild{}", session.context());
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected one background grandchild{}",
+        session.context()
+    );
     session.track(pids[0]);
     pids[0]
 }
@@ -122,7 +127,10 @@ fn a_change_rebuilds_and_restarts_the_app_with_reload_and_run_env() {
     let second = session.wait_for_start("v2");
 
     assert_ne!(second.pid, first.pid);
-    assert!(!alive(first.pid), "the old app is stopped before the new one starts");
+    assert!(
+        !alive(first.pid),
+        "the old app is stopped before the new one starts"
+    );
     assert_eq!(
         stopped_by(&project, first.pid).as_deref(),
         Some("TERM"),
@@ -148,7 +156,11 @@ fn a_failing_build_keeps_the_old_app_running_until_a_fix() {
         "the build's own output is shown{}",
         session.context()
     );
-    assert!(alive(first.pid), "the old app keeps serving{}", session.context());
+    assert!(
+        alive(first.pid),
+        "the old app keeps serving{}",
+        session.context()
+    );
     assert_eq!(versions(&project.starts()), ["v1"]);
 
     project.write("src/version.txt", "v3\n");
@@ -163,8 +175,16 @@ fn a_failing_first_build_starts_nothing_and_waits_for_a_fix() {
     let project = served(APP).file("src/version.txt", "v1-FAIL\n");
     let session = project.start(&[]);
     session.wait_for_stderr("build failed");
-    assert!(session.stderr().contains("error: v1-FAIL does not compile"), "{}", session.context());
-    assert!(session.exit_status().is_none(), "reload keeps watching{}", session.context());
+    assert!(
+        session.stderr().contains("error: v1-FAIL does not compile"),
+        "{}",
+        session.context()
+    );
+    assert!(
+        session.exit_status().is_none(),
+        "reload keeps watching{}",
+        session.context()
+    );
     assert!(project.starts().is_empty());
 
     project.write("src/version.txt", "v2\n");
@@ -184,7 +204,11 @@ fn edits_during_a_build_cancel_it_and_only_the_newest_version_runs() {
         project.scratch_pids("build-sleeps").first().copied()
     });
     session.track(hung);
-    assert!(alive(first.pid), "the old app keeps serving during a build{}", session.context());
+    assert!(
+        alive(first.pid),
+        "the old app keeps serving during a build{}",
+        session.context()
+    );
 
     // ...is cancelled, process group and all, by the next edit; and so is the next one.
     project.write("src/version.txt", "v3-HANG\n");
@@ -193,16 +217,25 @@ fn edits_during_a_build_cancel_it_and_only_the_newest_version_runs() {
     });
     session.track(hung_again);
     session.wait_dead("the cancelled v2 build's background sleep", hung);
-    assert!(alive(first.pid), "the old app keeps serving during a build{}", session.context());
+    assert!(
+        alive(first.pid),
+        "the old app keeps serving during a build{}",
+        session.context()
+    );
 
     project.write("src/version.txt", "v4\n");
     session.wait_for_start("v4");
     session.wait_dead("the cancelled v3 build's background sleep", hung_again);
 
-    assert_eq!(versions(&project.starts()), ["v1", "v4"], "no cancelled build ever ran");
+    assert_eq!(
+        versions(&project.starts()),
+        ["v1", "v4"],
+        "no cancelled build ever ran"
+    );
     let log = project.scratch_lines("builds.log");
     assert!(
-        !log.iter().any(|line| line.starts_with("end ") && line.contains("HANG")),
+        !log.iter()
+            .any(|line| line.starts_with("end ") && line.contains("HANG")),
         "a cancelled build never finished{}",
         session.context()
     );
@@ -225,11 +258,22 @@ fn an_app_ignoring_sigterm_is_killed_after_the_stop_timeout_and_replaced() {
         session.context()
     );
     assert_ne!(second.pid, first.pid);
-    assert!(!alive(first.pid), "the old app is gone before the new one starts");
-    session.wait_dead("the old app's background grandchild (which ignores SIGTERM too)", grandchild);
+    assert!(
+        !alive(first.pid),
+        "the old app is gone before the new one starts"
+    );
+    session.wait_dead(
+        "the old app's background grandchild (which ignores SIGTERM too)",
+        grandchild,
+    );
 
     session.signal(Signal::SIGTERM);
-    assert_eq!(session.wait_exit().code(), Some(143), "{}", session.context());
+    assert_eq!(
+        session.wait_exit().code(),
+        Some(143),
+        "{}",
+        session.context()
+    );
     session.wait_no_processes();
 }
 
@@ -244,7 +288,12 @@ fn the_stop_signal_is_configurable() {
 
     project.write("src/version.txt", "v2\n");
     session.wait_for_start("v2");
-    assert_eq!(stopped_by(&project, first.pid).as_deref(), Some("INT"), "{}", session.context());
+    assert_eq!(
+        stopped_by(&project, first.pid).as_deref(),
+        Some("INT"),
+        "{}",
+        session.context()
+    );
     session.wait_dead("the old app's background grandchild", grandchild);
 }
 
@@ -262,9 +311,11 @@ fn a_burst_of_a_thousand_writes_gives_exactly_one_build() {
     }
 
     session.wait_for_start("burst999");
-    session.assert_holds_for(Duration::from_secs(1), "no further build or restart", || {
-        builds(&project).len() == 2 && project.starts().len() == 2
-    });
+    session.assert_holds_for(
+        Duration::from_secs(1),
+        "no further build or restart",
+        || builds(&project).len() == 2 && project.starts().len() == 2,
+    );
     assert_eq!(builds(&project), ["v1", "burst999"]);
     assert_eq!(versions(&project.starts()), ["v1", "burst999"]);
 }
@@ -273,7 +324,10 @@ fn a_burst_of_a_thousand_writes_gives_exactly_one_build() {
 fn ignored_paths_and_editor_temporaries_do_not_trigger_a_build() {
     let project = Project::new()
         // A Cargo-looking root, so that target/ is ignored.
-        .file("Cargo.toml", "[package]\nname = \"looks-like-cargo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")
+        .file(
+            "Cargo.toml",
+            "[package]\nname = \"looks-like-cargo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        )
         .file("src/main.rs", "fn main() {}\n")
         .file(".git/HEAD", "ref: refs/heads/main\n")
         .file(".gitignore", "/build/\ngenerated/\n*.log\n")
@@ -287,16 +341,16 @@ fn ignored_paths_and_editor_temporaries_do_not_trigger_a_build() {
     session.wait_for_start("v1");
 
     for path in [
-        "generated/out.txt",   // a .gitignore'd directory
-        "server.log",          // a .gitignore glob
-        "src/trace.log",       // ... at any depth
-        "notes.txt",           // .ignore
-        "logs/today.txt",      // --ignore logs
-        "sub/logs/old.txt",    // ... at any depth
-        "target/debug/app",    // the Cargo target directory
-        ".git/index",          // git's own files
+        "generated/out.txt", // a .gitignore'd directory
+        "server.log",        // a .gitignore glob
+        "src/trace.log",     // ... at any depth
+        "notes.txt",         // .ignore
+        "logs/today.txt",    // --ignore logs
+        "sub/logs/old.txt",  // ... at any depth
+        "target/debug/app",  // the Cargo target directory
+        ".git/index",        // git's own files
         ".git/objects/ab/cdef",
-        "src/main.rs.swp",     // editor temporaries
+        "src/main.rs.swp", // editor temporaries
         "src/.main.rs.swx",
         "src/4913",
         "src/main.rs~",
@@ -342,10 +396,16 @@ fn an_app_exiting_by_itself_is_reported_and_started_again_on_the_next_change() {
     let session = project.start(&[]);
     session.wait_for_start("v1");
     session.wait_for_stderr("exited with 3");
-    session.assert_holds_for(Duration::from_secs(1), "no restart without a change", || {
-        project.starts().len() == 1
-    });
-    assert!(session.exit_status().is_none(), "reload keeps watching{}", session.context());
+    session.assert_holds_for(
+        Duration::from_secs(1),
+        "no restart without a change",
+        || project.starts().len() == 1,
+    );
+    assert!(
+        session.exit_status().is_none(),
+        "reload keeps watching{}",
+        session.context()
+    );
 
     project.write("src/version.txt", "v2\n");
     session.wait_for_start("v2");
@@ -383,7 +443,12 @@ fn assert_signal_stops_everything(signal: Signal, exit_code: i32) {
     session.signal(signal);
     let status = session.wait_exit();
 
-    assert_eq!(status.code(), Some(exit_code), "{signal} gives exit code {exit_code}{}", session.context());
+    assert_eq!(
+        status.code(),
+        Some(exit_code),
+        "{signal} gives exit code {exit_code}{}",
+        session.context()
+    );
     assert_eq!(
         stopped_by(&project, app.pid).as_deref(),
         Some("TERM"),
@@ -423,7 +488,12 @@ fn sigterm_during_a_build_kills_the_build_too() {
     session.track(hung);
 
     session.signal(Signal::SIGTERM);
-    assert_eq!(session.wait_exit().code(), Some(143), "{}", session.context());
+    assert_eq!(
+        session.wait_exit().code(),
+        Some(143),
+        "{}",
+        session.context()
+    );
     session.wait_dead("the build's background sleep", hung);
     session.wait_dead("the app", app.pid);
     session.wait_no_processes();
@@ -461,7 +531,9 @@ fn assert_nothing_started(project: &Project) {
 #[test]
 fn a_toml_syntax_error_names_the_file_line_and_column() {
     let project = served(APP).config("[watch]\npaths = [\"src\"]\ndebounce = 50ms\n");
-    project.run_to_exit(&[]).assert_fails_with(2, &["reload.toml:3:"]);
+    project
+        .run_to_exit(&[])
+        .assert_fails_with(2, &["reload.toml:3:"]);
     assert_nothing_started(&project);
 }
 
@@ -501,14 +573,18 @@ fn a_duration_without_a_unit_is_refused() {
     assert_nothing_started(&project);
 
     let project = served(APP).config(&format!("{CONFIG}stop_timeout = \"5\"\n"));
-    project.run_to_exit(&[]).assert_fails_with(2, &["reload.toml:", "unit"]);
+    project
+        .run_to_exit(&[])
+        .assert_fails_with(2, &["reload.toml:", "unit"]);
     assert_nothing_started(&project);
 }
 
 #[test]
 fn nothing_to_run_and_no_config_points_to_reload_init() {
     let project = Project::new().file("README", "not a project\n");
-    project.run_to_exit(&[]).assert_fails_with(2, &["reload init"]);
+    project
+        .run_to_exit(&[])
+        .assert_fails_with(2, &["reload init"]);
     project.wait_no_processes();
 }
 
@@ -520,7 +596,11 @@ fn a_missing_run_binary_is_reported_and_reload_keeps_watching() {
     let session = project.start(&[]);
     session.wait_for_stderr("bin/server");
     assert_eq!(builds(&project), ["v1"], "the build ran");
-    assert!(session.exit_status().is_none(), "reload keeps watching{}", session.context());
+    assert!(
+        session.exit_status().is_none(),
+        "reload keeps watching{}",
+        session.context()
+    );
 
     project.write_executable("bin/server", APP);
     project.write("src/version.txt", "v2\n");
@@ -567,9 +647,16 @@ fn a_plain_cargo_server_is_built_served_and_reloaded_with_no_configuration() {
         )
         .file("src/main.rs", SERVER);
     let port_file = project.scratch("port");
-    let session = project.start_with_env(&[], &[("PORT_FILE", port_file.to_str().expect("utf-8 path"))]);
+    let session = project.start_with_env(
+        &[],
+        &[("PORT_FILE", port_file.to_str().expect("utf-8 path"))],
+    );
     let body = || {
-        let port = std::fs::read_to_string(&port_file).ok()?.trim().parse().ok()?;
+        let port = std::fs::read_to_string(&port_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         http_get(port)
     };
 
@@ -578,7 +665,9 @@ fn a_plain_cargo_server_is_built_served_and_reloaded_with_no_configuration() {
     });
 
     project.write("src/main.rs", &SERVER.replace("hello v1", "hello v2"));
-    session.wait_until_within(CARGO_DEADLINE, "the edited server to answer `hello v2`", || {
-        body().filter(|b| b == "hello v2 RELOAD=1")
-    });
+    session.wait_until_within(
+        CARGO_DEADLINE,
+        "the edited server to answer `hello v2`",
+        || body().filter(|b| b == "hello v2 RELOAD=1"),
+    );
 }

@@ -63,12 +63,19 @@ impl Project {
             .tempdir()
             .expect("create a temporary directory");
         // Canonical, so that it compares equal to what /proc/PID/cwd says.
-        let base = temp.path().canonicalize().expect("canonicalize the temporary directory");
+        let base = temp
+            .path()
+            .canonicalize()
+            .expect("canonicalize the temporary directory");
         let root = base.join("project");
         let scratch = base.join("scratch");
         fs::create_dir(&root).expect("create the project root");
         fs::create_dir(&scratch).expect("create the scratch directory");
-        Project { temp, root, scratch }
+        Project {
+            temp,
+            root,
+            scratch,
+        }
     }
 
     /// Add a file (parent directories are created).
@@ -184,7 +191,10 @@ impl Project {
             if left.is_empty() {
                 return;
             }
-            assert!(started.elapsed() < DEADLINE, "processes were left behind: {left:?}");
+            assert!(
+                started.elapsed() < DEADLINE,
+                "processes were left behind: {left:?}"
+            );
             thread::sleep(POLL);
         }
     }
@@ -284,7 +294,15 @@ impl Finished {
 // ---------------------------------------------------------------------------------------------
 // Session
 
-type Buffer = Arc<Mutex<Vec<u8>>>;
+/// What a reader thread collected from one pipe, and whether the pipe has closed (every
+/// process holding its write end is gone).
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+type Buffer = Arc<Mutex<Captured>>;
 
 /// The real `reload` binary running in a project. Dropping it stops reload (SIGTERM, then
 /// SIGKILL) and SIGKILLs every process left in the project and every pid the test tracked.
@@ -312,7 +330,9 @@ impl<'p> Session<'p> {
         // Hermetic: no setting from the developer's shell (or from a reload running the tests).
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy();
-            if key.starts_with("RELOAD") || key == "CARGO_TARGET_DIR" || key == "CARGO_BUILD_TARGET_DIR"
+            if key.starts_with("RELOAD")
+                || key == "CARGO_TARGET_DIR"
+                || key == "CARGO_BUILD_TARGET_DIR"
             {
                 command.env_remove(&*key);
             }
@@ -344,18 +364,19 @@ impl<'p> Session<'p> {
 
     /// Everything reload (and the builds and servers, which share its terminal) wrote to stderr.
     pub(crate) fn stderr(&self) -> String {
-        String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
+        String::from_utf8_lossy(&lock(&self.stderr).bytes).into_owned()
     }
 
     pub(crate) fn stdout(&self) -> String {
-        String::from_utf8_lossy(&lock(&self.stdout)).into_owned()
+        String::from_utf8_lossy(&lock(&self.stdout).bytes).into_owned()
     }
 
     /// Send `signal` to reload alone.
     #[track_caller]
     pub(crate) fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid()), signal)
-            .unwrap_or_else(|err| panic!("cannot send {signal} to reload: {err}{}", self.context()));
+        kill(Pid::from_raw(self.pid()), signal).unwrap_or_else(|err| {
+            panic!("cannot send {signal} to reload: {err}{}", self.context())
+        });
     }
 
     /// SIGKILL `pid` (if still alive) when the session ends, whatever happens to the test.
@@ -372,10 +393,17 @@ impl<'p> Session<'p> {
         *status
     }
 
-    /// Wait for reload to exit by itself.
+    /// Wait for reload to exit by itself, and for its output to be complete: until every
+    /// process that shares reload's stdout and stderr (builds, servers, their children, the
+    /// guardian) is gone too.
     #[track_caller]
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
-        self.wait_until("reload to exit", || self.exit_status())
+        let status = self.wait_until("reload to exit", || self.exit_status());
+        self.wait_for(
+            "reload's output pipes to close (no process may outlive reload)",
+            || lock(&self.stdout).closed && lock(&self.stderr).closed,
+        );
+        status
     }
 
     /// Wait until `condition` gives `Some`, and return it.
@@ -430,13 +458,26 @@ impl<'p> Session<'p> {
     /// Check that `condition` keeps holding for `period`: that nothing more happens. A slow
     /// machine can only make this pass wrongly (the event comes later), never fail wrongly.
     #[track_caller]
-    pub(crate) fn assert_holds_for(&self, period: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    pub(crate) fn assert_holds_for(
+        &self,
+        period: Duration,
+        what: &str,
+        mut condition: impl FnMut() -> bool,
+    ) {
         let started = Instant::now();
         while started.elapsed() < period {
-            assert!(condition(), "expected {what}, but it stopped holding{}", self.context());
+            assert!(
+                condition(),
+                "expected {what}, but it stopped holding{}",
+                self.context()
+            );
             thread::sleep(POLL);
         }
-        assert!(condition(), "expected {what}, but it stopped holding{}", self.context());
+        assert!(
+            condition(),
+            "expected {what}, but it stopped holding{}",
+            self.context()
+        );
     }
 
     /// Wait until `pid` is gone (a zombie counts as gone).
@@ -449,7 +490,10 @@ impl<'p> Session<'p> {
     #[track_caller]
     pub(crate) fn wait_for_start(&self, version: &str) -> AppStart {
         self.wait_until(&format!("the app to start with version {version}"), || {
-            self.project.starts().into_iter().find(|start| start.version == version)
+            self.project
+                .starts()
+                .into_iter()
+                .find(|start| start.version == version)
         })
     }
 
@@ -492,7 +536,10 @@ impl<'p> Session<'p> {
             self.stdout()
         );
         if let Ok(entries) = fs::read_dir(&self.project.scratch) {
-            let mut names: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+            let mut names: Vec<_> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
             names.sort();
             for name in names {
                 let name = name.to_string_lossy();
@@ -500,7 +547,10 @@ impl<'p> Session<'p> {
                 text.push_str(&format!("\n--- ../scratch/{name} ---\n{contents}"));
             }
         }
-        text.push_str("\n---------------------");
+        text.push_str(&format!(
+            "\n--- processes running in the project ---\n{:?}\n---------------------",
+            self.project.processes()
+        ));
         text
     }
 }
@@ -525,8 +575,10 @@ impl Drop for Session<'_> {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let tracked: Vec<(i32, String)> =
-            lock(&self.tracked).iter().map(|&pid| (pid, String::new())).collect();
+        let tracked: Vec<(i32, String)> = lock(&self.tracked)
+            .iter()
+            .map(|&pid| (pid, String::new()))
+            .collect();
         kill_all(&tracked);
         kill_all(&self.project.processes());
     }
@@ -542,9 +594,10 @@ fn capture(mut pipe: impl Read + Send + 'static) -> Buffer {
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => lock(&sink).extend_from_slice(&chunk[..n]),
+                Ok(n) => lock(&sink).bytes.extend_from_slice(&chunk[..n]),
             }
         }
+        lock(&sink).closed = true;
     });
     buffer
 }
@@ -624,7 +677,6 @@ fn kill_all(processes: &[(i32, String)]) {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
@@ -632,7 +684,9 @@ fn kill_all(processes: &[(i32, String)]) {
 pub(crate) fn http_get(port: u16) -> Option<String> {
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream
         .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .ok()?;
