@@ -11,6 +11,7 @@ use clap::Parser;
     name = "reload",
     version,
     about,
+    args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  \
         reload                                  # reload.toml, or a detected Cargo project\n  \
         reload -b 'go build -o tmp/app .' -- ./tmp/app\n  \
@@ -19,6 +20,9 @@ use clap::Parser;
         reload --listen 3000 --ready notify --overlap -- ./target/debug/server"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Config file to read instead of ./reload.toml.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -50,6 +54,35 @@ pub struct Args {
     /// In a Cargo project with several binaries, the one to build and run.
     #[arg(long = "bin", value_name = "NAME")]
     pub bin: Option<String>,
+
+    /// In a Cargo workspace, the package whose binary to build and run.
+    #[arg(short = 'p', long = "package", value_name = "NAME")]
+    pub package: Option<String>,
+
+    /// Shell command to run before each build (repeatable; air's pre_cmd).
+    #[arg(long = "pre", value_name = "CMD")]
+    pub pre: Vec<String>,
+
+    /// Shell command to run after the server is stopped for good (repeatable; air's post_cmd).
+    #[arg(long = "post", value_name = "CMD")]
+    pub post: Vec<String>,
+
+    /// Dotenv file whose variables the server gets (read again at every start).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+
+    /// Poll the file system every DUR instead of using inotify (network mounts, some
+    /// containers) [default when given without a value: 500ms].
+    #[arg(long = "poll", value_name = "DUR", num_args = 0..=1, default_missing_value = "500ms")]
+    pub poll: Option<String>,
+
+    /// Clear the screen before each build.
+    #[arg(long = "clear")]
+    pub clear: bool,
+
+    /// How reload reports: `human` status lines, or `json` events (one object per line).
+    #[arg(long = "log-format", value_name = "FORMAT", value_parser = ["human", "json"])]
+    pub log_format: Option<String>,
 
     /// Signal that asks the server to stop [default: SIGTERM].
     #[arg(long = "stop-signal", value_name = "SIG")]
@@ -92,6 +125,24 @@ pub struct Args {
     pub program: Vec<String>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write a commented reload.toml for the project in the current directory.
+    Init {
+        /// Overwrite an existing reload.toml.
+        #[arg(long)]
+        force: bool,
+        /// Convert .air.toml (or air.toml) instead of detecting the project.
+        #[arg(long = "from-air")]
+        from_air: bool,
+    },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +158,20 @@ mod tests {
         let args = Args::parse_from(["reload", "-e", "rs,toml", "--", "app", "--port", "3"]);
         assert_eq!(args.ext, ["rs", "toml"]);
         assert_eq!(args.program, ["app", "--port", "3"]);
+    }
+
+    #[test]
+    fn subcommands_and_a_bare_poll() {
+        let args = Args::parse_from(["reload", "init", "--from-air"]);
+        assert!(matches!(
+            args.command,
+            Some(Command::Init {
+                from_air: true,
+                force: false
+            })
+        ));
+        let args = Args::parse_from(["reload", "--poll", "--", "app"]);
+        assert_eq!(args.poll.as_deref(), Some("500ms"));
+        assert_eq!(args.program, ["app"]);
     }
 }

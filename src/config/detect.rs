@@ -1,30 +1,202 @@
-//! Zero-config: what a project directory tells us when there is no reload.toml.
-//! Today: a Cargo package or workspace, described by `cargo metadata` (binaries, target dir).
+//! Zero-config: what a project directory says about how to build and run it, when no config
+//! file does. Checked in this order: a Cargo package or workspace, `go.mod`, `package.json`, a
+//! Makefile with a `run` target.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Result;
 use serde::Deserialize;
 
-use super::usage;
+use super::{BuildCommand, Program, usage};
+
+/// A project kind reload knows how to build and run.
+#[derive(Debug)]
+pub(crate) enum Project {
+    Cargo(CargoProject),
+    Go,
+    Node { program: Program },
+    Make,
+}
+
+/// What a detected project needs watched and ignored.
+#[derive(Debug, Default)]
+pub(crate) struct WatchDefaults {
+    pub(crate) extensions: Vec<String>,
+    pub(crate) include: Vec<String>,
+    pub(crate) ignore: Vec<String>,
+}
+
+/// The complete zero-config plan for a project.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) build: Option<BuildCommand>,
+    pub(crate) program: Program,
+    pub(crate) env: BTreeMap<String, String>,
+    /// One line for the user, e.g. "Go module: go build -o ./tmp/main ., run ./tmp/main".
+    pub(crate) description: String,
+}
+
+/// Where Go builds go, as air does it.
+pub(crate) const GO_BINARY: &str = "./tmp/main";
+
+pub(crate) fn detect(root: &Path) -> Option<Project> {
+    if root.join("Cargo.toml").is_file() {
+        return Some(Project::Cargo(CargoProject::read(root)));
+    }
+    if root.join("go.mod").is_file() {
+        return Some(Project::Go);
+    }
+    if let Some(program) = node_program(root) {
+        return Some(Project::Node { program });
+    }
+    let has_run_target = ["Makefile", "makefile", "GNUmakefile"].iter().any(|name| {
+        std::fs::read_to_string(root.join(name))
+            .is_ok_and(|text| text.lines().any(|line| line.starts_with("run:")))
+    });
+    has_run_target.then_some(Project::Make)
+}
+
+impl Project {
+    /// Build and run the project with nothing else to go on.
+    pub(crate) fn plan(
+        &self,
+        root: &Path,
+        bin: Option<&str>,
+        package: Option<&str>,
+    ) -> Result<Plan> {
+        let no_env = BTreeMap::new;
+        Ok(match self {
+            Project::Cargo(cargo) => {
+                let (package, bin) = cargo.select(package, bin)?;
+                let mut args = vec!["cargo", "build", "--message-format=json-render-diagnostics"];
+                if let Some(package) = &package {
+                    args.extend(["-p", package]);
+                }
+                args.extend(["--bin", &bin]);
+                Plan {
+                    build: Some(BuildCommand::Cargo {
+                        args: args.into_iter().map(str::to_owned).collect(),
+                    }),
+                    program: Program::CargoArtifact,
+                    env: no_env(),
+                    description: format!("Cargo project: cargo build --bin {bin}, run it"),
+                }
+            }
+            Project::Go => Plan {
+                build: self.build_for_program(),
+                program: Program::Argv(vec![GO_BINARY.to_owned()]),
+                env: no_env(),
+                description: format!("Go module: go build -o {GO_BINARY} ., run {GO_BINARY}"),
+            },
+            Project::Node { program } => {
+                // As `npm run` does: the package's own tools come first on PATH.
+                let mut path = root.join("node_modules/.bin").into_os_string();
+                if let Some(old) = std::env::var_os("PATH") {
+                    path.push(":");
+                    path.push(old);
+                }
+                let mut env = BTreeMap::new();
+                env.insert("PATH".to_owned(), path.to_string_lossy().into_owned());
+                let shown = match program {
+                    Program::Shell(line) => line.clone(),
+                    Program::Argv(argv) => argv.join(" "),
+                    Program::CargoArtifact => String::new(),
+                };
+                Plan {
+                    build: None,
+                    program: program.clone(),
+                    env,
+                    description: format!("package.json: no build, run {shown}"),
+                }
+            }
+            Project::Make => Plan {
+                build: None,
+                program: Program::Argv(vec!["make".to_owned(), "run".to_owned()]),
+                env: no_env(),
+                description: "Makefile: run `make run`".to_owned(),
+            },
+        })
+    }
+
+    /// The build step when the user named the program but not the build.
+    pub(crate) fn build_for_program(&self) -> Option<BuildCommand> {
+        match self {
+            Project::Cargo(_) => Some(BuildCommand::Shell("cargo build".to_owned())),
+            Project::Go => Some(BuildCommand::Shell(format!("go build -o {GO_BINARY} ."))),
+            Project::Node { .. } | Project::Make => None,
+        }
+    }
+
+    /// Directories never watched, whatever the config says: build output.
+    pub(crate) fn output_dirs(&self, root: &Path) -> Vec<PathBuf> {
+        match self {
+            Project::Cargo(cargo) => vec![cargo.target_directory.clone()],
+            Project::Go => vec![root.join("tmp")],
+            Project::Node { .. } | Project::Make => vec![],
+        }
+    }
+
+    /// Watch settings used when no config file exists.
+    pub(crate) fn watch_defaults(&self) -> WatchDefaults {
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        match self {
+            Project::Cargo(_) | Project::Make => WatchDefaults::default(),
+            // air's defaults.
+            Project::Go => WatchDefaults {
+                extensions: strings(&["go", "tpl", "tmpl", "html"]),
+                include: strings(&["go.mod", "go.sum"]),
+                ignore: strings(&["/assets", "/tmp", "/vendor", "/testdata"]),
+            },
+            Project::Node { .. } => WatchDefaults {
+                extensions: strings(&[
+                    "js", "mjs", "cjs", "ts", "mts", "cts", "jsx", "tsx", "json",
+                ]),
+                include: Vec::new(),
+                ignore: strings(&["node_modules"]),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PackageJson {
+    main: Option<String>,
+    #[serde(default)]
+    scripts: BTreeMap<String, String>,
+}
+
+/// The `start` script's command, else `node <main>`, else `node index.js` when it exists.
+fn node_program(root: &Path) -> Option<Program> {
+    let text = std::fs::read_to_string(root.join("package.json")).ok()?;
+    let package: PackageJson = serde_json::from_str(&text).ok()?;
+    if let Some(start) = package.scripts.get("start") {
+        return Some(Program::Shell(start.clone()));
+    }
+    let main = package
+        .main
+        .or_else(|| root.join("index.js").is_file().then(|| "index.js".into()))?;
+    Some(Program::Argv(vec!["node".to_owned(), main]))
+}
 
 #[derive(Debug)]
 pub(crate) struct CargoProject {
     /// Never watched: builds write here.
     pub(crate) target_directory: PathBuf,
-    /// Binary targets of the workspace members, or why cargo could not list them.
-    bins: Result<Vec<String>, String>,
+    /// Packages and their binary targets, or why cargo could not list them.
+    packages: Result<Vec<(String, Vec<String>)>, String>,
 }
 
 #[derive(Deserialize)]
 struct Metadata {
     target_directory: PathBuf,
-    packages: Vec<Package>,
+    packages: Vec<MetadataPackage>,
 }
 
 #[derive(Deserialize)]
-struct Package {
+struct MetadataPackage {
+    name: String,
     targets: Vec<Target>,
 }
 
@@ -34,91 +206,166 @@ struct Target {
     kind: Vec<String>,
 }
 
-/// `Some` when `root` holds a Cargo.toml. Asks cargo (no network, no dependency resolution) so
-/// that a custom `target-dir` and every binary of a workspace are known.
-pub(crate) fn cargo_project(root: &Path) -> Option<CargoProject> {
-    let manifest = root.join("Cargo.toml");
-    if !manifest.is_file() {
-        return None;
-    }
-    let fallback = root.join("target");
-    let output = Command::new("cargo")
-        .args([
-            "metadata",
-            "--no-deps",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    let metadata = match output {
-        Ok(out) if out.status.success() => serde_json::from_slice::<Metadata>(&out.stdout)
-            .map_err(|err| format!("cannot read `cargo metadata` output: {err}")),
-        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
-        Err(err) => Err(format!("cannot run cargo: {err}")),
-    };
-    Some(match metadata {
-        Ok(metadata) => CargoProject {
-            target_directory: metadata.target_directory,
-            bins: Ok(metadata
-                .packages
-                .into_iter()
-                .flat_map(|p| p.targets)
-                .filter(|t| t.kind.iter().any(|k| k == "bin"))
-                .map(|t| t.name)
-                .collect()),
-        },
-        Err(err) => CargoProject {
-            target_directory: fallback,
-            bins: Err(err),
-        },
-    })
-}
-
 impl CargoProject {
-    /// The binary to build and run: `--bin NAME` when given (and it exists), else the only one.
-    pub(crate) fn select_bin(&self, requested: Option<&str>) -> Result<String> {
-        let bins = self.bins.as_ref().map_err(|err| {
+    /// Ask cargo (offline, no dependency resolution) so that a custom `target-dir` and every
+    /// binary of a workspace are known.
+    fn read(root: &Path) -> Self {
+        let output = Command::new("cargo")
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--offline",
+            ])
+            .arg("--manifest-path")
+            .arg(root.join("Cargo.toml"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output();
+        let metadata = match output {
+            Ok(out) if out.status.success() => serde_json::from_slice::<Metadata>(&out.stdout)
+                .map_err(|err| format!("cannot read `cargo metadata` output: {err}")),
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+            Err(err) => Err(format!("cannot run cargo: {err}")),
+        };
+        match metadata {
+            Ok(metadata) => CargoProject {
+                target_directory: metadata.target_directory,
+                packages: Ok(metadata
+                    .packages
+                    .into_iter()
+                    .map(|p| {
+                        let bins = p
+                            .targets
+                            .into_iter()
+                            .filter(|t| t.kind.iter().any(|k| k == "bin"))
+                            .map(|t| t.name)
+                            .collect();
+                        (p.name, bins)
+                    })
+                    .collect()),
+            },
+            Err(err) => CargoProject {
+                target_directory: root.join("target"),
+                packages: Err(err),
+            },
+        }
+    }
+
+    /// The binary to build and run (and its package when one was asked for): `--bin NAME` when
+    /// given and it exists, else the only one.
+    fn select(&self, package: Option<&str>, bin: Option<&str>) -> Result<(Option<String>, String)> {
+        let packages = self.packages.as_ref().map_err(|err| {
             usage(format!(
                 "this Cargo project cannot be read, so reload cannot pick a binary:\n{err}"
             ))
         })?;
-        match (requested, bins.as_slice()) {
-            (Some(name), _) if bins.iter().any(|b| b == name) => Ok(name.to_owned()),
+        let chosen: Vec<&(String, Vec<String>)> = match package {
+            Some(name) => {
+                let found: Vec<_> = packages.iter().filter(|(p, _)| p == name).collect();
+                if found.is_empty() {
+                    let names: Vec<&str> = packages.iter().map(|(p, _)| p.as_str()).collect();
+                    return Err(usage(format!(
+                        "-p {name}: no such package in this workspace; it has: {}",
+                        names.join(", ")
+                    )));
+                }
+                found
+            }
+            None => packages.iter().collect(),
+        };
+        let bins: Vec<&String> = chosen.iter().flat_map(|(_, bins)| bins).collect();
+        let package = package.map(str::to_owned);
+        match (bin, bins.as_slice()) {
+            (Some(name), _) if bins.iter().any(|b| *b == name) => Ok((package, name.to_owned())),
             (Some(name), []) => Err(usage(format!(
                 "--bin {name}: this Cargo project has no binary"
             ))),
             (Some(name), _) => Err(usage(format!(
                 "--bin {name}: no such binary; this Cargo project has: {}",
-                bins.join(", ")
+                join(&bins)
             ))),
-            (None, [only]) => Ok(only.clone()),
+            (None, [only]) => Ok((package, (*only).clone())),
             (None, []) => Err(usage(
                 "this Cargo project has no binary to run (no src/main.rs or [[bin]])\n  \
                  help: pass the server to run after `--`, or add a binary target",
             )),
             (None, several) => Err(usage(format!(
                 "this Cargo project has several binaries: {}\n  help: choose one with --bin NAME",
-                several.join(", ")
+                join(several)
             ))),
         }
     }
 }
 
-/// `cargo build` for one binary, with artifacts as JSON on stdout and diagnostics rendered for
-/// humans on stderr.
-pub(crate) fn cargo_build_args(bin: &str) -> Vec<String> {
-    [
-        "cargo",
-        "build",
-        "--message-format=json-render-diagnostics",
-        "--bin",
-        bin,
-    ]
-    .map(str::to_owned)
-    .to_vec()
+fn join(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(packages: &[(&str, &[&str])]) -> CargoProject {
+        CargoProject {
+            target_directory: "/p/target".into(),
+            packages: Ok(packages
+                .iter()
+                .map(|(p, bins)| {
+                    (
+                        (*p).to_owned(),
+                        bins.iter().map(|b| (*b).to_owned()).collect(),
+                    )
+                })
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn the_only_binary_is_chosen() {
+        let cargo = project(&[("app", &["app"])]);
+        assert_eq!(cargo.select(None, None).unwrap(), (None, "app".to_owned()));
+    }
+
+    #[test]
+    fn several_binaries_ask_for_bin_and_list_them() {
+        let cargo = project(&[("a", &["api", "worker"]), ("b", &[])]);
+        let err = cargo.select(None, None).unwrap_err().to_string();
+        assert!(
+            err.contains("api, worker") && err.contains("--bin"),
+            "{err}"
+        );
+        assert_eq!(cargo.select(None, Some("worker")).unwrap().1, "worker");
+        let err = cargo.select(None, Some("nope")).unwrap_err().to_string();
+        assert!(err.contains("no such binary"), "{err}");
+        let err = cargo.select(Some("b"), None).unwrap_err().to_string();
+        assert!(err.contains("no binary"), "{err}");
+        let err = cargo.select(Some("zzz"), None).unwrap_err().to_string();
+        assert!(err.contains("no such package"), "{err}");
+    }
+
+    #[test]
+    fn node_projects_run_their_start_script_or_main() {
+        let dir = std::env::temp_dir().join(format!("reload-node-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"scripts":{"start":"node server.js"}}"#,
+        )
+        .unwrap();
+        let start = node_program(&dir);
+        std::fs::write(dir.join("package.json"), r#"{"main":"app.js"}"#).unwrap();
+        let main = node_program(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(start, Some(Program::Shell("node server.js".into())));
+        assert_eq!(
+            main,
+            Some(Program::Argv(vec!["node".into(), "app.js".into()]))
+        );
+    }
 }

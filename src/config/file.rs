@@ -19,6 +19,8 @@ pub(crate) struct FileConfig {
     pub(crate) build: BuildSection,
     #[serde(default)]
     pub(crate) run: RunSection,
+    #[serde(default)]
+    pub(crate) output: OutputSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -30,12 +32,20 @@ pub(crate) struct WatchSection {
     pub(crate) ignore: Option<Vec<String>>,
     pub(crate) gitignore: Option<bool>,
     pub(crate) debounce: Option<Spanned<String>>,
+    /// Regular expressions matched against the path relative to the root.
+    pub(crate) ignore_regex: Option<Spanned<Vec<String>>>,
+    /// `true` (every 500ms) or an interval like "1s": poll instead of inotify.
+    pub(crate) poll: Option<Spanned<PollValue>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BuildSection {
     pub(crate) cmd: Option<String>,
+    /// Shell commands run, in order, before each build.
+    pub(crate) pre: Option<Vec<String>>,
+    /// Paths (relative to the root) removed when reload exits.
+    pub(crate) clean_on_exit: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +59,36 @@ pub(crate) struct RunSection {
     pub(crate) ready: Option<Spanned<String>>,
     pub(crate) ready_timeout: Option<Spanned<String>>,
     pub(crate) overlap: Option<bool>,
+    /// Shell commands run, in order, after the server is stopped for good.
+    pub(crate) post: Option<Vec<String>>,
+    /// Stop the running server when a build fails (air's stop_on_error).
+    pub(crate) stop_on_build_error: Option<bool>,
+    /// Start the server again when it exits by itself.
+    pub(crate) restart_on_exit: Option<bool>,
+    pub(crate) restart_delay: Option<Spanned<String>>,
+    /// A dotenv file read at every start of the server; [run] env wins over it.
+    pub(crate) env_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OutputSection {
+    /// Clear the screen before each build.
+    pub(crate) clear: Option<bool>,
+    /// Prefix status lines with the time.
+    pub(crate) timestamps: Option<bool>,
+    /// Only errors.
+    pub(crate) quiet: Option<bool>,
+    /// "human" or "json".
+    pub(crate) format: Option<Spanned<String>>,
+}
+
+/// `poll = true` or `poll = "1s"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PollValue {
+    Enabled(bool),
+    Interval(String),
 }
 
 /// `[run] cmd`: an array is an argv, a string is a shell command line.
@@ -125,7 +165,7 @@ impl Source {
         }
     }
 
-    pub(crate) fn parse(&self) -> Result<FileConfig, ConfigError> {
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
         toml::from_str(&self.text).map_err(|err| self.toml_error(&err))
     }
 

@@ -2,6 +2,7 @@
 //! into a [`Config`]. Defaults < file < command line. No other module sees clap, toml, or an
 //! `Option` that means "use the default"; every duration is a `Duration`, every glob compiled.
 
+mod air;
 mod detect;
 mod file;
 
@@ -14,10 +15,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use nix::sys::signal::Signal;
+use toml::Spanned;
 
 use crate::cli::Args;
 pub use file::ConfigError;
 use file::{FileConfig, RunCmd, Source};
+
+/// Where Go builds go when air's or reload's zero-config decides (air's `tmp_dir`).
+const GO_BINARY_DIR: &str = "tmp";
 
 /// Name of the config file looked for in the current directory.
 pub const CONFIG_FILE: &str = "reload.toml";
@@ -32,8 +37,35 @@ pub struct Config {
     pub build: Option<BuildCommand>,
     /// `None`: build-only mode, nothing is kept running.
     pub run: Option<RunConfig>,
+    /// Shell commands run after the server is stopped for good.
+    pub post: Vec<String>,
+    /// Paths removed when reload exits (air's clean_on_exit), all inside the root.
+    pub clean_on_exit: Vec<PathBuf>,
+    pub output: Output,
     /// One line for the user: where this configuration came from.
     pub origin: String,
+    /// Things the user should know but that do not stop reload (e.g. unsupported air keys).
+    pub warnings: Vec<String>,
+}
+
+/// How reload speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    /// Clear the screen before each build.
+    pub clear: bool,
+    /// Prefix status lines with the time of day.
+    pub timestamps: bool,
+    /// Errors only.
+    pub quiet: bool,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Short status lines.
+    Human,
+    /// One JSON object per event, for editors and scripts.
+    Json,
 }
 
 #[derive(Debug)]
@@ -43,6 +75,8 @@ pub struct WatchConfig {
     pub filter: FilterRules,
     /// Trailing quiet window: a build starts once no change has arrived for this long.
     pub debounce: Duration,
+    /// Poll at this interval instead of using inotify/FSEvents.
+    pub poll: Option<Duration>,
 }
 
 /// What counts as a change. Applied by the watch stage to every directory it would watch and
@@ -56,6 +90,8 @@ pub struct FilterRules {
     pub include: Option<GlobSet>,
     /// User globs, matched against the path relative to root.
     pub ignore: GlobSet,
+    /// Regular expressions, matched against the path relative to root.
+    pub ignore_regex: Vec<regex::Regex>,
     /// Read .gitignore, .ignore and .git/info/exclude.
     pub gitignore: bool,
     /// Absolute directories never watched, e.g. a Cargo target directory.
@@ -73,8 +109,10 @@ pub enum BuildCommand {
 #[derive(Debug)]
 pub struct RunConfig {
     pub program: Program,
-    /// Added to the server's environment (after `RELOAD=1`).
+    /// Added to the server's environment (after `RELOAD=1` and the env file).
     pub env: BTreeMap<String, String>,
+    /// A dotenv file read again at every start.
+    pub env_file: Option<PathBuf>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     /// Sockets reload binds once and hands to every server, in this order (fd 3, 4, ...).
@@ -83,6 +121,10 @@ pub struct RunConfig {
     pub ready_timeout: Duration,
     /// Start the new server before stopping the old one.
     pub overlap: bool,
+    /// Stop the server when a build fails (air's stop_on_error), instead of keeping it.
+    pub stop_on_build_error: bool,
+    /// Start the server again this long after it exits by itself (air's rerun).
+    pub restart_on_exit: Option<Duration>,
 }
 
 /// One `--listen` socket.
@@ -173,14 +215,52 @@ pub fn resolve(args: &Args) -> Result<Config> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let config_path = match &args.config {
         Some(path) => Some(cwd.join(path)),
-        None => Some(cwd.join(CONFIG_FILE)).filter(|p| p.is_file()),
+        None => [CONFIG_FILE, ".air.toml", "air.toml"]
+            .iter()
+            .map(|name| cwd.join(name))
+            .find(|path| path.is_file()),
     };
     let source = config_path.as_deref().map(Source::read).transpose()?;
-    let file = match &source {
-        Some(source) => source.parse()?,
-        None => FileConfig::default(),
+    let (file, warnings) = match &source {
+        Some(source) if air::is_air_file(&source.path) => air::parse(source)?,
+        Some(source) => (source.parse()?, Vec::new()),
+        None => (FileConfig::default(), Vec::new()),
     };
-    resolve_with(args, &cwd, source.as_ref(), file)
+    let mut config = resolve_with(args, &cwd, source.as_ref(), file)?;
+    config.warnings = warnings;
+    Ok(config)
+}
+
+/// Turns "`5` has no unit" into an error that points at the flag or at the file's line.
+struct Place<'a> {
+    source: Option<&'a Source>,
+}
+
+impl Place<'_> {
+    fn file(&self, span: std::ops::Range<usize>, message: String) -> anyhow::Error {
+        match self.source {
+            Some(source) => source.error_at(span, message).into(),
+            None => usage(message),
+        }
+    }
+
+    /// The command-line value if given, else the file's, parsed by `parse`.
+    fn layered<T>(
+        &self,
+        flag: (&str, Option<&String>),
+        key: (&str, Option<&Spanned<String>>),
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>> {
+        match (flag.1, key.1) {
+            (Some(text), _) => parse(text)
+                .map(Some)
+                .map_err(|e| usage(format!("{}: {e}", flag.0))),
+            (None, Some(text)) => parse(text.get_ref())
+                .map(Some)
+                .map_err(|e| self.file(text.span(), format!("{}: {e}", key.0))),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 fn resolve_with(
@@ -189,22 +269,16 @@ fn resolve_with(
     source: Option<&Source>,
     file: FileConfig,
 ) -> Result<Config> {
+    let place = Place { source };
     let base = source
         .and_then(|s| s.path.parent())
         .unwrap_or(cwd)
         .to_owned();
-    let file_error = |span: std::ops::Range<usize>, message: String| -> anyhow::Error {
-        match source {
-            Some(s) => s.error_at(span, message).into(),
-            None => usage(message),
-        }
-    };
-
     let root = match &file.root {
         Some(root) => {
             let path = base.join(root.get_ref());
             path.canonicalize().map_err(|err| {
-                file_error(
+                place.file(
                     root.span(),
                     format!("root `{}` cannot be used: {err}", path.display()),
                 )
@@ -214,119 +288,179 @@ fn resolve_with(
             .canonicalize()
             .with_context(|| format!("cannot open `{}`", base.display()))?,
     };
-
-    let cargo = detect::cargo_project(&root);
+    let project = detect::detect(&root);
+    // A config file says what to watch; without one, the project kind's defaults apply.
+    let defaults = match (&project, source) {
+        (Some(project), None) => project.watch_defaults(),
+        _ => detect::WatchDefaults::default(),
+    };
 
     let watch_paths = if args.watch.is_empty() {
         match &file.watch.paths {
-            Some(paths) => {
-                let mut resolved = Vec::new();
-                for path in paths.get_ref() {
-                    let full = root.join(path);
-                    resolved.push(full.canonicalize().map_err(|_| {
-                        file_error(
+            Some(paths) => paths
+                .get_ref()
+                .iter()
+                .map(|path| {
+                    root.join(path).canonicalize().map_err(|_| {
+                        place.file(
                             paths.span(),
                             format!("watch path `{}` does not exist", path.display()),
                         )
-                    })?);
-                }
-                resolved
-            }
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
             None => vec![root.clone()],
         }
     } else {
-        let mut resolved = Vec::new();
-        for path in &args.watch {
-            resolved.push(cwd.join(path).canonicalize().map_err(|_| {
-                usage(format!(
-                    "--watch `{}` does not exist (looked in {})",
-                    path.display(),
-                    cwd.display()
-                ))
-            })?);
-        }
-        resolved
+        args.watch
+            .iter()
+            .map(|path| {
+                cwd.join(path).canonicalize().map_err(|_| {
+                    usage(format!(
+                        "--watch `{}` does not exist (looked in {})",
+                        path.display(),
+                        cwd.display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
     };
 
-    let extensions: Vec<String> = if args.ext.is_empty() {
-        file.watch
-            .ext
-            .map(file::OneOrMany::into_list)
-            .unwrap_or_default()
-    } else {
+    let extensions: Vec<String> = if !args.ext.is_empty() {
         args.ext.clone()
+    } else if let Some(ext) = file.watch.ext {
+        ext.into_list()
+    } else {
+        defaults.extensions
     }
     .into_iter()
     .map(|e| e.trim().trim_start_matches('.').to_owned())
     .filter(|e| !e.is_empty())
     .collect();
 
-    let include = match file.watch.include.as_deref() {
-        Some(globs) if !globs.is_empty() => Some(compile_globs(globs, "[watch] include")?),
-        _ => None,
-    };
-    let mut ignore_globs = file.watch.ignore.clone().unwrap_or_default();
+    let include_globs = file.watch.include.unwrap_or(defaults.include);
+    let include = (!include_globs.is_empty())
+        .then(|| compile_globs(&include_globs, "[watch] include"))
+        .transpose()?;
+    let mut ignore_globs = file.watch.ignore.unwrap_or(defaults.ignore);
     ignore_globs.extend(args.ignore.iter().cloned());
     ignore_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
     let ignore = compile_globs(&ignore_globs, "--ignore / [watch] ignore")?;
-
-    let mut ignored_dirs = vec![root.join(".git")];
-    if let Some(cargo) = &cargo {
-        ignored_dirs.push(cargo.target_directory.clone());
-    }
-
-    let debounce = match (&args.debounce, &file.watch.debounce) {
-        (Some(text), _) => parse_duration(text).map_err(|e| usage(format!("--debounce: {e}")))?,
-        (None, Some(text)) => parse_duration(text.get_ref())
-            .map_err(|e| file_error(text.span(), format!("[watch] debounce: {e}")))?,
-        (None, None) => Duration::from_millis(50),
-    };
-
-    let stop_signal = match (&args.stop_signal, &file.run.stop_signal) {
-        (Some(text), _) => parse_signal(text).map_err(|e| usage(format!("--stop-signal: {e}")))?,
-        (None, Some(text)) => parse_signal(text.get_ref())
-            .map_err(|e| file_error(text.span(), format!("[run] stop_signal: {e}")))?,
-        (None, None) => Signal::SIGTERM,
-    };
-    let stop_timeout = match (&args.stop_timeout, &file.run.stop_timeout) {
-        (Some(text), _) => {
-            parse_duration(text).map_err(|e| usage(format!("--stop-timeout: {e}")))?
-        }
-        (None, Some(text)) => parse_duration(text.get_ref())
-            .map_err(|e| file_error(text.span(), format!("[run] stop_timeout: {e}")))?,
-        (None, None) => Duration::from_secs(5),
-    };
-
-    let listeners = match (&args.listen, &file.run.listen) {
-        (cli, _) if !cli.is_empty() => cli
-            .iter()
-            .map(|text| parse_listen(text, &root).map_err(|e| usage(format!("--listen: {e}"))))
-            .collect::<Result<Vec<_>>>()?,
-        (_, Some(list)) => list
+    let ignore_regex = match &file.watch.ignore_regex {
+        Some(list) => list
             .get_ref()
             .iter()
-            .map(|text| {
-                parse_listen(text, &root)
-                    .map_err(|e| file_error(list.span(), format!("[run] listen: {e}")))
+            .map(|pattern| {
+                regex::Regex::new(pattern).map_err(|err| {
+                    place.file(
+                        list.span(),
+                        format!("invalid regular expression `{pattern}`: {err}"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>>>()?,
-        _ => Vec::new(),
+        None => Vec::new(),
     };
-    let readiness = match (&args.ready, &file.run.ready) {
-        (Some(text), _) => parse_readiness(text).map_err(|e| usage(format!("--ready: {e}")))?,
-        (None, Some(text)) => parse_readiness(text.get_ref())
-            .map_err(|e| file_error(text.span(), format!("[run] ready: {e}")))?,
-        (None, None) => Readiness::Spawned,
-    };
-    let ready_timeout = match (&args.ready_timeout, &file.run.ready_timeout) {
-        (Some(text), _) => {
-            parse_duration(text).map_err(|e| usage(format!("--ready-timeout: {e}")))?
+
+    let mut ignored_dirs = vec![root.join(".git")];
+    if let Some(project) = &project {
+        ignored_dirs.extend(project.output_dirs(&root));
+    }
+
+    let debounce = place
+        .layered(
+            ("--debounce", args.debounce.as_ref()),
+            ("[watch] debounce", file.watch.debounce.as_ref()),
+            parse_duration,
+        )?
+        .unwrap_or(Duration::from_millis(50));
+    let poll_text = file
+        .watch
+        .poll
+        .as_ref()
+        .and_then(|poll| match poll.get_ref() {
+            file::PollValue::Enabled(true) => Some(Spanned::new(poll.span(), "500ms".to_owned())),
+            file::PollValue::Enabled(false) => None,
+            file::PollValue::Interval(text) => Some(Spanned::new(poll.span(), text.clone())),
+        });
+    let poll = place.layered(
+        ("--poll", args.poll.as_ref()),
+        ("[watch] poll", poll_text.as_ref()),
+        parse_duration,
+    )?;
+
+    let stop_signal = place
+        .layered(
+            ("--stop-signal", args.stop_signal.as_ref()),
+            ("[run] stop_signal", file.run.stop_signal.as_ref()),
+            parse_signal,
+        )?
+        .unwrap_or(Signal::SIGTERM);
+    let stop_timeout = place
+        .layered(
+            ("--stop-timeout", args.stop_timeout.as_ref()),
+            ("[run] stop_timeout", file.run.stop_timeout.as_ref()),
+            parse_duration,
+        )?
+        .unwrap_or(Duration::from_secs(5));
+    let readiness = place
+        .layered(
+            ("--ready", args.ready.as_ref()),
+            ("[run] ready", file.run.ready.as_ref()),
+            parse_readiness,
+        )?
+        .unwrap_or(Readiness::Spawned);
+    let ready_timeout = place
+        .layered(
+            ("--ready-timeout", args.ready_timeout.as_ref()),
+            ("[run] ready_timeout", file.run.ready_timeout.as_ref()),
+            parse_duration,
+        )?
+        .unwrap_or(Duration::from_secs(30));
+    let restart_delay = place
+        .layered(
+            ("", None),
+            ("[run] restart_delay", file.run.restart_delay.as_ref()),
+            parse_duration,
+        )?
+        .unwrap_or(Duration::from_millis(500));
+    let format = place
+        .layered(
+            ("--log-format", args.log_format.as_ref()),
+            ("[output] format", file.output.format.as_ref()),
+            parse_format,
+        )?
+        .unwrap_or(LogFormat::Human);
+
+    let listeners = if args.listen.is_empty() {
+        match &file.run.listen {
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|text| {
+                    parse_listen(text, &root)
+                        .map_err(|e| place.file(list.span(), format!("[run] listen: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
         }
-        (None, Some(text)) => parse_duration(text.get_ref())
-            .map_err(|e| file_error(text.span(), format!("[run] ready_timeout: {e}")))?,
-        (None, None) => Duration::from_secs(30),
+    } else {
+        args.listen
+            .iter()
+            .map(|text| parse_listen(text, &root).map_err(|e| usage(format!("--listen: {e}"))))
+            .collect::<Result<Vec<_>>>()?
     };
-    let overlap = args.overlap || file.run.overlap.unwrap_or(false);
+
+    let env_file = match (&args.env_file, &file.run.env_file) {
+        (Some(path), _) => {
+            Some(check_exists(&cwd.join(path)).map_err(|e| usage(format!("--env-file: {e}")))?)
+        }
+        (None, Some(path)) => Some(
+            check_exists(&root.join(path.get_ref()))
+                .map_err(|e| place.file(path.span(), format!("[run] env_file: {e}")))?,
+        ),
+        (None, None) => None,
+    };
 
     let explicit_program = if args.program.is_empty() {
         file.run.cmd.map(|cmd| match cmd.into_inner() {
@@ -341,63 +475,74 @@ fn resolve_with(
     {
         return Err(usage("[run] cmd is an empty list: name the program to run"));
     }
-    let explicit_build = match &args.build {
-        Some(cmd) => Some(cmd.trim().to_owned()),
-        None => file.build.cmd.map(|cmd| cmd.trim().to_owned()),
-    };
+    let explicit_build = args
+        .build
+        .as_ref()
+        .or(file.build.cmd.as_ref())
+        .map(|cmd| cmd.trim().to_owned());
 
-    let cargo_build = |cargo: &detect::CargoProject| -> Result<(BuildCommand, String)> {
-        let bin = cargo.select_bin(args.bin.as_deref())?;
-        let what = origin(source, &format!("Cargo binary `{bin}`"));
-        Ok((
-            BuildCommand::Cargo {
-                args: detect::cargo_build_args(&bin),
-            },
-            what,
-        ))
-    };
-    let (build, program, origin) = match (explicit_build, explicit_program, &cargo) {
+    let mut env = BTreeMap::new();
+    let (build, program, what) = match (explicit_build, explicit_program, &project) {
         (Some(build), program, _) => {
             let build = (!build.is_empty()).then_some(BuildCommand::Shell(build));
-            (
-                build,
-                program,
-                origin(source, "build and run as configured"),
-            )
+            (build, program, "build and run as configured".to_owned())
         }
-        (None, Some(program), Some(_)) => {
-            let build = BuildCommand::Shell("cargo build".to_owned());
-            (
-                Some(build),
-                Some(program),
-                origin(source, "Cargo project, `cargo build`"),
-            )
+        (None, Some(program), Some(project)) => {
+            let build = project.build_for_program();
+            let what = match &build {
+                Some(build) => format!("build with `{}`", crate::build::describe(build)),
+                None => "no build step".to_owned(),
+            };
+            (build, Some(program), what)
         }
-        (None, Some(program), None) => (None, Some(program), origin(source, "no build step")),
-        (None, None, Some(cargo)) => {
-            let (build, what) = cargo_build(cargo)?;
-            (Some(build), Some(Program::CargoArtifact), what)
+        (None, Some(program), None) => (None, Some(program), "no build step".to_owned()),
+        (None, None, Some(project)) => {
+            let plan = project.plan(&root, args.bin.as_deref(), args.package.as_deref())?;
+            env = plan.env;
+            (plan.build, Some(plan.program), plan.description)
         }
         (None, None, None) => {
             return Err(usage(format!(
-                "nothing to build or run in {}: no {CONFIG_FILE} and no project detected\n  \
-                 help: run `reload init` to write a {CONFIG_FILE}, or say what to do: \
-                 `reload --build 'make' -- ./server`",
+                "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, \
+                 Go, Node or Makefile project\n  help: run `reload init` to write a \
+                 {CONFIG_FILE}, or say what to do: `reload --build 'make' -- ./server`",
                 root.display()
             )));
         }
     };
+    let mut pre = file.build.pre.unwrap_or_default();
+    pre.extend(args.pre.iter().cloned());
+    let build = with_pre_commands(&pre, build);
+    env.extend(file.run.env.unwrap_or_default());
 
+    let mut post = file.run.post.unwrap_or_default();
+    post.extend(args.post.iter().cloned());
     let run = program.map(|program| RunConfig {
         program,
-        env: file.run.env.unwrap_or_default(),
+        env,
+        env_file,
         stop_signal,
         stop_timeout,
         listeners,
         readiness,
         ready_timeout,
-        overlap,
+        overlap: args.overlap || file.run.overlap.unwrap_or(false),
+        stop_on_build_error: file.run.stop_on_build_error.unwrap_or(false),
+        restart_on_exit: file
+            .run
+            .restart_on_exit
+            .unwrap_or(false)
+            .then_some(restart_delay),
     });
+    let clean_on_exit = file
+        .build
+        .clean_on_exit
+        .unwrap_or_default()
+        .into_iter()
+        .map(|path| root.join(path))
+        // Never anything outside the project, whatever a config file says.
+        .filter(|path| path.starts_with(&root) && path != &root)
+        .collect();
 
     Ok(Config {
         watch: WatchConfig {
@@ -407,22 +552,69 @@ fn resolve_with(
                 extensions,
                 include,
                 ignore,
+                ignore_regex,
                 gitignore: !args.no_gitignore && file.watch.gitignore.unwrap_or(true),
                 ignored_dirs,
             },
             debounce,
+            poll,
+        },
+        origin: match source {
+            Some(source) => format!("{}: {what}", source.path.display()),
+            None => what,
         },
         root,
         build,
         run,
-        origin,
+        post,
+        clean_on_exit,
+        output: Output {
+            clear: args.clear || file.output.clear.unwrap_or(false),
+            timestamps: file.output.timestamps.unwrap_or(false),
+            quiet: args.quiet || file.output.quiet.unwrap_or(false),
+            format,
+        },
+        warnings: Vec::new(),
     })
 }
 
-fn origin(source: Option<&Source>, what: &str) -> String {
-    match source {
-        Some(source) => format!("{} ({what})", source.path.display()),
-        None => what.to_owned(),
+/// Run `pre` commands before the build, in the build's own shell, so that cancelling the build
+/// cancels them too.
+fn with_pre_commands(pre: &[String], build: Option<BuildCommand>) -> Option<BuildCommand> {
+    if pre.is_empty() {
+        return build;
+    }
+    let pre = pre.join(" && ");
+    Some(match build {
+        None => BuildCommand::Shell(pre),
+        Some(BuildCommand::Shell(line)) => BuildCommand::Shell(format!("{pre} && {line}")),
+        // `exec "$@"` runs cargo with its arguments untouched by the shell.
+        Some(BuildCommand::Cargo { args }) => {
+            let mut with_shell = vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                format!("{pre} && exec \"$@\""),
+                "sh".to_owned(),
+            ];
+            with_shell.extend(args);
+            BuildCommand::Cargo { args: with_shell }
+        }
+    })
+}
+
+fn check_exists(path: &Path) -> Result<PathBuf, String> {
+    if path.is_file() {
+        Ok(path.to_owned())
+    } else {
+        Err(format!("`{}` does not exist", path.display()))
+    }
+}
+
+fn parse_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "human" => Ok(LogFormat::Human),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("`{other}` is not a format; use human or json")),
     }
 }
 

@@ -86,6 +86,12 @@ impl Filter {
         if self.rules.ignore.is_match(relative) {
             return true;
         }
+        if !self.rules.ignore_regex.is_empty() {
+            let text = relative.to_string_lossy();
+            if self.rules.ignore_regex.iter().any(|re| re.is_match(&text)) {
+                return true;
+            }
+        }
         // The deepest ignore file with an opinion wins, as in git.
         for dir in path.ancestors().skip(1) {
             if let Some(matcher) = self.ignore_files.get(dir) {
@@ -140,6 +146,7 @@ mod tests {
             extensions: extensions.iter().map(|s| (*s).to_owned()).collect(),
             include: None,
             ignore: set.build().unwrap(),
+            ignore_regex: vec![regex::Regex::new("_test\\.go$").unwrap()],
             gitignore: true,
             ignored_dirs: vec![root.join("target")],
         }
@@ -162,6 +169,8 @@ mod tests {
         assert!(filter.is_ignored(&root.join("target/debug/app"), false));
         assert!(filter.is_ignored(&root.join("sub/.git"), true));
         assert!(filter.is_relevant_file(&root.join("src/main.rs")));
+        assert!(!filter.is_relevant_file(&root.join("pkg/handler_test.go")));
+        assert!(filter.is_relevant_file(&root.join("pkg/handler.go")));
     }
 
     #[test]

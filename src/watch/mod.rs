@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use notify::event::{CreateKind, ModifyKind, RemoveKind};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{EventKind, RecursiveMode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -47,11 +47,25 @@ impl ChangeSet {
 /// missed. Fails when a watch cannot be placed at all (e.g. the inotify limit).
 pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
     let (raw_tx, raw_rx) = mpsc::unbounded_channel();
-    let watcher = notify::recommended_watcher(move |event| {
+    let handler = move |event| {
         let _ = raw_tx.send(event);
-    })
-    .map_err(|err| explain(err, None))
-    .context("cannot start watching files")?;
+    };
+    let watcher: Box<dyn notify::Watcher + Send> = match config.poll {
+        // Polling is for file systems that send no events (network mounts, some containers);
+        // it costs a scan per interval, so it is never the default.
+        Some(interval) => Box::new(
+            notify::PollWatcher::new(
+                handler,
+                notify::Config::default().with_poll_interval(interval),
+            )
+            .map_err(|err| explain(err, None))?,
+        ),
+        None => Box::new(
+            notify::recommended_watcher(handler)
+                .map_err(|err| explain(err, None))
+                .context("cannot start watching files")?,
+        ),
+    };
 
     let (roots, files): (Vec<_>, Vec<_>) = config.paths.iter().cloned().partition(|p| p.is_dir());
     let mut stage = WatchStage {
@@ -79,7 +93,7 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
 }
 
 struct WatchStage {
-    watcher: RecommendedWatcher,
+    watcher: Box<dyn notify::Watcher + Send>,
     filter: Filter,
     /// Watched trees.
     roots: Vec<PathBuf>,
