@@ -300,13 +300,22 @@ fn the_stop_signal_is_configurable() {
 #[test]
 fn a_burst_of_a_thousand_writes_gives_exactly_one_build() {
     let project = served(APP);
-    // A quiet window comfortably longer than any scheduling hiccup of the write loop on a
-    // loaded machine: the burst must be one burst.
-    let session = project.start(&["--debounce", "300ms"]);
+    let debounce = Duration::from_millis(200);
+    let session = project.start(&["--debounce", "200ms"]);
     session.wait_for_start("v1");
     assert_eq!(builds(&project), ["v1"]);
 
-    for i in 0..1000 {
+    // A thousand writes to one file, spread evenly over three quiet windows (well under a
+    // millisecond apart): a window that every change extends ends only after the burst, while one
+    // that runs from the first change (or from the first change to each path) fires in the
+    // middle of it. Pacing the input is not a timing assertion: only a stall of the test longer
+    // than the whole window could split the burst.
+    let burst = 3 * debounce;
+    let started = Instant::now();
+    for i in 0..1000u32 {
+        if let Some(early) = (burst * i / 1000).checked_sub(started.elapsed()) {
+            std::thread::sleep(early);
+        }
         project.write("src/version.txt", &format!("burst{i}\n"));
     }
 
