@@ -421,6 +421,103 @@ fn an_app_exiting_by_itself_is_reported_and_started_again_on_the_next_change() {
     session.wait_for_stderr_count("exited with 3", 2);
 }
 
+#[test]
+fn an_app_killed_by_a_signal_is_reported_and_started_again_on_the_next_change() {
+    let project = served(APP);
+    let session = project.start(&[]);
+    let first = session.wait_for_start("v1");
+    only_grandchild(&session, &project);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.pid), Signal::SIGKILL)
+        .expect("kill the app");
+    session.wait_for_stderr("killed by SIGKILL");
+
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+}
+
+#[test]
+fn a_string_run_cmd_goes_through_the_shell() {
+    let project = served(APP).config(
+        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
+         [run]\ncmd = \"GREETING=from-the-shell exec ./app.sh\"\n",
+    );
+    let session = project.start(&[]);
+    let first = session.wait_for_start("v1");
+    assert_eq!(first.field("GREETING"), "from-the-shell");
+    assert_eq!(first.field("RELOAD"), "1");
+
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    assert!(
+        !alive(first.pid),
+        "the old app is stopped before the new one starts"
+    );
+}
+
+#[test]
+fn with_no_build_step_a_change_restarts_the_program_given_after_double_dash() {
+    let project = Project::new()
+        .file("src/version.txt", "v1\n")
+        .file("build/version.txt", "prebuilt1\n")
+        .executable("app.sh", APP);
+    let session = project.start(&["--build", "", "-w", "src", "--", "./app.sh"]);
+    let first = session.wait_for_start("prebuilt1");
+    assert_eq!(first.field("RELOAD"), "1");
+
+    project.write("build/version.txt", "prebuilt2\n"); // not watched
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("prebuilt2");
+    assert!(!alive(first.pid));
+    assert!(builds(&project).is_empty(), "nothing was built");
+}
+
+#[test]
+fn a_config_file_named_with_dash_c_is_used_instead_of_reload_toml() {
+    let project = served(APP)
+        .file("dev.toml", CONFIG)
+        .config("this is not toml\n");
+    let session = project.start(&["-c", "dev.toml"]);
+    session.wait_for_start("v1");
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+}
+
+#[test]
+fn only_files_with_the_listed_extensions_trigger_a_build() {
+    let project = served(APP).file("src/notes.md", "notes\n");
+    let session = project.start(&["-e", "txt"]);
+    session.wait_for_start("v1");
+
+    project.write("src/notes.md", "more notes\n");
+    project.write("src/extensionless", "x\n");
+    session.assert_holds_for(
+        Duration::from_secs(1),
+        "no build for other extensions",
+        || builds(&project).len() == 1,
+    );
+
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    assert_eq!(builds(&project), ["v1", "v2"]);
+}
+
+#[test]
+fn with_no_gitignore_a_gitignored_file_triggers_a_build() {
+    let project = served(APP)
+        .file(".git/HEAD", "ref: refs/heads/main\n")
+        .file(".gitignore", "*.log\n")
+        .file("src/.gitignore", "*.log\n");
+    let session = project.start(&["--no-gitignore"]);
+    session.wait_for_start("v1");
+
+    project.write("src/debug.log", "now it counts\n");
+    session.wait_for("a build for the gitignored file", || {
+        builds(&project).len() == 2
+    });
+    session.wait_for("the app to restart", || project.starts().len() == 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // No orphans
 
