@@ -5,6 +5,7 @@
 //! cargo's JSON messages instead (diagnostics are still rendered on stderr); they are read here
 //! for the path of the executable that was built.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::oneshot;
 
@@ -29,8 +30,9 @@ pub struct BuildOutcome {
 pub enum BuildResult {
     /// For a Cargo build, the executable cargo reported.
     Succeeded { executable: Option<PathBuf> },
-    /// How the build process ended: "exit 101", "SIGSEGV".
-    Failed(String),
+    /// How the build process ended ("exit 101", "SIGSEGV"), and how many compiler errors its
+    /// output showed, when it was cargo's or go's.
+    Failed { how: String, errors: Option<usize> },
 }
 
 /// A build in progress. Dropping it kills it.
@@ -56,20 +58,38 @@ impl RunningBuild {
                 (cmd, true)
             }
         };
-        cmd.current_dir(root).stdin(Stdio::null());
+        cmd.current_dir(root)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
+        if !cargo {
+            cmd.stdout(Stdio::piped());
+        }
+        // The output is read through a pipe (to count errors), so tell cargo it may colour it.
+        if std::io::stderr().is_terminal() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
+            cmd.env("CARGO_TERM_COLOR", "always");
+        }
         let (mut child, group) = process::spawn_group(&mut cmd, &[])
             .with_context(|| format!("cannot start the build command `{}`", describe(command)))?;
         let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
         let (tx, done) = oneshot::channel();
         tokio::spawn(async move {
-            let executable = match stdout {
-                Some(stdout) if cargo => read_cargo_messages(stdout).await,
-                _ => None,
+            let errors = tokio::spawn(pass_through(stderr, Sink::Stderr));
+            let (executable, stdout_errors) = match stdout {
+                Some(stdout) if cargo => (read_cargo_messages(stdout).await, 0),
+                stdout => (None, pass_through(stdout, Sink::Stdout).await),
             };
+            let errors = errors.await.unwrap_or(0) + stdout_errors;
             let result = match child.wait().await {
                 Ok(status) if status.success() => BuildResult::Succeeded { executable },
-                Ok(status) => BuildResult::Failed(process::describe_exit(status)),
-                Err(err) => BuildResult::Failed(format!("lost track of the build: {err}")),
+                Ok(status) => BuildResult::Failed {
+                    how: process::describe_exit(status),
+                    errors: (errors > 0).then_some(errors),
+                },
+                Err(err) => BuildResult::Failed {
+                    how: format!("lost track of the build: {err}"),
+                    errors: None,
+                },
             };
             let _ = tx.send(BuildOutcome {
                 result,
@@ -82,7 +102,10 @@ impl RunningBuild {
     /// Wait for the build to end. Cancel-safe: a `select!` may drop this future and call again.
     pub async fn finished(&mut self) -> BuildOutcome {
         (&mut self.done).await.unwrap_or(BuildOutcome {
-            result: BuildResult::Failed("the build's monitor stopped".to_owned()),
+            result: BuildResult::Failed {
+                how: "the build's monitor stopped".to_owned(),
+                errors: None,
+            },
             elapsed: Duration::ZERO,
         })
     }
@@ -100,6 +123,79 @@ pub fn describe(command: &BuildCommand) -> String {
         BuildCommand::Shell(line) => line.clone(),
         BuildCommand::Cargo { args } => args.join(" "),
     }
+}
+
+#[derive(Clone, Copy)]
+enum Sink {
+    Stdout,
+    Stderr,
+}
+
+/// Copy the build's output to ours as it comes (chunks, not lines: progress bars redraw with
+/// `\r`), and count the compiler errors in it.
+async fn pass_through(source: Option<impl AsyncRead + Unpin>, sink: Sink) -> usize {
+    let Some(mut source) = source else { return 0 };
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut line = Vec::new();
+    let mut errors = 0;
+    while let Ok(n) = source.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        let chunk = &buffer[..n];
+        let _ = match sink {
+            Sink::Stdout => std::io::stdout().lock().write_all(chunk),
+            Sink::Stderr => std::io::stderr().lock().write_all(chunk),
+        };
+        for &byte in chunk {
+            if byte == b'\n' {
+                errors += usize::from(is_error_line(&String::from_utf8_lossy(&line)));
+                line.clear();
+            } else {
+                line.push(byte);
+            }
+        }
+    }
+    errors + usize::from(is_error_line(&String::from_utf8_lossy(&line)))
+}
+
+/// A compiler error as cargo/rustc (`error[E0425]: ...`, `error: ...`) or go
+/// (`./main.go:5:2: undefined: x`) print it. Summary lines that repeat a count are not errors.
+fn is_error_line(line: &str) -> bool {
+    let line = strip_ansi(line);
+    let line = line.trim_end();
+    if let Some(rest) = line.strip_prefix("error") {
+        let summary = rest.starts_with(": could not compile") || rest.starts_with(": aborting");
+        return (rest.starts_with(':') || rest.starts_with('[')) && !summary;
+    }
+    // go: path.go:LINE:COL: message (or path.go:LINE: message)
+    let Some((path, rest)) = line.split_once(".go:") else {
+        return false;
+    };
+    let location: Vec<&str> = rest.splitn(3, ':').collect();
+    !path.is_empty()
+        && !path.contains(' ')
+        && location.len() >= 2
+        && location[0].chars().all(|c| c.is_ascii_digit())
+        && !location[0].is_empty()
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ params final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -159,5 +255,27 @@ mod tests {
         assert_eq!(parse(bin), Some(PathBuf::from("/p/target/debug/app")));
         assert_eq!(parse(lib), None);
         assert_eq!(parse(done), None);
+    }
+
+    #[test]
+    fn compiler_errors_are_counted_and_summaries_are_not() {
+        for error in [
+            "error[E0425]: cannot find value `x` in this scope",
+            "\x1b[0m\x1b[1m\x1b[38;5;9merror[E0308]\x1b[0m: mismatched types",
+            "error: expected one of `;` or `}`",
+            "./main.go:5:2: undefined: x",
+            "pkg/handler.go:12: syntax error",
+        ] {
+            assert!(is_error_line(error), "{error}");
+        }
+        for other in [
+            "error: could not compile `app` (bin \"app\") due to 2 previous errors",
+            "error: aborting due to 2 previous errors",
+            "warning: unused variable",
+            "# example.com/app",
+            "   Compiling app v0.1.0",
+        ] {
+            assert!(!is_error_line(other), "{other}");
+        }
     }
 }

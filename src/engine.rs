@@ -1,25 +1,29 @@
 //! The dev loop: one closed [`Event`] enum, one `select!` loop, one [`Phase`]. What happens on a
 //! save is the `Event::Changed` arm of [`Engine::handle`]; every side effect is a call into the
-//! stage that owns it (watch, build, supervise).
+//! stage that owns it (watch, build, supervise) or into `status` to tell the user.
 //!
 //! Invariants:
 //! - at most one build runs; a change cancels it (its process group is killed and reaped) and
 //!   starts a new one, so the server that ends up running is always built from the latest sources;
-//! - the running server is only touched after a build succeeded and its program was found.
+//! - the running server is only touched after a build succeeded and its program was found
+//!   (unless the user asked for air's `stop_on_error`).
 
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::Exit;
-use crate::build::{BuildOutcome, BuildResult, RunningBuild};
-use crate::config::{BuildCommand, Config};
-use crate::status;
+use crate::build::{self, BuildOutcome, BuildResult, RunningBuild};
+use crate::config::{BuildCommand, Config, Output};
+use crate::process;
+use crate::status::{self, Note};
 use crate::supervise::{ChildExit, Interrupts, Supervisor};
+use crate::terminal::{self, Key};
 use crate::watch::{self, ChangeSet};
 
 /// Everything the loop reacts to.
@@ -28,24 +32,29 @@ pub enum Event {
     Changed(ChangeSet),
     BuildFinished(BuildOutcome),
     ChildExited(ChildExit),
+    /// The restart delay after the server exited by itself has passed (air's `rerun`).
+    RestartDue,
+    Key(Key),
     Shutdown(Shutdown),
 }
 
-/// A request from the outside to stop: Ctrl-C, SIGTERM or SIGHUP to reload.
+/// A request from the outside to stop: Ctrl-C, SIGTERM or SIGHUP to reload, or the `q` key.
 #[derive(Debug, Clone, Copy)]
 pub enum Shutdown {
     Interrupt,
     Terminate,
     Hangup,
+    Quit,
 }
 
 impl Shutdown {
     fn exit(self) -> Exit {
-        Exit::Signal(match self {
-            Shutdown::Interrupt => nix::libc::SIGINT,
-            Shutdown::Terminate => nix::libc::SIGTERM,
-            Shutdown::Hangup => nix::libc::SIGHUP,
-        })
+        match self {
+            Shutdown::Interrupt => Exit::Signal(nix::libc::SIGINT),
+            Shutdown::Terminate => Exit::Signal(nix::libc::SIGTERM),
+            Shutdown::Hangup => Exit::Signal(nix::libc::SIGHUP),
+            Shutdown::Quit => Exit::Success,
+        }
     }
 }
 
@@ -60,9 +69,15 @@ struct Engine {
     build: Option<BuildCommand>,
     supervisor: Option<Supervisor>,
     phase: Phase,
+    output: Output,
+    /// When the change that the current build or restart answers was seen.
+    changed_at: Option<Instant>,
+    restart_at: Option<tokio::time::Instant>,
+    post: Vec<String>,
+    clean_on_exit: Vec<PathBuf>,
 }
 
-/// Run the dev loop until a shutdown signal. Returns the exit code to use.
+/// Run the dev loop until a shutdown. Returns the exit code to use.
 pub async fn run(config: Config) -> Result<Exit> {
     let interrupts = Arc::new(Interrupts::default());
     let mut shutdowns = listen_for_shutdown(interrupts.clone())?;
@@ -71,30 +86,50 @@ pub async fn run(config: Config) -> Result<Exit> {
         .map(|run| Supervisor::new(run, config.root.clone(), interrupts))
         .transpose()?;
     let (mut changes, watched) = watch::start(config.watch)?;
-    let mut summary = format!("{}; watching {watched} directories", config.origin);
-    if let Some(listening) = supervisor.as_ref().and_then(Supervisor::describe_listeners) {
-        summary = format!("{summary}; {listening}");
+    for warning in &config.warnings {
+        status::warning(warning);
     }
-    status::info(&summary);
+    status::emit(&Note::Watching {
+        origin: &config.origin,
+        directories: watched,
+        listening: supervisor.as_ref().and_then(Supervisor::describe_listeners),
+    });
+    let keyboard = terminal::start();
+    let (_restore_terminal, mut keys) = match keyboard {
+        Some((guard, keys)) => {
+            status::info(terminal::HELP);
+            (Some(guard), keys)
+        }
+        None => (None, mpsc::unbounded_channel().1),
+    };
 
     let mut engine = Engine {
         supervisor,
         root: config.root,
         build: config.build,
         phase: Phase::Idle,
+        output: config.output,
+        changed_at: None,
+        restart_at: None,
+        post: config.post,
+        clean_on_exit: config.clean_on_exit,
     };
     engine.start_build().await;
     loop {
+        let restart_at = engine.restart_at;
         let event = tokio::select! {
             Some(shutdown) = shutdowns.recv() => Event::Shutdown(shutdown),
             changed = changes.recv() => match changed {
                 Some(changed) => Event::Changed(changed),
                 None => return Err(anyhow!("the file watcher stopped unexpectedly")),
             },
+            Some(key) = keys.recv() => Event::Key(key),
             outcome = build_finished(&mut engine.phase) => Event::BuildFinished(outcome),
             exit = child_exited(engine.supervisor.as_mut()) => Event::ChildExited(exit),
+            () = sleep_until(restart_at) => Event::RestartDue,
         };
         if let Some(exit) = engine.handle(event).await {
+            engine.finish().await;
             return Ok(exit);
         }
     }
@@ -105,49 +140,86 @@ impl Engine {
     async fn handle(&mut self, event: Event) -> Option<Exit> {
         match event {
             Event::Changed(changes) => {
-                status::info(&format!("changed: {}", changes.summary(&self.root)));
-                self.cancel_build().await;
-                self.start_build().await;
+                status::emit(&Note::Changed {
+                    paths: &changes.paths,
+                    summary: changes.summary(&self.root),
+                });
+                self.rebuild().await;
             }
+            Event::Key(Key::Rebuild) => {
+                status::info("rebuilding (r)");
+                self.rebuild().await;
+            }
+            Event::Key(Key::Clear) => status::clear_screen(),
+            Event::Key(Key::Help) => status::info(terminal::HELP),
+            Event::Key(Key::Quit) => return self.handle_shutdown(Shutdown::Quit).await,
             Event::BuildFinished(outcome) => {
                 self.phase = Phase::Idle;
                 match outcome.result {
                     BuildResult::Succeeded { executable } => {
-                        status::success(&format!("built in {}", status::duration(outcome.elapsed)));
+                        status::emit(&Note::BuildSucceeded {
+                            elapsed: outcome.elapsed,
+                        });
                         self.swap(executable).await;
                     }
-                    BuildResult::Failed(how) => {
-                        let serving = match self.supervisor.as_ref().and_then(Supervisor::pid) {
-                            Some(pid) => format!("still serving pid {pid}"),
-                            None => "waiting for changes".to_owned(),
-                        };
-                        status::error(&format!("build failed ({how}); {serving}"));
+                    BuildResult::Failed { how, errors } => {
+                        let stop = self
+                            .supervisor
+                            .as_ref()
+                            .is_some_and(Supervisor::stops_on_build_error);
+                        if stop && let Some(supervisor) = self.supervisor.as_mut() {
+                            supervisor.stop().await;
+                        }
+                        status::emit(&Note::BuildFailed {
+                            how: &how,
+                            errors,
+                            elapsed: outcome.elapsed,
+                            serving: self.supervisor.as_ref().and_then(Supervisor::pid),
+                        });
                     }
                 }
             }
             Event::ChildExited(exit) => {
-                let message = format!(
-                    "app (pid {}) {}; it restarts on the next change",
-                    exit.pid,
-                    exit.describe()
-                );
-                if exit.status.is_some_and(|s| s.success()) {
-                    status::info(&message);
-                } else {
-                    status::error(&message);
-                }
-            }
-            Event::Shutdown(shutdown) => {
-                self.cancel_build().await;
-                if let Some(supervisor) = self.supervisor.as_mut()
-                    && let Some(pid) = supervisor.stop().await
+                let signal = exit.signal_name();
+                status::emit(&Note::Exited {
+                    pid: exit.pid,
+                    description: &exit.describe(),
+                    code: exit.code(),
+                    signal: signal.as_deref(),
+                });
+                if let Some(delay) = self
+                    .supervisor
+                    .as_ref()
+                    .and_then(Supervisor::restart_on_exit)
                 {
-                    status::info(&format!("stopped app (pid {pid})"));
+                    self.restart_at = Some(tokio::time::Instant::now() + delay);
                 }
-                return Some(shutdown.exit());
             }
+            Event::RestartDue => {
+                self.restart_at = None;
+                self.swap(None).await;
+            }
+            Event::Shutdown(shutdown) => return self.handle_shutdown(shutdown).await,
         }
         None
+    }
+
+    async fn handle_shutdown(&mut self, shutdown: Shutdown) -> Option<Exit> {
+        self.cancel_build().await;
+        if let Some(supervisor) = self.supervisor.as_mut()
+            && let Some(pid) = supervisor.stop().await
+        {
+            status::emit(&Note::Stopped { pid });
+        }
+        Some(shutdown.exit())
+    }
+
+    /// A change (or the `r` key): whatever is building is stale; build again.
+    async fn rebuild(&mut self) {
+        self.changed_at = Some(Instant::now());
+        self.restart_at = None;
+        self.cancel_build().await;
+        self.start_build().await;
     }
 
     async fn start_build(&mut self) {
@@ -155,7 +227,12 @@ impl Engine {
             self.swap(None).await;
             return;
         };
-        status::info("building");
+        if self.output.clear {
+            status::clear_screen();
+        }
+        status::emit(&Note::BuildStarted {
+            command: &build::describe(command),
+        });
         match RunningBuild::start(command, &self.root) {
             Ok(build) => {
                 self.phase = Phase::Building {
@@ -170,10 +247,9 @@ impl Engine {
     async fn cancel_build(&mut self) {
         if let Phase::Building { build, since } = std::mem::replace(&mut self.phase, Phase::Idle) {
             build.cancel().await;
-            status::info(&format!(
-                "cancelled the build after {}: the sources changed",
-                status::duration(since.elapsed())
-            ));
+            status::emit(&Note::BuildCancelled {
+                after: since.elapsed(),
+            });
         }
     }
 
@@ -183,15 +259,45 @@ impl Engine {
             return;
         };
         match supervisor.restart(executable.as_deref()).await {
-            Ok(swap) => match swap.old {
-                Some(old) => status::success(&format!(
-                    "restarted (pid {old} -> {}) in {}",
-                    swap.new,
-                    status::duration(swap.elapsed)
-                )),
-                None => status::success(&format!("started (pid {})", swap.new)),
-            },
+            Ok(swap) => status::emit(&Note::Ready {
+                pid: swap.new,
+                old: swap.old,
+                swap: swap.elapsed,
+                since_change: self.changed_at.take().map(|at| at.elapsed()),
+            }),
             Err(err) => status::error(&format!("{err:#}; waiting for changes")),
+        }
+    }
+
+    /// After the server is stopped for good: the user's post commands, then clean-up.
+    async fn finish(&mut self) {
+        for command in &self.post {
+            let mut cmd = tokio::process::Command::new("sh");
+            cmd.arg("-c")
+                .arg(command)
+                .current_dir(&self.root)
+                .stdin(Stdio::null());
+            match process::spawn_group(&mut cmd, &[]) {
+                Ok((mut child, _group)) => {
+                    if let Ok(Ok(status)) =
+                        tokio::time::timeout(Duration::from_secs(60), child.wait()).await
+                        && !status.success()
+                    {
+                        status::error(&format!(
+                            "post command `{command}` failed ({})",
+                            process::describe_exit(status)
+                        ));
+                    }
+                }
+                Err(err) => status::error(&format!("cannot run post command `{command}`: {err}")),
+            }
+        }
+        for path in &self.clean_on_exit {
+            if let Err(err) = std::fs::remove_dir_all(path)
+                && err.kind() != std::io::ErrorKind::NotFound
+            {
+                status::error(&format!("cannot remove `{}`: {err}", path.display()));
+            }
         }
     }
 }
@@ -206,6 +312,13 @@ async fn build_finished(phase: &mut Phase) -> BuildOutcome {
 async fn child_exited(supervisor: Option<&mut Supervisor>) -> ChildExit {
     match supervisor {
         Some(supervisor) => supervisor.exited().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

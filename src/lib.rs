@@ -10,6 +10,7 @@ pub mod engine;
 pub mod process;
 pub mod status;
 pub mod supervise;
+pub mod terminal;
 pub mod watch;
 
 use clap::Parser;
@@ -49,15 +50,30 @@ impl Exit {
 pub fn run() -> Exit {
     let args = cli::Args::parse();
     init_logging(args.verbose);
-    status::init(args.quiet);
-    let result = config::resolve(&args).and_then(|config| {
-        process::guard::start();
-        // One thread: children are spawned from it, and their parent-death signal is tied to it.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(engine::run(config))
-    });
+    let result = match &args.command {
+        Some(cli::Command::Completions { shell }) => {
+            let mut command = <cli::Args as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "reload", &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
+        Some(cli::Command::Init { force, from_air }) => std::env::current_dir()
+            .map_err(anyhow::Error::from)
+            .and_then(|dir| config::init::write(&dir, *force, *from_air))
+            .map(|(path, what)| {
+                status::info(&format!("wrote {} ({what})", path.display()));
+                Exit::Success
+            }),
+        None => config::resolve(&args).and_then(|config| {
+            status::init(config.output);
+            process::guard::start();
+            // One thread: children are spawned from it, and their parent-death signal is tied
+            // to it.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(engine::run(config))
+        }),
+    };
     match result {
         Ok(exit) => exit,
         Err(err) => {

@@ -1,30 +1,75 @@
-//! reload's own voice: short status lines on stderr, coloured on a terminal (unless NO_COLOR).
-//! The build's and the server's output never pass through here; they go straight to the terminal.
+//! reload's own voice. Every event the user may care about is a [`Note`], rendered either as a
+//! short status line on stderr (coloured on a terminal, unless NO_COLOR) or, with
+//! `--log-format json`, as one JSON object per line for editors and scripts. The build's and the
+//! server's output never pass through here.
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Clone, Copy)]
-struct Style {
-    color: bool,
-    quiet: bool,
-}
+use serde_json::{Value, json};
 
-static STYLE: OnceLock<Style> = OnceLock::new();
+use crate::config::{LogFormat, Output};
 
-/// Decide once, at start, how status lines look.
-pub fn init(quiet: bool) {
-    let color = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = STYLE.set(Style { color, quiet });
-}
-
-fn style() -> Style {
-    *STYLE.get_or_init(|| Style {
-        color: false,
-        quiet: false,
-    })
+/// Something reload reports.
+#[derive(Debug)]
+pub enum Note<'a> {
+    /// Startup summary: where the config came from, what is watched and held.
+    Watching {
+        origin: &'a str,
+        directories: usize,
+        listening: Option<String>,
+    },
+    Changed {
+        paths: &'a [PathBuf],
+        summary: String,
+    },
+    BuildStarted {
+        command: &'a str,
+    },
+    BuildCancelled {
+        after: Duration,
+    },
+    BuildSucceeded {
+        elapsed: Duration,
+    },
+    BuildFailed {
+        how: &'a str,
+        errors: Option<usize>,
+        elapsed: Duration,
+        serving: Option<u32>,
+    },
+    /// A server process was started (it may not be ready yet).
+    Spawned {
+        pid: u32,
+    },
+    /// A server is ready and, if there was one, replaced `old`.
+    Ready {
+        pid: u32,
+        old: Option<u32>,
+        swap: Duration,
+        since_change: Option<Duration>,
+    },
+    /// The server ended by itself.
+    Exited {
+        pid: u32,
+        description: &'a str,
+        code: Option<i32>,
+        signal: Option<&'a str>,
+    },
+    /// The server ignored the stop signal for the whole stop timeout.
+    Killing {
+        pid: u32,
+        after: Duration,
+        signal: &'a str,
+    },
+    Stopped {
+        pid: u32,
+    },
+    Info(&'a str),
+    Warning(&'a str),
+    Error(&'a str),
 }
 
 #[derive(Clone, Copy)]
@@ -34,35 +79,237 @@ enum Tone {
     Bad,
 }
 
-fn line(tone: Tone, message: &str) {
-    let style = style();
-    if style.quiet && !matches!(tone, Tone::Bad) {
-        return;
+impl Note<'_> {
+    fn human(&self) -> Option<(Tone, String)> {
+        let d = duration;
+        Some(match self {
+            Note::Watching {
+                origin,
+                directories,
+                listening,
+            } => {
+                let plural = if *directories == 1 {
+                    "directory"
+                } else {
+                    "directories"
+                };
+                let mut line = format!("{origin}; watching {directories} {plural}");
+                if let Some(listening) = listening {
+                    line = format!("{line}; {listening}");
+                }
+                (Tone::Info, line)
+            }
+            Note::Changed { summary, .. } => (Tone::Info, format!("changed: {summary}")),
+            Note::BuildStarted { .. } => (Tone::Info, "building".to_owned()),
+            Note::BuildCancelled { after } => (
+                Tone::Info,
+                format!(
+                    "cancelled the build after {}: the sources changed",
+                    d(*after)
+                ),
+            ),
+            Note::BuildSucceeded { elapsed } => (Tone::Good, format!("built in {}", d(*elapsed))),
+            Note::BuildFailed {
+                how,
+                errors,
+                serving,
+                ..
+            } => {
+                let count = match errors {
+                    Some(1) => ": 1 error".to_owned(),
+                    Some(n) => format!(": {n} errors"),
+                    None => String::new(),
+                };
+                let serving = match serving {
+                    Some(pid) => format!("still serving pid {pid}"),
+                    None => "waiting for changes".to_owned(),
+                };
+                (Tone::Bad, format!("build failed ({how}){count}; {serving}"))
+            }
+            Note::Spawned { .. } => return None,
+            Note::Ready {
+                pid,
+                old,
+                swap,
+                since_change,
+            } => {
+                let mut line = match old {
+                    Some(old) => format!("restarted (pid {old} -> {pid}) in {}", d(*swap)),
+                    None => format!("started (pid {pid})"),
+                };
+                if let Some(since) = since_change {
+                    line = format!("{line}; ready {} after the change", d(*since));
+                }
+                (Tone::Good, line)
+            }
+            Note::Exited {
+                pid,
+                description,
+                code,
+                ..
+            } => (
+                if *code == Some(0) {
+                    Tone::Info
+                } else {
+                    Tone::Bad
+                },
+                format!("app (pid {pid}) {description}; it restarts on the next change"),
+            ),
+            Note::Killing { pid, after, signal } => (
+                Tone::Info,
+                format!(
+                    "app (pid {pid}) did not stop within {} of {signal}; killing it",
+                    d(*after)
+                ),
+            ),
+            Note::Stopped { pid } => (Tone::Info, format!("stopped app (pid {pid})")),
+            Note::Info(text) => (Tone::Info, (*text).to_owned()),
+            Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
+            Note::Error(text) => (Tone::Bad, (*text).to_owned()),
+        })
     }
-    let text = if style.color {
-        let color = match tone {
-            Tone::Info => "36",
-            Tone::Good => "32",
-            Tone::Bad => "31",
-        };
-        format!("\x1b[1;{color}m[reload]\x1b[0m {message}\n")
-    } else {
-        format!("[reload] {message}\n")
+
+    fn json(&self) -> Value {
+        let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        match self {
+            Note::Watching {
+                origin,
+                directories,
+                listening,
+            } => json!({
+                "event": "watching", "origin": origin, "directories": directories,
+                "listening": listening,
+            }),
+            Note::Changed { paths, .. } => json!({"event": "change", "paths": paths}),
+            Note::BuildStarted { command } => json!({"event": "build_start", "command": command}),
+            Note::BuildCancelled { after } => {
+                json!({"event": "build_cancel", "after_ms": ms(after)})
+            }
+            Note::BuildSucceeded { elapsed } => {
+                json!({"event": "build_finish", "success": true, "duration_ms": ms(elapsed)})
+            }
+            Note::BuildFailed {
+                how,
+                errors,
+                elapsed,
+                serving,
+            } => json!({
+                "event": "build_finish", "success": false, "status": how, "errors": errors,
+                "duration_ms": ms(elapsed), "serving_pid": serving,
+            }),
+            Note::Spawned { pid } => json!({"event": "spawn", "pid": pid}),
+            Note::Ready {
+                pid,
+                old,
+                swap,
+                since_change,
+            } => json!({
+                "event": "ready", "pid": pid, "replaced_pid": old, "swap_ms": ms(swap),
+                "since_change_ms": since_change.as_ref().map(ms),
+            }),
+            Note::Exited {
+                pid, code, signal, ..
+            } => {
+                json!({"event": "exit", "pid": pid, "code": code, "signal": signal})
+            }
+            Note::Killing { pid, after, signal } => json!({
+                "event": "kill", "pid": pid, "after_ms": ms(after), "ignored_signal": signal,
+            }),
+            Note::Stopped { pid } => json!({"event": "stop", "pid": pid}),
+            Note::Info(text) => json!({"event": "info", "message": text}),
+            Note::Warning(text) => json!({"event": "warning", "message": text}),
+            Note::Error(text) => json!({"event": "error", "message": text}),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Style {
+    color: bool,
+    output: Output,
+}
+
+static STYLE: OnceLock<Style> = OnceLock::new();
+
+/// Decide once, after the configuration is known, how notes look.
+pub fn init(output: Output) {
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = STYLE.set(Style { color, output });
+}
+
+fn style() -> Style {
+    *STYLE.get_or_init(|| Style {
+        color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        output: Output {
+            clear: false,
+            timestamps: false,
+            quiet: false,
+            format: LogFormat::Human,
+        },
+    })
+}
+
+/// Report `note`.
+pub fn emit(note: &Note<'_>) {
+    let style = style();
+    let text = match style.output.format {
+        LogFormat::Json => {
+            let mut value = note.json();
+            value["time_ms"] = json!(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            );
+            format!("{value}\n")
+        }
+        LogFormat::Human => {
+            let Some((tone, message)) = note.human() else {
+                return;
+            };
+            if style.output.quiet && !matches!(tone, Tone::Bad) {
+                return;
+            }
+            let time = if style.output.timestamps {
+                let (h, m, s) = crate::process::local_time_of_day();
+                format!(" {h:02}:{m:02}:{s:02}")
+            } else {
+                String::new()
+            };
+            if style.color {
+                let color = match tone {
+                    Tone::Info => "36",
+                    Tone::Good => "32",
+                    Tone::Bad => "31",
+                };
+                format!("\x1b[1;{color}m[reload{time}]\x1b[0m {message}\n")
+            } else {
+                format!("[reload{time}] {message}\n")
+            }
+        }
     };
     // One write per line so that lines from reload and its children do not interleave mid-line.
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 pub fn info(message: &str) {
-    line(Tone::Info, message);
+    emit(&Note::Info(message));
 }
 
-pub fn success(message: &str) {
-    line(Tone::Good, message);
+pub fn warning(message: &str) {
+    emit(&Note::Warning(message));
 }
 
 pub fn error(message: &str) {
-    line(Tone::Bad, message);
+    emit(&Note::Error(message));
+}
+
+/// Clear the terminal (screen and scrollback), if there is one to clear.
+pub fn clear_screen() {
+    if style().output.format == LogFormat::Human && std::io::stdout().is_terminal() {
+        let _ = std::io::stdout().lock().write_all(b"\x1b[3J\x1b[2J\x1b[H");
+        let _ = std::io::stdout().flush();
+    }
 }
 
 /// `850ms`, `1.42s`, `2m05s`: precise for the short times that matter, brief for the long.
@@ -86,5 +333,39 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(12)), "12ms");
         assert_eq!(duration(Duration::from_millis(1420)), "1.42s");
         assert_eq!(duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn a_failed_build_counts_errors_and_says_what_still_serves() {
+        let note = Note::BuildFailed {
+            how: "exit 101",
+            errors: Some(3),
+            elapsed: Duration::from_secs(1),
+            serving: Some(42),
+        };
+        let (_, line) = note.human().unwrap();
+        assert_eq!(
+            line,
+            "build failed (exit 101): 3 errors; still serving pid 42"
+        );
+        let json = note.json();
+        assert_eq!(json["event"], "build_finish");
+        assert_eq!(json["success"], false);
+        assert_eq!(json["errors"], 3);
+    }
+
+    #[test]
+    fn a_restart_reports_both_pids_and_the_time_from_the_change() {
+        let note = Note::Ready {
+            pid: 2,
+            old: Some(1),
+            swap: Duration::from_millis(12),
+            since_change: Some(Duration::from_millis(340)),
+        };
+        assert_eq!(
+            note.human().unwrap().1,
+            "restarted (pid 1 -> 2) in 12ms; ready 340ms after the change"
+        );
+        assert_eq!(note.json()["since_change_ms"], 340);
     }
 }

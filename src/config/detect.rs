@@ -91,14 +91,7 @@ impl Project {
                 description: format!("Go module: go build -o {GO_BINARY} ., run {GO_BINARY}"),
             },
             Project::Node { program } => {
-                // As `npm run` does: the package's own tools come first on PATH.
-                let mut path = root.join("node_modules/.bin").into_os_string();
-                if let Some(old) = std::env::var_os("PATH") {
-                    path.push(":");
-                    path.push(old);
-                }
-                let mut env = BTreeMap::new();
-                env.insert("PATH".to_owned(), path.to_string_lossy().into_owned());
+                let env = self.run_env(root);
                 let shown = match program {
                     Program::Shell(line) => line.clone(),
                     Program::Argv(argv) => argv.join(" "),
@@ -118,6 +111,21 @@ impl Project {
                 description: "Makefile: run `make run`".to_owned(),
             },
         })
+    }
+
+    /// Environment the server needs whatever the config says: for Node, the package's own
+    /// tools come first on PATH, as `npm run` does.
+    pub(crate) fn run_env(&self, root: &Path) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        if let Project::Node { .. } = self {
+            let mut path = root.join("node_modules/.bin").into_os_string();
+            if let Some(old) = std::env::var_os("PATH") {
+                path.push(":");
+                path.push(old);
+            }
+            env.insert("PATH".to_owned(), path.to_string_lossy().into_owned());
+        }
+        env
     }
 
     /// The build step when the user named the program but not the build.

@@ -5,6 +5,7 @@
 mod air;
 mod detect;
 mod file;
+pub mod init;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -481,7 +482,10 @@ fn resolve_with(
         .or(file.build.cmd.as_ref())
         .map(|cmd| cmd.trim().to_owned());
 
-    let mut env = BTreeMap::new();
+    let mut env = project
+        .as_ref()
+        .map(|p| p.run_env(&root))
+        .unwrap_or_default();
     let (build, program, what) = match (explicit_build, explicit_program, &project) {
         (Some(build), program, _) => {
             let build = (!build.is_empty()).then_some(BuildCommand::Shell(build));
@@ -600,6 +604,43 @@ fn with_pre_commands(pre: &[String], build: Option<BuildCommand>) -> Option<Buil
             BuildCommand::Cargo { args: with_shell }
         }
     })
+}
+
+/// Read a dotenv file: `KEY=value` lines, `#` comments, an optional `export ` prefix, and values
+/// in single quotes (literal) or double quotes (with \\n, \\" and \\\\ escapes).
+pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the env file `{}`", path.display()))?;
+    let mut vars = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, raw) = line.split_once('=').ok_or_else(|| {
+            anyhow::Error::from(ConfigError {
+                file: path.to_owned(),
+                position: Some((number + 1, 1)),
+                message: format!("`{line}` is not KEY=value"),
+                help: None,
+            })
+        })?;
+        let raw = raw.trim();
+        let value = if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+            inner.to_owned()
+        } else if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            inner
+                .replace("\\n", "\n")
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\")
+        } else {
+            // An unquoted value ends at a comment.
+            raw.split(" #").next().unwrap_or_default().trim().to_owned()
+        };
+        vars.push((key.trim().to_owned(), value));
+    }
+    Ok(vars)
 }
 
 fn check_exists(path: &Path) -> Result<PathBuf, String> {
@@ -792,6 +833,30 @@ mod tests {
         assert_eq!(parse_signal("int"), Ok(Signal::SIGINT));
         assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
         assert!(parse_signal("SIGFOO").unwrap_err().contains("SIGFOO"));
+    }
+
+    #[test]
+    fn env_files_read_like_dotenv() {
+        let path = std::env::temp_dir().join(format!("reload-env-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "# comment\nPORT=3000\nexport NAME='a b'\nMSG=\"x\\ny\"\nURL=http://h # note\n",
+        )
+        .unwrap();
+        let vars = read_env_file(&path).unwrap();
+        std::fs::write(&path, "oops\n").unwrap();
+        let err = read_env_file(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).unwrap();
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("PORT"), Some("3000"));
+        assert_eq!(get("NAME"), Some("a b"));
+        assert_eq!(get("MSG"), Some("x\ny"));
+        assert_eq!(get("URL"), Some("http://h"));
+        assert!(err.contains(":1:"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,17 @@ impl ChildExit {
     pub fn describe(&self) -> String {
         describe_status(self.status)
     }
+
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    pub fn signal_name(&self) -> Option<String> {
+        let signal = self.status?.signal()?;
+        Some(
+            Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned()),
+        )
+    }
 }
 
 fn describe_status(status: Option<ExitStatus>) -> String {
@@ -93,6 +104,8 @@ struct RunningChild {
 struct Invocation {
     program: PathBuf,
     args: Vec<OsString>,
+    /// From the env file, read at this start.
+    env: Vec<(String, String)>,
 }
 
 pub struct Supervisor {
@@ -130,6 +143,16 @@ impl Supervisor {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.pid)
+    }
+
+    /// air's `stop_on_error`: a failed build stops the server instead of leaving it serving.
+    pub fn stops_on_build_error(&self) -> bool {
+        self.config.stop_on_build_error
+    }
+
+    /// air's `rerun`: how long after exiting by itself the server is started again.
+    pub fn restart_on_exit(&self) -> Option<Duration> {
+        self.config.restart_on_exit
     }
 
     /// Wait for the running server to exit on its own. Cancel-safe. Pending forever when no
@@ -196,12 +219,11 @@ impl Supervisor {
             () = self.interrupts.kill_now.notified() => false,
         };
         if !graceful {
-            status::info(&format!(
-                "app (pid {}) did not stop within {} of {}; killing it",
-                child.pid,
-                status::duration(self.config.stop_timeout),
-                self.config.stop_signal
-            ));
+            status::emit(&status::Note::Killing {
+                pid: child.pid,
+                after: self.config.stop_timeout,
+                signal: self.config.stop_signal.as_str(),
+            });
             child.group.signal(Signal::SIGKILL);
             let _ = (&mut child.exit).await;
         }
@@ -246,7 +268,10 @@ impl Supervisor {
         for variable in PROTOCOL_VARIABLES {
             command.env_remove(variable);
         }
-        command.env("RELOAD", "1").envs(&self.config.env);
+        command
+            .env("RELOAD", "1")
+            .envs(invocation.env.iter().cloned())
+            .envs(&self.config.env);
         if !self.listeners.is_empty() {
             let names: Vec<&str> = self
                 .listeners
@@ -272,6 +297,7 @@ impl Supervisor {
         let (mut child, group) = process::spawn_group(&mut command, &fds)
             .map_err(|err| anyhow!("cannot start `{}`: {err}", invocation.program.display()))?;
         let pid = child.id().unwrap_or_default();
+        status::emit(&status::Note::Spawned { pid });
         let (tx, exit) = oneshot::channel();
         tokio::spawn(async move {
             let _ = tx.send(child.wait().await.ok());
@@ -285,27 +311,27 @@ impl Supervisor {
     }
 
     fn invocation(&self, executable: Option<&Path>) -> Result<Invocation> {
-        match &self.config.program {
-            Program::Argv(argv) => Ok(Invocation {
-                program: find_program(&argv[0], &self.root)?,
-                args: argv[1..].iter().map(OsString::from).collect(),
-            }),
-            Program::Shell(line) => Ok(Invocation {
-                program: find_program("sh", &self.root)?,
-                args: vec!["-c".into(), line.into()],
-            }),
+        let env = match &self.config.env_file {
+            Some(path) => crate::config::read_env_file(path)?,
+            None => Vec::new(),
+        };
+        let search = |program: &OsStr| find_program(program, &self.root, &self.config.env);
+        let (program, args) = match &self.config.program {
+            Program::Argv(argv) => (
+                search(argv[0].as_ref())?,
+                argv[1..].iter().map(OsString::from).collect(),
+            ),
+            Program::Shell(line) => (search("sh".as_ref())?, vec!["-c".into(), line.into()]),
             Program::CargoArtifact => {
                 let path = executable.ok_or_else(|| {
                     anyhow!(
                         "cargo reported no executable for this build; pass the server after `--`"
                     )
                 })?;
-                Ok(Invocation {
-                    program: find_program(path.as_os_str(), &self.root)?,
-                    args: vec![],
-                })
+                (search(path.as_os_str())?, Vec::new())
             }
-        }
+        };
+        Ok(Invocation { program, args, env })
     }
 }
 
@@ -317,15 +343,22 @@ async fn discard(mut child: RunningChild) {
 
 /// Resolve a program the way exec would, so that "no such file" is our clear message and not a
 /// failed spawn after the old server was already stopped.
-fn find_program(program: &(impl AsRef<OsStr> + ?Sized), root: &Path) -> Result<PathBuf> {
+/// `env` is the server's extra environment: a PATH there (node_modules/.bin first) is searched.
+fn find_program(
+    program: &(impl AsRef<OsStr> + ?Sized),
+    root: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<PathBuf> {
     let program = Path::new(program.as_ref());
     let candidates: Vec<PathBuf> = if program.components().count() > 1 {
         vec![root.join(program)]
     } else {
-        std::env::var_os("PATH")
+        env.get("PATH")
+            .map(OsString::from)
+            .or_else(|| std::env::var_os("PATH"))
             .map(|paths| {
                 std::env::split_paths(&paths)
-                    .map(|dir| dir.join(program))
+                    .map(|dir| root.join(dir).join(program))
                     .collect()
             })
             .unwrap_or_default()
@@ -359,15 +392,16 @@ mod tests {
 
     #[test]
     fn programs_are_found_on_path_or_relative_to_the_root() {
-        assert!(find_program("sh", Path::new("/")).is_ok());
-        assert!(find_program("bin/sh", Path::new("/")).is_ok());
-        let err = find_program("./tmp/main", Path::new("/nonexistent"))
+        let env = std::collections::BTreeMap::new();
+        assert!(find_program("sh", Path::new("/"), &env).is_ok());
+        assert!(find_program("bin/sh", Path::new("/"), &env).is_ok());
+        let err = find_program("./tmp/main", Path::new("/nonexistent"), &env)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("./tmp/main") && err.contains("does not exist"),
             "{err}"
         );
-        assert!(find_program("no-such-program-here", Path::new("/")).is_err());
+        assert!(find_program("no-such-program-here", Path::new("/"), &env).is_err());
     }
 }
