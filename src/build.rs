@@ -61,6 +61,10 @@ impl RunningBuild {
         cmd.current_dir(root)
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
+        // The build must never think it was socket-activated (see supervise).
+        for variable in crate::supervise::PROTOCOL_VARIABLES {
+            cmd.env_remove(variable);
+        }
         if !cargo {
             cmd.stdout(Stdio::piped());
         }

@@ -137,10 +137,12 @@ impl Project {
         }
     }
 
-    /// Directories never watched, whatever the config says: build output.
-    pub(crate) fn output_dirs(&self, root: &Path) -> Vec<PathBuf> {
+    /// Paths never watched, whatever the config says: what builds write. Cargo.lock is among
+    /// them because the first build of a fresh project writes it, which would cancel that very
+    /// build; after `cargo update`, the next save (or the `r` key) picks the new lock file up.
+    pub(crate) fn build_outputs(&self, root: &Path) -> Vec<PathBuf> {
         match self {
-            Project::Cargo(cargo) => vec![cargo.target_directory.clone()],
+            Project::Cargo(cargo) => vec![cargo.target_directory.clone(), root.join("Cargo.lock")],
             Project::Go => vec![root.join("tmp")],
             Project::Node { .. } | Project::Make => vec![],
         }

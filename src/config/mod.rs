@@ -95,7 +95,8 @@ pub struct FilterRules {
     pub ignore_regex: Vec<regex::Regex>,
     /// Read .gitignore, .ignore and .git/info/exclude.
     pub gitignore: bool,
-    /// Absolute directories never watched, e.g. a Cargo target directory.
+    /// Absolute paths never watched, with everything below them: build outputs such as a Cargo
+    /// target directory.
     pub ignored_dirs: Vec<PathBuf>,
 }
 
@@ -365,7 +366,7 @@ fn resolve_with(
 
     let mut ignored_dirs = vec![root.join(".git")];
     if let Some(project) = &project {
-        ignored_dirs.extend(project.output_dirs(&root));
+        ignored_dirs.extend(project.build_outputs(&root));
     }
 
     let debounce = place

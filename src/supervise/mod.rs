@@ -30,8 +30,8 @@ use listen::Listener;
 use ready::NotifySocket;
 
 /// Environment variables of the socket-activation and notify protocols. Stale values in reload's
-/// own environment must never reach a server.
-const PROTOCOL_VARIABLES: &[&str] = &[
+/// own environment must never reach a server or a build.
+pub(crate) const PROTOCOL_VARIABLES: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",

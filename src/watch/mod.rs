@@ -75,6 +75,7 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
         files: files.into_iter().collect(),
         watched: HashSet::new(),
         pending: BTreeSet::new(),
+        seen_change: false,
         debounce: config.debounce,
     };
     for root in stage.roots.clone() {
@@ -101,6 +102,8 @@ struct WatchStage {
     files: HashSet<PathBuf>,
     watched: HashSet<PathBuf>,
     pending: BTreeSet<PathBuf>,
+    /// Whether the event being handled held a relevant change.
+    seen_change: bool,
     debounce: Duration,
 }
 
@@ -120,13 +123,15 @@ impl WatchStage {
             };
             tokio::select! {
                 event = raw.recv() => {
-                    let before = self.pending.len();
+                    self.seen_change = false;
                     match event {
                         Some(Ok(event)) => self.on_event(event),
                         Some(Err(err)) => crate::status::error(&format!("{:#}", explain(err, None))),
                         None => return,
                     }
-                    if self.pending.len() != before {
+                    // Every relevant event restarts the quiet window, even for a path already
+                    // pending: a file saved over and over is one burst, not a build per window.
+                    if self.seen_change {
                         deadline = Some(Instant::now() + self.debounce);
                     }
                 }
@@ -141,12 +146,17 @@ impl WatchStage {
         }
     }
 
+    fn record(&mut self, path: PathBuf) {
+        self.seen_change = true;
+        self.pending.insert(path);
+    }
+
     fn on_event(&mut self, event: notify::Event) {
         if event.need_rescan() {
             // The kernel dropped events (queue overflow): something changed, we cannot say what.
             tracing::debug!("event queue overflowed; treating it as a change");
             if let Some(root) = self.roots.first() {
-                self.pending.insert(root.clone());
+                self.record(root.clone());
             }
             return;
         }
@@ -170,7 +180,7 @@ impl WatchStage {
             } else if self.watched.remove(&path) {
                 // A watched directory was removed or renamed away: its files are gone.
                 let _ = self.watcher.unwatch(&path);
-                self.pending.insert(path);
+                self.record(path);
             } else {
                 self.on_file(path);
             }
@@ -179,7 +189,7 @@ impl WatchStage {
 
     fn on_file(&mut self, path: PathBuf) {
         if self.files.contains(&path) {
-            self.pending.insert(path);
+            self.record(path);
             return;
         }
         if !self.roots.iter().any(|root| path.starts_with(root)) {
@@ -192,7 +202,7 @@ impl WatchStage {
         }
         if self.filter.is_relevant_file(&path) {
             tracing::trace!(path = %path.display(), "change");
-            self.pending.insert(path);
+            self.record(path);
         }
     }
 
@@ -239,7 +249,7 @@ impl WatchStage {
                         stack.push(path);
                     }
                 } else if collect && self.filter.is_relevant_file(&path) {
-                    self.pending.insert(path);
+                    self.record(path);
                 }
             }
         }
