@@ -75,6 +75,8 @@ struct Engine {
     restart_at: Option<tokio::time::Instant>,
     post: Vec<String>,
     clean_on_exit: Vec<PathBuf>,
+    /// The last build failed: its output is still on screen.
+    failed_output_shown: bool,
 }
 
 /// Run the dev loop until a shutdown. Returns the exit code to use.
@@ -113,6 +115,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         restart_at: None,
         post: config.post,
         clean_on_exit: config.clean_on_exit,
+        failed_output_shown: false,
     };
     engine.start_build().await;
     loop {
@@ -163,6 +166,7 @@ impl Engine {
                         self.swap(executable).await;
                     }
                     BuildResult::Failed { how, errors } => {
+                        self.failed_output_shown = true;
                         let stop = self
                             .supervisor
                             .as_ref()

@@ -288,3 +288,28 @@ fn explain(err: notify::Error, dir: Option<&Path>) -> anyhow::Error {
         _ => anyhow!("{err}{place}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inotify_limit_names_the_setting_and_how_to_raise_it() {
+        let err = explain(
+            notify::Error::new(notify::ErrorKind::MaxFilesWatch),
+            Some(Path::new("/p/src")),
+        );
+        let message = err.to_string();
+        assert!(message.contains("fs.inotify.max_user_watches"), "{message}");
+        assert!(message.contains("sysctl"), "{message}");
+        assert!(message.contains("/p/src"), "{message}");
+    }
+
+    #[test]
+    fn a_change_set_summary_is_relative_and_counts_the_rest() {
+        let changes = ChangeSet {
+            paths: vec!["/p/src/a.rs".into(), "/p/src/b.rs".into()],
+        };
+        assert_eq!(changes.summary(Path::new("/p")), "src/a.rs and 1 more");
+    }
+}
