@@ -6,6 +6,7 @@
 //! into build/version.txt, and `app.sh` is the server. Both leave traces in `../scratch/`,
 //! outside the watched tree.
 
+mod sockets;
 mod support;
 
 use std::time::{Duration, Instant};
