@@ -8,6 +8,7 @@
 
 mod sockets;
 mod support;
+mod ux;
 
 use std::time::{Duration, Instant};
 

@@ -696,3 +696,53 @@ pub(crate) fn http_get(port: u16) -> Option<String> {
     let (head, body) = response.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.").then(|| body.to_owned())
 }
+
+// ---------------------------------------------------------------------------------------------
+// A terminal on stdin
+
+impl Project {
+    /// Start `reload ARGS` with `stdin` as its standard input (e.g. the slave side of a
+    /// pseudo-terminal, to press keys), stdout and stderr captured as in [`Project::start`].
+    #[track_caller]
+    pub(crate) fn start_with_stdin(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Stdio,
+    ) -> Session<'_> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_reload"));
+        command
+            .args(args)
+            .current_dir(&self.root)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("RELOAD")
+                || key == "CARGO_TARGET_DIR"
+                || key == "CARGO_BUILD_TARGET_DIR"
+            {
+                command.env_remove(&*key);
+            }
+        }
+        command.env("NO_COLOR", "1");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", env!("CARGO_BIN_EXE_reload")));
+        let stdout = capture(child.stdout.take().expect("piped stdout"));
+        let stderr = capture(child.stderr.take().expect("piped stderr"));
+        Session {
+            project: self,
+            child: Mutex::new(child),
+            status: Mutex::new(None),
+            stdout,
+            stderr,
+            tracked: Mutex::new(Vec::new()),
+        }
+    }
+}
