@@ -50,6 +50,15 @@ impl Exit {
 pub fn run() -> Exit {
     let args = cli::Args::parse();
     init_logging(args.verbose);
+    status::init(config::Output {
+        clear: false,
+        timestamps: false,
+        quiet: args.quiet,
+        format: match args.log_format.as_deref() {
+            Some("json") => config::LogFormat::Json,
+            _ => config::LogFormat::Human,
+        },
+    });
     let result = match &args.command {
         Some(cli::Command::Completions { shell }) => {
             let mut command = <cli::Args as clap::CommandFactory>::command();
@@ -94,6 +103,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(status::colored())
         .without_time()
         .try_init();
 }

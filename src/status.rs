@@ -5,7 +5,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -229,18 +229,31 @@ struct Style {
     output: Output,
 }
 
-static STYLE: OnceLock<Style> = OnceLock::new();
+static STYLE: RwLock<Option<Style>> = RwLock::new(None);
 
-/// Decide once, after the configuration is known, how notes look.
+/// Set how notes look: first from the command line (so that even a config error respects
+/// `--log-format json`), then again once the config file is read.
 pub fn init(output: Output) {
-    let color = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = STYLE.set(Style { color, output });
+    let style = Style {
+        color: colored(),
+        output,
+    };
+    *STYLE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(style);
+}
+
+/// Colour only on a terminal, and never with NO_COLOR set (to anything but "").
+pub fn colored() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn style() -> Style {
-    *STYLE.get_or_init(|| Style {
-        color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    let style = *STYLE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    style.unwrap_or(Style {
+        color: colored(),
         output: Output {
             clear: false,
             timestamps: false,

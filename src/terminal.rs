@@ -47,6 +47,14 @@ pub fn start() -> Option<(Keyboard, mpsc::UnboundedReceiver<Key>)> {
     if !stdin.is_terminal() {
         return None;
     }
+    // A background job (`reload &`) that changes its controlling terminal's mode or reads it is
+    // stopped by the kernel (SIGTTOU, SIGTTIN): keys are only for the terminal's foreground job.
+    // A terminal that is not our controlling one (tcgetpgrp fails) has no job control at all.
+    let foreground =
+        nix::unistd::tcgetpgrp(&stdin).map_or(true, |group| group == nix::unistd::getpgrp());
+    if !foreground {
+        return None;
+    }
     let original = tcgetattr(&stdin).ok()?;
     let mut raw = original.clone();
     raw.local_flags

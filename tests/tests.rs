@@ -779,3 +779,37 @@ fn a_plain_cargo_server_is_built_served_and_reloaded_with_no_configuration() {
         || body().filter(|b| b == "hello v2 RELOAD=1"),
     );
 }
+
+#[test]
+fn a_vim_save_with_backup_and_writebackup_rebuilds_once_and_stays_watched() {
+    let project = served(APP);
+    let session = project.start(&[]);
+    session.wait_for_start("v1");
+
+    // vim's most intricate save: a `4913` probe file, the original renamed to a `~` backup, a
+    // new file written in its place, the backup deleted. One save, one build.
+    for (previous, next) in [("v1", "v2"), ("v2", "v3")] {
+        project.run_tool(
+            "vim",
+            &[
+                "-Es",
+                "-u",
+                "NONE",
+                "-c",
+                "set backup writebackup backupcopy=no",
+                "-c",
+                &format!("%s/{previous}/{next}/"),
+                "-c",
+                "wq",
+                "src/version.txt",
+            ],
+        );
+        session.wait_for_start(next);
+    }
+    session.assert_holds_for(
+        Duration::from_secs(1),
+        "no extra build after the saves",
+        || builds(&project).len() == 3,
+    );
+    assert_eq!(versions(&project.starts()), ["v1", "v2", "v3"]);
+}

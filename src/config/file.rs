@@ -196,6 +196,12 @@ impl Source {
                 help,
             };
         }
+        // serde names the type, not the key: "invalid type: string \"soon\", expected u64".
+        let key = position.and_then(|(line, _)| key_of_line(&self.text, line));
+        let message = match key {
+            Some(key) => format!("`{key}`: {message}"),
+            None => message,
+        };
         ConfigError {
             file: self.path.clone(),
             position,
@@ -203,6 +209,19 @@ impl Source {
             help: None,
         }
     }
+}
+
+/// The key assigned on a line (`delay = "soon"` -> `delay`, prefixed by its [table]).
+fn key_of_line(text: &str, line: usize) -> Option<String> {
+    let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    Some(match section_of_line(text, line) {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_owned(),
+    })
 }
 
 /// 1-based line and column of a byte offset.
@@ -293,6 +312,17 @@ mod tests {
         let err = parse("zzzzzz = 1\n").unwrap_err();
         assert_eq!(err.message, "unknown key `zzzzzz`");
         assert!(err.help.unwrap().contains("watch"));
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key() {
+        let err = parse("[watch]\ngitignore = \"yes\"\n").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(2));
+        assert!(
+            err.message.starts_with("`watch.gitignore`: "),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -37,7 +37,10 @@ pub fn start() {
         // The pipe's write end is close-on-exec (std opens it so), so only reload holds it and
         // the guardian sees end-of-file exactly when reload is gone.
         Ok(mut child) => *lock() = child.stdin.take(),
-        Err(err) => tracing::warn!(%err, "cannot start the guardian process"),
+        Err(err) => crate::status::warning(&format!(
+            "cannot start the guardian process ({err}): if reload is killed with SIGKILL, \
+             processes its servers started in the background may be left running"
+        )),
     }
 }
 
@@ -53,7 +56,7 @@ fn send(line: &str) {
     if let Some(pipe) = lock().as_mut()
         && let Err(err) = pipe.write_all(line.as_bytes())
     {
-        tracing::warn!(%err, "the guardian process is gone");
+        crate::status::warning(&format!("the guardian process is gone: {err}"));
     }
 }
 

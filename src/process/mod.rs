@@ -37,7 +37,10 @@ impl ProcessGroup {
             Ok(()) => true,
             Err(Errno::ESRCH) => false,
             Err(err) => {
-                tracing::warn!(pgid = self.pgid.as_raw(), %err, "cannot signal process group");
+                crate::status::warning(&format!(
+                    "cannot signal process group {}: {err}",
+                    self.pgid
+                ));
                 false
             }
         }

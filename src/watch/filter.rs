@@ -38,7 +38,10 @@ impl Filter {
         let mut add = |path: PathBuf| {
             if path.is_file() {
                 if let Some(err) = builder.add(&path) {
-                    tracing::warn!(path = %path.display(), %err, "ignoring a bad ignore-file line");
+                    crate::status::warning(&format!(
+                        "{}: {err}; that line is ignored",
+                        path.display()
+                    ));
                 }
                 any = true;
             }
@@ -57,7 +60,10 @@ impl Filter {
             Ok(matcher) => {
                 self.ignore_files.insert(dir.to_owned(), matcher);
             }
-            Err(err) => tracing::warn!(dir = %dir.display(), %err, "cannot read ignore files"),
+            Err(err) => crate::status::warning(&format!(
+                "cannot read the ignore files in {}: {err}",
+                dir.display()
+            )),
         }
     }
 
