@@ -160,6 +160,10 @@ impl Engine {
                 self.phase = Phase::Idle;
                 match outcome.result {
                     BuildResult::Succeeded { executable } => {
+                        // The errors on screen are fixed now: a success clears them away.
+                        if std::mem::take(&mut self.failed_output_shown) {
+                            status::clear_screen();
+                        }
                         status::emit(&Note::BuildSucceeded {
                             elapsed: outcome.elapsed,
                         });
@@ -185,19 +189,18 @@ impl Engine {
             }
             Event::ChildExited(exit) => {
                 let signal = exit.signal_name();
+                let restarts_in = self
+                    .supervisor
+                    .as_ref()
+                    .and_then(Supervisor::restart_on_exit);
                 status::emit(&Note::Exited {
                     pid: exit.pid,
                     description: &exit.describe(),
                     code: exit.code(),
                     signal: signal.as_deref(),
+                    restarts_in,
                 });
-                if let Some(delay) = self
-                    .supervisor
-                    .as_ref()
-                    .and_then(Supervisor::restart_on_exit)
-                {
-                    self.restart_at = Some(tokio::time::Instant::now() + delay);
-                }
+                self.restart_at = restarts_in.map(|delay| tokio::time::Instant::now() + delay);
             }
             Event::RestartDue => {
                 self.restart_at = None;
@@ -209,7 +212,7 @@ impl Engine {
     }
 
     async fn handle_shutdown(&mut self, shutdown: Shutdown) -> Option<Exit> {
-        self.cancel_build().await;
+        self.cancel_build("reload is stopping").await;
         if let Some(supervisor) = self.supervisor.as_mut()
             && let Some(pid) = supervisor.stop().await
         {
@@ -222,7 +225,7 @@ impl Engine {
     async fn rebuild(&mut self) {
         self.changed_at = Some(Instant::now());
         self.restart_at = None;
-        self.cancel_build().await;
+        self.cancel_build("the sources changed").await;
         self.start_build().await;
     }
 
@@ -248,11 +251,12 @@ impl Engine {
         }
     }
 
-    async fn cancel_build(&mut self) {
+    async fn cancel_build(&mut self, reason: &str) {
         if let Phase::Building { build, since } = std::mem::replace(&mut self.phase, Phase::Idle) {
             build.cancel().await;
             status::emit(&Note::BuildCancelled {
                 after: since.elapsed(),
+                reason,
             });
         }
     }
@@ -297,7 +301,12 @@ impl Engine {
             }
         }
         for path in &self.clean_on_exit {
-            if let Err(err) = std::fs::remove_dir_all(path)
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            if let Err(err) = removed
                 && err.kind() != std::io::ErrorKind::NotFound
             {
                 status::error(&format!("cannot remove `{}`: {err}", path.display()));

@@ -62,7 +62,10 @@ pub fn run() -> Exit {
     let result = match &args.command {
         Some(cli::Command::Completions { shell }) => {
             let mut command = <cli::Args as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut command, "reload", &mut std::io::stdout());
+            // Into a buffer first: `reload completions bash | head` must not panic on EPIPE.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "reload", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(Exit::Success)
         }
         Some(cli::Command::Init { force, from_air }) => std::env::current_dir()

@@ -30,6 +30,7 @@ pub enum Note<'a> {
     },
     BuildCancelled {
         after: Duration,
+        reason: &'a str,
     },
     BuildSucceeded {
         elapsed: Duration,
@@ -57,12 +58,16 @@ pub enum Note<'a> {
         description: &'a str,
         code: Option<i32>,
         signal: Option<&'a str>,
+        /// When it starts again by itself (air's rerun); else on the next change.
+        restarts_in: Option<Duration>,
     },
-    /// The server ignored the stop signal for the whole stop timeout.
+    /// The server is being killed: it ignored the stop signal for the whole stop timeout, or
+    /// the user asked for it (a second Ctrl-C).
     Killing {
         pid: u32,
         after: Duration,
         signal: &'a str,
+        asked: bool,
     },
     Stopped {
         pid: u32,
@@ -101,12 +106,9 @@ impl Note<'_> {
             }
             Note::Changed { summary, .. } => (Tone::Info, format!("changed: {summary}")),
             Note::BuildStarted { .. } => (Tone::Info, "building".to_owned()),
-            Note::BuildCancelled { after } => (
+            Note::BuildCancelled { after, reason } => (
                 Tone::Info,
-                format!(
-                    "cancelled the build after {}: the sources changed",
-                    d(*after)
-                ),
+                format!("cancelled the build after {}: {reason}", d(*after)),
             ),
             Note::BuildSucceeded { elapsed } => (Tone::Good, format!("built in {}", d(*elapsed))),
             Note::BuildFailed {
@@ -146,16 +148,29 @@ impl Note<'_> {
                 pid,
                 description,
                 code,
+                restarts_in,
                 ..
-            } => (
-                if *code == Some(0) {
+            } => {
+                let next = match restarts_in {
+                    Some(delay) => format!("restarting it in {}", d(*delay)),
+                    None => "it restarts on the next change".to_owned(),
+                };
+                let tone = if *code == Some(0) {
                     Tone::Info
                 } else {
                     Tone::Bad
-                },
-                format!("app (pid {pid}) {description}; it restarts on the next change"),
-            ),
-            Note::Killing { pid, after, signal } => (
+                };
+                (tone, format!("app (pid {pid}) {description}; {next}"))
+            }
+            Note::Killing {
+                pid, asked: true, ..
+            } => (Tone::Info, format!("killing app (pid {pid}) now")),
+            Note::Killing {
+                pid,
+                after,
+                signal,
+                asked: false,
+            } => (
                 Tone::Info,
                 format!(
                     "app (pid {pid}) did not stop within {} of {signal}; killing it",
@@ -182,8 +197,8 @@ impl Note<'_> {
             }),
             Note::Changed { paths, .. } => json!({"event": "change", "paths": paths}),
             Note::BuildStarted { command } => json!({"event": "build_start", "command": command}),
-            Note::BuildCancelled { after } => {
-                json!({"event": "build_cancel", "after_ms": ms(after)})
+            Note::BuildCancelled { after, reason } => {
+                json!({"event": "build_cancel", "after_ms": ms(after), "reason": reason})
             }
             Note::BuildSucceeded { elapsed } => {
                 json!({"event": "build_finish", "success": true, "duration_ms": ms(elapsed)})
@@ -212,8 +227,14 @@ impl Note<'_> {
             } => {
                 json!({"event": "exit", "pid": pid, "code": code, "signal": signal})
             }
-            Note::Killing { pid, after, signal } => json!({
+            Note::Killing {
+                pid,
+                after,
+                signal,
+                asked,
+            } => json!({
                 "event": "kill", "pid": pid, "after_ms": ms(after), "ignored_signal": signal,
+                "asked": asked,
             }),
             Note::Stopped { pid } => json!({"event": "stop", "pid": pid}),
             Note::Info(text) => json!({"event": "info", "message": text}),

@@ -502,6 +502,15 @@ fn resolve_with(
         }
         (None, Some(program), None) => (None, Some(program), "no build step".to_owned()),
         (None, None, Some(project)) => {
+            // Run by another reload (RELOAD=1) in a project whose zero-config would start this
+            // very program again: reload's own checkout would nest copies without end.
+            if std::env::var_os("RELOAD").is_some_and(|v| v == "1") {
+                return Err(usage(
+                    "this reload was started by another reload (RELOAD=1) and has no config: \
+                     zero-config here would start it again, and again\n  help: give the inner \
+                     reload a reload.toml or -c FILE, or pass its server after `--`",
+                ));
+            }
             let plan = project.plan(&root, args.bin.as_deref(), args.package.as_deref())?;
             env = plan.env;
             (plan.build, Some(plan.program), plan.description)
@@ -515,6 +524,14 @@ fn resolve_with(
             )));
         }
     };
+    let chooses_binary = args.bin.is_some() || args.package.is_some();
+    if chooses_binary && !matches!(build, Some(BuildCommand::Cargo { .. })) {
+        return Err(usage(
+            "--bin and -p choose what zero-config builds in a Cargo project, but here the build \
+             or the server is given explicitly\n  help: drop --bin/-p, or put them in your \
+             build command",
+        ));
+    }
     let mut pre = file.build.pre.unwrap_or_default();
     pre.extend(args.pre.iter().cloned());
     let build = with_pre_commands(&pre, build);

@@ -114,6 +114,8 @@ pub struct Supervisor {
     listeners: Vec<Listener>,
     child: Option<RunningChild>,
     interrupts: Arc<Interrupts>,
+    /// What the last successful build produced (for `Program::CargoArtifact`).
+    last_executable: Option<PathBuf>,
 }
 
 impl Supervisor {
@@ -126,6 +128,7 @@ impl Supervisor {
             listeners,
             child: None,
             interrupts,
+            last_executable: None,
         })
     }
 
@@ -173,6 +176,11 @@ impl Supervisor {
     /// is touched: a missing binary leaves the old one serving.
     pub async fn restart(&mut self, executable: Option<&Path>) -> Result<Swap> {
         let started = Instant::now();
+        // A restart without a build (air's rerun after an exit) runs the last build's program.
+        if let Some(executable) = executable {
+            self.last_executable = Some(executable.to_owned());
+        }
+        let executable = executable.or(self.last_executable.as_deref());
         let invocation = self.invocation(executable)?;
         if self.config.overlap && self.child.is_some() {
             let mut new = self.spawn(&invocation)?;
@@ -214,15 +222,20 @@ impl Supervisor {
     pub async fn stop(&mut self) -> Option<u32> {
         let mut child = self.child.take()?;
         child.group.signal(self.config.stop_signal);
-        let graceful = tokio::select! {
-            exited = tokio::time::timeout(self.config.stop_timeout, &mut child.exit) => exited.is_ok(),
-            () = self.interrupts.kill_now.notified() => false,
+        let started = Instant::now();
+        // `None`: it exited by itself; `Some(asked)`: it must be killed, `asked` by the user.
+        let kill = tokio::select! {
+            exited = tokio::time::timeout(self.config.stop_timeout, &mut child.exit) => {
+                exited.is_err().then_some(false)
+            }
+            () = self.interrupts.kill_now.notified() => Some(true),
         };
-        if !graceful {
+        if let Some(asked) = kill {
             status::emit(&status::Note::Killing {
                 pid: child.pid,
-                after: self.config.stop_timeout,
+                after: started.elapsed(),
                 signal: self.config.stop_signal.as_str(),
+                asked,
             });
             child.group.signal(Signal::SIGKILL);
             let _ = (&mut child.exit).await;
