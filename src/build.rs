@@ -74,6 +74,7 @@ impl RunningBuild {
         }
         let (mut child, group) = process::spawn_group(&mut cmd, &[])
             .with_context(|| format!("cannot start the build command `{}`", describe(command)))?;
+        tracing::debug!(pgid = group.id(), command = %describe(command), "build started");
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let (tx, done) = oneshot::channel();

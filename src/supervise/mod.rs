@@ -221,6 +221,7 @@ impl Supervisor {
     /// Ctrl-C), SIGKILL the group, reap. Returns the pid that was stopped.
     pub async fn stop(&mut self) -> Option<u32> {
         let mut child = self.child.take()?;
+        tracing::debug!(pid = child.pid, signal = %self.config.stop_signal, "stopping server");
         child.group.signal(self.config.stop_signal);
         let started = Instant::now();
         // `None`: it exited by itself; `Some(asked)`: it must be killed, `asked` by the user.
@@ -310,6 +311,7 @@ impl Supervisor {
         let (mut child, group) = process::spawn_group(&mut command, &fds)
             .map_err(|err| anyhow!("cannot start `{}`: {err}", invocation.program.display()))?;
         let pid = child.id().unwrap_or_default();
+        tracing::debug!(pid, program = %invocation.program.display(), "server started");
         status::emit(&status::Note::Spawned { pid });
         let (tx, exit) = oneshot::channel();
         tokio::spawn(async move {

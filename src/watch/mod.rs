@@ -87,6 +87,7 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
             stage.add_watch(&parent)?;
         }
     }
+    tracing::debug!(directories = stage.watched.len(), "watches placed");
     let count = stage.watched.len();
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(stage.run(raw_rx, tx));
