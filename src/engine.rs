@@ -285,6 +285,9 @@ impl Engine {
                 .arg(command)
                 .current_dir(&self.root)
                 .stdin(Stdio::null());
+            for variable in crate::supervise::PROTOCOL_VARIABLES {
+                cmd.env_remove(variable);
+            }
             match process::spawn_group(&mut cmd, &[]) {
                 Ok((mut child, _group)) => {
                     if let Ok(Ok(status)) =

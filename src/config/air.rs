@@ -224,7 +224,8 @@ fn to_reload(air: AirFile) -> FileConfig {
             .iter()
             .map(|f| anchored(f)),
     );
-    ignore.dedup();
+    let mut seen = std::collections::HashSet::new();
+    ignore.retain(|glob| seen.insert(glob.clone()));
     config.watch.ignore = Some(ignore);
     config.watch.ignore_regex = Some(
         build

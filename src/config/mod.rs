@@ -348,7 +348,7 @@ fn resolve_with(
     ignore_globs.extend(args.ignore.iter().cloned());
     ignore_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
     let ignore = compile_globs(&ignore_globs, "--ignore / [watch] ignore")?;
-    let ignore_regex = match &file.watch.ignore_regex {
+    let mut ignore_regex = match &file.watch.ignore_regex {
         Some(list) => list
             .get_ref()
             .iter()
@@ -367,6 +367,19 @@ fn resolve_with(
     let mut ignored_dirs = vec![root.join(".git")];
     if let Some(project) = &project {
         ignored_dirs.extend(project.build_outputs(&root));
+    }
+    // `reload > log 2>&1` inside the project: every status line would be a change, forever.
+    ignored_dirs.extend(own_output_files());
+    // Cargo creates its target directory as a temporary sibling (`targetXk3P9q`) and renames
+    // it: on a fresh project that would cancel the very first build.
+    if let Some(detect::Project::Cargo(cargo)) = &project
+        && let Ok(relative) = cargo.target_directory.strip_prefix(&root)
+    {
+        let pattern = format!(
+            "^{}[A-Za-z0-9]{{6}}(/|$)",
+            regex::escape(&relative.to_string_lossy())
+        );
+        ignore_regex.extend(regex::Regex::new(&pattern));
     }
 
     let debounce = place
@@ -661,6 +674,15 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(vars)
 }
 
+/// Regular files that reload's stdout and stderr are redirected to (Linux: /proc/self/fd).
+fn own_output_files() -> Vec<PathBuf> {
+    ["/proc/self/fd/1", "/proc/self/fd/2"]
+        .iter()
+        .filter_map(|fd| std::fs::read_link(fd).ok())
+        .filter(|path| path.is_file())
+        .collect()
+}
+
 fn check_exists(path: &Path) -> Result<PathBuf, String> {
     if path.is_file() {
         Ok(path.to_owned())
@@ -703,26 +725,41 @@ fn compile_globs(globs: &[String], setting: &str) -> Result<GlobSet> {
 /// `50ms`, `5s`, `1.5s`, `1m`, `2h`, `250us`. A bare number is refused: `5` could mean anything.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a duration; write a number and a unit, like 50ms, 5s or 1m")
-    })?;
-    let seconds = match unit.trim() {
-        "us" | "µs" => value / 1e6,
-        "ms" => value / 1e3,
-        "s" | "sec" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        "" => return Err(format!("`{text}` has no unit; write {text}ms or {text}s")),
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use ms, s, m or h"
-            ));
-        }
-    };
+    let not_a_duration =
+        || format!("`{text}` is not a duration; write a number and a unit, like 50ms, 5s or 1m");
+    if text.is_empty() {
+        return Err(not_a_duration());
+    }
+    // One or more number-unit pairs, as Go writes them too: `1m30s`, `1.5s`, `250ms`.
+    let mut seconds = 0.0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_end);
+        let value: f64 = number.parse().map_err(|_| not_a_duration())?;
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_end);
+        seconds += value
+            * match unit.trim() {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" | "sec" => 1.0,
+                "m" | "min" => 60.0,
+                "h" => 3600.0,
+                "" => return Err(format!("`{text}` has no unit; write {text}ms or {text}s")),
+                other => {
+                    return Err(format!(
+                        "unknown unit `{other}` in `{text}`; use ms, s, m or h"
+                    ));
+                }
+            };
+        rest = after;
+    }
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
 
@@ -836,6 +873,11 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("500000000ns"),
+            Ok(Duration::from_millis(500))
+        );
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
         assert!(
             parse_duration("5 parsecs")
