@@ -813,3 +813,39 @@ fn a_vim_save_with_backup_and_writebackup_rebuilds_once_and_stays_watched() {
     );
     assert_eq!(versions(&project.starts()), ["v1", "v2", "v3"]);
 }
+
+#[test]
+fn with_poll_a_change_is_seen_without_inotify_events() {
+    let project = served(APP);
+    let session = project.start(&["--poll", "100ms"]);
+    session.wait_for_start("v1");
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    assert_eq!(versions(&project.starts()), ["v1", "v2"]);
+}
+
+#[test]
+fn an_env_file_is_read_again_at_every_start() {
+    let project = served(APP)
+        .file("dev.env", "# the greeting\nGREETING=from-file\n")
+        .config(&CONFIG.replace("env = { GREETING = \"hello\" }", "env_file = \"dev.env\""));
+    let session = project.start(&[]);
+    let first = session.wait_for_start("v1");
+    assert_eq!(first.fields["GREETING"], "from-file");
+
+    project.write("dev.env", "GREETING=edited\n");
+    project.write("src/version.txt", "v2\n");
+    let second = session.wait_for_start("v2");
+    assert_eq!(second.fields["GREETING"], "edited");
+}
+
+#[test]
+fn a_missing_env_file_is_a_config_error_naming_it() {
+    let project = served(APP)
+        .config(&CONFIG.replace("env = { GREETING = \"hello\" }", "env_file = \"nope.env\""));
+    let mut session = project.start(&[]);
+    let status = session.wait_exit();
+    assert_eq!(status.code(), Some(2), "{}", session.context());
+    session.wait_for_stderr("nope.env");
+    assert!(project.starts().is_empty());
+}

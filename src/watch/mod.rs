@@ -52,11 +52,15 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
     };
     let watcher: Box<dyn notify::Watcher + Send> = match config.poll {
         // Polling is for file systems that send no events (network mounts, some containers);
-        // it costs a scan per interval, so it is never the default.
+        // it costs a scan per interval, so it is never the default. notify's poller keeps
+        // mtimes in whole seconds, so two saves within a second would look alike: it compares
+        // contents too.
         Some(interval) => Box::new(
             notify::PollWatcher::new(
                 handler,
-                notify::Config::default().with_poll_interval(interval),
+                notify::Config::default()
+                    .with_poll_interval(interval)
+                    .with_compare_contents(true),
             )
             .map_err(|err| explain(err, None))?,
         ),
