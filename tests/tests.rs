@@ -849,3 +849,52 @@ fn a_missing_env_file_is_a_config_error_naming_it() {
     session.wait_for_stderr("nope.env");
     assert!(project.starts().is_empty());
 }
+
+#[test]
+fn with_restart_on_exit_an_app_that_exits_is_started_again_without_a_change() {
+    let project = served(APP_EXITING_3).config(&format!(
+        "{CONFIG}restart_on_exit = true\nrestart_delay = \"100ms\"\n"
+    ));
+    let session = project.start(&[]);
+    session.wait_for_stderr("restarting it in 100ms");
+    session.wait_until("a third start of the same build", || {
+        (project.starts().len() >= 3).then_some(())
+    });
+    assert!(versions(&project.starts()).iter().all(|v| *v == "v1"));
+    assert_eq!(builds(&project), ["v1"], "no rebuild, only restarts");
+}
+
+#[test]
+fn with_stop_on_build_error_a_failed_build_stops_the_app() {
+    let project = served(APP).config(&format!("{CONFIG}stop_on_build_error = true\n"));
+    let session = project.start(&[]);
+    let first = session.wait_for_start("v1");
+    project.write("src/version.txt", "v2-FAIL\n");
+    session.wait_for_stderr("build failed");
+    session.wait_dead("the app", first.pid);
+    assert!(
+        session.stderr().contains("waiting for changes"),
+        "{}",
+        session.context()
+    );
+    project.write("src/version.txt", "v3\n");
+    session.wait_for_start("v3");
+}
+
+#[test]
+fn pre_commands_run_before_each_build_and_post_commands_after_the_app_stops() {
+    let project = served(APP);
+    let mut session = project.start(&[
+        "--pre",
+        "echo pre >> ../scratch/hooks.log",
+        "--post",
+        "echo post >> ../scratch/hooks.log",
+    ]);
+    session.wait_for_start("v1");
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    assert_eq!(project.scratch_lines("hooks.log"), ["pre", "pre"]);
+    session.signal(Signal::SIGTERM);
+    assert_eq!(session.wait_exit().code(), Some(143));
+    assert_eq!(project.scratch_lines("hooks.log"), ["pre", "pre", "post"]);
+}
