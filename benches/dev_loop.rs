@@ -19,7 +19,9 @@
 //! Trees live under `$TMPDIR/reload-bench-<pid>-<nanos>/<scenario>/`: `project/` is the watched
 //! root and every tool's working directory; `scratch/` beside it (never watched) holds start
 //! logs, build logs and each tool's output. Each scenario's directory is removed when it ends,
-//! after any process still running in it (by its working directory) is SIGKILLed by pid.
+//! after any process still running in it (by its working directory) is SIGKILLed by pid. The
+//! big trees are one stock of 100k files, made once and lent to scenarios by renaming (see
+//! `Bench::borrow_trees`): making files is the slowest part of the bench on a busy disk.
 //!
 //! Results are printed as they come, then as one table, and written to
 //! `target/bench/dev_loop.json`. A peer that is not installed is reported as skipped.
@@ -104,6 +106,7 @@ fn run(filters: &[String]) -> Result<()> {
         bins,
         base,
         report: Report::default(),
+        stock_made: false,
     };
     println!(
         "dev_loop{}: debounce {} ms, {} CPUs, load average {}",
@@ -281,7 +284,8 @@ impl Tool {
 struct Job {
     /// The watched tree, and every tool's working directory.
     root: PathBuf,
-    /// A shell line; `true` when the scenario has no build.
+    /// A shell line: `true` is the no-op build. Empty means no build step at all, which only
+    /// reload can express (`-b ''`).
     build: String,
     /// The server's argv.
     program: Vec<OsString>,
@@ -364,17 +368,17 @@ impl Bins {
             versions: BTreeMap::new(),
         };
         for tool in Tool::ALL {
-            let Some(exe) = bins.tool(tool) else { continue };
-            match version_of(exe) {
-                Some(version) => {
+            let Some(exe) = bins.tool(tool).map(Path::to_owned) else {
+                continue;
+            };
+            match (version_of(&exe), tool) {
+                (Some(version), _) => {
                     bins.versions.insert(tool, version);
                 }
-                // Installed but not working: as good as missing.
-                None if tool != Tool::Reload => match tool {
-                    Tool::Watchexec => bins.watchexec = None,
-                    _ => bins.nodemon = None,
-                },
-                None => bail!("{} --version fails", bins.reload.display()),
+                (None, Tool::Reload) => bail!("{} --version fails", exe.display()),
+                // A peer that is installed but does not run is as good as missing.
+                (None, Tool::Watchexec) => bins.watchexec = None,
+                (None, Tool::Nodemon) => bins.nodemon = None,
             }
         }
         Ok(bins)
@@ -469,7 +473,7 @@ impl Session {
         i32::try_from(self.process.id()).unwrap_or(i32::MAX)
     }
 
-    /// The tool's processes worth measuring: itself, and reload's guardian.
+    /// reload's guardian process (`reload __guard`), measured beside reload itself.
     fn guardian(&self) -> Option<i32> {
         if self.tool != Tool::Reload {
             return None;
@@ -638,10 +642,81 @@ impl Drop for Area {
     }
 }
 
+/// Trees borrowed from the stock; dropping the loan puts them back.
+struct Loan {
+    /// (where the tree lives in the stock, where it is now)
+    moves: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Loan {
+    /// The leaf directories (10 files each), in the order the stock created them.
+    fn leaves(&self) -> Vec<PathBuf> {
+        let mut leaves = Vec::new();
+        for (_, top) in &self.moves {
+            for a in 0..10 {
+                for b in 0..10 {
+                    for c in 0..10 {
+                        leaves.push(top.join(format!("d{a:02}/d{b:02}/d{c:02}")));
+                    }
+                }
+            }
+        }
+        leaves
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        for (home, away) in &self.moves {
+            if let Err(err) = fs::rename(away, home) {
+                eprintln!("dev_loop: cannot put {} back: {err}", away.display());
+            }
+        }
+    }
+}
+
 /// Fill `dir` with a tree `fanout.len()` levels deep (`d00`, `d01`, ... at each level) whose
-/// leaf directories hold `files` files `f000.rs`, `f001.rs`, ... Returns the leaves, in the
-/// order they were created.
+/// leaf directories hold `files` files `f000.rs`, `f001.rs`, ... Returns the leaves in order.
+/// The top-level directories are shared out over one thread per CPU: creating 100k files is
+/// the slowest part of the bench.
 fn populate(dir: &Path, fanout: &[usize], files: usize) -> Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let Some((&width, deeper)) = fanout.split_first() else {
+        return populate_serially(dir, fanout, files);
+    };
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    let tops: Vec<PathBuf> = (0..width).map(|i| dir.join(format!("d{i:02}"))).collect();
+    let chunks: Vec<&[PathBuf]> = tops.chunks(width.div_ceil(threads).max(1)).collect();
+    let results: Vec<Result<Vec<PathBuf>>> = thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                scope.spawn(move || -> Result<Vec<PathBuf>> {
+                    let mut leaves = Vec::new();
+                    for top in *chunk {
+                        leaves.extend(populate_serially(top, deeper, files)?);
+                    }
+                    Ok(leaves)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| bail!("a tree writer panicked"))
+            })
+            .collect()
+    });
+    let mut leaves = Vec::new();
+    for result in results {
+        leaves.extend(result?);
+    }
+    Ok(leaves)
+}
+
+fn populate_serially(dir: &Path, fanout: &[usize], files: usize) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let Some((&width, deeper)) = fanout.split_first() else {
         for i in 0..files {
@@ -651,7 +726,11 @@ fn populate(dir: &Path, fanout: &[usize], files: usize) -> Result<Vec<PathBuf>> 
     };
     let mut leaves = Vec::new();
     for i in 0..width {
-        leaves.extend(populate(&dir.join(format!("d{i:02}")), deeper, files)?);
+        leaves.extend(populate_serially(
+            &dir.join(format!("d{i:02}")),
+            deeper,
+            files,
+        )?);
     }
     Ok(leaves)
 }
@@ -664,6 +743,8 @@ struct Bench {
     bins: Bins,
     base: TempBase,
     report: Report,
+    /// Whether the stock tree (see [`Bench::borrow_trees`]) exists yet.
+    stock_made: bool,
 }
 
 impl Bench {
@@ -677,6 +758,40 @@ impl Bench {
         fs::create_dir_all(&area.project)?;
         fs::create_dir_all(&area.scratch)?;
         Ok(area)
+    }
+
+    /// Move `count` of the stock's 10k-file trees into `dest`, as `d00`, `d01`, ...; they go
+    /// back when the returned [`Loan`] is dropped. The stock (ten trees of 10 x 10 x 10
+    /// directories holding 10 files each: 10k files in 1111 directories per tree) is made on
+    /// first use. Creating files is by far the slowest part of the bench (0.1 to 0.9 ms each on
+    /// this machine's ext4, depending on load) while a rename is instant, so the 20k, 50k and
+    /// 100k-file trees of the idle, ignored-bulk and large-tree scenarios are the same files.
+    fn borrow_trees(&mut self, count: usize, dest: &Path) -> Result<Loan> {
+        const TREES: usize = 10;
+        ensure!(count <= TREES, "the stock holds only {TREES} trees");
+        let stock = self.base.0.join("stock");
+        if !self.stock_made {
+            let creating = Instant::now();
+            populate(&stock, &[TREES, 10, 10, 10], 10)?;
+            self.stock_made = true;
+            println!(
+                "  (created the stock of {}k files in {:.1} s)",
+                TREES * 10,
+                creating.elapsed().as_secs_f64()
+            );
+        }
+        fs::create_dir_all(dest)?;
+        let mut loan = Loan { moves: Vec::new() };
+        for i in 0..count {
+            let (home, away) = (
+                stock.join(format!("d{i:02}")),
+                dest.join(format!("d{i:02}")),
+            );
+            fs::rename(&home, &away)
+                .with_context(|| format!("cannot move {} to {}", home.display(), away.display()))?;
+            loan.moves.push((home, away));
+        }
+        Ok(loan)
     }
 
     /// Run `measure` with `tool`'s executable. A tool that is not installed is recorded as
@@ -885,13 +1000,14 @@ fn idle(bench: &mut Bench) -> Result<()> {
     const CPU: &str = "CPU while idle";
     const RSS: &str = "RSS";
     const GUARD_RSS: &str = "RSS of `reload __guard`";
-    let window = Duration::from_secs(if bench.quick { 3 } else { 10 });
+    let window = Duration::from_secs(if bench.quick { 2 } else { 10 });
     println!(
         "\n== 3. idle: 20k-file tree, {} s idle once the tool's watches settled",
         window.as_secs()
     );
     let area = bench.area("idle")?;
-    populate(&area.project.join("src"), &[200], 100)?;
+    // Dropped before `area`: the trees go back to the stock before the area is removed.
+    let _trees = bench.borrow_trees(2, &area.project.join("src"))?;
 
     for tool in Tool::ALL {
         let measured = bench.attempt(S, &[CPU, RSS], tool, |bench, exe| {
@@ -1004,14 +1120,9 @@ fn large_tree(bench: &mut Bench) -> Result<()> {
     let runs = bench.runs(3, 1);
     println!("\n== 4. large tree: 100k files in 10k directories, {runs} launches per tool");
     let area = bench.area("large")?;
-    let creating = Instant::now();
-    let leaves = populate(&area.project, &[10, 10, 10, 10], 10)?;
+    let trees = bench.borrow_trees(10, &area.project)?;
+    let leaves = trees.leaves();
     let deepest = leaves.last().context("no leaves")?.join("f009.rs");
-    println!(
-        "  (created {} leaf directories in {:.1} s)",
-        leaves.len(),
-        creating.elapsed().as_secs_f64()
-    );
 
     for tool in Tool::ALL {
         let metrics = [STARTUP, SETTLED, WATCHES, RSS, DEEP];
@@ -1069,14 +1180,15 @@ fn ignored_bulk(bench: &mut Bench) -> Result<()> {
     ensure!(git.success(), "git init failed: {git}");
     area.write(".gitignore", "target/\n")?;
     populate(&area.project.join("src"), &[10], 20)?;
-    populate(&area.project.join("target/debug/deps"), &[500], 100)?;
+    let trees = bench.borrow_trees(5, &area.project.join("target/debug/deps"))?;
+    let ignored_file = trees.leaves()[0].join("f000.rs");
 
     for tool in Tool::ALL {
         let metrics = [WATCHES, STARTUP, SETTLED, IGNORED, SOURCE];
         let measured = bench.attempt(S, &metrics, tool, |bench, exe| {
             tree_runs(bench, tool, exe, &area, runs, |session, starts| {
                 let seen = starts.count();
-                area.write("target/debug/deps/d000/f000.rs", "// ignored\n")?;
+                fs::write(&ignored_file, "// ignored\n")?;
                 let ignored = session.restarts_within(starts, seen, Duration::from_secs(1))?;
                 // The control: a source change does restart, so "no" above means ignored.
                 let seen = starts.count();
@@ -1284,9 +1396,19 @@ fn watchexec_socket_without_shim(bench: &mut Bench, area: &Area) -> Result<()> {
         .flags(&["--socket", &address])
         .build(record);
     let session = Session::launch(Tool::Watchexec, &exe, &job, area, "watchexec-raw-socket")?;
-    let answered = wait_for(Duration::from_secs(3), || {
-        http_get(SocketAddr::from(([127, 0, 0, 1], port))).ok()
-    });
+    // Ask the server's own output first: a GET on a socket nobody accepts on would just hang.
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let answered = wait_for(Duration::from_secs(5), || {
+        let said = session.output_tail();
+        if said.contains("hello_server: cannot") {
+            Some(false)
+        } else if said.contains("listening on") {
+            Some(http_get(address).is_ok())
+        } else {
+            None
+        }
+    })
+    .unwrap_or(false);
     let seen = fs::read_to_string(&environment).unwrap_or_default();
     let server_said = session
         .output_tail()
@@ -1296,12 +1418,13 @@ fn watchexec_socket_without_shim(bench: &mut Bench, area: &Area) -> Result<()> {
         .collect::<Vec<_>>()
         .join("; ");
     drop(session);
-    let note = match answered {
-        Some(_) => format!("served ({})", seen.trim()),
-        None => format!(
+    let note = if answered {
+        format!("served ({})", seen.trim())
+    } else {
+        format!(
             "never served: the server got {}; {server_said}",
             seen.trim()
-        ),
+        )
     };
     bench
         .report
