@@ -47,11 +47,19 @@ impl RunningBuild {
     pub fn start(command: &BuildCommand, root: &Path) -> Result<Self> {
         let started = Instant::now();
         let (mut cmd, cargo) = match command {
-            BuildCommand::Shell(line) => {
-                let mut cmd = Command::new("sh");
-                cmd.arg("-c").arg(line);
-                (cmd, false)
-            }
+            BuildCommand::Shell(line) => match plain_command(line) {
+                // No shell to start when the line holds nothing a shell would interpret.
+                Some((program, args)) => {
+                    let mut cmd = Command::new(program);
+                    cmd.args(args);
+                    (cmd, false)
+                }
+                None => {
+                    let mut cmd = Command::new("sh");
+                    cmd.arg("-c").arg(line);
+                    (cmd, false)
+                }
+            },
             BuildCommand::Cargo { args } => {
                 let mut cmd = Command::new(&args[0]);
                 cmd.args(&args[1..]).stdout(Stdio::piped());
@@ -128,6 +136,33 @@ pub fn describe(command: &BuildCommand) -> String {
         BuildCommand::Shell(line) => line.clone(),
         BuildCommand::Cargo { args } => args.join(" "),
     }
+}
+
+/// A command line that means the same with or without `sh -c`: words of plain characters, the
+/// first an executable found on PATH (or a path), not a shell builtin or a variable assignment.
+fn plain_command(line: &str) -> Option<(PathBuf, Vec<&str>)> {
+    const BUILTINS: &[&str] = &[
+        ".", ":", "alias", "break", "cd", "command", "continue", "eval", "exec", "exit", "export",
+        "readonly", "return", "set", "shift", "source", "times", "trap", "type", "ulimit", "umask",
+        "unalias", "unset", "wait",
+    ];
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:+@%^".contains(c) || c == ' ';
+    if !line.chars().all(plain) {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    let program = words.next()?;
+    if BUILTINS.contains(&program) {
+        return None;
+    }
+    let path = if program.contains('/') {
+        Some(PathBuf::from(program))
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    }?;
+    Some((path, words.collect()))
 }
 
 #[derive(Clone, Copy)]
@@ -260,6 +295,25 @@ mod tests {
         assert_eq!(parse(bin), Some(PathBuf::from("/p/target/debug/app")));
         assert_eq!(parse(lib), None);
         assert_eq!(parse(done), None);
+    }
+
+    #[test]
+    fn only_lines_a_shell_would_not_change_skip_the_shell() {
+        let (program, args) = plain_command("true").expect("plain");
+        assert!(program.ends_with("true") && args.is_empty());
+        let (_, args) = plain_command("go build -o ./tmp/main .").expect("plain");
+        assert_eq!(args, ["build", "-o", "./tmp/main", "."]);
+        for shell in [
+            "make && ./deploy",
+            "echo $HOME",
+            "cd web",
+            "FOO=1 make",
+            "cp 'a b' c",
+            "ls *.rs",
+            "no-such-program-anywhere --flag",
+        ] {
+            assert!(plain_command(shell).is_none(), "{shell}");
+        }
     }
 
     #[test]

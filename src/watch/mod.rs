@@ -5,7 +5,7 @@
 //! directories are walked and watched as they appear. Events pass through the [`Filter`] and
 //! collect until no relevant event has arrived for the debounce window: one trailing quiet window
 //! over all paths, however long the burst lasts. When nothing happens, nothing runs: notify's
-//! thread sleeps in `poll`, and this task holds no timer.
+//! thread sleeps in `poll`, and this stage's own thread sleeps in `recv` with no timer.
 //!
 //! This stage never spawns a process and never decides what a change means.
 
@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use notify::event::{CreateKind, ModifyKind, RemoveKind};
 use notify::{EventKind, RecursiveMode};
+use std::time::Instant;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::config::WatchConfig;
 pub(crate) use filter::Filter;
@@ -46,7 +46,7 @@ impl ChangeSet {
 /// Start watching. Watches are in place when this returns, so no change made after it is
 /// missed. Fails when a watch cannot be placed at all (e.g. the inotify limit).
 pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
-    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (raw_tx, raw_rx) = std::sync::mpsc::channel();
     let handler = move |event| {
         let _ = raw_tx.send(event);
     };
@@ -94,7 +94,10 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
     tracing::debug!(directories = stage.watched.len(), "watches placed");
     let count = stage.watched.len();
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(stage.run(raw_rx, tx));
+    std::thread::Builder::new()
+        .name("watch".into())
+        .spawn(move || stage.run(raw_rx, &tx))
+        .context("cannot start the watch thread")?;
     Ok((rx, count))
 }
 
@@ -113,26 +116,28 @@ struct WatchStage {
 }
 
 impl WatchStage {
-    async fn run(
+    /// The stage's thread. It blocks in `recv` while nothing happens (no timer, no wake-up) and
+    /// in `recv_timeout` while a burst is pending: a futex wait, precise to tens of
+    /// microseconds, where tokio's timer wheel would round the quiet window up to its next
+    /// millisecond tick.
+    fn run(
         mut self,
-        mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
-        changes: mpsc::Sender<ChangeSet>,
+        raw: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+        changes: &mpsc::Sender<ChangeSet>,
     ) {
+        use std::sync::mpsc::RecvTimeoutError;
         let mut deadline: Option<Instant> = None;
         loop {
-            let quiet = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
+            let event = match deadline {
+                None => raw.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(at) => raw.recv_timeout(at.saturating_duration_since(Instant::now())),
             };
-            tokio::select! {
-                event = raw.recv() => {
+            match event {
+                Ok(event) => {
                     self.seen_change = false;
                     match event {
-                        Some(Ok(event)) => self.on_event(event),
-                        Some(Err(err)) => crate::status::error(&format!("{:#}", explain(err, None))),
-                        None => return,
+                        Ok(event) => self.on_event(event),
+                        Err(err) => crate::status::error(&format!("{:#}", explain(err, None))),
                     }
                     // Every relevant event restarts the quiet window, even for a path already
                     // pending: a file saved over and over is one burst, not a build per window.
@@ -140,13 +145,14 @@ impl WatchStage {
                         deadline = Some(Instant::now() + self.debounce);
                     }
                 }
-                () = quiet => {
+                Err(RecvTimeoutError::Timeout) => {
                     deadline = None;
                     let paths = std::mem::take(&mut self.pending).into_iter().collect();
-                    if changes.send(ChangeSet { paths }).await.is_err() {
+                    if changes.blocking_send(ChangeSet { paths }).is_err() {
                         return;
                     }
                 }
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }
