@@ -342,6 +342,24 @@ fn a_package_json_start_script_is_served_and_restarted_on_an_edit() {
     wait_for_body(&session, port, "hello v2");
 }
 
+#[test]
+fn a_makefile_with_a_run_target_is_run_with_make_run_and_restarted_on_an_edit() {
+    let project = quiet_project().file("Makefile", "run:\n\t./app.sh\n");
+    let session = project.start(&[]);
+    session.wait_for_start("v1");
+    let stderr = session.stderr();
+    assert!(
+        status_lines(&stderr)
+            .first()
+            .is_some_and(|line| line.contains("make run")),
+        "the first status line says what was detected{}",
+        session.context()
+    );
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    assert_eq!(project.starts().len(), 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Keys on a terminal
 
