@@ -13,11 +13,13 @@ use clap::Parser;
     about,
     args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  \
-        reload                                  # reload.toml, or a detected Cargo project\n  \
+        reload                  # reload.toml, .air.toml, or a Cargo, Go, Node or Make project\n  \
         reload -b 'go build -o tmp/app .' -- ./tmp/app\n  \
         reload -e py -- python3 server.py       # no build step, restart on .py changes\n  \
         reload --stop-timeout 10s -c dev.toml\n  \
-        reload --listen 3000 --ready notify --overlap -- ./target/debug/server"
+        reload --listen 3000 --ready notify --overlap -- ./target/debug/server\n  \
+        reload init --from-air                  # .air.toml -> a commented reload.toml\n\n\
+        Keys, when stdin is a terminal: r rebuild and restart, c clear, q quit, h help."
 )]
 pub struct Args {
     #[command(subcommand)]
