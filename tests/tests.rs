@@ -898,3 +898,23 @@ fn pre_commands_run_before_each_build_and_post_commands_after_the_app_stops() {
     assert_eq!(session.wait_exit().code(), Some(143));
     assert_eq!(project.scratch_lines("hooks.log"), ["pre", "pre", "post"]);
 }
+
+#[test]
+fn a_file_created_and_removed_within_one_burst_is_no_change() {
+    let project = served(APP);
+    let session = project.start(&[]);
+    session.wait_for_start("v1");
+
+    // A tool's temporary file, gone before the quiet window ends.
+    project.write("src/draft.txt", "draft");
+    project.remove("src/draft.txt");
+    session.assert_holds_for(
+        Duration::from_secs(1),
+        "no build for a file that came and went",
+        || builds(&project).len() == 1,
+    );
+
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    assert_eq!(builds(&project), ["v1", "v2"]);
+}

@@ -11,7 +11,7 @@
 
 mod filter;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -78,7 +78,8 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
         roots,
         files: files.into_iter().collect(),
         watched: HashSet::new(),
-        pending: BTreeSet::new(),
+        pending: BTreeMap::new(),
+        event_creates: false,
         seen_change: false,
         debounce: config.debounce,
     };
@@ -109,7 +110,10 @@ struct WatchStage {
     /// Single files given with --watch; their parent directory is watched for them alone.
     files: HashSet<PathBuf>,
     watched: HashSet<PathBuf>,
-    pending: BTreeSet<PathBuf>,
+    /// Changed paths, each with whether this burst created it (see `take_changes`).
+    pending: BTreeMap<PathBuf, bool>,
+    /// Whether the event being handled creates its paths.
+    event_creates: bool,
     /// Whether the event being handled held a relevant change.
     seen_change: bool,
     debounce: Duration,
@@ -147,8 +151,10 @@ impl WatchStage {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     deadline = None;
-                    let paths = std::mem::take(&mut self.pending).into_iter().collect();
-                    if changes.blocking_send(ChangeSet { paths }).is_err() {
+                    let Some(changed) = self.take_changes() else {
+                        continue;
+                    };
+                    if changes.blocking_send(changed).is_err() {
                         return;
                     }
                 }
@@ -159,10 +165,26 @@ impl WatchStage {
 
     fn record(&mut self, path: PathBuf) {
         self.seen_change = true;
-        self.pending.insert(path);
+        self.pending.entry(path).or_insert(self.event_creates);
+    }
+
+    /// The burst's changes, without the files it both created and removed: a tool's temporary
+    /// file (`sed -i`'s, an editor's) is not a change, and a burst of only those is no change.
+    fn take_changes(&mut self) -> Option<ChangeSet> {
+        let paths: Vec<PathBuf> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter(|(path, created)| !created || std::fs::symlink_metadata(path).is_ok())
+            .map(|(path, _)| path)
+            .collect();
+        if paths.is_empty() {
+            tracing::debug!("only short-lived files came and went");
+            return None;
+        }
+        Some(ChangeSet { paths })
     }
 
     fn on_event(&mut self, event: notify::Event) {
+        self.event_creates = matches!(event.kind, EventKind::Create(_));
         if event.need_rescan() {
             // The kernel dropped events (queue overflow): something changed, we cannot say what.
             tracing::debug!("event queue overflowed; treating it as a change");

@@ -110,6 +110,13 @@ impl Project {
         self.scratch.join(name)
     }
 
+    /// Remove a file from the project now.
+    #[track_caller]
+    pub(crate) fn remove(&self, path: &str) {
+        let path = self.root.join(path);
+        fs::remove_file(&path).unwrap_or_else(|err| panic!("remove {}: {err}", path.display()));
+    }
+
     /// Write a file in the project now: while reload runs, this is a real change.
     #[track_caller]
     pub(crate) fn write(&self, path: &str, contents: &str) {
