@@ -215,7 +215,7 @@ impl Project {
     /// Start `reload ARGS` with extra environment variables (inherited by builds and servers).
     #[track_caller]
     pub(crate) fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Session<'_> {
-        Session::start(self, args, env)
+        Session::start(self, args, env, Stdio::null())
     }
 
     /// Run `reload ARGS` and wait for it to exit by itself (for bad input).
@@ -324,12 +324,12 @@ pub(crate) struct Session<'p> {
 
 impl<'p> Session<'p> {
     #[track_caller]
-    fn start(project: &'p Project, args: &[&str], env: &[(&str, &str)]) -> Self {
+    fn start(project: &'p Project, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_reload"));
         command
             .args(args)
             .current_dir(&project.root)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group: signals the test sends go to reload alone, as from `kill`.
@@ -717,39 +717,6 @@ impl Project {
         env: &[(&str, &str)],
         stdin: Stdio,
     ) -> Session<'_> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_reload"));
-        command
-            .args(args)
-            .current_dir(&self.root)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if key.starts_with("RELOAD")
-                || key == "CARGO_TARGET_DIR"
-                || key == "CARGO_BUILD_TARGET_DIR"
-            {
-                command.env_remove(&*key);
-            }
-        }
-        command.env("NO_COLOR", "1");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", env!("CARGO_BIN_EXE_reload")));
-        let stdout = capture(child.stdout.take().expect("piped stdout"));
-        let stderr = capture(child.stderr.take().expect("piped stderr"));
-        Session {
-            project: self,
-            child: Mutex::new(child),
-            status: Mutex::new(None),
-            stdout,
-            stderr,
-            tracked: Mutex::new(Vec::new()),
-        }
+        Session::start(self, args, env, stdin)
     }
 }
