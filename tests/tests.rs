@@ -269,13 +269,7 @@ fn an_app_ignoring_sigterm_is_killed_after_the_stop_timeout_and_replaced() {
         grandchild,
     );
 
-    session.signal(Signal::SIGTERM);
-    assert_eq!(
-        session.wait_exit().code(),
-        Some(143),
-        "{}",
-        session.context()
-    );
+    session.terminate();
     session.wait_no_processes();
 }
 
@@ -595,13 +589,7 @@ fn sigterm_during_a_build_kills_the_build_too() {
     });
     session.track(hung);
 
-    session.signal(Signal::SIGTERM);
-    assert_eq!(
-        session.wait_exit().code(),
-        Some(143),
-        "{}",
-        session.context()
-    );
+    session.terminate();
     session.wait_dead("the build's background sleep", hung);
     session.wait_dead("the app", app.pid);
     session.wait_no_processes();

@@ -21,8 +21,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-
 use crate::support::{Project, Session, alive};
 
 /// How long a single request may take before it counts as failed: far beyond any restart.
@@ -961,13 +959,7 @@ fn the_port_socket_file_and_notify_sockets_are_released_when_reload_exits() {
         "the unix socket file exists while reload runs"
     );
 
-    session.signal(Signal::SIGTERM);
-    assert_eq!(
-        session.wait_exit().code(),
-        Some(143),
-        "{}",
-        session.context()
-    );
+    session.terminate();
 
     TcpListener::bind(("127.0.0.1", port))
         .unwrap_or_else(|err| panic!("port {port} is free again: {err}{}", session.context()));

@@ -403,6 +403,14 @@ impl<'p> Session<'p> {
     /// Wait for reload to exit by itself, and for its output to be complete: until every
     /// process that shares reload's stdout and stderr (builds, servers, their children, the
     /// guardian) is gone too.
+    /// SIGTERM to reload, which must stop everything and exit with 143 (128 + SIGTERM).
+    #[track_caller]
+    pub(crate) fn terminate(&mut self) {
+        self.signal(Signal::SIGTERM);
+        let code = self.wait_exit().code();
+        assert_eq!(code, Some(143), "{}", self.context());
+    }
+
     #[track_caller]
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let status = self.wait_until("reload to exit", || self.exit_status());

@@ -17,7 +17,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use nix::pty::openpty;
-use nix::sys::signal::Signal;
 use nix::sys::termios::{LocalFlags, tcgetattr};
 use serde_json::Value;
 
@@ -511,13 +510,7 @@ fn json_log_format_reports_every_step_as_one_object_per_line() {
             .then_some(())
     });
 
-    session.signal(Signal::SIGTERM);
-    assert_eq!(
-        session.wait_exit().code(),
-        Some(143),
-        "{}",
-        session.context()
-    );
+    session.terminate();
     session.wait_no_processes();
 
     let events = json_events(&session);
