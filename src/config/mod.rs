@@ -294,118 +294,7 @@ fn resolve_with(
             .with_context(|| format!("cannot open `{}`", base.display()))?,
     };
     let project = detect::detect(&root);
-    // A config file says what to watch; without one, the project kind's defaults apply.
-    let defaults = match (&project, source) {
-        (Some(project), None) => project.watch_defaults(),
-        _ => detect::WatchDefaults::default(),
-    };
-
-    let watch_paths = if args.watch.is_empty() {
-        match &file.watch.paths {
-            Some(paths) => paths
-                .get_ref()
-                .iter()
-                .map(|path| {
-                    root.join(path).canonicalize().map_err(|_| {
-                        place.file(
-                            paths.span(),
-                            format!("watch path `{}` does not exist", path.display()),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-            None => vec![root.clone()],
-        }
-    } else {
-        args.watch
-            .iter()
-            .map(|path| {
-                cwd.join(path).canonicalize().map_err(|_| {
-                    usage(format!(
-                        "--watch `{}` does not exist (looked in {})",
-                        path.display(),
-                        cwd.display()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?
-    };
-
-    let extensions: Vec<String> = if !args.ext.is_empty() {
-        args.ext.clone()
-    } else if let Some(ext) = file.watch.ext {
-        ext.into_list()
-    } else {
-        defaults.extensions
-    }
-    .into_iter()
-    .map(|e| e.trim().trim_start_matches('.').to_owned())
-    .filter(|e| !e.is_empty())
-    .collect();
-
-    let include_globs = file.watch.include.unwrap_or(defaults.include);
-    let include = (!include_globs.is_empty())
-        .then(|| compile_globs(&include_globs, "[watch] include"))
-        .transpose()?;
-    let mut ignore_globs = file.watch.ignore.unwrap_or(defaults.ignore);
-    ignore_globs.extend(args.ignore.iter().cloned());
-    ignore_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
-    let ignore = compile_globs(&ignore_globs, "--ignore / [watch] ignore")?;
-    let mut ignore_regex = match &file.watch.ignore_regex {
-        Some(list) => list
-            .get_ref()
-            .iter()
-            .map(|pattern| {
-                regex::Regex::new(pattern).map_err(|err| {
-                    place.file(
-                        list.span(),
-                        format!("invalid regular expression `{pattern}`: {err}"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-
-    let mut ignored_dirs = vec![root.join(".git")];
-    if let Some(project) = &project {
-        ignored_dirs.extend(project.build_outputs(&root));
-    }
-    // `reload > log 2>&1` inside the project: every status line would be a change, forever.
-    ignored_dirs.extend(own_output_files());
-    // Cargo creates its target directory as a temporary sibling (`targetXk3P9q`) and renames
-    // it: on a fresh project that would cancel the very first build.
-    if let Some(detect::Project::Cargo(cargo)) = &project
-        && let Ok(relative) = cargo.target_directory.strip_prefix(&root)
-    {
-        let pattern = format!(
-            "^{}[A-Za-z0-9]{{6}}(/|$)",
-            regex::escape(&relative.to_string_lossy())
-        );
-        ignore_regex.extend(regex::Regex::new(&pattern));
-    }
-
-    let debounce = place
-        .layered(
-            ("--debounce", args.debounce.as_ref()),
-            ("[watch] debounce", file.watch.debounce.as_ref()),
-            parse_duration,
-        )?
-        .unwrap_or(Duration::from_millis(50));
-    let poll_text = file
-        .watch
-        .poll
-        .as_ref()
-        .and_then(|poll| match poll.get_ref() {
-            file::PollValue::Enabled(true) => Some(Spanned::new(poll.span(), "500ms".to_owned())),
-            file::PollValue::Enabled(false) => None,
-            file::PollValue::Interval(text) => Some(Spanned::new(poll.span(), text.clone())),
-        });
-    let poll = place.layered(
-        ("--poll", args.poll.as_ref()),
-        ("[watch] poll", poll_text.as_ref()),
-        parse_duration,
-    )?;
+    let watch = resolve_watch(args, cwd, &place, &root, project.as_ref(), file.watch)?;
 
     let stop_signal = place
         .layered(
@@ -583,20 +472,7 @@ fn resolve_with(
         .collect();
 
     Ok(Config {
-        watch: WatchConfig {
-            paths: watch_paths,
-            filter: FilterRules {
-                root: root.clone(),
-                extensions,
-                include,
-                ignore,
-                ignore_regex,
-                gitignore: !args.no_gitignore && file.watch.gitignore.unwrap_or(true),
-                ignored_dirs,
-            },
-            debounce,
-            poll,
-        },
+        watch,
         origin: match source {
             Some(source) => format!("{}: {what}", source.path.display()),
             None => what,
@@ -613,6 +489,141 @@ fn resolve_with(
             format,
         },
         warnings: Vec::new(),
+    })
+}
+
+/// What to watch and what counts as a change: flags over the file, the file over the project
+/// kind's defaults, plus the built-in ignores.
+fn resolve_watch(
+    args: &Args,
+    cwd: &Path,
+    place: &Place<'_>,
+    root: &Path,
+    project: Option<&detect::Project>,
+    watch: file::WatchSection,
+) -> Result<WatchConfig> {
+    // A config file says what to watch; without one, the project kind's defaults apply.
+    let defaults = match (project, place.source) {
+        (Some(project), None) => project.watch_defaults(),
+        _ => detect::WatchDefaults::default(),
+    };
+
+    let watch_paths = if args.watch.is_empty() {
+        match &watch.paths {
+            Some(paths) => paths
+                .get_ref()
+                .iter()
+                .map(|path| {
+                    root.join(path).canonicalize().map_err(|_| {
+                        place.file(
+                            paths.span(),
+                            format!("watch path `{}` does not exist", path.display()),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![root.to_owned()],
+        }
+    } else {
+        args.watch
+            .iter()
+            .map(|path| {
+                cwd.join(path).canonicalize().map_err(|_| {
+                    usage(format!(
+                        "--watch `{}` does not exist (looked in {})",
+                        path.display(),
+                        cwd.display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+
+    let extensions: Vec<String> = if !args.ext.is_empty() {
+        args.ext.clone()
+    } else if let Some(ext) = watch.ext {
+        ext.into_list()
+    } else {
+        defaults.extensions
+    }
+    .into_iter()
+    .map(|e| e.trim().trim_start_matches('.').to_owned())
+    .filter(|e| !e.is_empty())
+    .collect();
+
+    let include_globs = watch.include.unwrap_or(defaults.include);
+    let include = (!include_globs.is_empty())
+        .then(|| compile_globs(&include_globs, "[watch] include"))
+        .transpose()?;
+    let mut ignore_globs = watch.ignore.unwrap_or(defaults.ignore);
+    ignore_globs.extend(args.ignore.iter().cloned());
+    ignore_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
+    let ignore = compile_globs(&ignore_globs, "--ignore / [watch] ignore")?;
+    let mut ignore_regex = match &watch.ignore_regex {
+        Some(list) => list
+            .get_ref()
+            .iter()
+            .map(|pattern| {
+                regex::Regex::new(pattern).map_err(|err| {
+                    place.file(
+                        list.span(),
+                        format!("invalid regular expression `{pattern}`: {err}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+
+    let mut ignored_dirs = vec![root.join(".git")];
+    if let Some(project) = project {
+        ignored_dirs.extend(project.build_outputs(root));
+    }
+    // `reload > log 2>&1` inside the project: every status line would be a change, forever.
+    ignored_dirs.extend(own_output_files());
+    // Cargo creates its target directory as a temporary sibling (`targetXk3P9q`) and renames
+    // it: on a fresh project that would cancel the very first build.
+    if let Some(detect::Project::Cargo(cargo)) = project
+        && let Ok(relative) = cargo.target_directory.strip_prefix(root)
+    {
+        let pattern = format!(
+            "^{}[A-Za-z0-9]{{6}}(/|$)",
+            regex::escape(&relative.to_string_lossy())
+        );
+        ignore_regex.extend(regex::Regex::new(&pattern));
+    }
+
+    let debounce = place
+        .layered(
+            ("--debounce", args.debounce.as_ref()),
+            ("[watch] debounce", watch.debounce.as_ref()),
+            parse_duration,
+        )?
+        .unwrap_or(Duration::from_millis(50));
+    let poll_text = watch.poll.as_ref().and_then(|poll| match poll.get_ref() {
+        file::PollValue::Enabled(true) => Some(Spanned::new(poll.span(), "500ms".to_owned())),
+        file::PollValue::Enabled(false) => None,
+        file::PollValue::Interval(text) => Some(Spanned::new(poll.span(), text.clone())),
+    });
+    let poll = place.layered(
+        ("--poll", args.poll.as_ref()),
+        ("[watch] poll", poll_text.as_ref()),
+        parse_duration,
+    )?;
+
+    Ok(WatchConfig {
+        paths: watch_paths,
+        filter: FilterRules {
+            root: root.to_owned(),
+            extensions,
+            include,
+            ignore,
+            ignore_regex,
+            gitignore: !args.no_gitignore && watch.gitignore.unwrap_or(true),
+            ignored_dirs,
+        },
+        debounce,
+        poll,
     })
 }
 
