@@ -766,6 +766,25 @@ fn a_plain_cargo_server_is_built_served_and_reloaded_with_no_configuration() {
         "the edited server to answer `hello v2`",
         || body().filter(|b| b == "hello v2 RELOAD=1"),
     );
+
+    // Two compile errors: the summary counts them, and v2 keeps serving.
+    let broken = SERVER.replace(
+        "fn main() {",
+        "fn main() {\n    let _ = (undefined_one, undefined_two);",
+    );
+    project.write("src/main.rs", &broken);
+    session.wait_until_within(CARGO_DEADLINE, "the failed build's summary", || {
+        session
+            .stderr()
+            .contains("build failed (exit 101): 2 errors; still serving pid")
+            .then_some(())
+    });
+    assert_eq!(
+        body().as_deref(),
+        Some("hello v2 RELOAD=1"),
+        "{}",
+        session.context()
+    );
 }
 
 #[test]
