@@ -18,6 +18,13 @@ use crate::process;
 /// Room for a deep queue of connections while no server is accepting (during a restart).
 const BACKLOG: i32 = 1024;
 
+/// Close-on-exec from the start where the platform allows it; elsewhere (macOS) the descriptor
+/// becomes close-on-exec when it is moved up (`duplicate_above`), before any child is spawned.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const CLOEXEC: SockFlag = SockFlag::SOCK_CLOEXEC;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const CLOEXEC: SockFlag = SockFlag::empty();
+
 /// Listener descriptors are moved at least this high, so that placing them at 3, 4, ... in a
 /// child never overwrites one not yet placed.
 const FD_FLOOR: RawFd = 64;
@@ -39,7 +46,7 @@ impl Listener {
                 } else {
                     AddressFamily::Inet6
                 };
-                let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                let fd = socket(family, SockType::Stream, CLOEXEC, None)
                     .context("cannot create a socket")?;
                 // Rebinding right after a previous reload exits must not wait for TIME_WAIT.
                 // No SO_REUSEPORT: a second process must not be able to share the port.
@@ -50,13 +57,8 @@ impl Listener {
             }
             ListenAddress::Unix(path) => {
                 remove_stale_socket(path)?;
-                let fd = socket(
-                    AddressFamily::Unix,
-                    SockType::Stream,
-                    SockFlag::SOCK_CLOEXEC,
-                    None,
-                )
-                .context("cannot create a socket")?;
+                let fd = socket(AddressFamily::Unix, SockType::Stream, CLOEXEC, None)
+                    .context("cannot create a socket")?;
                 let addr = UnixAddr::new(path)
                     .map_err(|_| anyhow!("unix socket path `{}` is too long", path.display()))?;
                 bind(fd.as_raw_fd(), &addr).map_err(|errno| bind_error(&spec.address, errno))?;
