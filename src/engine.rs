@@ -83,11 +83,12 @@ struct Engine {
 pub async fn run(config: Config) -> Result<Exit> {
     let interrupts = Arc::new(Interrupts::default());
     let mut shutdowns = listen_for_shutdown(interrupts.clone())?;
+    let newer_change = interrupts.newer_change.clone();
     let supervisor = config
         .run
         .map(|run| Supervisor::new(run, config.root.clone(), interrupts))
         .transpose()?;
-    let (mut changes, watched) = watch::start(config.watch)?;
+    let (mut changes, watched) = watch::start(config.watch, newer_change)?;
     for warning in &config.warnings {
         status::warning(warning);
     }

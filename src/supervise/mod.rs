@@ -89,6 +89,9 @@ pub struct Swap {
 pub struct Interrupts {
     pub stop_waiting: Notify,
     pub kill_now: Notify,
+    /// Woken (`notify_waiters`) by the watch stage whenever it hands over a change: a server
+    /// still warming up is built from sources that are already stale, so it gives way.
+    pub newer_change: Arc<Notify>,
 }
 
 #[derive(Debug)]
@@ -267,6 +270,7 @@ impl Supervisor {
             status = &mut child.exit => Err(format!("{} before it was ready", describe_status(status.ok().flatten()))),
             () = tokio::time::sleep(timeout) => Err(format!("was not ready within {}", status::duration(timeout))),
             () = self.interrupts.stop_waiting.notified() => Err("was interrupted before it was ready".to_owned()),
+            () = self.interrupts.newer_change.notified() => Err("gave way to a newer change before it was ready".to_owned()),
         }
     }
 

@@ -18,8 +18,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use notify::event::{CreateKind, ModifyKind, RemoveKind};
 use notify::{EventKind, RecursiveMode};
+use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
+
+use tokio::sync::{Notify, mpsc};
 
 use crate::config::WatchConfig;
 pub(crate) use filter::Filter;
@@ -45,7 +47,12 @@ impl ChangeSet {
 
 /// Start watching. Watches are in place when this returns, so no change made after it is
 /// missed. Fails when a watch cannot be placed at all (e.g. the inotify limit).
-pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
+/// `newer_change` is woken (`notify_waiters`) with every change set handed over, for whoever
+/// waits on something the change makes stale.
+pub fn start(
+    config: WatchConfig,
+    newer_change: Arc<Notify>,
+) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
     let (raw_tx, raw_rx) = std::sync::mpsc::channel();
     let handler = move |event| {
         let _ = raw_tx.send(event);
@@ -97,7 +104,7 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
     let (tx, rx) = mpsc::channel(16);
     std::thread::Builder::new()
         .name("watch".into())
-        .spawn(move || stage.run(raw_rx, &tx))
+        .spawn(move || stage.run(raw_rx, &tx, &newer_change))
         .context("cannot start the watch thread")?;
     Ok((rx, count))
 }
@@ -128,6 +135,7 @@ impl WatchStage {
         mut self,
         raw: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
         changes: &mpsc::Sender<ChangeSet>,
+        newer_change: &Notify,
     ) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut deadline: Option<Instant> = None;
@@ -157,6 +165,7 @@ impl WatchStage {
                     if changes.blocking_send(changed).is_err() {
                         return;
                     }
+                    newer_change.notify_waiters();
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             }

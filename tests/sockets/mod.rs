@@ -977,3 +977,72 @@ fn the_port_socket_file_and_notify_sockets_are_released_when_reload_exits() {
     );
     session.wait_no_processes();
 }
+
+/// Starts hello_server, except on the `hang`th start, which never becomes ready.
+fn never_ready_on_start(project: &Project, server: &str, hang: usize) -> String {
+    let starts = project.scratch("starts");
+    let script = project.scratch("app.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             echo $$ >> '{starts}'\n\
+             if [ \"$(wc -l < '{starts}')\" -eq {hang} ]; then exec sleep 1000; fi\n\
+             exec '{server}'\n",
+            starts = starts.display(),
+        ),
+    )
+    .expect("write app.sh");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod app.sh");
+    script.to_str().expect("a UTF-8 path").to_owned()
+}
+
+#[test]
+fn a_server_still_warming_up_gives_way_to_a_newer_change() {
+    let project = triggered_project();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let app = never_ready_on_start(&project, &hello_server(), 2);
+    // A ready timeout far beyond the harness's deadline: only giving way can end the wait.
+    let session = project.start(&[
+        "--build",
+        "",
+        "-e",
+        "txt",
+        "--listen",
+        &listen,
+        "--overlap",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10m",
+        "--",
+        &app,
+    ]);
+    let old = wait_for_answer(&session, port);
+
+    trigger(&project, 1);
+    let warming = session.wait_until("the second start", || {
+        project.scratch_pids("starts").get(1).copied()
+    });
+    session.track(warming);
+    trigger(&project, 2);
+    let newest = session.wait_until("the third start to answer", || {
+        get(port)
+            .ok()
+            .map(|answer| answer.pid)
+            .filter(|pid| *pid != old)
+    });
+
+    session.wait_for_stderr(&format!(
+        "new app (pid {warming}) gave way to a newer change"
+    ));
+    session.wait_dead("the server that was still warming up", warming);
+    assert_eq!(
+        project.scratch_pids("starts").get(2).copied(),
+        i32::try_from(newest).ok(),
+        "the third start answers{}",
+        session.context()
+    );
+}
