@@ -483,8 +483,9 @@ fn overlapping_restarts_keep_the_old_server_answering_until_the_new_one_is_ready
     );
 }
 
-/// The first start is hello_server; every later start never becomes ready (it just sleeps).
-fn never_ready_after_the_first(project: &Project, server: &str) -> String {
+/// A server script: the nth start (counted in `starts`) runs hello_server, unless `[ n HANG ]`
+/// holds (e.g. `-ge 2`), when it never becomes ready (it just sleeps).
+fn app_hanging_when(project: &Project, server: &str, hang: &str) -> String {
     let starts = project.scratch("starts");
     let script = project.scratch("app.sh");
     fs::write(
@@ -492,8 +493,8 @@ fn never_ready_after_the_first(project: &Project, server: &str) -> String {
         format!(
             "#!/bin/sh\n\
              echo $$ >> '{starts}'\n\
-             if [ \"$(wc -l < '{starts}')\" -eq 1 ]; then exec '{server}'; fi\n\
-             exec sleep 1000\n",
+             if [ \"$(wc -l < '{starts}')\" {hang} ]; then exec sleep 1000; fi\n\
+             exec '{server}'\n",
             starts = starts.display(),
         ),
     )
@@ -508,7 +509,7 @@ fn a_new_server_that_never_becomes_ready_never_replaces_the_old_one() {
     let project = triggered_project();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let app = never_ready_after_the_first(&project, &hello_server());
+    let app = app_hanging_when(&project, &hello_server(), "-ge 2");
     let session = project.start(&[
         "--build",
         "",
@@ -978,32 +979,12 @@ fn the_port_socket_file_and_notify_sockets_are_released_when_reload_exits() {
     session.wait_no_processes();
 }
 
-/// Starts hello_server, except on the `hang`th start, which never becomes ready.
-fn never_ready_on_start(project: &Project, server: &str, hang: usize) -> String {
-    let starts = project.scratch("starts");
-    let script = project.scratch("app.sh");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             echo $$ >> '{starts}'\n\
-             if [ \"$(wc -l < '{starts}')\" -eq {hang} ]; then exec sleep 1000; fi\n\
-             exec '{server}'\n",
-            starts = starts.display(),
-        ),
-    )
-    .expect("write app.sh");
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod app.sh");
-    script.to_str().expect("a UTF-8 path").to_owned()
-}
-
 #[test]
 fn a_server_still_warming_up_gives_way_to_a_newer_change() {
     let project = triggered_project();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let app = never_ready_on_start(&project, &hello_server(), 2);
+    let app = app_hanging_when(&project, &hello_server(), "-eq 2");
     // A ready timeout far beyond the harness's deadline: only giving way can end the wait.
     let session = project.start(&[
         "--build",
