@@ -78,6 +78,7 @@ pub fn run() -> Exit {
         None => config::resolve(&args).and_then(|config| {
             status::init(config.output);
             process::guard::start();
+            process::adopt_orphans();
             // One thread: children are spawned from it, and their parent-death signal is tied
             // to it.
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -925,3 +925,35 @@ fn a_file_created_and_removed_within_one_burst_is_no_change() {
     session.wait_for_start("v2");
     assert_eq!(builds(&project), ["v1", "v2"]);
 }
+
+/// A server that leaves a process outside its own process group (`setsid`), as daemonizing
+/// servers do: killing the group cannot reach it.
+const APP_ESCAPING: &str = r#"#!/bin/sh
+trap 'exit 0' TERM
+setsid sleep 1000 &
+echo $! >> ../scratch/escaped
+echo "start pid=$$ version=$(cat build/version.txt)" >> ../scratch/app.log
+wait
+"#;
+
+#[test]
+fn a_process_that_left_the_apps_group_is_killed_with_the_app() {
+    let project = served(APP_ESCAPING);
+    let mut session = project.start(&[]);
+    session.wait_for_start("v1");
+    let first = session.wait_until("the first escaped process", || {
+        project.scratch_pids("escaped").first().copied()
+    });
+    session.track(first);
+
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    session.wait_dead("the process that left the first app's group", first);
+    let second = session.wait_until("the second escaped process", || {
+        project.scratch_pids("escaped").get(1).copied()
+    });
+    session.track(second);
+
+    session.terminate();
+    session.wait_dead("the process that left the second app's group", second);
+}

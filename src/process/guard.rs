@@ -20,6 +20,12 @@ use nix::unistd::Pid;
 pub const GUARD_ARG: &str = "__guard";
 
 static PIPE: Mutex<Option<ChildStdin>> = Mutex::new(None);
+static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// The guardian's pid, once started.
+pub(super) fn pid() -> Option<u32> {
+    PID.get().copied()
+}
 
 /// Start the guardian. Failing to start it is not fatal: children still get a parent-death
 /// signal, so only background grandchildren could outlive a SIGKILLed reload.
@@ -36,7 +42,10 @@ pub fn start() {
     match spawned {
         // The pipe's write end is close-on-exec (std opens it so), so only reload holds it and
         // the guardian sees end-of-file exactly when reload is gone.
-        Ok(mut child) => *lock() = child.stdin.take(),
+        Ok(mut child) => {
+            let _ = PID.set(child.id());
+            *lock() = child.stdin.take();
+        }
         Err(err) => crate::status::warning(&format!(
             "cannot start the guardian process ({err}): if reload is killed with SIGKILL, \
              processes its servers started in the background may be left running"

@@ -57,6 +57,62 @@ impl Drop for ProcessGroup {
 /// The first file descriptor of the socket-activation protocol (after stdin, stdout, stderr).
 pub const LISTEN_FDS_START: RawFd = 3;
 
+/// Make reload the parent of its descendants' orphans (Linux: PR_SET_CHILD_SUBREAPER). A process
+/// that leaves its server's group (setsid, a daemonizing server) is then re-parented to reload
+/// instead of init when its parent exits, so [`kill_adopted`] can still find and stop it.
+pub fn adopt_orphans() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+        crate::status::warning(&format!(
+            "cannot adopt orphaned processes ({err}): a server that daemonizes may outlive reload"
+        ));
+    }
+}
+
+/// SIGKILL and reap every child of reload except the guardian and `keep`: after a server's group
+/// is gone, what remains among reload's children was adopted (see [`adopt_orphans`]). Returns
+/// how many there were. Linux only: elsewhere adoption does not exist and this finds nothing.
+pub fn kill_adopted(keep: &[u32]) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut adopted: Vec<i32> = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|pid| !keep.contains(pid) && Some(*pid) != guard::pid())
+        .filter_map(|pid| i32::try_from(pid).ok())
+        .collect();
+    adopted.sort_unstable();
+    adopted.dedup();
+    for &pid in &adopted {
+        let pid = Pid::from_raw(pid);
+        // A session leader leads its own group too: take the group, then the process.
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    }
+    // Adopted processes are not tokio's: nobody else will reap them. SIGKILL is quick, but a
+    // process stuck in the kernel (a dead NFS mount) must not hang reload: give up after 2 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    for &pid in &adopted {
+        let pid = Pid::from_raw(pid);
+        while let Ok(nix::sys::wait::WaitStatus::StillAlive) =
+            nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+        {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    adopted.len()
+}
+
 /// Spawn `command` as the leader of a new process group that dies with reload. `inherit` are
 /// placed at fds 3, 4, ... in the child, without close-on-exec; they must all be numbered above
 /// `3 + inherit.len()` so that placing one never overwrites another (see `supervise::listen`).

@@ -195,7 +195,7 @@ impl Supervisor {
                     "new app (pid {pid}) {why}; pid {old} keeps serving"
                 ));
             }
-            let old = self.stop().await;
+            let old = self.stop_keeping(Some(new.pid)).await;
             let new_pid = new.pid;
             self.child = Some(new);
             return Ok(Swap {
@@ -221,8 +221,14 @@ impl Supervisor {
     }
 
     /// Stop the server: stop signal to its group, wait up to the stop timeout (or a second
-    /// Ctrl-C), SIGKILL the group, reap. Returns the pid that was stopped.
+    /// Ctrl-C), SIGKILL the group, reap, then kill what escaped the group. Returns the pid that
+    /// was stopped.
     pub async fn stop(&mut self) -> Option<u32> {
+        self.stop_keeping(None).await
+    }
+
+    /// `stop`, sparing `keep` (a new server started beside the old one) from the sweep.
+    async fn stop_keeping(&mut self, keep: Option<u32>) -> Option<u32> {
         let mut child = self.child.take()?;
         tracing::debug!(pid = child.pid, signal = %self.config.stop_signal, "stopping server");
         child.group.signal(self.config.stop_signal);
@@ -244,8 +250,20 @@ impl Supervisor {
             child.group.signal(Signal::SIGKILL);
             let _ = (&mut child.exit).await;
         }
-        Some(child.pid)
-        // `child.group` drops here: SIGKILL to whatever is still in the group.
+        let pid = child.pid;
+        // Dropping the group SIGKILLs whatever is still in it.
+        drop(child);
+        // A process that left the group (setsid, a daemonizing server) was adopted by reload
+        // when its parent died: it is ours to stop too.
+        let escaped = process::kill_adopted(keep.as_slice());
+        if escaped > 0 {
+            status::info(&format!(
+                "killed {escaped} process{} that app (pid {pid}) had left running outside its \
+                 process group",
+                if escaped == 1 { "" } else { "es" }
+            ));
+        }
+        Some(pid)
     }
 
     /// Wait until `child` is ready, it exits, the ready timeout passes, or the user interrupts.
