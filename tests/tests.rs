@@ -957,3 +957,19 @@ fn a_process_that_left_the_apps_group_is_killed_with_the_app() {
     session.terminate();
     session.wait_dead("the process that left the second app's group", second);
 }
+
+#[test]
+fn a_process_left_outside_the_group_by_an_app_that_exited_is_killed_too() {
+    let project = served(
+        "#!/bin/sh\nsetsid sleep 1000 &\necho $! >> ../scratch/escaped\n\
+         echo \"start pid=$$ version=$(cat build/version.txt)\" >> ../scratch/app.log\nexit 3\n",
+    );
+    let session = project.start(&[]);
+    session.wait_for_start("v1");
+    let escaped = session.wait_until("the escaped process", || {
+        project.scratch_pids("escaped").first().copied()
+    });
+    session.track(escaped);
+    session.wait_for_stderr("exited with 3");
+    session.wait_dead("the process the exited app left outside its group", escaped);
+}

@@ -51,6 +51,8 @@ impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
         guard::forget(self.pgid.as_raw());
+        let leader = u32::try_from(self.pgid.as_raw()).unwrap_or_default();
+        spawned().retain(|pid| *pid != leader);
     }
 }
 
@@ -69,10 +71,19 @@ pub fn adopt_orphans() {
     }
 }
 
-/// SIGKILL and reap every child of reload except the guardian and `keep`: after a server's group
-/// is gone, what remains among reload's children was adopted (see [`adopt_orphans`]). Returns
-/// how many there were. Linux only: elsewhere adoption does not exist and this finds nothing.
-pub fn kill_adopted(keep: &[u32]) -> usize {
+/// Children reload spawned itself (leaders of live [`ProcessGroup`]s): never "adopted".
+static SPAWNED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn spawned() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    SPAWNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// SIGKILL and reap every child of reload that it did not spawn itself (nor the guardian):
+/// those were adopted (see [`adopt_orphans`]). Returns how many there were. Linux only:
+/// elsewhere adoption does not exist and this finds nothing.
+pub fn kill_adopted() -> usize {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -85,7 +96,7 @@ pub fn kill_adopted(keep: &[u32]) -> usize {
                 .filter_map(|pid| pid.parse::<u32>().ok())
                 .collect::<Vec<_>>()
         })
-        .filter(|pid| !keep.contains(pid) && Some(*pid) != guard::pid())
+        .filter(|pid| !spawned().contains(pid) && Some(*pid) != guard::pid())
         .filter_map(|pid| i32::try_from(pid).ok())
         .collect();
     adopted.sort_unstable();
@@ -148,6 +159,7 @@ pub fn spawn_group(command: &mut Command, inherit: &[RawFd]) -> io::Result<(Chil
         .ok_or_else(|| io::Error::other("child exited before it was seen"))?;
     let pid = i32::try_from(pid).map_err(io::Error::other)?;
     guard::register(pid);
+    spawned().push(u32::try_from(pid).unwrap_or_default());
     Ok((
         child,
         ProcessGroup {

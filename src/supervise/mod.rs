@@ -171,6 +171,7 @@ impl Supervisor {
         let pid = child.pid;
         // Dropping the group kills anything the server left behind in it.
         self.child = None;
+        sweep_adopted(Some(pid));
         ChildExit { pid, status }
     }
 
@@ -195,7 +196,7 @@ impl Supervisor {
                     "new app (pid {pid}) {why}; pid {old} keeps serving"
                 ));
             }
-            let old = self.stop_keeping(Some(new.pid)).await;
+            let old = self.stop().await;
             let new_pid = new.pid;
             self.child = Some(new);
             return Ok(Swap {
@@ -224,12 +225,11 @@ impl Supervisor {
     /// Ctrl-C), SIGKILL the group, reap, then kill what escaped the group. Returns the pid that
     /// was stopped.
     pub async fn stop(&mut self) -> Option<u32> {
-        self.stop_keeping(None).await
-    }
-
-    /// `stop`, sparing `keep` (a new server started beside the old one) from the sweep.
-    async fn stop_keeping(&mut self, keep: Option<u32>) -> Option<u32> {
-        let mut child = self.child.take()?;
+        let Some(mut child) = self.child.take() else {
+            // No server, but what an earlier one left behind may still run.
+            sweep_adopted(None);
+            return None;
+        };
         tracing::debug!(pid = child.pid, signal = %self.config.stop_signal, "stopping server");
         child.group.signal(self.config.stop_signal);
         let started = Instant::now();
@@ -253,16 +253,7 @@ impl Supervisor {
         let pid = child.pid;
         // Dropping the group SIGKILLs whatever is still in it.
         drop(child);
-        // A process that left the group (setsid, a daemonizing server) was adopted by reload
-        // when its parent died: it is ours to stop too.
-        let escaped = process::kill_adopted(keep.as_slice());
-        if escaped > 0 {
-            status::info(&format!(
-                "killed {escaped} process{} that app (pid {pid}) had left running outside its \
-                 process group",
-                if escaped == 1 { "" } else { "es" }
-            ));
-        }
+        sweep_adopted(Some(pid));
         Some(pid)
     }
 
@@ -369,6 +360,19 @@ impl Supervisor {
             }
         };
         Ok(Invocation { program, args, env })
+    }
+}
+
+/// A process that left a server's group (setsid, a daemonizing server) was adopted by reload
+/// when its parent died: once that server is gone, it is ours to stop too.
+fn sweep_adopted(server: Option<u32>) {
+    let escaped = process::kill_adopted();
+    if escaped > 0 {
+        let whose = server.map_or_else(String::new, |pid| format!(" by app (pid {pid})"));
+        status::info(&format!(
+            "killed {escaped} process{} left running outside its process group{whose}",
+            if escaped == 1 { "" } else { "es" }
+        ));
     }
 }
 
