@@ -1,3 +1,10 @@
+// Statistics over durations and counts: the casts between integers and floats are the point.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 //! The dev-loop benchmark: `reload` against its peers, watchexec and nodemon, in the seven
 //! situations a dev loop lives in. `cargo bench --bench dev_loop` runs it all; `BENCH_QUICK=1`
 //! cuts repetitions for a smoke run, and words after `--` pick scenarios by name
@@ -112,7 +119,7 @@ fn run(filters: &[String]) -> Result<()> {
         "dev_loop{}: debounce {} ms, {} CPUs, load average {}",
         if quick { " (BENCH_QUICK)" } else { "" },
         DEBOUNCE.as_millis(),
-        thread::available_parallelism().map_or(0, |n| n.get()),
+        thread::available_parallelism().map_or(0, std::num::NonZero::get),
         load_average()
     );
     for tool in Tool::ALL {
@@ -566,7 +573,12 @@ impl Session {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = &lines[lines.len().saturating_sub(12)..];
-        tail.iter().map(|l| format!("    | {l}\n")).collect()
+        tail.iter().fold(String::new(), |mut out, line| {
+            out.push_str("    | ");
+            out.push_str(line);
+            out.push('\n');
+            out
+        })
     }
 }
 
@@ -684,7 +696,7 @@ fn populate(dir: &Path, fanout: &[usize], files: usize) -> Result<Vec<PathBuf>> 
     let Some((&width, deeper)) = fanout.split_first() else {
         return populate_serially(dir, fanout, files);
     };
-    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let tops: Vec<PathBuf> = (0..width).map(|i| dir.join(format!("d{i:02}"))).collect();
     let chunks: Vec<&[PathBuf]> = tops.chunks(width.div_ceil(threads).max(1)).collect();
     let results: Vec<Result<Vec<PathBuf>>> = thread::scope(|scope| {
@@ -1754,14 +1766,15 @@ fn kill_processes_under(dir: &Path) {
 }
 
 fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|text| {
+    fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "?".to_owned(),
+        |text| {
             text.split_whitespace()
                 .take(3)
                 .collect::<Vec<_>>()
                 .join(" ")
-        })
-        .unwrap_or_else(|_| "?".to_owned())
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1938,12 +1951,11 @@ impl Report {
         let mut rows: Vec<(String, Vec<String>)> = Vec::new();
         for record in &self.records {
             let label = format!("{} | {}", record.scenario, record.metric);
-            let index = match rows.iter().position(|(l, _)| *l == label) {
-                Some(index) => index,
-                None => {
-                    rows.push((label, vec!["-".to_owned(); tools.len()]));
-                    rows.len() - 1
-                }
+            let index = if let Some(index) = rows.iter().position(|(l, _)| *l == label) {
+                index
+            } else {
+                rows.push((label, vec!["-".to_owned(); tools.len()]));
+                rows.len() - 1
             };
             if let Some(column) = tools.iter().position(|t| *t == record.tool) {
                 rows[index].1[column] = truncate(&record.value.to_string(), CELL_WIDTH);
@@ -2060,7 +2072,7 @@ impl Bench {
             "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             "quick": self.quick,
             "debounce_ms": millis(DEBOUNCE),
-            "cpus": thread::available_parallelism().map_or(0, |n| n.get()),
+            "cpus": thread::available_parallelism().map_or(0, std::num::NonZero::get),
             "load_average_at_end": load_average(),
             "elapsed_s": elapsed.as_secs_f64(),
             "tools": tools,

@@ -173,7 +173,7 @@ fn notify_ready() {
     });
     // Not fatal: the server works, the supervisor just will not hear it is ready.
     if let Err(e) = result {
-        eprintln!("hello_server: cannot notify {path:?}: {e}");
+        eprintln!("hello_server: cannot notify {}: {e}", path.display());
     }
 }
 

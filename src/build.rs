@@ -47,19 +47,19 @@ impl RunningBuild {
     pub fn start(command: &BuildCommand, root: &Path) -> Result<Self> {
         let started = Instant::now();
         let (mut cmd, cargo) = match command {
-            BuildCommand::Shell(line) => match plain_command(line) {
-                // No shell to start when the line holds nothing a shell would interpret.
-                Some((program, args)) => {
+            // No shell to start when the line holds nothing a shell would interpret.
+            BuildCommand::Shell(line) => {
+                let cmd = if let Some((program, args)) = plain_command(line) {
                     let mut cmd = Command::new(program);
                     cmd.args(args);
-                    (cmd, false)
-                }
-                None => {
+                    cmd
+                } else {
                     let mut cmd = Command::new("sh");
                     cmd.arg("-c").arg(line);
-                    (cmd, false)
-                }
-            },
+                    cmd
+                };
+                (cmd, false)
+            }
             BuildCommand::Cargo { args } => {
                 let mut cmd = Command::new(&args[0]);
                 cmd.args(&args[1..]).stdout(Stdio::piped());

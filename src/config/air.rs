@@ -257,17 +257,16 @@ fn to_reload(air: AirFile) -> FileConfig {
 
     // How to run: air runs `bin args_bin...` (or full_bin) through the shell.
     let args = build.args_bin.unwrap_or_default();
-    let command = match build.full_bin.filter(|full| !full.trim().is_empty()) {
-        Some(full) => RunCmd::Shell(join_command(&full, &args)),
-        None => {
-            let bin = build
-                .bin
-                .unwrap_or_else(|| format!("./{GO_BINARY_DIR}/main"));
-            if bin.contains(|c: char| c.is_whitespace() || "$&|;<>()`'\"*?".contains(c)) {
-                RunCmd::Shell(join_command(&bin, &args))
-            } else {
-                RunCmd::Argv(std::iter::once(bin).chain(args).collect())
-            }
+    let command = if let Some(full) = build.full_bin.filter(|full| !full.trim().is_empty()) {
+        RunCmd::Shell(join_command(&full, &args))
+    } else {
+        let bin = build
+            .bin
+            .unwrap_or_else(|| format!("./{GO_BINARY_DIR}/main"));
+        if bin.contains(|c: char| c.is_whitespace() || "$&|;<>()`'\"*?".contains(c)) {
+            RunCmd::Shell(join_command(&bin, &args))
+        } else {
+            RunCmd::Argv(std::iter::once(bin).chain(args).collect())
         }
     };
     config.run.cmd = Some(Spanned::new(0..0, command));

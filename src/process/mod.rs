@@ -207,7 +207,7 @@ pub fn local_time_of_day() -> (u32, u32, u32) {
     // is plain data for which all-zero bytes are a valid value.
     let tm = unsafe {
         let mut tm: nix::libc::tm = std::mem::zeroed();
-        nix::libc::localtime_r(&now, &mut tm);
+        nix::libc::localtime_r(&raw const now, &raw mut tm);
         tm
     };
     let part = |v: i32| u32::try_from(v).unwrap_or_default();

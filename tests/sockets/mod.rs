@@ -108,7 +108,7 @@ fn notify_sockets(reload: i32) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(&dir)
         .map(|entries| {
             entries
-                .filter_map(|entry| entry.ok())
+                .filter_map(std::result::Result::ok)
                 .map(|entry| entry.path())
                 .filter(|path| {
                     path.file_name()
@@ -192,7 +192,7 @@ impl Client {
                 while !stop.load(Ordering::SeqCst) {
                     let at = started.elapsed();
                     let outcome = get(port);
-                    let latency = started.elapsed() - at;
+                    let latency = started.elapsed().checked_sub(at).unwrap();
                     lock(&log).push(Request {
                         at,
                         latency,
@@ -499,8 +499,8 @@ fn app_hanging_when(project: &Project, server: &str, hang: &str) -> String {
         ),
     )
     .expect("write app.sh");
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod app.sh");
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod app.sh");
     script.to_str().expect("a UTF-8 path").to_owned()
 }
 
@@ -667,10 +667,14 @@ fn reports(project: &Project, kind: &str) -> Vec<(String, Vec<String>)> {
     let prefix = format!("{kind}-");
     let mut found: Vec<(std::time::SystemTime, String, Vec<String>)> = fs::read_dir(&scratch)
         .expect("read the scratch directory")
-        .filter_map(|entry| entry.ok())
+        .filter_map(std::result::Result::ok)
         .filter_map(|entry| {
             let name = entry.file_name().to_str()?.to_owned();
-            if !name.starts_with(&prefix) || name.ends_with(".new") {
+            if !name.starts_with(&prefix)
+                || std::path::Path::new(&name)
+                    .extension()
+                    .is_some_and(|ext| ext == "new")
+            {
                 return None;
             }
             let modified = entry.metadata().ok()?.modified().ok()?;

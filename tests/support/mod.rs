@@ -439,13 +439,12 @@ impl<'p> Session<'p> {
             if let Some(value) = condition() {
                 return value;
             }
-            if started.elapsed() > deadline {
-                panic!(
-                    "timed out after {}s waiting for {what}{}",
-                    deadline.as_secs(),
-                    self.context()
-                );
-            }
+            assert!(
+                started.elapsed() <= deadline,
+                "timed out after {}s waiting for {what}{}",
+                deadline.as_secs(),
+                self.context()
+            );
             thread::sleep(POLL);
         }
     }
@@ -552,7 +551,7 @@ impl<'p> Session<'p> {
         );
         if let Ok(entries) = fs::read_dir(&self.project.scratch) {
             let mut names: Vec<_> = entries
-                .filter_map(|e| e.ok())
+                .filter_map(std::result::Result::ok)
                 .map(|e| e.file_name())
                 .collect();
             names.sort();
