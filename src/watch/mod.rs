@@ -195,8 +195,14 @@ impl WatchStage {
     fn on_event(&mut self, event: notify::Event) {
         self.event_creates = matches!(event.kind, EventKind::Create(_));
         if event.need_rescan() {
-            // The kernel dropped events (queue overflow): something changed, we cannot say what.
+            // The kernel dropped events (queue overflow): something changed, we cannot say what,
+            // and directories created meanwhile may have no watch yet: walk again for those.
             tracing::debug!("event queue overflowed; treating it as a change");
+            for root in self.roots.clone() {
+                if let Err(err) = self.watch_tree(&root, false) {
+                    crate::status::error(&format!("{err:#}"));
+                }
+            }
             if let Some(root) = self.roots.first() {
                 self.record(root.clone());
             }
@@ -268,7 +274,12 @@ impl WatchStage {
         let mut stack = vec![top.to_owned()];
         while let Some(dir) = stack.pop() {
             self.filter.load_ignore_files(&dir);
-            match self.add_watch(&dir) {
+            let watch = if self.watched.contains(&dir) {
+                Ok(())
+            } else {
+                self.add_watch(&dir)
+            };
+            match watch {
                 Ok(()) => {}
                 // Gone already (a short-lived temp dir): nothing to watch.
                 Err(err) if !dir.exists() => {
