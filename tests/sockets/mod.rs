@@ -1031,3 +1031,42 @@ fn a_server_still_warming_up_gives_way_to_a_newer_change() {
         session.context()
     );
 }
+
+#[test]
+fn garbage_on_the_notify_socket_is_reported_and_a_later_ready_still_counts() {
+    let project = triggered_project();
+    let script = project.scratch("notify.py");
+    fs::write(
+        &script,
+        "import os, socket, time\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.sendto(b'\\xff\\xfe not a message', os.environ['NOTIFY_SOCKET'])\n\
+         s.sendto(b'hello there', os.environ['NOTIFY_SOCKET'])\n\
+         s.sendto(b'STATUS=warming up\\nREADY=1', os.environ['NOTIFY_SOCKET'])\n\
+         time.sleep(1000)\n",
+    )
+    .expect("write notify.py");
+    let python = python();
+    let script = script.to_str().expect("a UTF-8 path");
+    let session = project.start(&[
+        "--build",
+        "",
+        "-e",
+        "txt",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10m",
+        "--",
+        &python,
+        script,
+    ]);
+    session.wait_for_stderr("started (pid");
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains("malformed notify message (not UTF-8)")
+            && stderr.contains("malformed notify message (`hello there`)"),
+        "each bad message is named{}",
+        session.context()
+    );
+}
