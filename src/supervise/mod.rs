@@ -98,9 +98,30 @@ pub struct Interrupts {
 struct RunningChild {
     pid: u32,
     group: ProcessGroup,
-    exit: oneshot::Receiver<Option<ExitStatus>>,
+    exit: ExitWatch,
     /// Lives as long as the server, so it can report again after a reload of its own.
     notify: Option<NotifySocket>,
+}
+
+/// How a server ended, as its reaper task reports it once.
+#[derive(Debug)]
+struct ExitWatch {
+    receiver: oneshot::Receiver<Option<ExitStatus>>,
+    /// Kept once received: a oneshot answers only once, and several waits may ask.
+    status: Option<Option<ExitStatus>>,
+}
+
+impl ExitWatch {
+    /// Wait until the process has exited and been reaped. Cancel-safe, and may be called again
+    /// after it has returned.
+    async fn ended(&mut self) -> Option<ExitStatus> {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let status = (&mut self.receiver).await.ok().flatten();
+        self.status = Some(status);
+        status
+    }
 }
 
 /// A program resolved to a path, checked before any server is touched.
@@ -167,7 +188,7 @@ impl Supervisor {
         let Some(child) = self.child.as_mut() else {
             return std::future::pending().await;
         };
-        let status = (&mut child.exit).await.ok().flatten();
+        let status = child.exit.ended().await;
         let pid = child.pid;
         // Dropping the group kills anything the server left behind in it.
         self.child = None;
@@ -235,7 +256,7 @@ impl Supervisor {
         let started = Instant::now();
         // `None`: it exited by itself; `Some(asked)`: it must be killed, `asked` by the user.
         let kill = tokio::select! {
-            exited = tokio::time::timeout(self.config.stop_timeout, &mut child.exit) => {
+            exited = tokio::time::timeout(self.config.stop_timeout, child.exit.ended()) => {
                 exited.is_err().then_some(false)
             }
             () = self.interrupts.kill_now.notified() => Some(true),
@@ -248,7 +269,7 @@ impl Supervisor {
                 asked,
             });
             child.group.signal(Signal::SIGKILL);
-            let _ = (&mut child.exit).await;
+            child.exit.ended().await;
         }
         let pid = child.pid;
         // Dropping the group SIGKILLs whatever is still in it.
@@ -276,7 +297,7 @@ impl Supervisor {
         let timeout = self.config.ready_timeout;
         tokio::select! {
             ready = probe => ready,
-            status = &mut child.exit => Err(format!("{} before it was ready", describe_status(status.ok().flatten()))),
+            status = child.exit.ended() => Err(format!("{} before it was ready", describe_status(status))),
             () = tokio::time::sleep(timeout) => Err(format!("was not ready within {}", status::duration(timeout))),
             () = self.interrupts.stop_waiting.notified() => Err("was interrupted before it was ready".to_owned()),
             () = self.interrupts.newer_change.notified() => Err("gave way to a newer change before it was ready".to_owned()),
@@ -326,14 +347,17 @@ impl Supervisor {
         let pid = child.id().unwrap_or_default();
         tracing::debug!(pid, program = %invocation.program.display(), "server started");
         status::emit(&status::Note::Spawned { pid });
-        let (tx, exit) = oneshot::channel();
+        let (tx, receiver) = oneshot::channel();
         tokio::spawn(async move {
             let _ = tx.send(child.wait().await.ok());
         });
         Ok(RunningChild {
             pid,
             group,
-            exit,
+            exit: ExitWatch {
+                receiver,
+                status: None,
+            },
             notify,
         })
     }
@@ -379,7 +403,7 @@ fn sweep_adopted(server: Option<u32>) {
 /// Kill a server that will not be used and wait until it is reaped.
 async fn discard(mut child: RunningChild) {
     child.group.signal(Signal::SIGKILL);
-    let _ = (&mut child.exit).await;
+    child.exit.ended().await;
 }
 
 /// Resolve a program the way exec would, so that "no such file" is our clear message and not a

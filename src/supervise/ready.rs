@@ -165,7 +165,14 @@ async fn answers(probe: &HttpProbe) -> std::io::Result<bool> {
     stream.write_all(request.as_bytes()).await?;
     let mut head = [0u8; 5];
     stream.read_exact(&mut head).await?;
-    Ok(&head == b"HTTP/")
+    if &head != b"HTTP/" {
+        return Ok(false);
+    }
+    // Read the rest before hanging up: a server still writing its answer to a closed socket
+    // would log a broken pipe for every probe.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read_to_end(&mut rest)).await;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -1070,3 +1070,59 @@ fn garbage_on_the_notify_socket_is_reported_and_a_later_ready_still_counts() {
         session.context()
     );
 }
+
+/// A server that only binds its port after warming up for 300 ms: until then, connections are
+/// refused, so an answer proves it is up.
+const SLOW_BINDING_SERVER: &str = r#"import http.server, os, time
+time.sleep(0.3)
+class Hello(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        body = ('hello from pid %d (version 1)' % os.getpid()).encode()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), Hello).serve_forever()
+"#;
+
+#[test]
+fn with_ready_http_a_server_counts_as_started_only_once_it_answers() {
+    let port = free_port();
+    let project = triggered_project();
+    let script = project.scratch("slow.py");
+    fs::write(&script, SLOW_BINDING_SERVER).expect("write slow.py");
+    let project = project.config(&format!(
+        "[build]\ncmd = \"\"\n[watch]\next = [\"txt\"]\n[run]\ncmd = [{python:?}, {script:?}]\n\
+         env = {{ PORT = \"{port}\" }}\nready = \"http://127.0.0.1:{port}/\"\n",
+        python = python(),
+    ));
+    let session = project.start(&[]);
+    session.wait_for_stderr("started (pid");
+    // Readiness was proven by an HTTP answer: the port is bound now, warm-up or not.
+    let first = get(port).unwrap_or_else(|err| panic!("{err}{}", session.context()));
+
+    trigger(&project, 1);
+    session.wait_for_stderr("restarted (pid");
+    let second = get(port).unwrap_or_else(|err| panic!("{err}{}", session.context()));
+    assert_ne!(first.pid, second.pid, "{}", session.context());
+}
+
+#[test]
+fn a_new_server_that_exits_before_it_is_ready_is_reported_and_reload_carries_on() {
+    let project = triggered_project();
+    let session = project.start(&[
+        "--build", "", "-e", "txt", "--ready", "notify", "--", "sh", "-c", "exit 4",
+    ]);
+    session.wait_for_stderr("exited with 4 before it was ready");
+    trigger(&project, 1);
+    session.wait_for_stderr_count("exited with 4 before it was ready", 2);
+    assert!(
+        session.exit_status().is_none(),
+        "reload keeps watching{}",
+        session.context()
+    );
+}
