@@ -103,24 +103,27 @@ struct RunningChild {
     notify: Option<NotifySocket>,
 }
 
-/// How a server ended, as its reaper task reports it once.
+/// How a server ended, as its reaper task reports it (once: a oneshot answers only once, and
+/// several waits may ask, so the answer is kept).
 #[derive(Debug)]
-struct ExitWatch {
-    receiver: oneshot::Receiver<Option<ExitStatus>>,
-    /// Kept once received: a oneshot answers only once, and several waits may ask.
-    status: Option<Option<ExitStatus>>,
+enum ExitWatch {
+    Running(oneshot::Receiver<Option<ExitStatus>>),
+    /// `None`: the reaper could not tell how.
+    Ended(Option<ExitStatus>),
 }
 
 impl ExitWatch {
     /// Wait until the process has exited and been reaped. Cancel-safe, and may be called again
     /// after it has returned.
     async fn ended(&mut self) -> Option<ExitStatus> {
-        if let Some(status) = self.status {
-            return status;
+        match self {
+            ExitWatch::Ended(status) => *status,
+            ExitWatch::Running(receiver) => {
+                let status = receiver.await.ok().flatten();
+                *self = ExitWatch::Ended(status);
+                status
+            }
         }
-        let status = (&mut self.receiver).await.ok().flatten();
-        self.status = Some(status);
-        status
     }
 }
 
@@ -354,10 +357,7 @@ impl Supervisor {
         Ok(RunningChild {
             pid,
             group,
-            exit: ExitWatch {
-                receiver,
-                status: None,
-            },
+            exit: ExitWatch::Running(receiver),
             notify,
         })
     }

@@ -162,10 +162,13 @@ impl WatchStage {
                     let Some(changed) = self.take_changes() else {
                         continue;
                     };
+                    // Before the hand-over: whoever waits now (a server warming up) waits for
+                    // something older than this change. Woken after it, a wait begun for this
+                    // very change would give way to itself.
+                    newer_change.notify_waiters();
                     if changes.blocking_send(changed).is_err() {
                         return;
                     }
-                    newer_change.notify_waiters();
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             }

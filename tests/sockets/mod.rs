@@ -1073,7 +1073,7 @@ fn garbage_on_the_notify_socket_is_reported_and_a_later_ready_still_counts() {
 
 /// A server that only binds its port after warming up for 300 ms: until then, connections are
 /// refused, so an answer proves it is up.
-const SLOW_BINDING_SERVER: &str = r#"import http.server, os, time
+const SLOW_BINDING_SERVER: &str = r"import http.server, os, time
 time.sleep(0.3)
 class Hello(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
@@ -1087,7 +1087,7 @@ class Hello(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), Hello).serve_forever()
-"#;
+";
 
 #[test]
 fn with_ready_http_a_server_counts_as_started_only_once_it_answers() {
