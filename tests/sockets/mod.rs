@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::support::{Project, Session, alive};
+use crate::support::{Project, Session, alive, free_port};
 
 /// How long a single request may take before it counts as failed: far beyond any restart.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,14 +70,6 @@ fn python() -> String {
                 .to_owned()
         })
         .clone()
-}
-
-/// A TCP port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// A project whose only content is the file the tests save to restart the server.

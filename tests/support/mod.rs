@@ -727,3 +727,21 @@ impl Project {
         Session::start(self, args, env, stdin)
     }
 }
+
+/// A TCP port for a test's server, below the ephemeral range (32768 and up on Linux): a port
+/// taken from that range can be grabbed meanwhile as the local port of any outgoing connection,
+/// a concurrent test's client included. Ports are handed out once per test binary run, and
+/// only after checking nothing listens there.
+pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Different test binaries (and runs) start at different places in 20000..32000.
+    let base = 20_000 + u16::try_from(std::process::id() % 600).expect("fits") * 20;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (base - 20_000 + offset) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

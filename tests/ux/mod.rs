@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,18 +19,10 @@ use nix::pty::openpty;
 use nix::sys::termios::{LocalFlags, tcgetattr};
 use serde_json::Value;
 
-use crate::support::{Project, Session, alive, http_get};
+use crate::support::{Project, Session, alive, free_port, http_get};
 
 /// Deadline for waits that include a real `go build` on a loaded machine.
 const GO_DEADLINE: Duration = Duration::from_secs(120);
-
-/// A port nothing listens on right now, for a server to bind later.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
 
 /// Wait until `GET /` on `port` answers exactly `body`.
 #[track_caller]
