@@ -36,6 +36,11 @@ pub(crate) struct Plan {
     pub(crate) env: BTreeMap<String, String>,
     /// One line for the user, e.g. "Go module: go build -o ./tmp/main ., run ./tmp/main".
     pub(crate) description: String,
+    /// For `reload init`, which can only write a command line and a path: a Cargo build as a
+    /// user would type it (other builds are command lines already), and where it puts the
+    /// binary that `CargoArtifact` runs.
+    pub(crate) build_line: Option<String>,
+    pub(crate) cargo_binary: Option<PathBuf>,
 }
 
 /// Where Go builds go, as air does it.
@@ -70,18 +75,21 @@ impl Project {
         Ok(match self {
             Project::Cargo(cargo) => {
                 let (package, bin) = cargo.select(package, bin)?;
-                let mut args = vec!["cargo", "build", "--message-format=json-render-diagnostics"];
+                let mut line = vec!["cargo", "build"];
                 if let Some(package) = &package {
-                    args.extend(["-p", package]);
+                    line.extend(["-p", package]);
                 }
-                args.extend(["--bin", &bin]);
+                line.extend(["--bin", &bin]);
+                let mut args: Vec<String> = line.iter().map(|s| (*s).to_owned()).collect();
+                args.insert(2, "--message-format=json-render-diagnostics".to_owned());
+                let line = line.join(" ");
                 Plan {
-                    build: Some(BuildCommand::Cargo {
-                        args: args.into_iter().map(str::to_owned).collect(),
-                    }),
+                    build: Some(BuildCommand::Cargo { args }),
                     program: Program::CargoArtifact,
                     env: no_env(),
-                    description: format!("Cargo project: cargo build --bin {bin}, run it"),
+                    description: format!("Cargo project: {line}, run it"),
+                    build_line: Some(line),
+                    cargo_binary: Some(cargo.target_directory.join("debug").join(&bin)),
                 }
             }
             Project::Go => Plan {
@@ -89,6 +97,8 @@ impl Project {
                 program: Program::Argv(vec![GO_BINARY.to_owned()]),
                 env: no_env(),
                 description: format!("Go module: go build -o {GO_BINARY} ., run {GO_BINARY}"),
+                build_line: None,
+                cargo_binary: None,
             },
             Project::Node { program } => {
                 let env = self.run_env(root);
@@ -102,6 +112,8 @@ impl Project {
                     program: program.clone(),
                     env,
                     description: format!("package.json: no build, run {shown}"),
+                    build_line: None,
+                    cargo_binary: None,
                 }
             }
             Project::Make => Plan {
@@ -109,6 +121,8 @@ impl Project {
                 program: Program::Argv(vec!["make".to_owned(), "run".to_owned()]),
                 env: no_env(),
                 description: "Makefile: run `make run`".to_owned(),
+                build_line: None,
+                cargo_binary: None,
             },
         })
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
-use super::detect::{self, Project};
+use super::detect;
 use super::file::{FileConfig, OneOrMany, PollValue, RunCmd, Source};
 use super::{CONFIG_FILE, air, usage};
 
@@ -59,32 +59,22 @@ fn from_project(dir: &Path) -> Result<(FileConfig, String)> {
         (!defaults.extensions.is_empty()).then_some(OneOrMany::Many(defaults.extensions));
     file.watch.include = (!defaults.include.is_empty()).then_some(defaults.include);
     file.watch.ignore = (!defaults.ignore.is_empty()).then_some(defaults.ignore);
-    file.build.cmd = plan.build.as_ref().map(|build| match (&project, build) {
-        // reload.toml has no "the artifact cargo reports": name the binary's path instead.
-        (Project::Cargo(_), super::BuildCommand::Cargo { args }) => args
-            .iter()
-            .filter(|a| !a.starts_with("--message-format"))
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => crate::build::describe(build),
-    });
-    let command = match (&project, plan.program) {
-        (Project::Cargo(cargo), _) => {
-            let bin = plan.build.as_ref().and_then(|b| match b {
-                super::BuildCommand::Cargo { args } => args.last().cloned(),
-                super::BuildCommand::Shell(_) => None,
-            });
-            let bin = bin.ok_or_else(|| anyhow!("cargo plan without a binary"))?;
-            let path = cargo.target_directory.join("debug").join(bin);
+    file.build.cmd = plan
+        .build_line
+        .or_else(|| plan.build.as_ref().map(crate::build::describe));
+    let command = match (plan.program, plan.cargo_binary) {
+        // reload.toml has no "the executable cargo reports": it names the binary's path.
+        (super::Program::CargoArtifact, Some(path)) => {
             let relative = path
                 .strip_prefix(dir)
                 .map_or(path.clone(), |p| Path::new(".").join(p));
             RunCmd::Argv(vec![relative.display().to_string()])
         }
-        (_, super::Program::Argv(argv)) => RunCmd::Argv(argv),
-        (_, super::Program::Shell(line)) => RunCmd::Shell(line),
-        (_, super::Program::CargoArtifact) => return Err(anyhow!("unexpected cargo artifact")),
+        (super::Program::CargoArtifact, None) => {
+            return Err(anyhow!("a Cargo plan without a binary"));
+        }
+        (super::Program::Argv(argv), _) => RunCmd::Argv(argv),
+        (super::Program::Shell(line), _) => RunCmd::Shell(line),
     };
     file.run.cmd = Some(toml::Spanned::new(0..0, command));
     Ok((file, format!("detected: {}", plan.description)))

@@ -677,3 +677,35 @@ fn completions_and_version_print_and_exit_zero() {
         format!("reload {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn reload_init_in_a_cargo_project_names_the_build_and_the_binary_and_a_bare_reload_runs_it() {
+    let project = quiet_project()
+        .file(
+            "Cargo.toml",
+            &cargo_package("[[bin]]\nname = \"api\"\npath = \"src/main.rs\"\n"),
+        )
+        .file(
+            "src/main.rs",
+            "fn main() {\n    std::process::Command::new(\"./app.sh\").status().unwrap();\n}\n",
+        );
+    let init = project.run_to_exit(&["init"]);
+    assert_eq!(init.status.code(), Some(0), "{}", init.stderr);
+    let written =
+        std::fs::read_to_string(in_project(&project, "reload.toml")).expect("reload.toml");
+    assert!(
+        written.contains(r#"cmd = "cargo build --bin api""#),
+        "{written}"
+    );
+    assert!(
+        written.contains(r#"cmd = ["./target/debug/api"]"#),
+        "{written}"
+    );
+
+    let session = project.start(&[]);
+    session.wait_until_within(
+        Duration::from_secs(120),
+        "the binary to start the app",
+        || project.starts().first().map(|start| start.version.clone()),
+    );
+}
