@@ -9,7 +9,6 @@
 //!   (unless the user asked for air's `stop_on_error`).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,6 @@ use tokio::sync::mpsc;
 use crate::Exit;
 use crate::build::{self, BuildOutcome, BuildResult, RunningBuild};
 use crate::config::{BuildCommand, Config, Output};
-use crate::process;
 use crate::status::{self, Note};
 use crate::supervise::{ChildExit, Interrupts, Supervisor};
 use crate::terminal::{self, Key};
@@ -63,6 +61,9 @@ enum Phase {
     Idle,
     Building { build: RunningBuild, since: Instant },
 }
+
+/// How long a post command may run while reload waits to exit.
+const POST_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Engine {
     root: PathBuf,
@@ -280,28 +281,34 @@ impl Engine {
 
     /// After the server is stopped for good: the user's post commands, then clean-up.
     async fn finish(&mut self) {
+        // A post command runs like a build: its own group, no sockets, output passed through.
         for command in &self.post {
-            let mut cmd = tokio::process::Command::new("sh");
-            cmd.arg("-c")
-                .arg(command)
-                .current_dir(&self.root)
-                .stdin(Stdio::null());
-            for variable in crate::supervise::PROTOCOL_VARIABLES {
-                cmd.env_remove(variable);
-            }
-            match process::spawn_group(&mut cmd, &[]) {
-                Ok((mut child, _group)) => {
-                    if let Ok(Ok(status)) =
-                        tokio::time::timeout(Duration::from_secs(60), child.wait()).await
-                        && !status.success()
-                    {
-                        status::error(&format!(
-                            "post command `{command}` failed ({})",
-                            process::describe_exit(status)
-                        ));
-                    }
+            let step = BuildCommand::Shell(command.clone());
+            let mut run = match RunningBuild::start(&step, &self.root) {
+                Ok(run) => run,
+                Err(err) => {
+                    status::error(&format!("cannot run post command `{command}`: {err:#}"));
+                    continue;
                 }
-                Err(err) => status::error(&format!("cannot run post command `{command}`: {err}")),
+            };
+            match tokio::time::timeout(POST_TIMEOUT, run.finished()).await {
+                Ok(BuildOutcome {
+                    result: BuildResult::Succeeded { .. },
+                    ..
+                }) => {}
+                Ok(BuildOutcome {
+                    result: BuildResult::Failed { how, .. },
+                    ..
+                }) => {
+                    status::error(&format!("post command `{command}` failed ({how})"));
+                }
+                Err(_) => {
+                    status::error(&format!(
+                        "post command `{command}` still ran after {}; killed it",
+                        status::duration(POST_TIMEOUT)
+                    ));
+                    run.cancel().await;
+                }
             }
         }
         for path in &self.clean_on_exit {
