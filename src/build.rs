@@ -70,9 +70,7 @@ impl RunningBuild {
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
         // The build must never think it was socket-activated (see supervise).
-        for variable in crate::supervise::PROTOCOL_VARIABLES {
-            cmd.env_remove(variable);
-        }
+        process::clear_protocol_env(&mut cmd);
         if !cargo {
             cmd.stdout(Stdio::piped());
         }

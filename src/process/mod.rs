@@ -56,6 +56,22 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Environment variables of the socket-activation and notify protocols. Stale values in reload's
+/// own environment must never reach a server or a build.
+const PROTOCOL_VARIABLES: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
+
+/// Remove [`PROTOCOL_VARIABLES`] from what `command` inherits; a server then gets fresh ones.
+pub fn clear_protocol_env(command: &mut Command) {
+    for variable in PROTOCOL_VARIABLES {
+        command.env_remove(variable);
+    }
+}
+
 /// The first file descriptor of the socket-activation protocol (after stdin, stdout, stderr).
 pub const LISTEN_FDS_START: RawFd = 3;
 

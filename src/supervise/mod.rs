@@ -29,15 +29,6 @@ use crate::status;
 use listen::Listener;
 use ready::NotifySocket;
 
-/// Environment variables of the socket-activation and notify protocols. Stale values in reload's
-/// own environment must never reach a server or a build.
-pub(crate) const PROTOCOL_VARIABLES: &[&str] = &[
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-];
-
 /// How the server ended when nobody asked it to.
 #[derive(Debug)]
 pub struct ChildExit {
@@ -316,9 +307,7 @@ impl Supervisor {
             shim
         };
         command.args(&invocation.args).current_dir(&self.root);
-        for variable in PROTOCOL_VARIABLES {
-            command.env_remove(variable);
-        }
+        process::clear_protocol_env(&mut command);
         command
             .env("RELOAD", "1")
             .envs(invocation.env.iter().cloned())
