@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Result, anyhow};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -18,7 +21,7 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use crate::config::BuildCommand;
-use crate::process::{self, ProcessGroup};
+use crate::process;
 
 #[derive(Debug)]
 pub struct BuildOutcome {
@@ -38,32 +41,47 @@ pub enum BuildResult {
 /// A build in progress. Dropping it kills it.
 #[derive(Debug)]
 pub struct RunningBuild {
-    group: ProcessGroup,
+    /// Sent (or dropped) to kill the build; its monitor task owns the process group.
+    cancel: Option<oneshot::Sender<()>>,
     done: oneshot::Receiver<BuildOutcome>,
 }
 
+/// How long the build's output may still be read once its process group is gone. Only a
+/// process that left the group and could not be killed holds the pipes longer; the build must
+/// not wait for it.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// The most of one output line kept for counting errors (the output itself always passes
+/// through whole): an error line is recognised by its first few characters.
+const LINE_KEPT: usize = 4096;
+
+/// The longest line of cargo's JSON messages that is parsed; a longer one (a build script
+/// printing without newlines) is passed through unparsed.
+const MESSAGE_KEPT: usize = 16 * 1024 * 1024;
+
 impl RunningBuild {
     /// Spawn `command` in `root`. Fails only when the process cannot be started at all.
-    pub fn start(command: &BuildCommand, root: &Path) -> Result<Self> {
+    /// `origin` says what it is for (the build, or a post command) in reports of processes it
+    /// leaves behind.
+    pub fn start(command: &BuildCommand, root: &Path, origin: process::Origin) -> Result<Self> {
         let started = Instant::now();
-        let (mut cmd, cargo) = match command {
+        let (mut cmd, program, cargo) = match command {
             // No shell to start when the line holds nothing a shell would interpret.
             BuildCommand::Shell(line) => {
-                let cmd = if let Some((program, args)) = plain_command(line) {
-                    let mut cmd = Command::new(program);
+                if let Some((program, args)) = plain_command(line) {
+                    let mut cmd = Command::new(&program);
                     cmd.args(args);
-                    cmd
+                    (cmd, program, false)
                 } else {
                     let mut cmd = Command::new("sh");
                     cmd.arg("-c").arg(line);
-                    cmd
-                };
-                (cmd, false)
+                    (cmd, PathBuf::from("sh"), false)
+                }
             }
             BuildCommand::Cargo { args } => {
                 let mut cmd = Command::new(&args[0]);
                 cmd.args(&args[1..]).stdout(Stdio::piped());
-                (cmd, true)
+                (cmd, PathBuf::from(&args[0]), true)
             }
         };
         cmd.current_dir(root)
@@ -78,20 +96,56 @@ impl RunningBuild {
         if std::io::stderr().is_terminal() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
             cmd.env("CARGO_TERM_COLOR", "always");
         }
-        let (mut child, group) = process::spawn_group(&mut cmd, &[])
-            .with_context(|| format!("cannot start the build command `{}`", describe(command)))?;
+        let (mut child, group) = process::spawn_group(&mut cmd, origin, &[]).map_err(|err| {
+            anyhow!(
+                "cannot start the build command `{}`: {}",
+                describe(command),
+                process::explain_exec_error(&program, &err)
+            )
+        })?;
         tracing::debug!(pgid = group.id(), command = %describe(command), "build started");
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let executable = Arc::new(Mutex::new(None));
+        let stderr = tokio::spawn(pass_through(
+            child.stderr.take(),
+            Sink::Stderr,
+            errors.clone(),
+        ));
+        let stdout = match child.stdout.take() {
+            Some(stdout) if cargo => tokio::spawn(read_cargo_messages(stdout, executable.clone())),
+            stdout => tokio::spawn(pass_through(stdout, Sink::Stdout, errors.clone())),
+        };
         let (tx, done) = oneshot::channel();
+        let (cancel, cancelled) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let errors = tokio::spawn(pass_through(stderr, Sink::Stderr));
-            let (executable, stdout_errors) = match stdout {
-                Some(stdout) if cargo => (read_cargo_messages(stdout).await, 0),
-                stdout => (None, pass_through(stdout, Sink::Stdout).await),
+            // The build is finished when its process exits, not when its output ends: a
+            // background process may hold the pipes open for as long as it runs.
+            let status = tokio::select! {
+                status = child.wait() => status,
+                // Asked to cancel, or the RunningBuild was dropped.
+                _ = cancelled => {
+                    group.signal(Signal::SIGKILL);
+                    match tokio::time::timeout(process::KILL_GRACE, child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => Err(std::io::Error::other("it did not die of SIGKILL")),
+                    }
+                }
             };
-            let errors = errors.await.unwrap_or(0) + stdout_errors;
-            let result = match child.wait().await {
+            // What the build left running in its group dies with it; what left the group is
+            // swept once the group is gone.
+            process::end_group(group).await;
+            process::sweep_and_report(process::Sweep::Ended);
+            let _ = tokio::time::timeout(OUTPUT_GRACE, async {
+                let _ = stderr.await;
+                let _ = stdout.await;
+            })
+            .await;
+            let errors = errors.load(Ordering::Relaxed);
+            let executable = executable
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let result = match status {
                 Ok(status) if status.success() => BuildResult::Succeeded { executable },
                 Ok(status) => BuildResult::Failed {
                     how: process::describe_exit(status),
@@ -107,7 +161,10 @@ impl RunningBuild {
                 elapsed: started.elapsed(),
             });
         });
-        Ok(RunningBuild { group, done })
+        Ok(RunningBuild {
+            cancel: Some(cancel),
+            done,
+        })
     }
 
     /// Wait for the build to end. Cancel-safe: a `select!` may drop this future and call again.
@@ -122,9 +179,12 @@ impl RunningBuild {
     }
 
     /// Kill the build's whole process group and wait until the build process is reaped, so the
-    /// next build never races this one for cargo's lock or its output files.
+    /// next build never races this one for cargo's lock or its output files. Bounded: it never
+    /// waits for the build's output, nor for longer than a SIGKILL takes.
     pub async fn cancel(mut self) {
-        self.group.signal(Signal::SIGKILL);
+        if let Some(cancel) = self.cancel.take() {
+            let _ = cancel.send(());
+        }
         let _ = (&mut self.done).await;
     }
 }
@@ -170,12 +230,22 @@ enum Sink {
 }
 
 /// Copy the build's output to ours as it comes (chunks, not lines: progress bars redraw with
-/// `\r`), and count the compiler errors in it.
-async fn pass_through(source: Option<impl AsyncRead + Unpin>, sink: Sink) -> usize {
-    let Some(mut source) = source else { return 0 };
+/// `\r`), and count the compiler errors in it into `errors`. Only the first [`LINE_KEPT`] bytes
+/// of a line are kept: a build that prints a gigabyte without a newline must not make reload
+/// hold it.
+async fn pass_through(
+    source: Option<impl AsyncRead + Unpin>,
+    sink: Sink,
+    errors: Arc<AtomicUsize>,
+) {
+    let Some(mut source) = source else { return };
     let mut buffer = vec![0u8; 16 * 1024];
     let mut line = Vec::new();
-    let mut errors = 0;
+    let count = |line: &[u8]| {
+        if is_error_line(&String::from_utf8_lossy(line)) {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
+    };
     while let Ok(n) = source.read(&mut buffer).await {
         if n == 0 {
             break;
@@ -185,16 +255,20 @@ async fn pass_through(source: Option<impl AsyncRead + Unpin>, sink: Sink) -> usi
             Sink::Stdout => std::io::stdout().lock().write_all(chunk),
             Sink::Stderr => std::io::stderr().lock().write_all(chunk),
         };
-        for &byte in chunk {
-            if byte == b'\n' {
-                errors += usize::from(is_error_line(&String::from_utf8_lossy(&line)));
+        for piece in chunk.split_inclusive(|&byte| byte == b'\n') {
+            let (text, ends) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            let room = LINE_KEPT.saturating_sub(line.len());
+            line.extend_from_slice(&text[..text.len().min(room)]);
+            if ends {
+                count(&line);
                 line.clear();
-            } else {
-                line.push(byte);
             }
         }
     }
-    errors + usize::from(is_error_line(&String::from_utf8_lossy(&line)))
+    count(&line);
 }
 
 /// A compiler error as cargo/rustc (`error[E0425]: ...`, `error: ...`) or go
@@ -250,25 +324,59 @@ struct CargoTarget {
     kind: Vec<String>,
 }
 
-/// Read cargo's JSON messages to the end; return the last binary executable it reported. Lines
-/// that are not cargo's (a build script printing to stdout) are passed through.
-async fn read_cargo_messages(stdout: tokio::process::ChildStdout) -> Option<PathBuf> {
-    let mut lines = BufReader::new(stdout).lines();
-    let mut executable = None;
+/// Read cargo's JSON messages to the end; keep the last binary executable it reported in
+/// `executable`. Lines that are not cargo's (a build script printing to stdout) are passed
+/// through, and so is a line too long to be one of cargo's messages, unparsed.
+async fn read_cargo_messages(
+    stdout: tokio::process::ChildStdout,
+    executable: Arc<Mutex<Option<PathBuf>>>,
+) {
+    let mut reader = BufReader::new(stdout);
     let mut passthrough = tokio::io::stdout();
-    while let Ok(Some(line)) = lines.next_line().await {
-        match serde_json::from_str::<CargoMessage>(&line) {
-            Ok(message) => {
-                if let Some(found) = artifact_executable(message) {
-                    executable = Some(found);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(MESSAGE_KEPT as u64);
+        let Ok(n) = limited.read_until(b'\n', &mut line).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        if !line.ends_with(b"\n") && n == MESSAGE_KEPT {
+            // Too long for a message: pass it through, and the rest of it as it comes.
+            let _ = passthrough.write_all(&line).await;
+            loop {
+                let buffer = match reader.fill_buf().await {
+                    Ok([]) | Err(_) => return,
+                    Ok(buffer) => buffer,
+                };
+                let (part, ends) = match buffer.iter().position(|&b| b == b'\n') {
+                    Some(end) => (&buffer[..=end], true),
+                    None => (buffer, false),
+                };
+                let used = part.len();
+                let _ = passthrough.write_all(part).await;
+                reader.consume(used);
+                if ends {
+                    break;
                 }
             }
-            Err(_) => {
-                let _ = passthrough.write_all(format!("{line}\n").as_bytes()).await;
+            continue;
+        }
+        if let Ok(message) = serde_json::from_slice::<CargoMessage>(&line) {
+            if let Some(found) = artifact_executable(message) {
+                *executable
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(found);
+            }
+        } else {
+            let _ = passthrough.write_all(&line).await;
+            if !line.ends_with(b"\n") {
+                let _ = passthrough.write_all(b"\n").await;
             }
         }
     }
-    executable
 }
 
 fn artifact_executable(message: CargoMessage) -> Option<PathBuf> {

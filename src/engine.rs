@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::Exit;
 use crate::build::{self, BuildOutcome, BuildResult, RunningBuild};
 use crate::config::{BuildCommand, Config, Output};
+use crate::process;
 use crate::status::{self, Note};
 use crate::supervise::{ChildExit, Interrupts, Supervisor};
 use crate::terminal::{self, Key};
@@ -65,6 +66,13 @@ enum Phase {
 /// How long a post command may run while reload waits to exit.
 const POST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A server that exits sooner than this after starting "dies fast": restarting it again and
+/// again at once would only spin, so the restart delay grows while it keeps doing so.
+const FAST_EXIT: Duration = Duration::from_secs(1);
+/// The first longer delay, doubled at each fast exit after it, up to [`BACKOFF_MAX`].
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 struct Engine {
     root: PathBuf,
     build: Option<BuildCommand>,
@@ -78,6 +86,8 @@ struct Engine {
     clean_on_exit: Vec<PathBuf>,
     /// The last build failed: its output is still on screen.
     failed_output_shown: bool,
+    /// How many times in a row the server died fast (see [`FAST_EXIT`]); reset by a change.
+    fast_exits: u32,
 }
 
 /// Run the dev loop until a shutdown. Returns the exit code to use.
@@ -118,6 +128,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         post: config.post,
         clean_on_exit: config.clean_on_exit,
         failed_output_shown: false,
+        fast_exits: 0,
     };
     engine.start_build().await;
     loop {
@@ -134,7 +145,7 @@ pub async fn run(config: Config) -> Result<Exit> {
             () = sleep_until(restart_at) => Event::RestartDue,
         };
         if let Some(exit) = engine.handle(event).await {
-            engine.finish().await;
+            engine.finish(&mut shutdowns).await;
             return Ok(exit);
         }
     }
@@ -194,7 +205,8 @@ impl Engine {
                 let restarts_in = self
                     .supervisor
                     .as_ref()
-                    .and_then(Supervisor::restart_on_exit);
+                    .and_then(Supervisor::restart_on_exit)
+                    .map(|delay| self.restart_delay(delay, exit.ran));
                 status::emit(&Note::Exited {
                     pid: exit.pid,
                     description: &exit.describe(),
@@ -202,6 +214,9 @@ impl Engine {
                     signal: signal.as_deref(),
                     restarts_in,
                 });
+                if let Some(hint) = exit.hint {
+                    status::error(hint);
+                }
                 self.restart_at = restarts_in.map(|delay| tokio::time::Instant::now() + delay);
             }
             Event::RestartDue => {
@@ -223,8 +238,33 @@ impl Engine {
         Some(shutdown.exit())
     }
 
+    /// How long to wait before restarting a server that exited by itself after running for
+    /// `ran`: the configured delay, unless it keeps dying fast; then a delay that doubles, up to
+    /// [`BACKOFF_MAX`], so that a server that cannot start does not spin reload.
+    fn restart_delay(&mut self, configured: Duration, ran: Duration) -> Duration {
+        if ran >= FAST_EXIT {
+            self.fast_exits = 0;
+            return configured;
+        }
+        self.fast_exits += 1;
+        if self.fast_exits < 2 {
+            return configured;
+        }
+        if self.fast_exits == 2 {
+            status::info(&format!(
+                "the app keeps exiting within {} of starting: waiting longer between restarts, \
+                 up to {} (a change restarts it at once)",
+                status::duration(FAST_EXIT),
+                status::duration(BACKOFF_MAX)
+            ));
+        }
+        let doublings = (self.fast_exits - 2).min(16);
+        configured.max((BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX))
+    }
+
     /// A change (or the `r` key): whatever is building is stale; build again.
     async fn rebuild(&mut self) {
+        self.fast_exits = 0;
         self.changed_at = Some(Instant::now());
         self.restart_at = None;
         self.cancel_build("the sources changed").await;
@@ -242,7 +282,7 @@ impl Engine {
         status::emit(&Note::BuildStarted {
             command: &build::describe(command),
         });
-        match RunningBuild::start(command, &self.root) {
+        match RunningBuild::start(command, &self.root, process::Origin::Build) {
             Ok(build) => {
                 self.phase = Phase::Building {
                     build,
@@ -275,34 +315,46 @@ impl Engine {
                 swap: swap.elapsed,
                 since_change: self.changed_at.take().map(|at| at.elapsed()),
             }),
-            Err(err) => status::error(&format!("{err:#}; waiting for changes")),
+            Err(err) => status::error(&format!(
+                "{err:#}\n  reload is waiting for changes: fix it and save (or press r) to try again"
+            )),
         }
     }
 
-    /// After the server is stopped for good: the user's post commands, then clean-up.
-    async fn finish(&mut self) {
+    /// After the server is stopped for good: the user's post commands, then clean-up. Another
+    /// Ctrl-C (or SIGTERM) meanwhile kills the post command that runs and skips the rest.
+    async fn finish(&mut self, shutdowns: &mut mpsc::UnboundedReceiver<Shutdown>) {
         // A post command runs like a build: its own group, no sockets, output passed through.
         for command in &self.post {
             let step = BuildCommand::Shell(command.clone());
-            let mut run = match RunningBuild::start(&step, &self.root) {
+            let origin = process::Origin::Post(command.clone());
+            let mut run = match RunningBuild::start(&step, &self.root, origin) {
                 Ok(run) => run,
                 Err(err) => {
                     status::error(&format!("cannot run post command `{command}`: {err:#}"));
                     continue;
                 }
             };
-            match tokio::time::timeout(POST_TIMEOUT, run.finished()).await {
-                Ok(BuildOutcome {
+            let outcome = tokio::select! {
+                outcome = tokio::time::timeout(POST_TIMEOUT, run.finished()) => outcome.ok(),
+                Some(_) = shutdowns.recv() => {
+                    status::error(&format!("post command `{command}` interrupted; killed it"));
+                    run.cancel().await;
+                    break;
+                }
+            };
+            match outcome {
+                Some(BuildOutcome {
                     result: BuildResult::Succeeded { .. },
                     ..
                 }) => {}
-                Ok(BuildOutcome {
+                Some(BuildOutcome {
                     result: BuildResult::Failed { how, .. },
                     ..
                 }) => {
                     status::error(&format!("post command `{command}` failed ({how})"));
                 }
-                Err(_) => {
+                None => {
                     status::error(&format!(
                         "post command `{command}` still ran after {}; killed it",
                         status::duration(POST_TIMEOUT)
@@ -311,6 +363,8 @@ impl Engine {
                 }
             }
         }
+        // Whatever is left anywhere (a build's or a post command's daemon) goes now.
+        process::sweep_and_report(process::Sweep::All);
         for path in &self.clean_on_exit {
             let removed = if path.is_dir() {
                 std::fs::remove_dir_all(path)

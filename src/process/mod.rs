@@ -12,18 +12,30 @@
 
 pub mod guard;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+/// What a process group was started for. A process that leaves the group is reported as left
+/// behind by it, and is only swept once the group itself has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Build,
+    Post(String),
+    App,
+}
+
 /// A process group reload started. Dropping it SIGKILLs whatever is left in it.
 #[derive(Debug)]
 pub struct ProcessGroup {
     pgid: Pid,
+    tag: u64,
 }
 
 impl ProcessGroup {
@@ -45,14 +57,44 @@ impl ProcessGroup {
             }
         }
     }
+
+    /// Whether no live process is left in the group. Members that were adopted by reload (their
+    /// parent in the group died first, as `sh` does on SIGTERM) are reaped here, since nobody
+    /// else will: a zombie still counts as a member for the kernel.
+    pub fn is_empty(&self) -> bool {
+        reap_adopted_zombies();
+        matches!(killpg(self.pgid, None), Err(Errno::ESRCH))
+    }
+
+    /// Wait until the group is empty, polling (a group has no handle to wait on): quickly at
+    /// first, since most groups end with their leader, then every 10 ms. Cancel-safe.
+    pub async fn emptied(&self) {
+        let mut pause = Duration::from_millis(1);
+        while !self.is_empty() {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
         guard::forget(self.pgid.as_raw());
-        let leader = u32::try_from(self.pgid.as_raw()).unwrap_or_default();
-        spawned().retain(|pid| *pid != leader);
+        registry().end(self.tag);
+    }
+}
+
+/// How long a SIGKILLed process may take to die before reload stops waiting for it (one stuck
+/// in the kernel, on a dead network mount, may never die).
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// End `group` for good: SIGKILL whatever is still in it, wait (at most [`KILL_GRACE`]) until
+/// it is empty, so that nothing of it is mistaken for an escapee by the [`sweep`] that follows,
+/// then drop it.
+pub async fn end_group(group: ProcessGroup) {
+    if group.signal(Signal::SIGKILL) {
+        let _ = tokio::time::timeout(KILL_GRACE, group.emptied()).await;
     }
 }
 
@@ -77,7 +119,7 @@ pub const LISTEN_FDS_START: RawFd = 3;
 
 /// Make reload the parent of its descendants' orphans (Linux: PR_SET_CHILD_SUBREAPER). A process
 /// that leaves its server's group (setsid, a daemonizing server) is then re-parented to reload
-/// instead of init when its parent exits, so [`kill_adopted`] can still find and stop it.
+/// instead of init when its parent exits, so [`sweep`] can still find and stop it.
 pub fn adopt_orphans() {
     #[cfg(target_os = "linux")]
     if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
@@ -87,46 +129,241 @@ pub fn adopt_orphans() {
     }
 }
 
-/// Children reload spawned itself (leaders of live [`ProcessGroup`]s): never "adopted".
-static SPAWNED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+/// The environment variable that marks every process reload starts (and, by inheritance, its
+/// descendants) with the group it was started in: `<reload's pid>.<tag>`. A process that left its
+/// group keeps it, which is how an escapee is attributed to the build, post command or app it
+/// came from, and why one is swept only once that group has ended.
+const ORIGIN_VARIABLE: &str = "RELOAD_ORIGIN";
 
-fn spawned() -> std::sync::MutexGuard<'static, Vec<u32>> {
-    SPAWNED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Groups alive and ended, by tag.
+#[derive(Default)]
+struct Registry {
+    next_tag: u64,
+    /// Live groups: tag -> (leader pid, who it is, for messages).
+    live: BTreeMap<u64, (u32, String)>,
+    /// Ended groups, for attributing what they left behind: tag -> (leader pid, who). The
+    /// oldest are forgotten.
+    ended: BTreeMap<u64, (u32, String)>,
 }
 
-/// SIGKILL and reap every child of reload that it did not spawn itself (nor the guardian):
-/// those were adopted (see [`adopt_orphans`]). Returns how many there were. Linux only:
-/// elsewhere adoption does not exist and this finds nothing.
-pub fn kill_adopted() -> usize {
+impl Registry {
+    fn end(&mut self, tag: u64) {
+        if let Some(group) = self.live.remove(&tag) {
+            self.ended.insert(tag, group);
+            while self.ended.len() > 1024 {
+                self.ended.pop_first();
+            }
+        }
+    }
+
+    /// Leaders of live groups are tokio's children: never reaped or swept here.
+    fn is_leader(&self, pid: u32) -> bool {
+        self.live.values().any(|(leader, _)| *leader == pid)
+    }
+}
+
+static REGISTRY: std::sync::Mutex<Option<Registry>> = std::sync::Mutex::new(None);
+
+struct RegistryGuard(std::sync::MutexGuard<'static, Option<Registry>>);
+
+impl std::ops::Deref for RegistryGuard {
+    type Target = Registry;
+    fn deref(&self) -> &Registry {
+        self.0.as_ref().expect("initialised by registry()")
+    }
+}
+
+impl std::ops::DerefMut for RegistryGuard {
+    fn deref_mut(&mut self) -> &mut Registry {
+        self.0.as_mut().expect("initialised by registry()")
+    }
+}
+
+fn registry() -> RegistryGuard {
+    let mut guard = REGISTRY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    guard.get_or_insert_with(Registry::default);
+    RegistryGuard(guard)
+}
+
+/// Which escaped processes a [`sweep`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Those whose group has ended: the build, post command or app they left is gone.
+    Ended,
+    /// All of them: reload is exiting.
+    All,
+}
+
+/// Processes that left their group, killed by a [`sweep`], with the group they came from.
+#[derive(Debug)]
+pub struct Escaped {
+    /// "the build", "app (pid 123)", "post command `x`", or "an unknown process".
+    pub origin: String,
+    /// Pid and command name of each.
+    pub processes: Vec<(i32, String)>,
+}
+
+/// What the kernel says of one of reload's children.
+struct ChildInfo {
+    pid: i32,
+    zombie: bool,
+    pgid: i32,
+    name: String,
+}
+
+/// Every child of reload (all threads'), with its state. Linux only (`/proc/self/task`);
+/// elsewhere reload adopts nothing and this finds nothing.
+fn children() -> Vec<ChildInfo> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+        return Vec::new();
     };
-    let mut adopted: Vec<i32> = tasks
+    let mut pids: Vec<i32> = tasks
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
         .flat_map(|children| {
             children
                 .split_whitespace()
-                .filter_map(|pid| pid.parse::<u32>().ok())
+                .filter_map(|pid| pid.parse::<i32>().ok())
                 .collect::<Vec<_>>()
         })
-        .filter(|pid| !spawned().contains(pid) && Some(*pid) != guard::pid())
-        .filter_map(|pid| i32::try_from(pid).ok())
         .collect();
-    adopted.sort_unstable();
-    adopted.dedup();
-    for &pid in &adopted {
-        let pid = Pid::from_raw(pid);
-        // A session leader leads its own group too: take the group, then the process.
-        let _ = killpg(pid, Signal::SIGKILL);
-        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (name) state ppid pgrp ...`; the name may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(').map_or("", |(_, n)| n).to_owned();
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let pgid = fields.nth(1)?.parse().ok()?;
+            Some(ChildInfo {
+                pid,
+                zombie: matches!(state, "Z" | "X"),
+                pgid,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// Children reload did not spawn itself (nor the guardian): adopted, since reload is a
+/// subreaper (see [`adopt_orphans`]).
+fn adopted() -> Vec<ChildInfo> {
+    let guardian = guard::pid();
+    let registry = registry();
+    children()
+        .into_iter()
+        .filter(|child| {
+            let pid = u32::try_from(child.pid).unwrap_or_default();
+            !registry.is_leader(pid) && Some(pid) != guardian
+        })
+        .collect()
+}
+
+/// Reap adopted children that have exited. They are not tokio's: nobody else will.
+fn reap_adopted_zombies() {
+    for child in adopted().into_iter().filter(|child| child.zombie) {
+        let _ = nix::sys::wait::waitpid(
+            Pid::from_raw(child.pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
     }
-    // Adopted processes are not tokio's: nobody else will reap them. SIGKILL is quick, but a
-    // process stuck in the kernel (a dead NFS mount) must not hang reload: give up after 2 s.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    for &pid in &adopted {
+}
+
+/// The group `pid` was started in, from its [`ORIGIN_VARIABLE`]: `None` when it has none, or
+/// one from another reload.
+fn origin_tag(pid: i32) -> Option<u64> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{ORIGIN_VARIABLE}={}.", std::process::id());
+    environ
+        .split(|&byte| byte == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+        .and_then(|tag| std::str::from_utf8(tag).ok()?.parse().ok())
+}
+
+/// SIGKILL and reap every process that left one of reload's groups (setsid, a daemonizing
+/// server) and was adopted by reload (see [`adopt_orphans`]), whose own group has ended (or
+/// all of them, with [`Sweep::All`]). Members of a live group are left alone, whoever their
+/// parent is now: they end with their group. Zombies are reaped and not counted. Repeats until
+/// a round finds nothing: killing an escapee re-parents the escapees it started in turn.
+pub fn sweep(scope: Sweep) -> Vec<Escaped> {
+    let mut killed: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
+    // A fork bomb must not keep reload here forever.
+    for _ in 0..64 {
+        reap_adopted_zombies();
+        let (live_groups, ended_groups): (Vec<i32>, Vec<i32>) = {
+            let registry = registry();
+            let pgids = |groups: &BTreeMap<u64, (u32, String)>| {
+                groups
+                    .values()
+                    .filter_map(|(leader, _)| i32::try_from(*leader).ok())
+                    .collect()
+            };
+            (pgids(&registry.live), pgids(&registry.ended))
+        };
+        let mut round = Vec::new();
+        for child in adopted() {
+            if child.zombie || live_groups.contains(&child.pgid) {
+                continue;
+            }
+            if ended_groups.contains(&child.pgid) {
+                // Still in a group that was killed (it did not die within the grace period):
+                // not an escapee, but it must go all the same.
+                let _ = nix::sys::signal::kill(Pid::from_raw(child.pid), Signal::SIGKILL);
+                round.push(child.pid);
+                continue;
+            }
+            let tag = origin_tag(child.pid);
+            let origin = {
+                let registry = registry();
+                match tag {
+                    Some(tag) if registry.live.contains_key(&tag) => {
+                        // Its group still runs (a server's helper daemon): it goes with it.
+                        if scope == Sweep::Ended {
+                            continue;
+                        }
+                        registry.live[&tag].1.clone()
+                    }
+                    Some(tag) => registry
+                        .ended
+                        .get(&tag)
+                        .map_or_else(|| "an earlier process".to_owned(), |(_, who)| who.clone()),
+                    // No mark (its environment was replaced): only when nothing of ours runs
+                    // can it not belong to a live group.
+                    None if scope == Sweep::Ended && !registry.live.is_empty() => continue,
+                    None => "an unknown process".to_owned(),
+                }
+            };
+            let pid = Pid::from_raw(child.pid);
+            // A session leader leads its own group too: take the group, then the process.
+            let _ = killpg(pid, Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            round.push(child.pid);
+            killed
+                .entry(origin)
+                .or_default()
+                .push((child.pid, child.name));
+        }
+        if round.is_empty() {
+            break;
+        }
+        reap(&round);
+    }
+    killed
+        .into_iter()
+        .map(|(origin, processes)| Escaped { origin, processes })
+        .collect()
+}
+
+/// Wait for SIGKILLed adopted processes to exit, and reap them. SIGKILL is quick, but a process
+/// stuck in the kernel (a dead NFS mount) must not hang reload: give up after 2 s.
+fn reap(pids: &[i32]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    for &pid in pids {
         let pid = Pid::from_raw(pid);
         while let Ok(nix::sys::wait::WaitStatus::StillAlive) =
             nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
@@ -134,34 +371,59 @@ pub fn kill_adopted() -> usize {
             if std::time::Instant::now() > deadline {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
-    adopted.len()
 }
 
-/// Spawn `command` as the leader of a new process group that dies with reload. `inherit` are
-/// placed at fds 3, 4, ... in the child, without close-on-exec; they must all be numbered above
-/// `3 + inherit.len()` so that placing one never overwrites another (see `supervise::listen`).
-pub fn spawn_group(command: &mut Command, inherit: &[RawFd]) -> io::Result<(Child, ProcessGroup)> {
-    command.process_group(0).kill_on_drop(true);
+/// [`sweep`], and tell the user what was killed and where it came from.
+pub fn sweep_and_report(scope: Sweep) {
+    for escaped in sweep(scope) {
+        let count = escaped.processes.len();
+        let list: Vec<String> = escaped
+            .processes
+            .iter()
+            .map(|(pid, name)| format!("{pid} {name}"))
+            .collect();
+        crate::status::info(&format!(
+            "killed {count} process{} left running outside its process group by {}: {}",
+            if count == 1 { "" } else { "es" },
+            escaped.origin,
+            list.join(", ")
+        ));
+    }
+}
+
+/// Spawn `command` as the leader of a new process group that dies with reload, marked with its
+/// `origin`. `inherit` are descriptors the child keeps open (close-on-exec cleared in the child
+/// only) at their own numbers: the `__exec` shim ([`shim_command`]) then places them at 3, 4,
+/// .... Nothing is `dup2`ed before exec: std reports a failed exec through a pipe of its own,
+/// whose descriptor may be any low number, and placing a socket over it would make a failed
+/// exec look like a successful spawn.
+pub fn spawn_group(
+    command: &mut Command,
+    origin: Origin,
+    inherit: &[RawFd],
+) -> io::Result<(Child, ProcessGroup)> {
+    let tag = {
+        let mut registry = registry();
+        registry.next_tag += 1;
+        registry.next_tag
+    };
+    command
+        .process_group(0)
+        .kill_on_drop(true)
+        .env(ORIGIN_VARIABLE, format!("{}.{tag}", std::process::id()));
     set_parent_death_signal(command);
     if !inherit.is_empty() {
-        let top = LISTEN_FDS_START + RawFd::try_from(inherit.len()).map_err(io::Error::other)?;
-        if inherit.iter().any(|fd| *fd < top) {
-            return Err(io::Error::other(
-                "inherited descriptors overlap their targets",
-            ));
-        }
         let inherit = inherit.to_vec();
-        // SAFETY: runs in the forked child before exec: only dup2, an async-signal-safe syscall,
-        // over a Vec allocated before the fork and only read here. dup2 leaves the new
-        // descriptor without FD_CLOEXEC, which is exactly what the server must inherit; the
-        // sources stay close-on-exec, so each socket arrives exactly once.
+        // SAFETY: runs in the forked child before exec: only fcntl(F_SETFD), an
+        // async-signal-safe syscall, over a Vec allocated before the fork and only read here.
+        // It touches no descriptor but the ones given.
         unsafe {
             command.pre_exec(move || {
-                for (target, source) in (LISTEN_FDS_START..).zip(&inherit) {
-                    if nix::libc::dup2(*source, target) < 0 {
+                for fd in &inherit {
+                    if nix::libc::fcntl(*fd, nix::libc::F_SETFD, 0) < 0 {
                         return Err(io::Error::last_os_error());
                     }
                 }
@@ -173,15 +435,39 @@ pub fn spawn_group(command: &mut Command, inherit: &[RawFd]) -> io::Result<(Chil
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other("child exited before it was seen"))?;
-    let pid = i32::try_from(pid).map_err(io::Error::other)?;
-    guard::register(pid);
-    spawned().push(u32::try_from(pid).unwrap_or_default());
+    let pgid = i32::try_from(pid).map_err(io::Error::other)?;
+    guard::register(pgid);
+    let who = match origin {
+        Origin::Build => "the build".to_owned(),
+        Origin::Post(command) => format!("post command `{command}`"),
+        Origin::App => format!("app (pid {pid})"),
+    };
+    registry().live.insert(tag, (pid, who));
     Ok((
         child,
         ProcessGroup {
-            pgid: Pid::from_raw(pid),
+            pgid: Pid::from_raw(pgid),
+            tag,
         },
     ))
+}
+
+/// `reload __exec FDS PROGRAM ARGS...`: the command that starts `program` with the descriptors
+/// `inherit` (pass the same to [`spawn_group`]) placed at 3, 4, ... and LISTEN_PID set to its
+/// own pid. See [`exec_shim`].
+pub fn shim_command(program: &std::path::Path, inherit: &[RawFd]) -> io::Result<Command> {
+    let exe = std::env::current_exe()?;
+    if !exe.exists() {
+        return Err(io::Error::other(format!(
+            "reload's own binary `{}` was removed or replaced while reload ran (reinstalled?); \
+             restart reload",
+            exe.display()
+        )));
+    }
+    let fds: Vec<String> = inherit.iter().map(ToString::to_string).collect();
+    let mut command = Command::new(exe);
+    command.arg(EXEC_ARG).arg(fds.join(",")).arg(program);
+    Ok(command)
 }
 
 #[cfg(target_os = "linux")]
@@ -233,25 +519,90 @@ pub fn local_time_of_day() -> (u32, u32, u32) {
 /// The hidden argument that makes the reload binary a one-step shim for socket activation.
 pub const EXEC_ARG: &str = "__exec";
 
-/// `reload __exec PROGRAM ARGS...`: set `LISTEN_PID` to our own pid, then exec PROGRAM, which
-/// keeps the pid. The socket-activation protocol requires LISTEN_PID to be the server's pid
+/// `reload __exec FDS PROGRAM ARGS...`: place the descriptors FDS (comma-separated, inherited
+/// from reload) at 3, 4, ..., set `LISTEN_PID` to our own pid, then exec PROGRAM, which keeps
+/// the pid. The socket-activation protocol requires LISTEN_PID to be the server's pid
 /// (go-systemd and libsystemd ignore the sockets otherwise), and no parent can know a child's
-/// pid before it exists, nor set an environment variable between fork and exec safely.
+/// pid before it exists, nor set an environment variable between fork and exec safely. Placing
+/// the descriptors here, after an exec, is ordinary code rather than work between fork and exec.
 pub fn exec_shim(mut args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
     use std::os::unix::process::CommandExt;
-    let Some(program) = args.next() else {
-        eprintln!("reload {EXEC_ARG}: no program given");
+    let (Some(fds), Some(program)) = (args.next(), args.next()) else {
+        eprintln!("reload {EXEC_ARG}: usage: reload {EXEC_ARG} FDS PROGRAM [ARGS...]");
         return 2;
     };
+    let sources: Option<Vec<RawFd>> = fds
+        .to_string_lossy()
+        .split(',')
+        .filter(|fd| !fd.is_empty())
+        .map(|fd| fd.parse().ok())
+        .collect();
+    let Some(sources) = sources else {
+        eprintln!("reload {EXEC_ARG}: bad descriptor list `{}`", fds.display());
+        return 2;
+    };
+    let top = LISTEN_FDS_START + RawFd::try_from(sources.len()).unwrap_or(RawFd::MAX);
+    if sources.iter().any(|fd| *fd < top) {
+        eprintln!("reload {EXEC_ARG}: inherited descriptors overlap their targets");
+        return 2;
+    }
+    for (target, source) in (LISTEN_FDS_START..).zip(&sources) {
+        // SAFETY: plain syscalls on descriptors this process inherited for exactly this
+        // purpose; nothing else in the shim uses them. dup2 leaves the target without
+        // FD_CLOEXEC, which is what the server must inherit; the sources are closed after, so
+        // each socket arrives exactly once.
+        let placed = unsafe { nix::libc::dup2(*source, target) };
+        if placed < 0 {
+            eprintln!(
+                "reload {EXEC_ARG}: cannot place descriptor {source} at {target}: {}",
+                io::Error::last_os_error()
+            );
+            return 127;
+        }
+    }
+    for source in &sources {
+        // SAFETY: see above; the source was duplicated, and nothing holds it as an OwnedFd.
+        unsafe { nix::libc::close(*source) };
+    }
     let err = std::process::Command::new(&program)
         .args(args)
         .env("LISTEN_PID", std::process::id().to_string())
         .exec();
     eprintln!(
-        "reload: cannot run `{}`: {err}",
-        std::path::Path::new(&program).display()
+        "reload: cannot run `{}`: {}",
+        std::path::Path::new(&program).display(),
+        explain_exec_error(std::path::Path::new(&program), &err)
     );
     127
+}
+
+/// Why `program` could not be executed, as users need to read it: a script whose `#!`
+/// interpreter is missing fails with ENOENT, like a missing program, but the fix is elsewhere.
+pub fn explain_exec_error(program: &std::path::Path, err: &io::Error) -> String {
+    if err.kind() == io::ErrorKind::NotFound
+        && program.is_file()
+        && let Some(interpreter) = shebang_interpreter(program)
+        && !interpreter.exists()
+    {
+        return format!(
+            "its first line (#!) names the interpreter `{}`, which does not exist\n  help: install \
+             it, or fix the #! line of `{}`",
+            interpreter.display(),
+            program.display()
+        );
+    }
+    err.to_string()
+}
+
+/// The interpreter a script's `#!` line names.
+fn shebang_interpreter(script: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(script).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    line.split_whitespace().next().map(std::path::PathBuf::from)
 }
 
 /// Describe how a process ended, as users read it: "exit 101", "SIGKILL".

@@ -27,13 +27,17 @@ use crate::config::{Program, Readiness, RunConfig};
 use crate::process::{self, ProcessGroup};
 use crate::status;
 use listen::Listener;
-use ready::NotifySocket;
+use ready::{NotifyDir, NotifySocket};
 
 /// How the server ended when nobody asked it to.
 #[derive(Debug)]
 pub struct ChildExit {
     pub pid: u32,
     pub status: Option<ExitStatus>,
+    /// How long it ran.
+    pub ran: Duration,
+    /// What may explain the exit, for the user (see [`Supervisor::hint`]).
+    pub hint: Option<&'static str>,
 }
 
 impl ChildExit {
@@ -88,6 +92,7 @@ pub struct Interrupts {
 #[derive(Debug)]
 struct RunningChild {
     pid: u32,
+    started: Instant,
     group: ProcessGroup,
     exit: ExitWatch,
     /// Lives as long as the server, so it can report again after a reload of its own.
@@ -104,6 +109,19 @@ enum ExitWatch {
 }
 
 impl ExitWatch {
+    /// How it ended, if it has ended and that is known yet.
+    fn status(&mut self) -> Option<ExitStatus> {
+        if let ExitWatch::Running(receiver) = self
+            && let Ok(status) = receiver.try_recv()
+        {
+            *self = ExitWatch::Ended(status);
+        }
+        match self {
+            ExitWatch::Ended(status) => *status,
+            ExitWatch::Running(_) => None,
+        }
+    }
+
     /// Wait until the process has exited and been reaped. Cancel-safe, and may be called again
     /// after it has returned.
     async fn ended(&mut self) -> Option<ExitStatus> {
@@ -134,6 +152,8 @@ pub struct Supervisor {
     interrupts: Arc<Interrupts>,
     /// What the last successful build produced (for `Program::CargoArtifact`).
     last_executable: Option<PathBuf>,
+    /// Where the notify sockets are made, once the first is needed.
+    notify_dir: Option<NotifyDir>,
 }
 
 impl Supervisor {
@@ -147,7 +167,15 @@ impl Supervisor {
             child: None,
             interrupts,
             last_executable: None,
+            notify_dir: None,
         })
+    }
+
+    fn notify_dir(&mut self) -> Result<&NotifyDir> {
+        if self.notify_dir.is_none() {
+            self.notify_dir = Some(NotifyDir::create()?);
+        }
+        Ok(self.notify_dir.as_ref().expect("just created"))
     }
 
     /// "listening on 127.0.0.1:3000, unix:/run/app.sock", or nothing without sockets.
@@ -184,10 +212,31 @@ impl Supervisor {
         };
         let status = child.exit.ended().await;
         let pid = child.pid;
-        // Dropping the group kills anything the server left behind in it.
-        self.child = None;
-        sweep_adopted(Some(pid));
-        ChildExit { pid, status }
+        let ran = child.started.elapsed();
+        // What the server left behind in its group goes with it, then what left the group.
+        if let Some(child) = self.child.take() {
+            process::end_group(child.group).await;
+        }
+        process::sweep_and_report(process::Sweep::Ended);
+        ChildExit {
+            pid,
+            status,
+            ran,
+            hint: self.hint(status, ran),
+        }
+    }
+
+    /// Why a server that just failed may have failed: with `--listen`, one that binds the port
+    /// itself instead of taking fd 3 dies at once with "address already in use" (and clients
+    /// of the held socket wait for nobody).
+    fn hint(&self, status: Option<ExitStatus>, ran: Duration) -> Option<&'static str> {
+        let failed = status.is_none_or(|status| !status.success());
+        (failed && !self.listeners.is_empty() && ran < EARLY_EXIT).then_some(
+            "with --listen, reload holds the port and hands it to the app as fd 3 (LISTEN_FDS): \
+             an app that binds the port itself fails with \"address already in use\"\n  help: \
+             make the app take its socket from fd 3 (see the README's \"Zero-downtime dev \
+             loop\"), or drop --listen to let it bind the port itself",
+        )
     }
 
     /// Replace the running server (if any) with a fresh one. `executable` is what the build
@@ -201,14 +250,22 @@ impl Supervisor {
         }
         let executable = executable.or(self.last_executable.as_deref());
         let invocation = self.invocation(executable)?;
+        // Everything the new server needs is made before the old one is touched: a failure
+        // here leaves the old server serving.
+        let notify = match self.config.readiness {
+            Readiness::Notify => Some(NotifySocket::create(self.notify_dir()?)?),
+            _ => None,
+        };
         if self.config.overlap && self.child.is_some() {
-            let mut new = self.spawn(&invocation)?;
+            let mut new = self.spawn(&invocation, notify)?;
             if let Err(why) = self.wait_ready(&mut new).await {
                 let old = self.pid().unwrap_or_default();
                 let pid = new.pid;
+                let hint = self.hint(new.exit.status(), new.started.elapsed());
                 discard(new).await;
-                return Err(anyhow!(
-                    "new app (pid {pid}) {why}; pid {old} keeps serving"
+                return Err(with_hint(
+                    format!("new app (pid {pid}) {why}; pid {old} keeps serving"),
+                    hint,
                 ));
             }
             let old = self.stop().await;
@@ -221,11 +278,12 @@ impl Supervisor {
             });
         }
         let old = self.stop().await;
-        let mut new = self.spawn(&invocation)?;
+        let mut new = self.spawn(&invocation, notify)?;
         if let Err(why) = self.wait_ready(&mut new).await {
             let pid = new.pid;
+            let hint = self.hint(new.exit.status(), new.started.elapsed());
             discard(new).await;
-            return Err(anyhow!("app (pid {pid}) {why}"));
+            return Err(with_hint(format!("app (pid {pid}) {why}"), hint));
         }
         let new_pid = new.pid;
         self.child = Some(new);
@@ -236,22 +294,28 @@ impl Supervisor {
         })
     }
 
-    /// Stop the server: stop signal to its group, wait up to the stop timeout (or a second
-    /// Ctrl-C), SIGKILL the group, reap, then kill what escaped the group. Returns the pid that
-    /// was stopped.
+    /// Stop the server: stop signal to its group, wait until the whole group has exited (not
+    /// just its leader: under `sh -c`, the shell dies at once and the real server drains after
+    /// it), up to the stop timeout or a second Ctrl-C, then SIGKILL the group; reap; then kill
+    /// what left the group. Returns the pid that was stopped.
     pub async fn stop(&mut self) -> Option<u32> {
         let Some(mut child) = self.child.take() else {
             // No server, but what an earlier one left behind may still run.
-            sweep_adopted(None);
+            process::sweep_and_report(process::Sweep::Ended);
             return None;
         };
         tracing::debug!(pid = child.pid, signal = %self.config.stop_signal, "stopping server");
         child.group.signal(self.config.stop_signal);
         let started = Instant::now();
-        // `None`: it exited by itself; `Some(asked)`: it must be killed, `asked` by the user.
+        let drained = async {
+            child.exit.ended().await;
+            child.group.emptied().await;
+        };
+        // `None`: the group exited by itself; `Some(asked)`: it must be killed, `asked` by the
+        // user.
         let kill = tokio::select! {
-            exited = tokio::time::timeout(self.config.stop_timeout, child.exit.ended()) => {
-                exited.is_err().then_some(false)
+            drained = tokio::time::timeout(self.config.stop_timeout, drained) => {
+                drained.is_err().then_some(false)
             }
             () = self.interrupts.kill_now.notified() => Some(true),
         };
@@ -263,12 +327,11 @@ impl Supervisor {
                 asked,
             });
             child.group.signal(Signal::SIGKILL);
-            child.exit.ended().await;
+            let _ = tokio::time::timeout(process::KILL_GRACE, child.exit.ended()).await;
         }
         let pid = child.pid;
-        // Dropping the group SIGKILLs whatever is still in it.
-        drop(child);
-        sweep_adopted(Some(pid));
+        process::end_group(child.group).await;
+        process::sweep_and_report(process::Sweep::Ended);
         Some(pid)
     }
 
@@ -298,13 +361,13 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, invocation: &Invocation) -> Result<RunningChild> {
+    fn spawn(&self, invocation: &Invocation, notify: Option<NotifySocket>) -> Result<RunningChild> {
+        let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
         let mut command = if self.listeners.is_empty() {
             Command::new(&invocation.program)
         } else {
-            let mut shim = Command::new(std::env::current_exe()?);
-            shim.arg(process::EXEC_ARG).arg(&invocation.program);
-            shim
+            process::shim_command(&invocation.program, &fds)
+                .map_err(|err| anyhow!("cannot start `{}`: {err}", invocation.program.display()))?
         };
         command.args(&invocation.args).current_dir(&self.root);
         process::clear_protocol_env(&mut command);
@@ -321,10 +384,6 @@ impl Supervisor {
             command.env("LISTEN_FDS", self.listeners.len().to_string());
             command.env("LISTEN_FDNAMES", names.join(":"));
         }
-        let notify = match self.config.readiness {
-            Readiness::Notify => Some(NotifySocket::create()?),
-            _ => None,
-        };
         if let Some(socket) = &notify {
             command.env("NOTIFY_SOCKET", socket.path());
         }
@@ -333,9 +392,14 @@ impl Supervisor {
         if std::io::stdin().is_terminal() {
             command.stdin(Stdio::null());
         }
-        let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
-        let (mut child, group) = process::spawn_group(&mut command, &fds)
-            .map_err(|err| anyhow!("cannot start `{}`: {err}", invocation.program.display()))?;
+        let (mut child, group) = process::spawn_group(&mut command, process::Origin::App, &fds)
+            .map_err(|err| {
+                anyhow!(
+                    "cannot start `{}`: {}",
+                    invocation.program.display(),
+                    process::explain_exec_error(&invocation.program, &err)
+                )
+            })?;
         let pid = child.id().unwrap_or_default();
         tracing::debug!(pid, program = %invocation.program.display(), "server started");
         status::emit(&status::Note::Spawned { pid });
@@ -345,6 +409,7 @@ impl Supervisor {
         });
         Ok(RunningChild {
             pid,
+            started: Instant::now(),
             group,
             exit: ExitWatch::Running(receiver),
             notify,
@@ -376,23 +441,22 @@ impl Supervisor {
     }
 }
 
-/// A process that left a server's group (setsid, a daemonizing server) was adopted by reload
-/// when its parent died: once that server is gone, it is ours to stop too.
-fn sweep_adopted(server: Option<u32>) {
-    let escaped = process::kill_adopted();
-    if escaped > 0 {
-        let whose = server.map_or_else(String::new, |pid| format!(" by app (pid {pid})"));
-        status::info(&format!(
-            "killed {escaped} process{} left running outside its process group{whose}",
-            if escaped == 1 { "" } else { "es" }
-        ));
+/// A server that fails this soon after starting may be explained by [`Supervisor::hint`].
+const EARLY_EXIT: Duration = Duration::from_secs(10);
+
+fn with_hint(message: String, hint: Option<&str>) -> anyhow::Error {
+    match hint {
+        Some(hint) => anyhow!("{message}: {hint}"),
+        None => anyhow!("{message}"),
     }
 }
 
 /// Kill a server that will not be used and wait until it is reaped.
 async fn discard(mut child: RunningChild) {
     child.group.signal(Signal::SIGKILL);
-    child.exit.ended().await;
+    let _ = tokio::time::timeout(process::KILL_GRACE, child.exit.ended()).await;
+    process::end_group(child.group).await;
+    process::sweep_and_report(process::Sweep::Ended);
 }
 
 /// Resolve a program the way exec would, so that "no such file" is our clear message and not a

@@ -22,16 +22,43 @@ pub(crate) struct NotifySocket {
     socket: tokio::net::UnixDatagram,
 }
 
-impl NotifySocket {
+/// A directory only reload's user can enter (mkdtemp makes it 0700), for the notify sockets. In
+/// a shared directory such as /tmp, a predictable socket name could be taken first by another
+/// user, who would then receive (or block) the server's messages; a fresh private directory
+/// leaves nobody else a name to take. Removed, with what is left in it, when dropped.
+#[derive(Debug)]
+pub(crate) struct NotifyDir {
+    path: PathBuf,
+}
+
+impl NotifyDir {
     pub(crate) fn create() -> Result<Self> {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .filter(|d| d.is_dir())
             .unwrap_or_else(std::env::temp_dir);
+        let template = base.join("reload-notify-XXXXXX");
+        let path = nix::unistd::mkdtemp(&template).with_context(|| {
+            format!(
+                "cannot create a private directory for notify sockets in `{}`",
+                base.display()
+            )
+        })?;
+        Ok(NotifyDir { path })
+    }
+}
+
+impl Drop for NotifyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl NotifySocket {
+    pub(crate) fn create(dir: &NotifyDir) -> Result<Self> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("reload-{}-{n}.notify", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let path = dir.path.join(format!("{n}.notify"));
         let socket = std::os::unix::net::UnixDatagram::bind(&path)
             .with_context(|| format!("cannot create the notify socket `{}`", path.display()))?;
         // From here on the file is ours to remove, whatever fails next.
@@ -190,7 +217,8 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn ready_comes_from_a_datagram() {
-        let socket = NotifySocket::create().unwrap();
+        let dir = NotifyDir::create().unwrap();
+        let socket = NotifySocket::create(&dir).unwrap();
         let path = socket.path().to_owned();
         let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
         sender.send_to(b"garbage", &path).unwrap();
@@ -202,5 +230,19 @@ mod tests {
             .unwrap();
         drop(socket);
         assert!(!path.exists(), "the socket file is removed");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn notify_sockets_live_in_a_directory_only_their_user_can_enter() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = NotifyDir::create().unwrap();
+        let path = dir.path.clone();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", path.display());
+        let socket = NotifySocket::create(&dir).unwrap();
+        assert!(socket.path().starts_with(&path));
+        drop(socket);
+        drop(dir);
+        assert!(!path.exists(), "the directory is removed");
     }
 }

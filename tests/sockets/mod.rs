@@ -92,25 +92,33 @@ fn wait_for_answer(session: &Session, port: u16) -> u32 {
 
 /// The notify sockets reload created, by its naming scheme (`reload-<pid>-<n>.notify`).
 fn notify_sockets(reload: i32) -> Vec<PathBuf> {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let prefix = format!("reload-{reload}-");
-    let mut found: Vec<PathBuf> = fs::read_dir(&dir)
+    // The sockets reload holds (`socket:[INODE]` links in /proc/PID/fd), by the path each is
+    // bound to (/proc/net/unix): reload makes them in a private directory of its own.
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{reload}/fd"))
         .map(|entries| {
             entries
                 .filter_map(std::result::Result::ok)
-                .map(|entry| entry.path())
-                .filter(|path| {
-                    path.file_name()
-                        .and_then(|name| name.to_str())
-                        .is_some_and(|name| name.starts_with(&prefix) && name.ends_with(".notify"))
+                .filter_map(|entry| fs::read_link(entry.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
                 })
                 .collect()
         })
         .unwrap_or_default();
+    let table = fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (inode, path) = (fields.get(6)?, fields.get(7)?);
+            (inodes.iter().any(|held| held == inode) && path.ends_with(".notify"))
+                .then(|| PathBuf::from(path))
+        })
+        .collect();
     found.sort();
+    found.dedup();
     found
 }
 
@@ -966,12 +974,15 @@ fn the_port_socket_file_and_notify_sockets_are_released_when_reload_exits() {
         unix.display(),
         session.context()
     );
-    assert_eq!(
-        notify_sockets(reload),
-        Vec::<PathBuf>::new(),
-        "the notify socket files are removed{}",
-        session.context()
-    );
+    for socket in &notify {
+        let dir = socket.parent().expect("a socket in a directory");
+        assert!(
+            !socket.exists() && !dir.exists(),
+            "the notify socket {} and its private directory are removed{}",
+            socket.display(),
+            session.context()
+        );
+    }
     session.wait_no_processes();
 }
 
