@@ -136,6 +136,48 @@ impl ExitWatch {
     }
 }
 
+/// A start, ready to spawn.
+struct Launch {
+    command: Command,
+    program: PathBuf,
+    /// The listening sockets, for the shim to place at 3, 4, ...
+    fds: Vec<std::os::fd::RawFd>,
+    notify: Option<NotifySocket>,
+}
+
+impl Launch {
+    fn spawn(self) -> Result<RunningChild> {
+        let Launch {
+            mut command,
+            program,
+            fds,
+            notify,
+        } = self;
+        let (mut child, group) = process::spawn_group(&mut command, process::Origin::App, &fds)
+            .map_err(|err| {
+                anyhow!(
+                    "cannot start `{}`: {}",
+                    program.display(),
+                    process::explain_exec_error(&program, &err)
+                )
+            })?;
+        let pid = child.id().unwrap_or_default();
+        tracing::debug!(pid, program = %program.display(), "server started");
+        status::emit(&status::Note::Spawned { pid });
+        let (tx, receiver) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(child.wait().await.ok());
+        });
+        Ok(RunningChild {
+            pid,
+            started: Instant::now(),
+            group,
+            exit: ExitWatch::Running(receiver),
+            notify,
+        })
+    }
+}
+
 /// A program resolved to a path, checked before any server is touched.
 struct Invocation {
     program: PathBuf,
@@ -257,7 +299,7 @@ impl Supervisor {
             _ => None,
         };
         if self.config.overlap && self.child.is_some() {
-            let mut new = self.spawn(&invocation, notify)?;
+            let mut new = self.prepare(&invocation, notify)?.spawn()?;
             if let Err(why) = self.wait_ready(&mut new).await {
                 let old = self.pid().unwrap_or_default();
                 let pid = new.pid;
@@ -277,8 +319,9 @@ impl Supervisor {
                 elapsed: started.elapsed(),
             });
         }
+        let launch = self.prepare(&invocation, notify)?;
         let old = self.stop().await;
-        let mut new = self.spawn(&invocation, notify)?;
+        let mut new = launch.spawn()?;
         if let Err(why) = self.wait_ready(&mut new).await {
             let pid = new.pid;
             let hint = self.hint(new.exit.status(), new.started.elapsed());
@@ -361,7 +404,8 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, invocation: &Invocation, notify: Option<NotifySocket>) -> Result<RunningChild> {
+    /// Everything a start needs, made before the old server is touched.
+    fn prepare(&self, invocation: &Invocation, notify: Option<NotifySocket>) -> Result<Launch> {
         let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
         let mut command = if self.listeners.is_empty() {
             Command::new(&invocation.program)
@@ -392,26 +436,10 @@ impl Supervisor {
         if std::io::stdin().is_terminal() {
             command.stdin(Stdio::null());
         }
-        let (mut child, group) = process::spawn_group(&mut command, process::Origin::App, &fds)
-            .map_err(|err| {
-                anyhow!(
-                    "cannot start `{}`: {}",
-                    invocation.program.display(),
-                    process::explain_exec_error(&invocation.program, &err)
-                )
-            })?;
-        let pid = child.id().unwrap_or_default();
-        tracing::debug!(pid, program = %invocation.program.display(), "server started");
-        status::emit(&status::Note::Spawned { pid });
-        let (tx, receiver) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = tx.send(child.wait().await.ok());
-        });
-        Ok(RunningChild {
-            pid,
-            started: Instant::now(),
-            group,
-            exit: ExitWatch::Running(receiver),
+        Ok(Launch {
+            command,
+            program: invocation.program.clone(),
+            fds,
             notify,
         })
     }

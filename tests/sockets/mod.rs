@@ -90,7 +90,7 @@ fn wait_for_answer(session: &Session, port: u16) -> u32 {
     })
 }
 
-/// The notify sockets reload created, by its naming scheme (`reload-<pid>-<n>.notify`).
+/// The notify sockets reload holds now.
 fn notify_sockets(reload: i32) -> Vec<PathBuf> {
     // The sockets reload holds (`socket:[INODE]` links in /proc/PID/fd), by the path each is
     // bound to (/proc/net/unix): reload makes them in a private directory of its own.
@@ -1126,6 +1126,46 @@ fn a_new_server_that_exits_before_it_is_ready_is_reported_and_reload_carries_on(
     assert!(
         session.exit_status().is_none(),
         "reload keeps watching{}",
+        session.context()
+    );
+}
+
+#[test]
+fn a_name_taken_in_the_shared_runtime_directory_cannot_break_a_restart() {
+    // Another user of a shared directory (here XDG_RUNTIME_DIR; /tmp without it) creates the
+    // names a notify socket could get, before reload needs them. Sockets in a private
+    // directory of reload's own leave nobody a name to take.
+    let project = triggered_project();
+    let runtime = project.scratch("runtime");
+    fs::create_dir(&runtime).expect("create the runtime directory");
+    let port = free_port();
+    let session = project.start_with_env(
+        &[
+            "--build",
+            "",
+            "-e",
+            "txt",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--ready",
+            "notify",
+            "--",
+            &hello_server(),
+        ],
+        &[("XDG_RUNTIME_DIR", runtime.to_str().expect("utf-8 path"))],
+    );
+    let first = wait_for_answer(&session, port);
+    for n in 0..20 {
+        let squatted = runtime.join(format!("reload-{}-{n}.notify", session.pid()));
+        let _ = fs::create_dir(squatted);
+    }
+    trigger(&project, 1);
+    session.wait_for_stderr(&format!("restarted (pid {first} -> "));
+    assert!(
+        notify_sockets(session.pid())
+            .iter()
+            .all(|socket| socket.starts_with(&runtime) && socket.parent() != Some(&runtime)),
+        "the notify sockets are in a directory of their own{}",
         session.context()
     );
 }

@@ -218,6 +218,12 @@ impl Project {
         Session::start(self, args, env, Stdio::null())
     }
 
+    /// Start a copy of reload (`binary`, e.g. one the test will remove) with `ARGS`.
+    #[track_caller]
+    pub(crate) fn start_copy(&self, binary: &Path, args: &[&str]) -> Session<'_> {
+        Session::start_binary(self, binary, args, &[], Stdio::null())
+    }
+
     /// Run `reload ARGS` and wait for it to exit by itself (for bad input).
     #[track_caller]
     pub(crate) fn run_to_exit(&self, args: &[&str]) -> Finished {
@@ -325,7 +331,24 @@ pub(crate) struct Session<'p> {
 impl<'p> Session<'p> {
     #[track_caller]
     fn start(project: &'p Project, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_reload"));
+        Self::start_binary(
+            project,
+            Path::new(env!("CARGO_BIN_EXE_reload")),
+            args,
+            env,
+            stdin,
+        )
+    }
+
+    #[track_caller]
+    fn start_binary(
+        project: &'p Project,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Stdio,
+    ) -> Self {
+        let mut command = Command::new(binary);
         command
             .args(args)
             .current_dir(&project.root)
@@ -350,7 +373,7 @@ impl<'p> Session<'p> {
         }
         let mut child = command
             .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", env!("CARGO_BIN_EXE_reload")));
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
         let stdout = capture(child.stdout.take().expect("piped stdout"));
         let stderr = capture(child.stderr.take().expect("piped stderr"));
         Session {
