@@ -264,3 +264,33 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
         (None, None) => "unknown status".to_owned(),
     }
 }
+
+/// Run a short-lived helper (`cargo metadata`) to completion and collect its output, as
+/// `std::process::Command::output` does, but the way every process reload starts is run: in a
+/// new process group, so a Ctrl-C in the terminal reaches reload alone, and on Linux with
+/// `PR_SET_PDEATHSIG(SIGKILL)`, so it cannot outlive reload. It is not registered with the
+/// guardian: it runs before the guardian starts, and it has no background children to leave.
+/// Call it from the main thread only (the parent-death signal is tied to the forking thread).
+pub fn output(command: &mut std::process::Command) -> io::Result<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+        // calls are allowed. It makes two raw syscalls (prctl, getppid) and builds an io::Error
+        // from an errno, which does not allocate. Same reasoning as `set_parent_death_signal`,
+        // which does this for tokio's Command.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // reload may have died between fork and prctl: then nobody would ever signal us.
+                if nix::unistd::getppid() != parent {
+                    return Err(Errno::ESRCH.into());
+                }
+                Ok(())
+            });
+        }
+    }
+    command.output()
+}
