@@ -40,20 +40,19 @@ pub fn write(dir: &Path, init: &InitArgs) -> Result<(PathBuf, String)> {
         .iter()
         .map(|name| dir.join(name))
         .find(|path| path.is_file());
-    let (mut file, mut what) = match &air_file {
+    let (mut file, what) = match &air_file {
         Some(path) => {
             let source = Source::read(path)?;
             let (file, warnings) = air::parse(&source)?;
             // Written next to it, reload.toml would take precedence over the .air.toml without
             // a word: so convert it, as --from-air does, and say so.
-            let mut what = if init.from_air {
-                format!("converted from {}", path.display())
-            } else {
-                format!(
-                    "converted from {}, found next to it (as with --from-air)",
-                    path.display()
-                )
-            };
+            let mut what = format!("converted from {}", path.display());
+            if !init.from_air {
+                what.push_str(" as --from-air does, since it is there");
+            }
+            if has_flags(&init.project) {
+                what.push_str(", with the flags given");
+            }
             for warning in warnings {
                 what.push_str(&format!("\n  {warning}"));
             }
@@ -76,9 +75,6 @@ pub fn write(dir: &Path, init: &InitArgs) -> Result<(PathBuf, String)> {
             ));
         }
         apply_flags(&dir, &init.project, &mut file)?;
-        if has_flags(&init.project) {
-            what.push_str("\n  with the flags given on the command line");
-        }
     }
     let text = render(&file, &what);
     write_file(&target, &text, existing)?;
@@ -204,11 +200,12 @@ fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)
     let project = detect::detect(dir);
     let program = program_flag(flags)?;
     let chooses_binary = flags.bin.is_some() || flags.package.is_some();
-    if chooses_binary && (flags.build.is_some() || program.is_some()) {
+    let cargo = matches!(project, Some(detect::Project::Cargo(_)));
+    if chooses_binary && (flags.build.is_some() || program.is_some() || !cargo) {
         return Err(usage(
-            "--bin and -p choose what zero-config builds in a Cargo project, but here the build \
-             or the server is given explicitly\n  help: drop --bin/-p, or put them in your \
-             build command",
+            "--bin and -p choose what zero-config builds in a Cargo project, but this is not \
+             one, or the build or the server is given explicitly\n  help: drop --bin/-p, or \
+             put them in your build command",
         ));
     }
     let mut file = FileConfig::default();

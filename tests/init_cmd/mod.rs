@@ -255,3 +255,16 @@ fn with_p_in_a_workspace_only_the_package_and_its_path_dependencies_are_watched(
         session.context()
     );
 }
+
+#[test]
+fn init_with_bin_or_p_where_zero_config_does_not_build_cargo_is_refused() {
+    let project = Project::new().file("go.mod", "module example.com/x\n");
+    project
+        .run_to_exit(&["init", "-p", "api"])
+        .assert_fails_with(2, &["--bin and -p"]);
+    let project = workspace();
+    project
+        .run_to_exit(&["init", "--bin", "api", "--", "./server"])
+        .assert_fails_with(2, &["--bin and -p"]);
+    assert!(!in_project(&project, "reload.toml").exists());
+}
