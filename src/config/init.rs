@@ -1,5 +1,7 @@
 //! `reload init`: write a commented reload.toml for the project in the current directory, from
-//! what detection finds or (`--from-air`) from its .air.toml. Every key reload knows appears,
+//! what detection finds or from its .air.toml (with `--from-air`, or whenever there is one: a
+//! reload.toml would otherwise shadow it), with the project flags given to init written over it,
+//! so that a bare `reload` then does what `reload FLAGS` did. Every key reload knows appears,
 //! set where the project needs it and commented out with its default otherwise, so the file
 //! doubles as the reference.
 
@@ -40,24 +42,10 @@ pub fn write(dir: &Path, init: &InitArgs) -> Result<(PathBuf, String)> {
         .iter()
         .map(|name| dir.join(name))
         .find(|path| path.is_file());
-    let (mut file, what) = match &air_file {
-        Some(path) => {
-            let source = Source::read(path)?;
-            let (file, warnings) = air::parse(&source)?;
-            // Written next to it, reload.toml would take precedence over the .air.toml without
-            // a word: so convert it, as --from-air does, and say so.
-            let mut what = format!("converted from {}", path.display());
-            if !init.from_air {
-                what.push_str(" as --from-air does, since it is there");
-            }
-            if has_flags(&init.project) {
-                what.push_str(", with the flags given");
-            }
-            for warning in warnings {
-                what.push_str(&format!("\n  {warning}"));
-            }
-            (file, what)
-        }
+    let (file, what) = match air_file {
+        // Written next to it, reload.toml would silently take precedence over the .air.toml:
+        // so convert it, as --from-air does, and say so.
+        Some(path) => from_air(&dir, &path, init)?,
         None if init.from_air => {
             return Err(usage(format!(
                 "--from-air: no .air.toml or air.toml in {}",
@@ -66,19 +54,34 @@ pub fn write(dir: &Path, init: &InitArgs) -> Result<(PathBuf, String)> {
         }
         None => from_project(&dir, &init.project)?,
     };
-    if air_file.is_some() {
-        if init.project.bin.is_some() || init.project.package.is_some() {
-            return Err(usage(
-                "--bin and -p choose what zero-config builds in a Cargo project, but here the \
-                 .air.toml says what to build\n  help: drop --bin/-p, or put them in the \
-                 .air.toml's build command",
-            ));
-        }
-        apply_flags(&dir, &init.project, &mut file)?;
-    }
     let text = render(&file, &what);
     write_file(&target, &text, existing)?;
     Ok((target, what))
+}
+
+/// The .air.toml at `path` as a reload.toml, with the flags written over it.
+fn from_air(dir: &Path, path: &Path, init: &InitArgs) -> Result<(FileConfig, String)> {
+    if init.project.bin.is_some() || init.project.package.is_some() {
+        return Err(usage(format!(
+            "--bin and -p choose what zero-config builds in a Cargo project, but {} says what \
+             to build\n  help: drop --bin/-p, or put them in its build command",
+            path.display()
+        )));
+    }
+    let source = Source::read(path)?;
+    let (mut file, warnings) = air::parse(&source)?;
+    apply_flags(dir, &init.project, &mut file)?;
+    let mut what = format!("converted from {}", path.display());
+    if !init.from_air {
+        what.push_str(" as --from-air does, since it is there");
+    }
+    if has_flags(&init.project) {
+        what.push_str(", with the flags given");
+    }
+    for warning in warnings {
+        what.push_str(&format!("\n  {warning}"));
+    }
+    Ok((file, what))
 }
 
 /// Refuse a symbolic link whatever `existing` says: writing through it would put the file
