@@ -268,3 +268,47 @@ fn init_with_bin_or_p_where_zero_config_does_not_build_cargo_is_refused() {
         .assert_fails_with(2, &["--bin and -p"]);
     assert!(!in_project(&project, "reload.toml").exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. cargo metadata is started like every other process reload starts
+
+/// Stands in for cargo: writes its pid and process group, then never answers.
+const HANGING_CARGO: &str = "#!/bin/sh\n\
+    echo \"$$ $(cut -d' ' -f5 /proc/$$/stat)\" > ../scratch/cargo.pid\n\
+    exec sleep 1000\n";
+
+#[test]
+fn cargo_metadata_runs_in_its_own_process_group_and_dies_with_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::new()
+        .file(
+            "Cargo.toml",
+            "[package]\nname = \"x\"\nversion = \"0.1.0\"\n",
+        )
+        .file("src/main.rs", "fn main() {}\n");
+    let bin = project.scratch("bin");
+    fs::create_dir(&bin).expect("create scratch/bin");
+    fs::write(bin.join("cargo"), HANGING_CARGO).expect("write the fake cargo");
+    fs::set_permissions(bin.join("cargo"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let session = project.start_with_env(&[], &[("PATH", &path)]);
+    let (cargo, group) = session.wait_until("the fake cargo to start", || {
+        let line = project.scratch_lines("cargo.pid").into_iter().next()?;
+        let (pid, group) = line.split_once(' ')?;
+        Some((pid.parse::<i32>().ok()?, group.trim().parse::<i32>().ok()?))
+    });
+    session.track(cargo);
+    assert_eq!(
+        group,
+        cargo,
+        "cargo metadata leads its own process group, not reload's ({}){}",
+        session.pid(),
+        session.context()
+    );
+    session.signal(nix::sys::signal::Signal::SIGKILL);
+    session.wait_dead("cargo metadata, once reload is killed", cargo);
+}
