@@ -322,7 +322,7 @@ fn render(file: &FileConfig, what: &str) -> String {
     });
     key(
         &mut out,
-        "Directories watched recursively.",
+        "Directories (and files) watched, recursively.",
         "paths",
         paths,
         "[\".\"]",
