@@ -129,15 +129,9 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Write a commented reload.toml for the project in the current directory.
-    Init {
-        /// Overwrite an existing reload.toml.
-        #[arg(long)]
-        force: bool,
-        /// Convert .air.toml (or air.toml) instead of detecting the project.
-        #[arg(long = "from-air")]
-        from_air: bool,
-    },
+    /// Write a commented reload.toml for the project in the current directory: what a bare
+    /// `reload` would do there, with the project flags given here written in.
+    Init(InitArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -145,10 +139,59 @@ pub enum Command {
     },
 }
 
+/// `reload init [--force] [--from-air] [PROJECT FLAGS] [-- PROGRAM]`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Overwrite an existing reload.toml.
+    #[arg(long)]
+    pub force: bool,
+    /// Convert .air.toml (or air.toml) instead of detecting the project (the default when one
+    /// exists).
+    #[arg(long = "from-air")]
+    pub from_air: bool,
+    #[command(flatten)]
+    pub project: ProjectFlags,
+}
+
+/// The flags that say what the project is: the ones `reload` takes that `init` writes down.
+/// They repeat `Args`' own definitions (same names, same help) rather than being flattened into
+/// `Args`, so that `config::resolve` keeps reading `args.ext`; `init_takes_the_project_flags_of_reload`
+/// checks that the two stay alike.
+#[derive(Debug, Default, clap::Args)]
+pub struct ProjectFlags {
+    /// Path to watch, recursively (repeatable; default: the project root).
+    #[arg(short = 'w', long = "watch", value_name = "PATH")]
+    pub watch: Vec<PathBuf>,
+
+    /// Only changes to files with these extensions count (comma list: rs,toml).
+    #[arg(short = 'e', long = "ext", value_name = "EXTS", value_delimiter = ',')]
+    pub ext: Vec<String>,
+
+    /// Ignore paths matching this glob (repeatable); a glob without `/` matches a name at any depth.
+    #[arg(short = 'i', long = "ignore", value_name = "GLOB")]
+    pub ignore: Vec<String>,
+
+    /// Build command, run with `sh -c` in the project root; '' means no build step.
+    #[arg(short = 'b', long = "build", value_name = "CMD")]
+    pub build: Option<String>,
+
+    /// In a Cargo project with several binaries, the one to build and run.
+    #[arg(long = "bin", value_name = "NAME")]
+    pub bin: Option<String>,
+
+    /// In a Cargo workspace, the package whose binary to build and run.
+    #[arg(short = 'p', long = "package", value_name = "NAME")]
+    pub package: Option<String>,
+
+    /// The server to run, executed directly (no shell), e.g. `-- ./target/debug/app --port 3000`.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{Args as _, CommandFactory};
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -167,13 +210,51 @@ mod tests {
         let args = Args::parse_from(["reload", "init", "--from-air"]);
         assert!(matches!(
             args.command,
-            Some(Command::Init {
+            Some(Command::Init(InitArgs {
                 from_air: true,
-                force: false
-            })
+                force: false,
+                ..
+            }))
         ));
         let args = Args::parse_from(["reload", "--poll", "--", "app"]);
         assert_eq!(args.poll.as_deref(), Some("500ms"));
         assert_eq!(args.program, ["app"]);
+    }
+
+    #[test]
+    fn init_takes_the_project_flags_of_reload() {
+        let args = Args::parse_from([
+            "reload", "init", "-e", "py", "-p", "api", "--bin", "x", "-b", "make", "-w", "src",
+            "-i", "*.log", "--", "python3", "app.py",
+        ]);
+        let Some(Command::Init(init)) = args.command else {
+            panic!("not init: {args:?}");
+        };
+        assert_eq!(init.project.ext, ["py"]);
+        assert_eq!(init.project.package.as_deref(), Some("api"));
+        assert_eq!(init.project.program, ["python3", "app.py"]);
+
+        // Each of init's project flags is spelled and documented as reload's own.
+        let reload = Args::command();
+        let init = reload.find_subcommand("init").expect("init").clone();
+        let flags = ProjectFlags::augment_args(clap::Command::new("flags"));
+        let spelling = |arg: &clap::Arg| {
+            (
+                arg.get_short(),
+                arg.get_long().map(str::to_owned),
+                arg.get_help().map(ToString::to_string),
+            )
+        };
+        for flag in flags.get_arguments() {
+            let same = |command: &clap::Command| {
+                command
+                    .get_arguments()
+                    .find(|a| a.get_id() == flag.get_id())
+                    .map(spelling)
+            };
+            let expected = Some(spelling(flag));
+            assert_eq!(same(&reload), expected, "reload's {}", flag.get_id());
+            assert_eq!(same(&init), expected, "init's {}", flag.get_id());
+        }
     }
 }

@@ -68,9 +68,9 @@ pub fn run() -> Exit {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
             Ok(Exit::Success)
         }
-        Some(cli::Command::Init { force, from_air }) => std::env::current_dir()
+        Some(cli::Command::Init(init)) => std::env::current_dir()
             .map_err(anyhow::Error::from)
-            .and_then(|dir| config::init::write(&dir, *force, *from_air))
+            .and_then(|dir| config::init::write(&dir, init))
             .map(|(path, what)| {
                 status::info(&format!("wrote {} ({what})", path.display()));
                 Exit::Success

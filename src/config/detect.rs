@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::process;
+
 use anyhow::Result;
 use serde::Deserialize;
 
@@ -162,6 +164,22 @@ impl Project {
         }
     }
 
+    /// What to watch when neither a flag nor a config file says: the root, except in a Cargo
+    /// workspace where `-p` or `--bin` chose a package: then that package, its path
+    /// dependencies and the workspace's Cargo.toml, so an edit in another member builds nothing.
+    pub(crate) fn watch_paths(
+        &self,
+        root: &Path,
+        package: Option<&str>,
+        bin: Option<&str>,
+    ) -> Vec<PathBuf> {
+        match self {
+            Project::Cargo(cargo) => cargo.sources(root, package, bin),
+            Project::Go | Project::Node { .. } | Project::Make => None,
+        }
+        .unwrap_or_else(|| vec![root.to_owned()])
+    }
+
     /// Watch settings used when no config file exists.
     pub(crate) fn watch_defaults(&self) -> WatchDefaults {
         let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
@@ -192,11 +210,17 @@ struct PackageJson {
 }
 
 /// The `start` script's command, else `node <main>`, else `node index.js` when it exists.
+/// A start script that is a plain command line runs directly, without `sh -c`: dash does not
+/// exec a script's last command, so the server would be `sh` with node as its child, and the
+/// stop signal would reach the shell rather than the server.
 fn node_program(root: &Path) -> Option<Program> {
     let text = std::fs::read_to_string(root.join("package.json")).ok()?;
     let package: PackageJson = serde_json::from_str(&text).ok()?;
     if let Some(start) = package.scripts.get("start") {
-        return Some(Program::Shell(start.clone()));
+        return Some(match plain_command(start) {
+            Some(argv) => Program::Argv(argv),
+            None => Program::Shell(start.clone()),
+        });
     }
     let main = package
         .main
@@ -204,12 +228,42 @@ fn node_program(root: &Path) -> Option<Program> {
     Some(Program::Argv(vec!["node".to_owned(), main]))
 }
 
+/// Words a shell runs as a builtin or reads as syntax: as a first word they need the shell.
+const SHELL_WORDS: &[&str] = &[
+    ".", ":", "alias", "break", "case", "cd", "command", "continue", "eval", "exec", "exit",
+    "export", "for", "if", "local", "readonly", "return", "set", "shift", "source", "time",
+    "times", "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+];
+
+/// `line` split into words when `sh -c` would run it as exactly those words: only plain
+/// characters (no quotes, escapes, variables, globs, redirections, operators or comments), no
+/// `NAME=value` prefix, and a first word that is a program rather than a shell builtin.
+pub(crate) fn plain_command(line: &str) -> Option<Vec<String>> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    let words: Vec<&str> = line.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
+    let first = words.first()?;
+    let all_plain = words.iter().all(|word| word.chars().all(plain));
+    (all_plain && !first.contains('=') && !SHELL_WORDS.contains(first))
+        .then(|| words.iter().map(|w| (*w).to_owned()).collect())
+}
+
 #[derive(Debug)]
 pub(crate) struct CargoProject {
     /// Never watched: builds write here.
     pub(crate) target_directory: PathBuf,
-    /// Packages and their binary targets, or why cargo could not list them.
-    packages: Result<Vec<(String, Vec<String>)>, String>,
+    /// The workspace's packages, or why cargo could not list them.
+    packages: Result<Vec<Package>, String>,
+}
+
+/// A package of the workspace, as far as choosing and watching it goes.
+#[derive(Debug)]
+struct Package {
+    name: String,
+    bins: Vec<String>,
+    /// The directory of its Cargo.toml.
+    dir: PathBuf,
+    /// Directories of the path dependencies a build of it compiles (not dev-dependencies).
+    path_dependencies: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -221,7 +275,10 @@ struct Metadata {
 #[derive(Deserialize)]
 struct MetadataPackage {
     name: String,
+    manifest_path: PathBuf,
     targets: Vec<Target>,
+    #[serde(default)]
+    dependencies: Vec<Dependency>,
 }
 
 #[derive(Deserialize)]
@@ -230,23 +287,32 @@ struct Target {
     kind: Vec<String>,
 }
 
+/// Even with `--no-deps`, cargo lists each member's dependencies, with `path` for path ones.
+#[derive(Deserialize)]
+struct Dependency {
+    path: Option<PathBuf>,
+    /// `null` (normal), `"build"` or `"dev"`.
+    kind: Option<String>,
+}
+
 impl CargoProject {
     /// Ask cargo (offline, no dependency resolution) so that a custom `target-dir` and every
     /// binary of a workspace are known.
     fn read(root: &Path) -> Self {
-        let output = Command::new("cargo")
-            .args([
-                "metadata",
-                "--no-deps",
-                "--format-version",
-                "1",
-                "--offline",
-            ])
-            .arg("--manifest-path")
-            .arg(root.join("Cargo.toml"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .output();
+        let output = process::output(
+            Command::new("cargo")
+                .args([
+                    "metadata",
+                    "--no-deps",
+                    "--format-version",
+                    "1",
+                    "--offline",
+                ])
+                .arg("--manifest-path")
+                .arg(root.join("Cargo.toml"))
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
         let metadata = match output {
             Ok(out) if out.status.success() => serde_json::from_slice::<Metadata>(&out.stdout)
                 .map_err(|err| format!("cannot read `cargo metadata` output: {err}")),
@@ -256,19 +322,7 @@ impl CargoProject {
         match metadata {
             Ok(metadata) => CargoProject {
                 target_directory: metadata.target_directory,
-                packages: Ok(metadata
-                    .packages
-                    .into_iter()
-                    .map(|p| {
-                        let bins = p
-                            .targets
-                            .into_iter()
-                            .filter(|t| t.kind.iter().any(|k| k == "bin"))
-                            .map(|t| t.name)
-                            .collect();
-                        (p.name, bins)
-                    })
-                    .collect()),
+                packages: Ok(metadata.packages.into_iter().map(Package::from).collect()),
             },
             Err(err) => CargoProject {
                 target_directory: root.join("target"),
@@ -285,11 +339,11 @@ impl CargoProject {
                 "this Cargo project cannot be read, so reload cannot pick a binary:\n{err}"
             ))
         })?;
-        let chosen: Vec<&(String, Vec<String>)> = match package {
+        let chosen: Vec<&Package> = match package {
             Some(name) => {
-                let found: Vec<_> = packages.iter().filter(|(p, _)| p == name).collect();
+                let found: Vec<_> = packages.iter().filter(|p| p.name == name).collect();
                 if found.is_empty() {
-                    let names: Vec<&str> = packages.iter().map(|(p, _)| p.as_str()).collect();
+                    let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
                     return Err(usage(format!(
                         "-p {name}: no such package in this workspace; it has: {}",
                         names.join(", ")
@@ -299,7 +353,7 @@ impl CargoProject {
             }
             None => packages.iter().collect(),
         };
-        let bins: Vec<&String> = chosen.iter().flat_map(|(_, bins)| bins).collect();
+        let bins: Vec<&String> = chosen.iter().flat_map(|p| &p.bins).collect();
         let package = package.map(str::to_owned);
         match (bin, bins.as_slice()) {
             (Some(name), _) if bins.iter().any(|b| *b == name) => Ok((package, name.to_owned())),
@@ -321,6 +375,88 @@ impl CargoProject {
             ))),
         }
     }
+
+    /// What a build of the package chosen with `-p` (or the one holding `--bin`) reads: its
+    /// directory, those of its path dependencies (transitively), and the workspace's Cargo.toml.
+    /// `None` when nothing narrower than the whole root can be said.
+    fn sources(
+        &self,
+        root: &Path,
+        package: Option<&str>,
+        bin: Option<&str>,
+    ) -> Option<Vec<PathBuf>> {
+        let packages = self.packages.as_ref().ok()?;
+        let mut holding = packages.iter().filter(|p| match (package, bin) {
+            (Some(name), _) => p.name == name,
+            (None, Some(bin)) => p.bins.iter().any(|b| b == bin),
+            (None, None) => false,
+        });
+        let chosen = holding.next()?;
+        if holding.next().is_some() {
+            return None;
+        }
+        let mut dirs: Vec<PathBuf> = vec![chosen.dir.clone()];
+        let mut next = 0;
+        while let Some(dir) = dirs.get(next).cloned() {
+            next += 1;
+            let deps = packages
+                .iter()
+                .find(|p| p.dir == dir)
+                .map(|p| p.path_dependencies.clone())
+                .unwrap_or_default();
+            for dep in deps {
+                if !dirs.contains(&dep) {
+                    dirs.push(dep);
+                }
+            }
+        }
+        let mut dirs: Vec<PathBuf> = dirs
+            .into_iter()
+            .filter_map(|dir| dir.canonicalize().ok())
+            .collect();
+        let root = root.canonicalize().ok()?;
+        // The root package of a workspace holds every member: nothing to narrow.
+        if dirs.iter().any(|dir| root.starts_with(dir)) {
+            return None;
+        }
+        dirs.sort();
+        dirs.dedup();
+        // A directory inside another one already listed is watched with it.
+        let nested =
+            |dir: &PathBuf, all: &[PathBuf]| all.iter().any(|o| o != dir && dir.starts_with(o));
+        let all = dirs.clone();
+        dirs.retain(|dir| !nested(dir, &all));
+        let manifest = root.join("Cargo.toml");
+        if manifest.is_file() {
+            dirs.push(manifest);
+        }
+        Some(dirs)
+    }
+}
+
+impl From<MetadataPackage> for Package {
+    fn from(package: MetadataPackage) -> Self {
+        Package {
+            name: package.name,
+            bins: package
+                .targets
+                .into_iter()
+                .filter(|t| t.kind.iter().any(|k| k == "bin"))
+                .map(|t| t.name)
+                .collect(),
+            dir: package
+                .manifest_path
+                .parent()
+                .map(Path::to_owned)
+                .unwrap_or_default(),
+            path_dependencies: package
+                .dependencies
+                .into_iter()
+                .filter(|d| d.kind.as_deref() != Some("dev"))
+                .filter_map(|d| d.path)
+                .collect(),
+        }
+    }
 }
 
 fn join(names: &[&String]) -> String {
@@ -340,11 +476,11 @@ mod tests {
             target_directory: "/p/target".into(),
             packages: Ok(packages
                 .iter()
-                .map(|(p, bins)| {
-                    (
-                        (*p).to_owned(),
-                        bins.iter().map(|b| (*b).to_owned()).collect(),
-                    )
+                .map(|(p, bins)| Package {
+                    name: (*p).to_owned(),
+                    bins: bins.iter().map(|b| (*b).to_owned()).collect(),
+                    dir: Path::new("/p").join(p),
+                    path_dependencies: Vec::new(),
                 })
                 .collect()),
         }
@@ -386,10 +522,94 @@ mod tests {
         std::fs::write(dir.join("package.json"), r#"{"main":"app.js"}"#).unwrap();
         let main = node_program(&dir);
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(start, Some(Program::Shell("node server.js".into())));
+        assert_eq!(
+            start,
+            Some(Program::Argv(vec!["node".into(), "server.js".into()]))
+        );
         assert_eq!(
             main,
             Some(Program::Argv(vec!["node".into(), "app.js".into()]))
         );
+    }
+
+    #[test]
+    fn plain_start_scripts_run_directly_and_anything_else_through_the_shell() {
+        let argv = |words: &[&str]| Some(words.iter().map(|w| (*w).to_owned()).collect());
+        assert_eq!(
+            plain_command("node server.js"),
+            argv(&["node", "server.js"])
+        );
+        assert_eq!(
+            plain_command("  node --watch=false\tsrc/index.js "),
+            argv(&["node", "--watch=false", "src/index.js"])
+        );
+        assert_eq!(
+            plain_command("ts-node -r tsconfig-paths/register src/main.ts"),
+            argv(&["ts-node", "-r", "tsconfig-paths/register", "src/main.ts"])
+        );
+        for shell in [
+            "",
+            "   ",
+            "node a.js && node b.js",
+            "node a.js; echo done",
+            "node a.js | tee log",
+            "node a.js > log",
+            "node a.js &",
+            "NODE_ENV=production node server.js",
+            "node $ENTRY",
+            "node \"my server.js\"",
+            "node 'server.js'",
+            "node server\\ x.js",
+            "node src/*.js",
+            "node server.js # comment",
+            "node ~/server.js",
+            "node `which x`",
+            "(node server.js)",
+            "exec node server.js",
+            "cd src",
+            "node server.js\nnode other.js",
+            "node {a,b}.js",
+        ] {
+            assert_eq!(plain_command(shell), None, "{shell:?} needs the shell");
+        }
+    }
+
+    #[test]
+    fn a_chosen_workspace_package_is_watched_with_its_path_dependencies_only() {
+        let dir = std::env::temp_dir().join(format!("reload-ws-{}", std::process::id()));
+        for member in ["api", "worker", "shared", "common"] {
+            std::fs::create_dir_all(dir.join(member)).unwrap();
+        }
+        std::fs::write(dir.join("Cargo.toml"), "[workspace]\n").unwrap();
+        let root = dir.canonicalize().unwrap();
+        let package = |name: &str, bins: &[&str], deps: &[&str]| Package {
+            name: name.to_owned(),
+            bins: bins.iter().map(|b| (*b).to_owned()).collect(),
+            dir: root.join(name),
+            path_dependencies: deps.iter().map(|d| root.join(d)).collect(),
+        };
+        let cargo = CargoProject {
+            target_directory: root.join("target"),
+            packages: Ok(vec![
+                package("api", &["api"], &["shared"]),
+                package("worker", &["worker"], &["common"]),
+                package("shared", &[], &["common"]),
+                package("common", &[], &[]),
+            ]),
+        };
+        let project = Project::Cargo(cargo);
+        let by_package = project.watch_paths(&root, Some("api"), None);
+        let by_bin = project.watch_paths(&root, None, Some("api"));
+        let unchosen = project.watch_paths(&root, None, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let expected = vec![
+            root.join("api"),
+            root.join("common"),
+            root.join("shared"),
+            root.join("Cargo.toml"),
+        ];
+        assert_eq!(by_package, expected);
+        assert_eq!(by_bin, expected);
+        assert_eq!(unchosen, vec![root.clone()]);
     }
 }

@@ -1,9 +1,12 @@
 //! `reload init`: write a commented reload.toml for the project in the current directory, from
-//! what detection finds or (`--from-air`) from its .air.toml. Every key reload knows appears,
+//! what detection finds or from its .air.toml (with `--from-air`, or whenever there is one: a
+//! reload.toml would otherwise shadow it), with the project flags given to init written over it,
+//! so that a bare `reload` then does what `reload FLAGS` did. Every key reload knows appears,
 //! set where the project needs it and commented out with its default otherwise, so the file
 //! doubles as the reference.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
@@ -11,73 +14,263 @@ use anyhow::{Context, Result, anyhow};
 use super::detect;
 use super::file::{FileConfig, OneOrMany, PollValue, RunCmd, Source};
 use super::{CONFIG_FILE, air, usage};
+use crate::cli::{InitArgs, ProjectFlags};
+
+/// The config files of air that `reload` reads, in the order it looks for them.
+const AIR_FILES: [&str; 2] = [".air.toml", "air.toml"];
+
+/// What to do about a reload.toml that is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    Refuse,
+    Overwrite,
+}
 
 /// Write `reload.toml` in `dir`. Returns its path and a description of what it was made from.
-pub fn write(dir: &Path, force: bool, from_air: bool) -> Result<(PathBuf, String)> {
+pub fn write(dir: &Path, init: &InitArgs) -> Result<(PathBuf, String)> {
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot open `{}`", dir.display()))?;
     let target = dir.join(CONFIG_FILE);
-    if target.exists() && !force {
-        return Err(usage(format!(
-            "{} already exists; pass --force to overwrite it",
-            target.display()
-        )));
-    }
-    let (file, what) = if from_air {
-        let path = [".air.toml", "air.toml"]
-            .iter()
-            .map(|name| dir.join(name))
-            .find(|path| path.is_file())
-            .ok_or_else(|| usage(format!("no .air.toml or air.toml in {}", dir.display())))?;
-        let source = Source::read(&path)?;
-        let (file, warnings) = air::parse(&source)?;
-        let mut what = format!("converted from {}", path.display());
-        for warning in warnings {
-            what.push_str(&format!("\n  {warning}"));
-        }
-        (file, what)
+    let existing = if init.force {
+        Existing::Overwrite
     } else {
-        from_project(dir)?
+        Existing::Refuse
+    };
+    check_target(&target, existing)?;
+    let air_file = AIR_FILES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file());
+    let (file, what) = match air_file {
+        // Written next to it, reload.toml would silently take precedence over the .air.toml:
+        // so convert it, as --from-air does, and say so.
+        Some(path) => from_air(&dir, &path, init)?,
+        None if init.from_air => {
+            return Err(usage(format!(
+                "--from-air: no .air.toml or air.toml in {}",
+                dir.display()
+            )));
+        }
+        None => from_project(&dir, &init.project)?,
     };
     let text = render(&file, &what);
-    std::fs::write(&target, text).with_context(|| format!("cannot write {}", target.display()))?;
+    write_file(&target, &text, existing)?;
     Ok((target, what))
 }
 
-/// A reload.toml equivalent to what zero-config would do in `dir`.
-fn from_project(dir: &Path) -> Result<(FileConfig, String)> {
-    let project = detect::detect(dir).ok_or_else(|| {
-        usage(format!(
-            "cannot tell what kind of project {} is (no Cargo.toml, go.mod, package.json or \
-             Makefile with a run target)\n  help: copy reload.toml.example from reload's \
-             repository, or run `reload --build CMD -- PROGRAM`",
-            dir.display()
-        ))
-    })?;
-    let plan = project.plan(dir, None, None)?;
-    let defaults = project.watch_defaults();
-    let mut file = FileConfig::default();
-    file.watch.ext =
-        (!defaults.extensions.is_empty()).then_some(OneOrMany::Many(defaults.extensions));
-    file.watch.include = (!defaults.include.is_empty()).then_some(defaults.include);
-    file.watch.ignore = (!defaults.ignore.is_empty()).then_some(defaults.ignore);
-    file.build.cmd = plan
-        .build_line
-        .or_else(|| plan.build.as_ref().map(crate::build::describe));
-    let command = match (plan.program, plan.cargo_binary) {
-        // reload.toml has no "the executable cargo reports": it names the binary's path.
-        (super::Program::CargoArtifact, Some(path)) => {
-            let relative = path
-                .strip_prefix(dir)
-                .map_or(path.clone(), |p| Path::new(".").join(p));
-            RunCmd::Argv(vec![relative.display().to_string()])
+/// The .air.toml at `path` as a reload.toml, with the flags written over it.
+fn from_air(dir: &Path, path: &Path, init: &InitArgs) -> Result<(FileConfig, String)> {
+    if init.project.bin.is_some() || init.project.package.is_some() {
+        return Err(usage(format!(
+            "--bin and -p choose what zero-config builds in a Cargo project, but {} says what \
+             to build\n  help: drop --bin/-p, or put them in its build command",
+            path.display()
+        )));
+    }
+    let source = Source::read(path)?;
+    let (mut file, warnings) = air::parse(&source)?;
+    apply_flags(dir, &init.project, &mut file)?;
+    let mut what = format!("converted from {}", path.display());
+    if !init.from_air {
+        what.push_str(" as --from-air does, since it is there");
+    }
+    if has_flags(&init.project) {
+        what.push_str(", with the flags given");
+    }
+    for warning in warnings {
+        what.push_str(&format!("\n  {warning}"));
+    }
+    Ok((file, what))
+}
+
+/// Refuse a symbolic link whatever `existing` says: writing through it would put the file
+/// wherever it points, outside the project as like as not.
+fn check_target(target: &Path, existing: Existing) -> Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let points_to = std::fs::read_link(target).map_or_else(
+                |_| "somewhere unreadable".to_owned(),
+                |p| p.display().to_string(),
+            );
+            Err(usage(format!(
+                "{} is a symbolic link (to {points_to}): reload init does not write through \
+                 links, even with --force\n  help: remove the link and run reload init again, \
+                 or edit the file it points to yourself",
+                target.display()
+            )))
         }
-        (super::Program::CargoArtifact, None) => {
-            return Err(anyhow!("a Cargo plan without a binary"));
-        }
-        (super::Program::Argv(argv), _) => RunCmd::Argv(argv),
-        (super::Program::Shell(line), _) => RunCmd::Shell(line),
+        Ok(_) if existing == Existing::Refuse => Err(usage(format!(
+            "{} already exists; pass --force to overwrite it",
+            target.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Write `text` to `target` without ever following a symbolic link there, even one created
+/// since [`check_target`] looked: a new file is created exclusively (`O_EXCL` does not follow
+/// links), and an overwrite goes to a temporary file in the same directory renamed over the
+/// target (`rename` replaces a link itself, not what it points to).
+fn write_file(target: &Path, text: &str, existing: Existing) -> Result<()> {
+    let create = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
     };
-    file.run.cmd = Some(toml::Spanned::new(0..0, command));
-    Ok((file, format!("detected: {}", plan.description)))
+    match existing {
+        Existing::Refuse => create(target).map_err(|err| match err.kind() {
+            std::io::ErrorKind::AlreadyExists => usage(format!(
+                "{} already exists; pass --force to overwrite it",
+                target.display()
+            )),
+            _ => anyhow!(err).context(format!("cannot write {}", target.display())),
+        }),
+        Existing::Overwrite => {
+            let temporary =
+                target.with_file_name(format!(".{CONFIG_FILE}.{}.tmp", std::process::id()));
+            let written = create(&temporary).and_then(|()| std::fs::rename(&temporary, target));
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temporary);
+            }
+            written.with_context(|| format!("cannot write {}", target.display()))
+        }
+    }
+}
+
+fn has_flags(flags: &ProjectFlags) -> bool {
+    !(flags.watch.is_empty()
+        && flags.ext.is_empty()
+        && flags.ignore.is_empty()
+        && flags.build.is_none()
+        && flags.program.is_empty())
+}
+
+/// Write the flags down over what the file says, layered as `config::resolve` layers them over
+/// a file: `-w`, `-e`, `-b` and the program replace, `-i` adds.
+fn apply_flags(dir: &Path, flags: &ProjectFlags, file: &mut FileConfig) -> Result<()> {
+    if !flags.watch.is_empty() {
+        for path in &flags.watch {
+            if !dir.join(path).exists() {
+                return Err(usage(format!(
+                    "--watch `{}` does not exist (looked in {})",
+                    path.display(),
+                    dir.display()
+                )));
+            }
+        }
+        file.watch.paths = Some(toml::Spanned::new(0..0, flags.watch.clone()));
+    }
+    let ext: Vec<String> = flags
+        .ext
+        .iter()
+        .map(|e| e.trim().trim_start_matches('.').to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if !ext.is_empty() {
+        file.watch.ext = Some(OneOrMany::Many(ext));
+    }
+    if !flags.ignore.is_empty() {
+        file.watch
+            .ignore
+            .get_or_insert_with(Vec::new)
+            .extend(flags.ignore.iter().cloned());
+    }
+    if let Some(build) = &flags.build {
+        file.build.cmd = Some(build.trim().to_owned());
+    }
+    if let Some(program) = program_flag(flags)? {
+        file.run.cmd = Some(toml::Spanned::new(0..0, RunCmd::Argv(program)));
+    }
+    Ok(())
+}
+
+fn program_flag(flags: &ProjectFlags) -> Result<Option<Vec<String>>> {
+    match flags.program.first() {
+        None => Ok(None),
+        Some(first) if first.is_empty() => Err(usage(
+            "the program after `--` is empty: name the program to run",
+        )),
+        Some(_) => Ok(Some(flags.program.clone())),
+    }
+}
+
+/// A reload.toml equivalent to what `reload FLAGS` would do in `dir` with no config file:
+/// zero-config detection where the flags leave something open, the flags where they say it.
+fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)> {
+    let project = detect::detect(dir);
+    let program = program_flag(flags)?;
+    let chooses_binary = flags.bin.is_some() || flags.package.is_some();
+    let cargo = matches!(project, Some(detect::Project::Cargo(_)));
+    if chooses_binary && (flags.build.is_some() || program.is_some() || !cargo) {
+        return Err(usage(
+            "--bin and -p choose what zero-config builds in a Cargo project, but this is not \
+             one, or the build or the server is given explicitly\n  help: drop --bin/-p, or \
+             put them in your build command",
+        ));
+    }
+    let mut file = FileConfig::default();
+    if let Some(project) = &project {
+        let defaults = project.watch_defaults();
+        file.watch.ext =
+            (!defaults.extensions.is_empty()).then_some(OneOrMany::Many(defaults.extensions));
+        file.watch.include = (!defaults.include.is_empty()).then_some(defaults.include);
+        file.watch.ignore = (!defaults.ignore.is_empty()).then_some(defaults.ignore);
+        let paths = project.watch_paths(dir, flags.package.as_deref(), flags.bin.as_deref());
+        if paths != [dir] {
+            let relative = paths
+                .iter()
+                .map(|path| path.strip_prefix(dir).map_or(path.clone(), Path::to_owned))
+                .collect();
+            file.watch.paths = Some(toml::Spanned::new(0..0, relative));
+        }
+    }
+    let what = match (&flags.build, &program, &project) {
+        (Some(_), _, _) | (None, Some(_), None) => "from the flags given".to_owned(),
+        (None, Some(_), Some(project)) => {
+            // As `config::resolve` does for a program given without a build.
+            file.build.cmd = project
+                .build_for_program()
+                .as_ref()
+                .map(crate::build::describe);
+            "detected the project; the server from the flags given".to_owned()
+        }
+        (None, None, Some(project)) => {
+            let plan = project.plan(dir, flags.bin.as_deref(), flags.package.as_deref())?;
+            file.build.cmd = plan
+                .build_line
+                .or_else(|| plan.build.as_ref().map(crate::build::describe));
+            let command = match (plan.program, plan.cargo_binary) {
+                // reload.toml has no "the executable cargo reports": it names the binary's path.
+                (super::Program::CargoArtifact, Some(path)) => {
+                    let relative = path
+                        .strip_prefix(dir)
+                        .map_or(path.clone(), |p| Path::new(".").join(p));
+                    RunCmd::Argv(vec![relative.display().to_string()])
+                }
+                (super::Program::CargoArtifact, None) => {
+                    return Err(anyhow!("a Cargo plan without a binary"));
+                }
+                (super::Program::Argv(argv), _) => RunCmd::Argv(argv),
+                (super::Program::Shell(line), _) => RunCmd::Shell(line),
+            };
+            file.run.cmd = Some(toml::Spanned::new(0..0, command));
+            format!("detected: {}", plan.description)
+        }
+        (None, None, None) => {
+            return Err(usage(format!(
+                "cannot tell what kind of project {} is (no Cargo.toml, go.mod, package.json or \
+                 Makefile with a run target)\n  help: say what to build and run, as you would \
+                 to reload: `reload init -e py -- python3 app.py`, or `reload init --build CMD \
+                 -- PROGRAM`",
+                dir.display()
+            )));
+        }
+    };
+    apply_flags(dir, flags, &mut file)?;
+    Ok((file, what))
 }
 
 fn value(text: &str) -> String {
@@ -129,7 +322,7 @@ fn render(file: &FileConfig, what: &str) -> String {
     });
     key(
         &mut out,
-        "Directories watched recursively.",
+        "Directories (and files) watched, recursively.",
         "paths",
         paths,
         "[\".\"]",

@@ -522,7 +522,13 @@ fn resolve_watch(
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
-            None => vec![root.to_owned()],
+            // Without a config file, a workspace package chosen with -p/--bin narrows it.
+            None => match (project, place.source) {
+                (Some(project), None) => {
+                    project.watch_paths(root, args.package.as_deref(), args.bin.as_deref())
+                }
+                _ => vec![root.to_owned()],
+            },
         }
     } else {
         args.watch

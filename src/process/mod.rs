@@ -414,7 +414,7 @@ pub fn spawn_group(
         .process_group(0)
         .kill_on_drop(true)
         .env(ORIGIN_VARIABLE, format!("{}.{tag}", std::process::id()));
-    set_parent_death_signal(command);
+    set_parent_death_signal(command.as_std_mut());
     if !inherit.is_empty() {
         let inherit = inherit.to_vec();
         // SAFETY: runs in the forked child before exec: only fcntl(F_SETFD), an
@@ -470,8 +470,10 @@ pub fn shim_command(program: &std::path::Path, inherit: &[RawFd]) -> io::Result<
     Ok(command)
 }
 
+/// Give the child `PR_SET_PDEATHSIG(SIGKILL)` (std's Command; tokio's through `as_std_mut`).
 #[cfg(target_os = "linux")]
-fn set_parent_death_signal(command: &mut Command) {
+fn set_parent_death_signal(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
     // calls are allowed. It makes two raw syscalls (prctl, getppid) and builds an io::Error from
@@ -490,7 +492,7 @@ fn set_parent_death_signal(command: &mut Command) {
 
 /// macOS has no parent-death signal; the guardian alone covers reload's sudden death there.
 #[cfg(not(target_os = "linux"))]
-fn set_parent_death_signal(_command: &mut Command) {}
+fn set_parent_death_signal(_command: &mut std::process::Command) {}
 
 /// A close-on-exec duplicate of `fd` numbered at least `floor`.
 pub fn duplicate_above(fd: &impl AsFd, floor: RawFd) -> io::Result<OwnedFd> {
@@ -614,4 +616,17 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
             .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned()),
         (None, None) => "unknown status".to_owned(),
     }
+}
+
+/// Run a short-lived helper (`cargo metadata`) to completion and collect its output, as
+/// `std::process::Command::output` does, but the way every process reload starts is run: in a
+/// new process group, so a Ctrl-C in the terminal reaches reload alone, and on Linux with
+/// `PR_SET_PDEATHSIG(SIGKILL)`, so it cannot outlive reload. It is not registered with the
+/// guardian: it runs before the guardian starts, and it has no background children to leave.
+/// Call it from the main thread only (the parent-death signal is tied to the forking thread).
+pub fn output(command: &mut std::process::Command) -> io::Result<std::process::Output> {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    set_parent_death_signal(command);
+    command.output()
 }
