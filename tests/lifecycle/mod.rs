@@ -154,6 +154,28 @@ fn a_build_that_leaves_a_daemon_holding_its_output_is_over_when_its_process_exit
 }
 
 #[test]
+fn ctrl_c_ends_reload_after_a_build_left_a_daemon_on_its_output() {
+    // The issue's own command line: the daemon may be killed with the build's group (before its
+    // setsid) or swept after it; either way, reload exits and nothing is left.
+    let project = Project::new().file("src/a.txt", "1\n");
+    let mut session = project.start(&[
+        "-w",
+        "src",
+        "-b",
+        "setsid sleep 1000 & echo built",
+        "--",
+        "sleep",
+        "2000",
+    ]);
+    session.wait_for_stderr("started (pid");
+    project.write("src/a.txt", "2\n");
+    session.wait_for_stderr("restarted (pid");
+    session.signal(Signal::SIGINT);
+    assert_eq!(session.wait_exit().code(), Some(130), "{}", session.context());
+    session.wait_no_processes();
+}
+
+#[test]
 fn a_build_whose_background_job_outlives_it_is_reported_at_once() {
     // `sleep 1000 &` stays in the build's group and holds its output: the build is still over
     // when the shell exits, and the sleep goes with the group.
