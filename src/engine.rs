@@ -201,6 +201,9 @@ impl Engine {
                 }
             }
             Event::ChildExited(exit) => {
+                if let Some(supervisor) = self.supervisor.as_mut() {
+                    supervisor.bury().await;
+                }
                 let signal = exit.signal_name();
                 let restarts_in = self
                     .supervisor

@@ -247,25 +247,29 @@ impl Supervisor {
     }
 
     /// Wait for the running server to exit on its own. Cancel-safe. Pending forever when no
-    /// server runs, so it can sit in a `select!` unconditionally.
+    /// server runs, so it can sit in a `select!` unconditionally. The exited server stays until
+    /// [`Supervisor::bury`] is called, which the caller must do next.
     pub async fn exited(&mut self) -> ChildExit {
         let Some(child) = self.child.as_mut() else {
             return std::future::pending().await;
         };
         let status = child.exit.ended().await;
-        let pid = child.pid;
         let ran = child.started.elapsed();
-        // What the server left behind in its group goes with it, then what left the group.
-        if let Some(child) = self.child.take() {
-            process::end_group(child.group).await;
-        }
-        process::sweep_and_report(process::Sweep::Ended);
         ChildExit {
-            pid,
+            pid: child.pid,
             status,
             ran,
             hint: self.hint(status, ran),
         }
+    }
+
+    /// After [`Supervisor::exited`]: kill what the server left in its group, then what left
+    /// the group. Not part of `exited`, which must stay cancel-safe.
+    pub async fn bury(&mut self) {
+        if let Some(child) = self.child.take() {
+            process::end_group(child.group).await;
+        }
+        process::sweep_and_report(process::Sweep::Ended);
     }
 
     /// Why a server that just failed may have failed: with `--listen`, one that binds the port
