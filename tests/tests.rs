@@ -9,6 +9,7 @@
 mod sockets;
 mod support;
 mod ux;
+mod watching;
 
 use std::time::{Duration, Instant};
 
