@@ -262,7 +262,7 @@ impl WatchStage {
         for path in event.paths {
             if known_file {
                 self.on_file(path);
-            } else if reshapes && (path.is_dir() || self.holds_watches(&path)) {
+            } else if reshapes && (is_directory(&path) || self.holds_watches(&path)) {
                 self.rewatch(&path);
             } else if path.is_dir() {
                 self.on_directory(&path);
@@ -326,7 +326,7 @@ impl WatchStage {
             let _ = self.watcher.unwatch(dir);
             self.watched.remove(dir);
         }
-        let is_dir = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir());
+        let is_dir = is_directory(path);
         let is_root = self.roots.iter().any(|root| root == path);
         let in_tree = self.roots.iter().any(|root| path.starts_with(root));
         if is_dir
@@ -476,6 +476,11 @@ impl WatchStage {
     }
 }
 
+/// Whether `path` is a directory itself, not a symlink to one.
+fn is_directory(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
+}
+
 /// Whether placing a watch failed because a per-user inotify limit is reached.
 fn is_limit(err: &notify::Error) -> bool {
     match &err.kind {
@@ -524,7 +529,11 @@ fn explain(err: notify::Error, dir: Option<&Path>) -> anyhow::Error {
              stop other watchers",
             limit("max_user_instances")
         ),
-        _ => anyhow!("{err}{place}"),
+        // notify's own text names the path too: name it once.
+        _ => match dir {
+            Some(dir) => anyhow!("cannot watch {}: {}", dir.display(), reason(&err)),
+            None => anyhow!("{err}"),
+        },
     }
 }
 
