@@ -13,6 +13,11 @@ use crate::config::FilterRules;
 /// Files whose rules apply to their directory and everything below it, as git reads them.
 const IGNORE_FILES: &[&str] = &[".gitignore", ".ignore"];
 
+/// Directories never watched, wherever they are, with or without a .gitignore: a repository's
+/// internals, and trees that package managers write (`pip install`, `npm install`) and that
+/// no project edits by hand. Nothing below them counts either.
+const NEVER_WATCHED: &[&str] = &[".git", ".venv", "venv", "__pycache__", "node_modules"];
+
 pub(crate) struct Filter {
     rules: FilterRules,
     /// Directory -> the rules of its .gitignore/.ignore files (only directories that have some).
@@ -74,10 +79,21 @@ impl Filter {
             .is_some_and(|name| IGNORE_FILES.contains(&name))
     }
 
+    /// `path` relative to the project root, as --ignore globs are written.
+    pub(crate) fn relative<'p>(&self, path: &'p Path) -> &'p Path {
+        path.strip_prefix(&self.rules.root).unwrap_or(path)
+    }
+
     /// Whether `path` is excluded by a built-in rule, a user glob or an ignore file. Parents are
-    /// not checked: the watch stage only ever looks inside directories that passed this test.
+    /// not checked, except for the built-in [`NEVER_WATCHED`] names: the watch stage only ever
+    /// looks inside directories that passed this test, but a removal event names the removed
+    /// directory itself as if it were a file (`rm -r .venv`).
     pub(crate) fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
-        if is_dir && path.file_name() == Some(OsStr::new(".git")) {
+        if self.relative(path).components().any(|part| {
+            NEVER_WATCHED
+                .iter()
+                .any(|name| part.as_os_str() == OsStr::new(name))
+        }) {
             return true;
         }
         if self
@@ -88,7 +104,7 @@ impl Filter {
         {
             return true;
         }
-        let relative = path.strip_prefix(&self.rules.root).unwrap_or(path);
+        let relative = self.relative(path);
         if self.rules.ignore.is_match(relative) {
             return true;
         }
@@ -175,6 +191,29 @@ mod tests {
         assert!(filter.is_ignored(&root.join("target/debug/app"), false));
         assert!(filter.is_ignored(&root.join("sub/.git"), true));
         assert!(filter.is_relevant_file(&root.join("src/main.rs")));
+        for tree in [
+            ".venv",
+            "venv",
+            "a/__pycache__",
+            "web/node_modules",
+            "sub/.git",
+        ] {
+            assert!(filter.is_ignored(&root.join(tree), true), "{tree}");
+            assert!(!filter.is_relevant_file(&root.join(tree)), "{tree} removed");
+            assert!(
+                !filter.is_relevant_file(&root.join(tree).join("p/x.py")),
+                "{tree}"
+            );
+        }
+        assert!(
+            filter.is_relevant_file(&root.join("src/venv.py")),
+            "only whole names count"
+        );
+        assert!(
+            Filter::new(rules(Path::new("/home/me/venv/p"), &[], &[]))
+                .is_relevant_file(Path::new("/home/me/venv/p/src/main.rs")),
+            "only names inside the project count"
+        );
         assert!(!filter.is_relevant_file(&root.join("pkg/handler_test.go")));
         assert!(filter.is_relevant_file(&root.join("pkg/handler.go")));
     }

@@ -7,19 +7,23 @@
 //! over all paths, however long the burst lasts. When nothing happens, nothing runs: notify's
 //! thread sleeps in `poll`, and this stage's own thread sleeps in `recv` with no timer.
 //!
+//! An inotify watch follows an inode, not a path. So when a watched directory is renamed,
+//! removed or replaced, the watches of it and of everything below it are forgotten and the tree
+//! is walked again as it is now: a tree moved away and back, or a new directory swapped in under
+//! an old name, is watched as fully as before, and the move counts as a change.
+//!
 //! This stage never spawns a process and never decides what a change means.
 
 mod filter;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use notify::event::{CreateKind, ModifyKind, RemoveKind};
+use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{EventKind, RecursiveMode};
-use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc};
 
@@ -30,6 +34,9 @@ pub(crate) use filter::Filter;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeSet {
     pub paths: Vec<PathBuf>,
+    /// When the first relevant event of this burst arrived: the quiet window and the build
+    /// both come after it, so "how long since the change" counts from here.
+    pub first_seen: Instant,
 }
 
 impl ChangeSet {
@@ -85,7 +92,11 @@ pub fn start(
         roots,
         files: files.into_iter().collect(),
         watched: HashSet::new(),
+        lookouts: HashSet::new(),
+        unreadable: HashSet::new(),
         pending: BTreeMap::new(),
+        first_seen: None,
+        event_arrived: Instant::now(),
         event_creates: false,
         seen_change: false,
         debounce: config.debounce,
@@ -96,7 +107,9 @@ pub fn start(
     for file in stage.files.clone() {
         let parent = file.parent().unwrap_or(Path::new("/")).to_owned();
         if !stage.watched.contains(&parent) {
-            stage.add_watch(&parent)?;
+            stage
+                .add_watch(&parent)
+                .map_err(|err| explain(err, Some(&parent)))?;
         }
     }
     tracing::debug!(directories = stage.watched.len(), "watches placed");
@@ -117,8 +130,17 @@ struct WatchStage {
     /// Single files given with --watch; their parent directory is watched for them alone.
     files: HashSet<PathBuf>,
     watched: HashSet<PathBuf>,
+    /// Parents of watched trees that are gone (renamed away, removed), watched only to see
+    /// them come back; not in `watched`, which holds what is watched for changes.
+    lookouts: HashSet<PathBuf>,
+    /// Directories that could not be watched or read: warned about once, then skipped.
+    unreadable: HashSet<PathBuf>,
     /// Changed paths, each with whether this burst created it (see `take_changes`).
     pending: BTreeMap<PathBuf, bool>,
+    /// When the first relevant event of the pending burst arrived.
+    first_seen: Option<Instant>,
+    /// When the event being handled arrived.
+    event_arrived: Instant,
     /// Whether the event being handled creates its paths.
     event_creates: bool,
     /// Whether the event being handled held a relevant change.
@@ -147,6 +169,7 @@ impl WatchStage {
             match event {
                 Ok(event) => {
                     self.seen_change = false;
+                    self.event_arrived = Instant::now();
                     match event {
                         Ok(event) => self.on_event(event),
                         Err(err) => crate::status::error(&format!("{:#}", explain(err, None))),
@@ -177,12 +200,14 @@ impl WatchStage {
 
     fn record(&mut self, path: PathBuf) {
         self.seen_change = true;
+        self.first_seen.get_or_insert(self.event_arrived);
         self.pending.entry(path).or_insert(self.event_creates);
     }
 
     /// The burst's changes, without the files it both created and removed: a tool's temporary
     /// file (`sed -i`'s, an editor's) is not a change, and a burst of only those is no change.
     fn take_changes(&mut self) -> Option<ChangeSet> {
+        let first_seen = self.first_seen.take()?;
         let paths: Vec<PathBuf> = std::mem::take(&mut self.pending)
             .into_iter()
             .filter(|(path, created)| !created || std::fs::symlink_metadata(path).is_ok())
@@ -192,7 +217,7 @@ impl WatchStage {
             tracing::debug!("only short-lived files came and went");
             return None;
         }
-        Some(ChangeSet { paths })
+        Some(ChangeSet { paths, first_seen })
     }
 
     fn on_event(&mut self, event: notify::Event) {
@@ -217,6 +242,17 @@ impl WatchStage {
                 | EventKind::Modify(ModifyKind::Data(_))
                 | EventKind::Remove(RemoveKind::File)
         );
+        // What can move, remove or replace a directory. notify reports IN_MOVE_SELF as a
+        // rename `From` and IN_DELETE_SELF as a removal, both under the path it last knew;
+        // IN_IGNORED it drops. A pair's `Both` repeats its `From` and `To`, handled already.
+        let reshapes = matches!(
+            event.kind,
+            EventKind::Create(_)
+                | EventKind::Remove(_)
+                | EventKind::Modify(ModifyKind::Name(
+                    RenameMode::From | RenameMode::To | RenameMode::Any | RenameMode::Other
+                ))
+        );
         match event.kind {
             // Opening or reading a file is not a change (notify asks inotify for IN_OPEN too).
             EventKind::Access(_) => return,
@@ -226,12 +262,10 @@ impl WatchStage {
         for path in event.paths {
             if known_file {
                 self.on_file(path);
+            } else if reshapes && (is_directory(&path) || self.holds_watches(&path)) {
+                self.rewatch(&path);
             } else if path.is_dir() {
                 self.on_directory(&path);
-            } else if self.watched.remove(&path) {
-                // A watched directory was removed or renamed away: its files are gone.
-                let _ = self.watcher.unwatch(&path);
-                self.record(path);
             } else {
                 self.on_file(path);
             }
@@ -271,8 +305,110 @@ impl WatchStage {
         }
     }
 
+    /// Whether `path` or anything below it holds a watch.
+    fn holds_watches(&self, path: &Path) -> bool {
+        self.watched.iter().any(|dir| dir.starts_with(path))
+    }
+
+    /// A directory at `path` was renamed (either way), removed, replaced or created. The
+    /// watches at and below `path` may now be on inodes elsewhere, or on none, and notify
+    /// drops some of them by itself: forget them all, and watch what is there now, counting
+    /// the files found as changes (they are new to this path).
+    fn rewatch(&mut self, path: &Path) {
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|dir| dir.starts_with(path))
+            .cloned()
+            .collect();
+        for dir in &stale {
+            // notify may have dropped it already (IN_MOVED_FROM, IN_DELETE): nothing to undo.
+            let _ = self.watcher.unwatch(dir);
+            self.watched.remove(dir);
+        }
+        let is_dir = is_directory(path);
+        let is_root = self.roots.iter().any(|root| root == path);
+        let in_tree = self.roots.iter().any(|root| path.starts_with(root));
+        if is_dir
+            && (is_root || (in_tree && !self.filter.is_ignored(path, true)))
+            && let Err(err) = self.watch_tree(path, true)
+        {
+            crate::status::error(&format!("{err:#}"));
+        }
+        // Files given with --watch whose directory this was.
+        let parents: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter_map(|file| file.parent())
+            .filter(|parent| parent.starts_with(path) && parent.is_dir())
+            .map(Path::to_owned)
+            .collect();
+        for parent in parents {
+            if !self.watched.contains(&parent)
+                && let Err(err) = self.add_watch(&parent)
+            {
+                crate::status::error(&format!("{:#}", explain(err, Some(&parent))));
+            }
+        }
+        if !stale.is_empty() {
+            self.record(path.to_owned());
+        }
+        if is_root {
+            self.look_out_for(path, is_dir);
+        }
+    }
+
+    /// A watched tree that is gone can come back (`mv src src.bak; mv src.bak src`), but with
+    /// no watch left in it nothing would say so: watch its parent until it does.
+    fn look_out_for(&mut self, root: &Path, present: bool) {
+        let Some(parent) = root.parent() else {
+            return;
+        };
+        if self.watched.contains(parent) {
+            return;
+        }
+        let watching = self.lookouts.contains(parent);
+        if present && watching {
+            let still_needed = self
+                .roots
+                .iter()
+                .any(|other| other.parent() == Some(parent) && !other.is_dir());
+            if !still_needed {
+                let _ = self.watcher.unwatch(parent);
+                self.lookouts.remove(parent);
+            }
+        } else if !present && !watching {
+            match self.watcher.watch(parent, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.lookouts.insert(parent.to_owned());
+                }
+                Err(err) => crate::status::warning(&format!(
+                    "{} is gone, and its return cannot be watched for: {}\n  help: restart \
+                     reload once it is back",
+                    root.display(),
+                    reason(&err)
+                )),
+            }
+        }
+    }
+
+    /// Warn, once per directory, that `dir` is skipped, and how to say that is intended.
+    fn skip_unreadable(&mut self, dir: &Path, why: &str) {
+        if !self.unreadable.insert(dir.to_owned()) {
+            return;
+        }
+        let relative = self.filter.relative(dir).display().to_string();
+        crate::status::warning(&format!(
+            "cannot watch {}: {why}; skipping it and everything in it\n  help: if that \
+             is intended, silence this warning with `-i {relative}` (--ignore)",
+            dir.display()
+        ));
+    }
+
     /// Walk `top`, placing a watch on every directory that is not ignored. With `collect`, the
-    /// relevant files found are recorded as changes.
+    /// relevant files found are recorded as changes. A directory that cannot be watched or
+    /// read is skipped with a warning; only running out of watches (or `top` being a watched
+    /// root that cannot be watched) is an error.
     fn watch_tree(&mut self, top: &Path, collect: bool) -> Result<()> {
         let mut stack = vec![top.to_owned()];
         while let Some(dir) = stack.pop() {
@@ -282,17 +418,36 @@ impl WatchStage {
             } else {
                 self.add_watch(&dir)
             };
-            match watch {
-                Ok(()) => {}
-                // Gone already (a short-lived temp dir): nothing to watch.
-                Err(err) if !dir.exists() => {
-                    tracing::debug!(dir = %dir.display(), %err, "directory vanished");
+            if let Err(err) = watch {
+                match std::fs::symlink_metadata(&dir) {
+                    // Gone already (a short-lived temp dir): nothing to watch.
+                    Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::debug!(dir = %dir.display(), %err, "directory vanished");
+                        continue;
+                    }
+                    // Out of watches: every later directory would fail the same way.
+                    _ if is_limit(&err) => return Err(explain(err, Some(&dir))),
+                    _ if self.roots.contains(&dir) => {
+                        return Err(anyhow!(
+                            "cannot watch {}: {}\n  help: make it readable, or watch another \
+                             directory with -w",
+                            dir.display(),
+                            reason(&err)
+                        ));
+                    }
+                    _ => {
+                        self.skip_unreadable(&dir, &reason(&err));
+                        continue;
+                    }
+                }
+            }
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => {
+                    self.skip_unreadable(&dir, &io_reason(&err));
                     continue;
                 }
-                Err(err) => return Err(err),
-            }
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
             };
             for entry in entries.flatten() {
                 let Ok(file_type) = entry.file_type() else {
@@ -312,13 +467,46 @@ impl WatchStage {
         Ok(())
     }
 
-    fn add_watch(&mut self, dir: &Path) -> Result<()> {
-        self.watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|err| explain(err, Some(dir)))?;
+    fn add_watch(&mut self, dir: &Path) -> notify::Result<()> {
+        self.watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        // A lookout on this directory now watches for changes too.
+        self.lookouts.remove(dir);
         self.watched.insert(dir.to_owned());
         Ok(())
     }
+}
+
+/// Whether `path` is a directory itself, not a symlink to one.
+fn is_directory(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
+}
+
+/// Whether placing a watch failed because a per-user inotify limit is reached.
+fn is_limit(err: &notify::Error) -> bool {
+    match &err.kind {
+        notify::ErrorKind::MaxFilesWatch => true,
+        notify::ErrorKind::Io(io) => io.raw_os_error() == Some(nix::libc::EMFILE),
+        _ => false,
+    }
+}
+
+/// Why a watch could not be placed, without the path notify appends (the caller names it).
+fn reason(err: &notify::Error) -> String {
+    match &err.kind {
+        notify::ErrorKind::Io(io) => io_reason(io),
+        notify::ErrorKind::PathNotFound => "it does not exist".to_owned(),
+        notify::ErrorKind::Generic(text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// "permission denied" rather than "Permission denied (os error 13)", to follow a colon.
+fn io_reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    text.split(" (os error")
+        .next()
+        .unwrap_or(&text)
+        .to_lowercase()
 }
 
 /// Turn notify's errors into what the user must do about them.
@@ -341,7 +529,11 @@ fn explain(err: notify::Error, dir: Option<&Path>) -> anyhow::Error {
              stop other watchers",
             limit("max_user_instances")
         ),
-        _ => anyhow!("{err}{place}"),
+        // notify's own text names the path too: name it once.
+        _ => match dir {
+            Some(dir) => anyhow!("cannot watch {}: {}", dir.display(), reason(&err)),
+            None => anyhow!("{err}"),
+        },
     }
 }
 
@@ -365,7 +557,74 @@ mod tests {
     fn a_change_set_summary_is_relative_and_counts_the_rest() {
         let changes = ChangeSet {
             paths: vec!["/p/src/a.rs".into(), "/p/src/b.rs".into()],
+            first_seen: Instant::now(),
         };
         assert_eq!(changes.summary(Path::new("/p")), "src/a.rs and 1 more");
+    }
+
+    /// A stage watching nothing yet, for feeding it events by hand.
+    fn stage(root: &Path) -> WatchStage {
+        let rules = crate::config::FilterRules {
+            root: root.to_owned(),
+            extensions: Vec::new(),
+            include: None,
+            ignore: globset::GlobSet::empty(),
+            ignore_regex: Vec::new(),
+            gitignore: false,
+            ignored_dirs: Vec::new(),
+        };
+        WatchStage {
+            watcher: Box::new(notify::recommended_watcher(|_| {}).unwrap()),
+            filter: Filter::new(rules),
+            roots: vec![root.to_owned()],
+            files: HashSet::new(),
+            watched: HashSet::new(),
+            lookouts: HashSet::new(),
+            unreadable: HashSet::new(),
+            pending: BTreeMap::new(),
+            first_seen: None,
+            event_arrived: Instant::now(),
+            event_creates: false,
+            seen_change: false,
+            debounce: Duration::from_millis(100),
+        }
+    }
+
+    fn arrives(stage: &mut WatchStage, at: Instant, kind: EventKind, path: &str) {
+        stage.event_arrived = at;
+        stage.on_event(notify::Event::new(kind).add_path(path.into()));
+    }
+
+    #[test]
+    fn a_change_set_starts_at_the_first_relevant_event_of_its_burst() {
+        let mut stage = stage(Path::new("/p"));
+        let saved = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        let t0 = Instant::now();
+        let later = |ms| t0 + Duration::from_millis(ms);
+
+        arrives(
+            &mut stage,
+            t0,
+            EventKind::Access(notify::event::AccessKind::Any),
+            "/p/a",
+        );
+        arrives(&mut stage, later(10), saved, "/p/node_modules/x.js");
+        arrives(&mut stage, later(20), saved, "/p/a.rs");
+        arrives(&mut stage, later(900), saved, "/p/b.rs");
+        let burst = stage.take_changes().expect("a change set");
+        assert_eq!(
+            burst.first_seen,
+            later(20),
+            "reads and ignored files do not count"
+        );
+        assert_eq!(burst.paths.len(), 2);
+
+        // A burst of only a file created and removed again is none, and leaves no start time
+        // behind for the next one.
+        let created = EventKind::Create(CreateKind::File);
+        arrives(&mut stage, later(1000), created, "/p/gone.tmp.1");
+        assert!(stage.take_changes().is_none());
+        arrives(&mut stage, later(2000), saved, "/p/c.rs");
+        assert_eq!(stage.take_changes().unwrap().first_seen, later(2000));
     }
 }

@@ -768,3 +768,37 @@ pub(crate) fn free_port() -> u16 {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Paths and inotify watches
+
+impl Project {
+    /// The absolute path of `path` in the project.
+    pub(crate) fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path)
+    }
+
+    /// Rename `from` to `to` in the project now (one `rename(2)`, as `mv` within a file system).
+    #[track_caller]
+    pub(crate) fn rename(&self, from: &str, to: &str) {
+        fs::rename(self.root.join(from), self.root.join(to))
+            .unwrap_or_else(|err| panic!("rename {from} to {to}: {err}"));
+    }
+}
+
+/// How many inotify watches `pid` holds, over all its inotify instances: the `inotify wd:`
+/// lines of /proc/PID/fdinfo/*. 0 for a process that uses no inotify at all.
+pub(crate) fn inotify_watches(pid: i32) -> usize {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| fs::read_to_string(entry.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|line| line.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
