@@ -160,11 +160,12 @@ impl Engine {
                     paths: &changes.paths,
                     summary: changes.summary(&self.root),
                 });
-                self.rebuild().await;
+                // From the first change of the burst: the quiet window is part of the wait.
+                self.rebuild(changes.first_seen).await;
             }
             Event::Key(Key::Rebuild) => {
                 status::info("rebuilding (r)");
-                self.rebuild().await;
+                self.rebuild(Instant::now()).await;
             }
             Event::Key(Key::Clear) => status::clear_screen(),
             Event::Key(Key::Help) => status::info(terminal::HELP),
@@ -265,10 +266,11 @@ impl Engine {
         configured.max((BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX))
     }
 
-    /// A change (or the `r` key): whatever is building is stale; build again.
-    async fn rebuild(&mut self) {
+    /// A change first seen at `since` (or the `r` key): whatever is building is stale; build
+    /// again.
+    async fn rebuild(&mut self, since: Instant) {
         self.fast_exits = 0;
-        self.changed_at = Some(Instant::now());
+        self.changed_at = Some(since);
         self.restart_at = None;
         self.cancel_build("the sources changed").await;
         self.start_build().await;

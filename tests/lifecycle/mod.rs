@@ -171,7 +171,12 @@ fn ctrl_c_ends_reload_after_a_build_left_a_daemon_on_its_output() {
     project.write("src/a.txt", "2\n");
     session.wait_for_stderr("restarted (pid");
     session.signal(Signal::SIGINT);
-    assert_eq!(session.wait_exit().code(), Some(130), "{}", session.context());
+    assert_eq!(
+        session.wait_exit().code(),
+        Some(130),
+        "{}",
+        session.context()
+    );
     session.wait_no_processes();
 }
 
@@ -498,6 +503,40 @@ fn with_three_listeners_a_start_that_cannot_exec_is_a_clear_failure_and_the_old_
     assert!(
         !session.stderr().contains("restarted (pid"),
         "no start is reported{}",
+        session.context()
+    );
+}
+
+#[test]
+fn ready_after_the_change_counts_from_the_first_change_of_the_burst() {
+    let project = Project::new().file("src/a.txt", "1\n");
+    let session = project.start(&[
+        "-w",
+        "src",
+        "-b",
+        "",
+        "--debounce",
+        "1500ms",
+        "--log-format",
+        "json",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    session.wait_for_stderr("\"event\":\"ready\"");
+    project.write("src/a.txt", "2\n");
+    let since_change = session.wait_until("a ready event after the change", || {
+        session
+            .stderr()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["event"] == "ready")
+            .find_map(|event| event["since_change_ms"].as_u64())
+    });
+    // The quiet window alone is 1.5 s; a slow machine can only add to it.
+    assert!(
+        since_change >= 1500,
+        "since_change_ms {since_change} includes the quiet window{}",
         session.context()
     );
 }
