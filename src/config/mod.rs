@@ -367,22 +367,27 @@ impl Place<'_> {
     /// An error about a string the file writes under one of `keys` (dotted, like
     /// `watch.ignore`) and that `matches`, placed at its line when it can be found there.
     /// `message` follows the key's name: `[watch] ignore: invalid glob ...`.
-    fn value(&self, keys: &[&str], matches: impl Fn(&str) -> bool, message: &str) -> anyhow::Error {
+    fn value(
+        &self,
+        keys: &[&str],
+        matches: impl Fn(&str) -> bool,
+        message: &str,
+        help: Option<&str>,
+    ) -> anyhow::Error {
         let Some(source) = self.source else {
             return usage(format!("{}: {message}", key_name(keys[0])));
         };
-        match file::locate_value(&source.text, keys, matches) {
-            Some((key, span)) => source
-                .error_at(span, format!("{}: {message}", key_name(&key)))
-                .into(),
-            None => ConfigError {
-                file: source.path.clone(),
-                position: None,
-                message: format!("{}: {message}", key_name(keys[0])),
-                help: None,
-            }
-            .into(),
+        let (key, position) = match file::locate_value(&source.text, keys, matches) {
+            Some((key, span)) => (key, source.error_at(span, String::new()).position),
+            None => (keys[0].to_owned(), None),
+        };
+        ConfigError {
+            file: source.path.clone(),
+            position,
+            message: format!("{}: {message}", key_name(&key)),
+            help: help.map(str::to_owned),
         }
+        .into()
     }
 
     /// Compile the globs a file gives (placed at their line, found under `keys`) and those
@@ -402,8 +407,9 @@ impl Place<'_> {
         };
         let mut builder = GlobSetBuilder::new();
         for glob in from_file {
-            let patterns = parse_glob(glob)
-                .map_err(|err| self.value(keys, |written| bare(written) == bare(glob), &err))?;
+            let patterns = parse_glob(glob).map_err(|err| {
+                self.value(keys, |written| bare(written) == bare(glob), &err, None)
+            })?;
             for pattern in patterns {
                 builder.add(pattern);
             }
@@ -671,10 +677,11 @@ fn resolve_with(
         .iter()
         .map(|written| {
             CleanPath::resolve(&root, written).map_err(|why| {
-                let err = place.value(clean_keys, |s| Path::new(s) == written, &why);
-                err.context(
-                    "reload removes only paths inside the project; fix the path, or remove \
-                     it from the list",
+                place.value(
+                    clean_keys,
+                    |s| Path::new(s) == written,
+                    &why,
+                    Some("reload removes only paths inside the project, never the root itself"),
                 )
             })
         })

@@ -34,12 +34,10 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
                 return Err(ConfigError {
                     file: path.to_owned(),
                     position: number,
-                    message: format!("`{first}` is not KEY=value"),
-                    help: Some(
-                        "write one KEY=value per line; quote a value that holds spaces or \
-                         special characters"
-                            .to_owned(),
+                    message: format!(
+                        "`{first}` is not KEY=value (quote a value that holds spaces or quotes)"
                     ),
+                    help: None,
                 }
                 .into());
             }
@@ -56,9 +54,8 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
 pub(crate) fn check_exists(path: &Path) -> Result<PathBuf, String> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => Err(format!(
-            "`{}` is a directory, not a file; name the env file in it, like `{}`",
-            path.display(),
-            path.join(".env").display()
+            "`{}` is a directory; name a dotenv file (KEY=value lines)",
+            path.display()
         )),
         Ok(_) => Ok(path.to_owned()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
