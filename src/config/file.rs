@@ -267,7 +267,8 @@ impl Source {
         if let Some((unknown, expected)) = parse_unknown_field(&message) {
             let line = position.and_then(|(line, _)| self.text.lines().nth(line - 1));
             // `[foo]` is a table the top level does not know: say "section", list the sections.
-            if line.is_some_and(|l| l.trim_start().starts_with('[')) {
+            let header = |l: &str| l.trim().trim_matches(['[', ']']).trim() == unknown;
+            if line.is_some_and(|l| l.trim_start().starts_with('[') && header(l)) {
                 let sections: Vec<String> = expected
                     .iter()
                     .filter(|name| TABLES.contains(&name.as_str()))
@@ -497,6 +498,12 @@ mod tests {
         );
         let err = parse("[wacth]\n").unwrap_err();
         assert_eq!(err.help.as_deref(), Some("did you mean `[watch]`?"));
+        let err = parse("[watch.foo]\nx = 1\n").unwrap_err();
+        assert!(
+            err.message.starts_with("unknown key `foo`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
