@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::Exit;
 use crate::build::{self, BuildOutcome, BuildResult, RunningBuild};
-use crate::config::{BuildCommand, Config, Output};
+use crate::config::{BuildCommand, CleanPath, Config, Output};
 use crate::process;
 use crate::status::{self, Note};
 use crate::supervise::{ChildExit, Interrupts, Supervisor};
@@ -83,7 +83,7 @@ struct Engine {
     changed_at: Option<Instant>,
     restart_at: Option<tokio::time::Instant>,
     post: Vec<String>,
-    clean_on_exit: Vec<PathBuf>,
+    clean_on_exit: Vec<CleanPath>,
     /// The last build failed: its output is still on screen.
     failed_output_shown: bool,
     /// How many times in a row the server died fast (see [`FAST_EXIT`]); reset by a change.
@@ -371,15 +371,8 @@ impl Engine {
         // Whatever is left anywhere (a build's or a post command's daemon) goes now.
         process::sweep_and_report(process::Sweep::All);
         for path in &self.clean_on_exit {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            };
-            if let Err(err) = removed
-                && err.kind() != std::io::ErrorKind::NotFound
-            {
-                status::error(&format!("cannot remove `{}`: {err}", path.display()));
+            if let Err(err) = path.remove() {
+                status::error(&format!("{err:#}"));
             }
         }
     }

@@ -2,6 +2,11 @@
 //! short status line on stderr (coloured on a terminal, unless NO_COLOR) or, with
 //! `--log-format json`, as one JSON object per line for editors and scripts. The build's and the
 //! server's output never pass through here.
+//!
+//! Human lines hold names reload does not choose (files, paths, commands, error texts), and
+//! a file may be named `a\n[reload] started (pid 1)` or hold a terminal escape that sets the
+//! window title. So every text is escaped where the line is rendered ([`escape`]): control
+//! characters are shown as `\n`, `\x1b`, `\u{9b}`. JSON needs nothing more: serde escapes.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -75,6 +80,17 @@ pub enum Note<'a> {
     Info(&'a str),
     Warning(&'a str),
     Error(&'a str),
+}
+
+/// How a human line treats line breaks in its text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Breaks {
+    /// One line, always: any newline is shown as `\n`.
+    Escaped,
+    /// reload's own messages (errors, warnings) may go on with indented lines (`\n  help: `):
+    /// a newline followed by a space or another newline stays a line break. Any other is
+    /// escaped, so no text can start a line that looks like reload's.
+    Indented,
 }
 
 #[derive(Clone, Copy)]
@@ -182,6 +198,13 @@ impl Note<'_> {
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
         })
+    }
+
+    fn breaks(&self) -> Breaks {
+        match self {
+            Note::Info(_) | Note::Warning(_) | Note::Error(_) => Breaks::Indented,
+            _ => Breaks::Escaped,
+        }
     }
 
     fn json(&self) -> Value {
@@ -301,6 +324,7 @@ pub fn emit(note: &Note<'_>) {
             let Some((tone, message)) = note.human() else {
                 return;
             };
+            let message = escape(&message, note.breaks());
             if style.output.quiet && !matches!(tone, Tone::Bad) {
                 return;
             }
@@ -336,6 +360,32 @@ pub fn warning(message: &str) {
 
 pub fn error(message: &str) {
     emit(&Note::Error(message));
+}
+
+/// `text` with every control character made visible: `\n`, `\r`, `\t`, `\x1b` (so no escape
+/// sequence reaches the terminal), `\u{9b}`; and the bidirectional overrides that reorder
+/// what follows them, as `\u{202e}`. Line breaks are kept as `breaks` says.
+fn escape(text: &str, breaks: Breaks) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' if breaks == Breaks::Indented && matches!(chars.peek(), Some(' ' | '\n')) => {
+                escaped.push('\n');
+            }
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_ascii_control() => escaped.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c if c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Clear the terminal (screen and scrollback), if there is one to clear.
@@ -401,5 +451,26 @@ mod tests {
             "restarted (pid 1 -> 2) in 12ms; ready 340ms after the change"
         );
         assert_eq!(note.json()["since_change_ms"], 340);
+    }
+
+    #[test]
+    fn control_characters_in_names_are_shown_escaped() {
+        let name = "a\n[reload] started (pid 1)\x1b]0;owned\x07\u{9b}\u{202e}.txt";
+        assert_eq!(
+            escape(name, Breaks::Escaped),
+            "a\\n[reload] started (pid 1)\\x1b]0;owned\\x07\\u{9b}\\u{202e}.txt"
+        );
+        assert_eq!(escape("tab\there\r", Breaks::Escaped), "tab\\there\\r");
+        assert_eq!(escape("plain ünïcode", Breaks::Escaped), "plain ünïcode");
+    }
+
+    #[test]
+    fn reloads_own_indented_lines_stay_lines_and_nothing_else_does() {
+        let message = "bad `x\n[reload] forged`\n  help: do this\n\n    [run]";
+        assert_eq!(
+            escape(message, Breaks::Indented),
+            "bad `x\\n[reload] forged`\n  help: do this\n\n    [run]"
+        );
+        assert_eq!(escape("a\n  b", Breaks::Escaped), "a\\n  b");
     }
 }

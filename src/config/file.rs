@@ -84,27 +84,102 @@ pub(crate) struct OutputSection {
 }
 
 /// `poll = true` or `poll = "1s"`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub(crate) enum PollValue {
     Enabled(bool),
     Interval(String),
 }
 
 /// `[run] cmd`: an array is an argv, a string is a shell command line.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub(crate) enum RunCmd {
     Shell(String),
     Argv(Vec<String>),
 }
 
 /// `ext = "rs,toml"` or `ext = ["rs", "toml"]`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub(crate) enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+// Written by hand rather than `#[serde(untagged)]`: serde's untagged error is "data did not
+// match any variant of untagged enum RunCmd", which names our type instead of what to write.
+impl<'de> Deserialize<'de> for RunCmd {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StringOrList {
+            expected: "a string (a shell command line) or a list of strings (a program and its \
+                       arguments)",
+            one: RunCmd::Shell,
+            many: RunCmd::Argv,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StringOrList {
+            expected: "a string like \"rs,toml\" or a list of strings like [\"rs\", \"toml\"]",
+            one: OneOrMany::One,
+            many: OneOrMany::Many,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PollValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PollValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or an interval like \"500ms\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<PollValue, E> {
+                Ok(PollValue::Enabled(value))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<PollValue, E> {
+                Ok(PollValue::Interval(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A string or a list of strings, each made into `T` its own way.
+struct StringOrList<T> {
+    expected: &'static str,
+    one: fn(String) -> T,
+    many: fn(Vec<String>) -> T,
+}
+
+impl<'de, T> serde::de::Visitor<'de> for StringOrList<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expected)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<T, E> {
+        Ok((self.one)(value.to_owned()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<toml::Value>()? {
+            match item {
+                toml::Value::String(text) => items.push(text),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "expected {}, but the list holds {} `{other}`",
+                        self.expected,
+                        other.type_str()
+                    )));
+                }
+            }
+        }
+        Ok((self.many)(items))
+    }
 }
 
 impl OneOrMany {
@@ -169,6 +244,13 @@ impl Source {
         toml::from_str(&self.text).map_err(|err| self.toml_error(&err))
     }
 
+    /// Whether the file sets nothing at all: empty, or only comments and blank lines.
+    pub(crate) fn is_blank(&self) -> bool {
+        self.text
+            .parse::<toml::Table>()
+            .is_ok_and(|table| table.is_empty())
+    }
+
     /// An error about the value at `span`.
     pub(crate) fn error_at(&self, span: Range<usize>, message: String) -> ConfigError {
         ConfigError {
@@ -183,6 +265,35 @@ impl Source {
         let position = err.span().map(|span| line_column(&self.text, span.start));
         let message = err.message().trim().to_owned();
         if let Some((unknown, expected)) = parse_unknown_field(&message) {
+            let line = position.and_then(|(line, _)| self.text.lines().nth(line - 1));
+            // `[foo]` is a table the top level does not know: say "section", list the sections.
+            let header = |l: &str| l.trim().trim_matches(['[', ']']).trim() == unknown;
+            if line.is_some_and(|l| l.trim_start().starts_with('[') && header(l)) {
+                let sections: Vec<String> = expected
+                    .iter()
+                    .filter(|name| TABLES.contains(&name.as_str()))
+                    .cloned()
+                    .collect();
+                let sections = if sections.is_empty() {
+                    expected
+                } else {
+                    sections
+                };
+                let help = closest(&unknown, &sections).map_or_else(
+                    || {
+                        let listed: Vec<String> =
+                            sections.iter().map(|s| format!("[{s}]")).collect();
+                        format!("known sections: {}", listed.join(", "))
+                    },
+                    |best| format!("did you mean `[{best}]`?"),
+                );
+                return ConfigError {
+                    file: self.path.clone(),
+                    position,
+                    message: format!("unknown section `[{unknown}]`"),
+                    help: Some(help),
+                };
+            }
             let section = position
                 .and_then(|(line, _)| section_of_line(&self.text, line))
                 .map_or_else(String::new, |s| format!(" in [{s}]"));
@@ -254,29 +365,56 @@ fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     Some((unknown, quoted.collect()))
 }
 
-/// The known name nearest to `name`, if it is close enough to be a typo.
+/// The known name nearest to `name`, if it is close enough to be a typo: at most one edit
+/// (a transposition counts as one) per three characters, and at least one. `debounse` finds
+/// `debounce` and `rn` finds `run`; `foo` finds nothing, not `root`.
 pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a str> {
     candidates
         .iter()
-        .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= (name.chars().count().max(c.chars().count()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.as_str())
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+/// The top-level keys of reload.toml that are tables, as `[name]` headers.
+const TABLES: &[&str] = &["watch", "build", "run", "output"];
+
+/// Where, under one of `keys` (dotted paths like `watch.ignore`), the file writes a string that
+/// `matches`: as the key's value, or as one string of its list. Returns the key and the
+/// string's span. For values checked after parsing whose type keeps no span (one glob of a
+/// list).
+pub(crate) fn locate_value(
+    text: &str,
+    keys: &[&str],
+    matches: impl Fn(&str) -> bool,
+) -> Option<(String, Range<usize>)> {
+    use toml::de::{DeTable, DeValue};
+    let document = DeTable::parse(text).ok()?;
+    for key in keys {
+        let mut table = document.get_ref();
+        let mut parts = key.split('.').peekable();
+        while let Some(part) = parts.next() {
+            let Some(value) = table.get(part) else { break };
+            let last = parts.peek().is_none();
+            match value.get_ref() {
+                DeValue::Table(inner) if !last => table = inner,
+                DeValue::String(s) if last && matches(s) => {
+                    return Some(((*key).to_owned(), value.span()));
+                }
+                DeValue::Array(items) if last => {
+                    let found = items
+                        .iter()
+                        .find(|item| matches!(item.get_ref(), DeValue::String(s) if matches(s)));
+                    if let Some(item) = found {
+                        return Some(((*key).to_owned(), item.span()));
+                    }
+                }
+                _ => break,
+            }
         }
     }
-    row[b.len()]
+    None
 }
 
 #[cfg(test)]
@@ -339,9 +477,67 @@ mod tests {
     }
 
     #[test]
-    fn edit_distance_counts_single_edits() {
-        assert_eq!(edit_distance("debounce", "debounce"), 0);
-        assert_eq!(edit_distance("debonce", "debounce"), 1);
-        assert_eq!(edit_distance("stop_sginal", "stop_signal"), 2);
+    fn only_close_names_are_suggested() {
+        let known = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let top = known(&["root", "watch", "build", "run", "output"]);
+        assert_eq!(closest("foo", &top), None);
+        assert_eq!(closest("rn", &top), Some("run"));
+        assert_eq!(closest("wacth", &top), Some("watch"));
+        let run = known(&["stop_signal", "stop_timeout"]);
+        assert_eq!(closest("stop_sginal", &run), Some("stop_signal"));
+        assert_eq!(closest("zzzzzz", &run), None);
+    }
+
+    #[test]
+    fn an_unknown_section_lists_the_sections() {
+        let err = parse("[foo]\nx = 1\n").unwrap_err();
+        assert_eq!(err.message, "unknown section `[foo]`");
+        assert_eq!(
+            err.help.as_deref(),
+            Some("known sections: [watch], [build], [run], [output]")
+        );
+        let err = parse("[wacth]\n").unwrap_err();
+        assert_eq!(err.help.as_deref(), Some("did you mean `[watch]`?"));
+        let err = parse("[watch.foo]\nx = 1\n").unwrap_err();
+        assert!(
+            err.message.starts_with("unknown key `foo`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_says_what_to_write() {
+        let err = parse("[run]\ncmd = 5\n").unwrap_err();
+        assert!(!err.message.contains("untagged"), "{}", err.message);
+        assert!(err.message.contains("a list of strings"), "{}", err.message);
+        let err = parse("[watch]\npoll = 5\n").unwrap_err();
+        assert!(
+            err.message.contains("true, false or an interval"),
+            "{}",
+            err.message
+        );
+        let err = parse("[run]\ncmd = [\"app\", 5]\n").unwrap_err();
+        assert!(err.message.contains("integer `5`"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_value_is_located_in_a_list_under_its_key() {
+        let text = "[watch]\nignore = [\"a\", \"b[\"]\n[build]\nclean_on_exit = [\"b[\"]\n";
+        let (key, span) = locate_value(text, &["watch.ignore"], |s| s == "b[").unwrap();
+        assert_eq!(key, "watch.ignore");
+        assert_eq!(line_column(text, span.start), (2, 16));
+        assert!(locate_value(text, &["watch.include"], |s| s == "b[").is_none());
+    }
+
+    #[test]
+    fn a_comment_only_file_is_blank() {
+        let source = |text: &str| Source {
+            path: "reload.toml".into(),
+            text: text.into(),
+        };
+        assert!(source("").is_blank());
+        assert!(source("# nothing\n\n  # here\n").is_blank());
+        assert!(!source("[run]\ncmd = \"x\"\n").is_blank());
     }
 }

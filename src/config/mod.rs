@@ -8,16 +8,18 @@ mod file;
 pub mod init;
 mod values;
 
-use values::{check_exists, compile_globs, parse_format};
-pub use values::{parse_duration, parse_listen, parse_readiness, parse_signal, read_env_file};
+pub use values::{
+    MAX_DURATION, parse_duration, parse_listen, parse_readiness, parse_signal, read_env_file,
+};
+use values::{check_exists, parse_format, parse_glob};
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use globset::GlobSet;
+use globset::{GlobSet, GlobSetBuilder};
 use nix::sys::signal::Signal;
 use toml::Spanned;
 
@@ -44,7 +46,7 @@ pub struct Config {
     /// Shell commands run after the server is stopped for good.
     pub post: Vec<String>,
     /// Paths removed when reload exits (air's clean_on_exit), all inside the root.
-    pub clean_on_exit: Vec<PathBuf>,
+    pub clean_on_exit: Vec<CleanPath>,
     pub output: Output,
     /// One line for the user: where this configuration came from.
     pub origin: String,
@@ -200,6 +202,119 @@ fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
+/// The shortest `--poll` interval: each poll walks the whole tree, so less is a busy loop.
+const MIN_POLL: Duration = Duration::from_millis(10);
+
+/// A path reload removes when it exits (`[build] clean_on_exit`, air's `tmp_dir`). Resolved at
+/// start, `..` and symlinks included, to a path strictly inside the project root; anything
+/// else is refused then. [`CleanPath::remove`] checks again at removal time, because a
+/// symlink may have appeared meanwhile (a build, or anyone who can write in the project).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanPath {
+    /// The canonical project root.
+    root: PathBuf,
+    /// Inside `root`, with every component that existed at start resolved.
+    path: PathBuf,
+}
+
+impl CleanPath {
+    /// Resolve `written` (relative to the canonical `root`, or absolute) as the kernel would:
+    /// `..` and symlinks, so `../victim`, `link/x` with `link -> /elsewhere`, or `a/../..` are
+    /// seen for what they are. Components that do not exist yet (`tmp/` before the first
+    /// build) are taken as written, from their nearest existing ancestor. `Err` says where it
+    /// leads when that is not strictly inside `root`.
+    fn resolve(root: &Path, written: &Path) -> Result<CleanPath, String> {
+        let mut path = root.to_owned();
+        for component in written.components() {
+            match component {
+                Component::Prefix(_) | Component::CurDir => {}
+                Component::RootDir => path = PathBuf::from("/"),
+                Component::ParentDir => {
+                    path.pop();
+                }
+                Component::Normal(name) => {
+                    path.push(name);
+                    // A symlink is followed to its target, as removing through it would.
+                    if let Ok(real) = path.canonicalize() {
+                        path = real;
+                    }
+                }
+            }
+        }
+        if path == root {
+            return Err(format!(
+                "`{}` is the project root itself",
+                written.display()
+            ));
+        }
+        if !path.starts_with(root) {
+            return Err(format!(
+                "`{}` leads to `{}`, outside the project root `{}`",
+                written.display(),
+                path.display(),
+                root.display()
+            ));
+        }
+        Ok(CleanPath {
+            root: root.to_owned(),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Remove the path (a directory with everything in it). A path that is already gone is
+    /// fine. If a directory on the way is now a symlink, nothing is removed: it could lead
+    /// anywhere. The path itself, if now a symlink, is removed as a link, never followed.
+    pub fn remove(&self) -> Result<()> {
+        let refuse = |why: String| {
+            Err(anyhow::anyhow!(
+                "not removing `{}` (clean_on_exit): {why}",
+                self.path.display()
+            ))
+        };
+        let Ok(relative) = self.path.strip_prefix(&self.root) else {
+            return refuse("it is outside the project root".to_owned());
+        };
+        let mut on_the_way = self.root.clone();
+        let mut components = relative.components().peekable();
+        while let Some(component) = components.next() {
+            on_the_way.push(component);
+            let meta = match std::fs::symlink_metadata(&on_the_way) {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("cannot remove `{}`", self.path.display())));
+                }
+            };
+            let last = components.peek().is_none();
+            let removed = match (last, meta.file_type()) {
+                (false, kind) if kind.is_symlink() => {
+                    return refuse(format!(
+                        "`{}` has become a symlink since reload started",
+                        on_the_way.display()
+                    ));
+                }
+                (false, _) => continue,
+                // remove_dir_all does not follow symlinks inside the tree either.
+                (true, kind) if kind.is_dir() => std::fs::remove_dir_all(&self.path),
+                (true, _) => std::fs::remove_file(&self.path),
+            };
+            return match removed {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(anyhow::Error::new(err)
+                        .context(format!("cannot remove `{}`", self.path.display())))
+                }
+                _ => Ok(()),
+            };
+        }
+        Ok(())
+    }
+}
+
 /// Built-in ignores by file name: editor swap, backup and temporary files.
 pub const EDITOR_TEMPORARIES: &[&str] = &[
     "*.swp",
@@ -249,6 +364,66 @@ impl Place<'_> {
         }
     }
 
+    /// An error about a string the file writes under one of `keys` (dotted, like
+    /// `watch.ignore`) and that `matches`, placed at its line when it can be found there.
+    /// `message` follows the key's name: `[watch] ignore: invalid glob ...`.
+    fn value(
+        &self,
+        keys: &[&str],
+        matches: impl Fn(&str) -> bool,
+        message: &str,
+        help: Option<&str>,
+    ) -> anyhow::Error {
+        let Some(source) = self.source else {
+            return usage(format!("{}: {message}", key_name(keys[0])));
+        };
+        let (key, position) = match file::locate_value(&source.text, keys, matches) {
+            Some((key, span)) => (key, source.error_at(span, String::new()).position),
+            None => (keys[0].to_owned(), None),
+        };
+        ConfigError {
+            file: source.path.clone(),
+            position,
+            message: format!("{}: {message}", key_name(&key)),
+            help: help.map(str::to_owned),
+        }
+        .into()
+    }
+
+    /// Compile the globs a file gives (placed at their line, found under `keys`) and those
+    /// given with `flag` into one set.
+    fn globs(
+        &self,
+        keys: &[&str],
+        from_file: &[String],
+        flag: (&str, &[String]),
+    ) -> Result<GlobSet> {
+        // air's paths reach here anchored (`tmp` as `/tmp`): compare them as written.
+        let bare = |glob: &str| {
+            glob.trim()
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+                .to_owned()
+        };
+        let mut builder = GlobSetBuilder::new();
+        for glob in from_file {
+            let patterns = parse_glob(glob).map_err(|err| {
+                self.value(keys, |written| bare(written) == bare(glob), &err, None)
+            })?;
+            for pattern in patterns {
+                builder.add(pattern);
+            }
+        }
+        for glob in flag.1 {
+            for pattern in parse_glob(glob).map_err(|err| usage(format!("{}: {err}", flag.0)))? {
+                builder.add(pattern);
+            }
+        }
+        builder
+            .build()
+            .map_err(|err| usage(format!("{}: {err}", key_name(keys[0]))))
+    }
+
     /// The command-line value if given, else the file's, parsed by `parse`.
     fn layered<T>(
         &self,
@@ -282,12 +457,22 @@ fn resolve_with(
     let root = match &file.root {
         Some(root) => {
             let path = base.join(root.get_ref());
-            path.canonicalize().map_err(|err| {
+            let canonical = path.canonicalize().map_err(|err| {
                 place.file(
                     root.span(),
                     format!("root `{}` cannot be used: {err}", path.display()),
                 )
-            })?
+            })?;
+            if !canonical.is_dir() {
+                return Err(place.file(
+                    root.span(),
+                    format!(
+                        "root `{}` is a file; the root must be the project's directory",
+                        path.display()
+                    ),
+                ));
+            }
+            canonical
         }
         None => base
             .canonicalize()
@@ -369,6 +554,7 @@ fn resolve_with(
         (None, None) => None,
     };
 
+    let cmd_span = file.run.cmd.as_ref().map(Spanned::span);
     let explicit_program = if args.program.is_empty() {
         file.run.cmd.map(|cmd| match cmd.into_inner() {
             RunCmd::Argv(argv) => Program::Argv(argv),
@@ -377,10 +563,25 @@ fn resolve_with(
     } else {
         Some(Program::Argv(args.program.clone()))
     };
-    if let Some(Program::Argv(argv)) = &explicit_program
-        && argv.first().is_none_or(String::is_empty)
-    {
-        return Err(usage("[run] cmd is an empty list: name the program to run"));
+    let empty = match &explicit_program {
+        Some(Program::Argv(argv)) => argv.first().is_none_or(|program| program.trim().is_empty()),
+        Some(Program::Shell(line)) => line.trim().is_empty(),
+        Some(Program::CargoArtifact) | None => false,
+    };
+    if empty {
+        return Err(match cmd_span {
+            _ if !args.program.is_empty() => usage(
+                "the program after `--` is empty\n  help: name the server to run, like \
+                 `reload -- ./server --port 3000`",
+            ),
+            Some(span) => place.file(
+                span,
+                "[run] cmd is empty: name the program to run, like cmd = [\"./server\"] or \
+                 cmd = \"./server --port 3000\""
+                    .to_owned(),
+            ),
+            None => usage("[run] cmd is empty: name the program to run"),
+        });
     }
     let explicit_build = args
         .build
@@ -421,6 +622,9 @@ fn resolve_with(
             (plan.build, Some(plan.program), plan.description)
         }
         (None, None, None) => {
+            if let Some(source) = source {
+                return Err(nothing_in_the_file(source));
+            }
             return Err(usage(format!(
                 "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, \
                  Go, Node or Makefile project\n  help: run `reload init` to write a \
@@ -461,15 +665,27 @@ fn resolve_with(
             .unwrap_or(false)
             .then_some(restart_delay),
     });
+    // Never anything outside the project, whatever a config file says: refused at start.
+    let clean_keys: &[&str] = match source {
+        Some(source) if air::is_air_file(&source.path) => &["tmp_dir"],
+        _ => &["build.clean_on_exit"],
+    };
     let clean_on_exit = file
         .build
         .clean_on_exit
         .unwrap_or_default()
-        .into_iter()
-        .map(|path| root.join(path))
-        // Never anything outside the project, whatever a config file says.
-        .filter(|path| path.starts_with(&root) && path != &root)
-        .collect();
+        .iter()
+        .map(|written| {
+            CleanPath::resolve(&root, written).map_err(|why| {
+                place.value(
+                    clean_keys,
+                    |s| Path::new(s) == written,
+                    &why,
+                    Some("reload removes only paths inside the project, never the root itself"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
 
     Ok(Config {
         watch,
@@ -559,12 +775,28 @@ fn resolve_watch(
 
     let include_globs = watch.include.unwrap_or(defaults.include);
     let include = (!include_globs.is_empty())
-        .then(|| compile_globs(&include_globs, "[watch] include"))
+        .then(|| {
+            place.globs(
+                &["watch.include", "build.include_file"],
+                &include_globs,
+                ("", &[]),
+            )
+        })
         .transpose()?;
-    let mut ignore_globs = watch.ignore.unwrap_or(defaults.ignore);
-    ignore_globs.extend(args.ignore.iter().cloned());
-    ignore_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
-    let ignore = compile_globs(&ignore_globs, "--ignore / [watch] ignore")?;
+    let ignore_globs = watch.ignore.unwrap_or(defaults.ignore);
+    let mut flag_globs = args.ignore.clone();
+    flag_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
+    let ignore = place.globs(
+        &[
+            "watch.ignore",
+            "build.exclude_dir",
+            "build.exclude_file",
+            "tmp_dir",
+            "testdata_dir",
+        ],
+        &ignore_globs,
+        ("--ignore", &flag_globs),
+    )?;
     let mut ignore_regex = match &watch.ignore_regex {
         Some(list) => list
             .get_ref()
@@ -614,7 +846,13 @@ fn resolve_watch(
     let poll = place.layered(
         ("--poll", args.poll.as_ref()),
         ("[watch] poll", poll_text.as_ref()),
-        parse_duration,
+        |text| match parse_duration(text)? {
+            interval if interval < MIN_POLL => Err(format!(
+                "`{text}` is too short a poll interval: each poll walks the whole tree; use \
+                 10ms or more (500ms when given without a value)"
+            )),
+            interval => Ok(interval),
+        },
     )?;
 
     Ok(WatchConfig {
@@ -631,6 +869,36 @@ fn resolve_watch(
         debounce,
         poll,
     })
+}
+
+/// `watch.ignore` as the user reads it: `[watch] ignore`; a top-level key as itself.
+fn key_name(dotted: &str) -> String {
+    match dotted.split_once('.') {
+        Some((table, key)) => format!("[{table}] {key}"),
+        None => dotted.to_owned(),
+    }
+}
+
+/// A reload.toml that says neither what to build nor what to run, in a directory zero-config
+/// knows nothing about.
+fn nothing_in_the_file(source: &Source) -> anyhow::Error {
+    let what = if source.is_blank() {
+        "is empty (nothing but comments and blank lines)"
+    } else {
+        "sets neither [build] cmd nor [run] cmd"
+    };
+    ConfigError {
+        file: source.path.clone(),
+        position: None,
+        message: format!("{what}, so reload has nothing to build or run"),
+        help: Some(
+            "say what to run, and what builds it if anything:\n\n    [build]\n    cmd = \"make\"\n\n    \
+             [run]\n    cmd = [\"./server\"]\n\n  or run `reload init --force` to write a commented \
+             reload.toml"
+                .to_owned(),
+        ),
+    }
+    .into()
 }
 
 /// Run `pre` commands before the build, in the build's own shell, so that cancelling the build
@@ -731,5 +999,69 @@ mod tests {
         let err = resolve_in(&dir, &[], None).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.contains("reload init"), "{err}");
+    }
+
+    /// A canonical project root in a temporary directory, with `victim/` next to it.
+    fn project_with_a_victim() -> (tempfile::TempDir, PathBuf) {
+        let temp = tempfile::tempdir().unwrap();
+        let base = temp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(base.join("project/src")).unwrap();
+        std::fs::create_dir_all(base.join("victim")).unwrap();
+        std::fs::write(base.join("victim/precious"), "x").unwrap();
+        (temp, base.join("project"))
+    }
+
+    #[test]
+    fn clean_paths_outside_the_root_are_refused() {
+        let (_temp, root) = project_with_a_victim();
+        std::os::unix::fs::symlink(root.join("../victim"), root.join("link")).unwrap();
+        for written in [
+            "../victim",
+            "link/x",
+            "link",
+            "src/../../victim",
+            "/tmp",
+            "new/../..",
+        ] {
+            let err = CleanPath::resolve(&root, Path::new(written)).expect_err(written);
+            assert!(err.contains("outside the project root"), "{written}: {err}");
+        }
+        for written in [".", "src/..", ""] {
+            let err = CleanPath::resolve(&root, Path::new(written)).expect_err(written);
+            assert!(err.contains("project root itself"), "{written}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_clean_path_that_does_not_exist_yet_is_allowed_inside_the_root() {
+        let (_temp, root) = project_with_a_victim();
+        let clean = CleanPath::resolve(&root, Path::new("tmp/bin")).unwrap();
+        assert_eq!(clean.path(), root.join("tmp/bin"));
+        let clean = CleanPath::resolve(&root, Path::new("./src/../tmp")).unwrap();
+        assert_eq!(clean.path(), root.join("tmp"));
+    }
+
+    #[test]
+    fn removal_does_not_follow_a_symlink_made_after_the_start() {
+        let (_temp, root) = project_with_a_victim();
+        let victim = root.join("../victim");
+        // `tmp` is checked while it does not exist; then it appears as a link to the victim.
+        let whole = CleanPath::resolve(&root, Path::new("tmp")).unwrap();
+        let inner = CleanPath::resolve(&root, Path::new("tmp/precious")).unwrap();
+        std::os::unix::fs::symlink(&victim, root.join("tmp")).unwrap();
+
+        let err = inner.remove().unwrap_err().to_string();
+        assert!(err.contains("has become a symlink"), "{err}");
+        whole.remove().unwrap();
+        assert!(victim.join("precious").exists(), "the victim survives");
+        assert!(
+            std::fs::symlink_metadata(root.join("tmp")).is_err(),
+            "the link is gone"
+        );
+
+        std::fs::create_dir_all(root.join("tmp/deep")).unwrap();
+        whole.remove().unwrap();
+        assert!(!root.join("tmp").exists(), "a real directory is removed");
+        whole.remove().unwrap();
     }
 }

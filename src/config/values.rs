@@ -7,53 +7,61 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::Glob;
 use nix::sys::signal::Signal;
 
-use super::{ConfigError, HttpProbe, ListenAddress, ListenSpec, LogFormat, Readiness, usage};
+use super::{ConfigError, HttpProbe, ListenAddress, ListenSpec, LogFormat, Readiness};
 
-/// Read a dotenv file: `KEY=value` lines, `#` comments, an optional `export ` prefix, and values
-/// in single quotes (literal) or double quotes (with \\n, \\" and \\\\ escapes).
+/// Read a dotenv file with `dotenvy`, which follows the common dotenv rules: `KEY=value` lines,
+/// `#` comments (also after a value), an optional `export ` prefix, single quotes (literal),
+/// double quotes (with backslash escapes), `${VAR}` substitution. A line it cannot read is
+/// reported with the file's path and the line's number.
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the env file `{}`", path.display()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut vars = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => vars.push(pair),
+            Err(dotenvy::Error::LineParse(line, _)) => {
+                // dotenvy gives the line's text, not its number: find it in the file.
+                let first = line.lines().next().unwrap_or_default().trim();
+                let number = text
+                    .lines()
+                    .position(|l| l.trim() == first)
+                    .map(|index| (index + 1, 1));
+                return Err(ConfigError {
+                    file: path.to_owned(),
+                    position: number,
+                    message: format!(
+                        "`{first}` is not KEY=value (quote a value that holds spaces or quotes)"
+                    ),
+                    help: None,
+                }
+                .into());
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err)
+                    .context(format!("cannot read the env file `{}`", path.display())));
+            }
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let (key, raw) = line.split_once('=').ok_or_else(|| {
-            anyhow::Error::from(ConfigError {
-                file: path.to_owned(),
-                position: Some((number + 1, 1)),
-                message: format!("`{line}` is not KEY=value"),
-                help: None,
-            })
-        })?;
-        let raw = raw.trim();
-        let value = if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
-            inner.to_owned()
-        } else if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            inner
-                .replace("\\n", "\n")
-                .replace("\\\"", "\"")
-                .replace("\\\\", "\\")
-        } else {
-            // An unquoted value ends at a comment.
-            raw.split(" #").next().unwrap_or_default().trim().to_owned()
-        };
-        vars.push((key.trim().to_owned(), value));
     }
     Ok(vars)
 }
 
+/// A file that must exist when reload starts (an env file): say what is wrong if it is not one.
 pub(crate) fn check_exists(path: &Path) -> Result<PathBuf, String> {
-    if path.is_file() {
-        Ok(path.to_owned())
-    } else {
-        Err(format!("`{}` does not exist", path.display()))
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(format!(
+            "`{}` is a directory; name a dotenv file (KEY=value lines)",
+            path.display()
+        )),
+        Ok(_) => Ok(path.to_owned()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("`{}` does not exist", path.display()))
+        }
+        Err(err) => Err(format!("cannot read `{}`: {err}", path.display())),
     }
 }
 
@@ -65,30 +73,30 @@ pub(crate) fn parse_format(text: &str) -> Result<LogFormat, String> {
     }
 }
 
-/// Compile globs once. A glob without `/` matches a name at any depth, as in .gitignore.
-pub(crate) fn compile_globs(globs: &[String], setting: &str) -> Result<GlobSet> {
-    let mut builder = GlobSetBuilder::new();
-    for glob in globs {
-        let glob = glob.trim().trim_end_matches('/');
-        let anchored = glob.trim_start_matches('/');
-        let patterns: Vec<String> = if glob.contains('/') {
-            vec![anchored.to_owned()]
-        } else {
-            vec![anchored.to_owned(), format!("**/{anchored}")]
-        };
-        for pattern in patterns {
-            builder.add(
-                Glob::new(&pattern)
-                    .map_err(|err| usage(format!("{setting}: invalid glob `{glob}`: {err}")))?,
-            );
-        }
-    }
-    builder
-        .build()
-        .map_err(|err| usage(format!("{setting}: {err}")))
+/// One user glob as the patterns it stands for. A glob without `/` matches a name at any
+/// depth, as in .gitignore; a leading `/` anchors it at the root; a trailing `/` is dropped.
+pub(crate) fn parse_glob(glob: &str) -> Result<Vec<Glob>, String> {
+    let glob = glob.trim().trim_end_matches('/');
+    let anchored = glob.trim_start_matches('/');
+    let patterns: Vec<String> = if glob.contains('/') {
+        vec![anchored.to_owned()]
+    } else {
+        vec![anchored.to_owned(), format!("**/{anchored}")]
+    };
+    patterns
+        .iter()
+        .map(|pattern| {
+            Glob::new(pattern).map_err(|err| format!("invalid glob `{glob}`: {}", err.kind()))
+        })
+        .collect()
 }
 
-/// `50ms`, `5s`, `1.5s`, `1m`, `2h`, `250us`. A bare number is refused: `5` could mean anything.
+/// The longest duration reload takes for any setting (timeouts, delays, debounce, poll). Longer
+/// is surely a typo, and a far longer one would overflow the clock when added to it.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `50ms`, `5s`, `1.5s`, `1m`, `2h`, `250us`. A bare number is refused: `5` could mean anything;
+/// so is anything longer than [`MAX_DURATION`] (24h).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let not_a_duration =
@@ -126,7 +134,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             };
         rest = after;
     }
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration <= MAX_DURATION => Ok(duration),
+        _ => Err(format!("`{text}` is too long; the longest is 24h")),
+    }
 }
 
 /// `3000`, `127.0.0.1:3000`, `[::1]:3000`, `localhost:3000`, `unix:/path.sock`, each optionally
@@ -179,7 +190,7 @@ pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
         "notify" => return Ok(Readiness::Notify),
         _ => {}
     }
-    let Some(rest) = text.strip_prefix("http://") else {
+    if !text.starts_with("http://") {
         if text.starts_with("https://") {
             return Err(format!(
                 "`{text}`: https is not supported for readiness; point it at a plain http:// port"
@@ -188,26 +199,38 @@ pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
         return Err(format!(
             "`{text}` is not a readiness mode; use none, notify or http://host:port/path"
         ));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (&rest[..slash], &rest[slash..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => (
-            host,
-            port.parse::<u16>()
-                .map_err(|_| format!("`{text}` has an invalid port"))?,
-        ),
-        _ => (authority, 80),
-    };
-    if host.is_empty() {
-        return Err(format!("`{text}` has no host"));
     }
+    // A real parse of the URL: `http://[::1` (an unclosed bracket) or a port of 99999 is a
+    // mistake to report now, not a probe that can never connect.
+    let invalid =
+        |why: &str| format!("`{text}` is not a valid URL ({why}); write http://host:port/path");
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|err: http::uri::InvalidUri| invalid(&err.to_string()))?;
+    let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid("user info is not supported"));
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return Err(invalid("no host"));
+    }
+    // `Authority::port` gives up quietly on `:x`: read the port after the host ourselves.
+    let port = match authority.as_str().get(host.len()..) {
+        Some("") => 80,
+        Some(after) => after
+            .strip_prefix(':')
+            .and_then(|port| port.parse::<u16>().ok())
+            .ok_or_else(|| invalid("the port must be a number from 0 to 65535"))?,
+        None => return Err(invalid("no host")),
+    };
+    let path = uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
     Ok(Readiness::Http(HttpProbe {
         authority: format!("{host}:{port}"),
         host: host.trim_matches(['[', ']']).to_owned(),
-        path: path.to_owned(),
+        path: if path.is_empty() { "/" } else { path }.to_owned(),
     }))
 }
 
@@ -231,6 +254,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use globset::GlobSetBuilder;
 
     #[test]
     fn durations_take_units() {
@@ -250,6 +274,14 @@ mod tests {
                 .contains("unknown unit")
         );
         assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+        for long in ["24h1s", "3000000000000000h", "99999999999999999999999999s"] {
+            assert!(
+                parse_duration(long).unwrap_err().contains("too long"),
+                "{long}"
+            );
+        }
     }
 
     #[test]
@@ -260,28 +292,72 @@ mod tests {
         assert!(parse_signal("SIGFOO").unwrap_err().contains("SIGFOO"));
     }
 
+    /// `read_env_file` on `text`, written to a file of its own.
+    fn env_of(text: &str) -> Result<Vec<(String, String)>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev.env");
+        std::fs::write(&path, text).unwrap();
+        read_env_file(&path)
+    }
+
+    fn env_value(text: &str, key: &str) -> Option<String> {
+        env_of(text)
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
     #[test]
     fn env_files_read_like_dotenv() {
-        let path = std::env::temp_dir().join(format!("reload-env-{}", std::process::id()));
-        std::fs::write(
-            &path,
-            "# comment\nPORT=3000\nexport NAME='a b'\nMSG=\"x\\ny\"\nURL=http://h # note\n",
-        )
-        .unwrap();
-        let vars = read_env_file(&path).unwrap();
-        std::fs::write(&path, "oops\n").unwrap();
-        let err = read_env_file(&path).unwrap_err().to_string();
-        std::fs::remove_file(&path).unwrap();
-        let get = |k: &str| {
-            vars.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(get("PORT"), Some("3000"));
-        assert_eq!(get("NAME"), Some("a b"));
-        assert_eq!(get("MSG"), Some("x\ny"));
-        assert_eq!(get("URL"), Some("http://h"));
-        assert!(err.contains(":1:"), "{err}");
+        let text = "# comment\nPORT=3000\nexport NAME='a b'\nMSG=\"x\\ny\"\nURL=http://h # note\n";
+        assert_eq!(env_value(text, "PORT").as_deref(), Some("3000"));
+        assert_eq!(env_value(text, "NAME").as_deref(), Some("a b"));
+        assert_eq!(env_value(text, "MSG").as_deref(), Some("x\ny"));
+        assert_eq!(env_value(text, "URL").as_deref(), Some("http://h"));
+    }
+
+    #[test]
+    fn an_escaped_backslash_stays_one_backslash() {
+        assert_eq!(
+            env_value("P=\"C:\\\\new\"\n", "P").as_deref(),
+            Some("C:\\new")
+        );
+    }
+
+    #[test]
+    fn a_comment_after_a_quoted_value_is_not_part_of_it() {
+        assert_eq!(env_value("K=\"a b\" # note\n", "K").as_deref(), Some("a b"));
+        assert_eq!(env_value("K='a b' # note\n", "K").as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn single_quotes_are_literal_and_empty_values_are_empty() {
+        assert_eq!(
+            env_value("K='a\\nb $X'\n", "K").as_deref(),
+            Some("a\\nb $X")
+        );
+        assert_eq!(env_value("E=\n", "E").as_deref(), Some(""));
+        assert_eq!(env_value("E=''\n", "E").as_deref(), Some(""));
+        assert_eq!(env_value("export E=\"\"\n", "E").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_bad_line_is_reported_with_its_number_and_the_file() {
+        let err = env_of("# fine\nA=1\n\noops\n").unwrap_err();
+        let err = err.downcast_ref::<ConfigError>().expect("a ConfigError");
+        assert_eq!(err.position, Some((4, 1)));
+        assert!(err.file.ends_with("dev.env"), "{}", err.file.display());
+        assert!(err.to_string().contains("dev.env:4:1: `oops`"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_is_not_an_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_exists(dir.path()).unwrap_err();
+        assert!(err.contains("is a directory"), "{err}");
+        let err = check_exists(&dir.path().join("nope")).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
     }
 
     #[test]
@@ -326,16 +402,36 @@ mod tests {
         };
         assert_eq!((probe.host.as_str(), probe.path.as_str()), ("::1", "/"));
         assert!(parse_readiness("https://x").unwrap_err().contains("https"));
+        for bad in [
+            "http://[::1",
+            "http://[::1]:x/",
+            "http://:3000/",
+            "http://h:99999/",
+            "http://h:/",
+            "http://a b/",
+        ] {
+            let err = parse_readiness(bad).expect_err(bad);
+            assert!(err.contains("not a valid URL"), "{bad}: {err}");
+        }
+        let Ok(Readiness::Http(probe)) = parse_readiness("http://localhost/x?y=1") else {
+            panic!()
+        };
+        assert_eq!(
+            (probe.authority.as_str(), probe.path.as_str()),
+            ("localhost:80", "/x?y=1")
+        );
         assert!(parse_readiness("tcp://x:1").is_err());
     }
 
     #[test]
     fn a_glob_without_slash_matches_at_any_depth() {
-        let set = compile_globs(
-            &["*.log".into(), "node_modules".into(), "/docs/".into()],
-            "t",
-        )
-        .unwrap();
+        let mut builder = GlobSetBuilder::new();
+        for glob in ["*.log", "node_modules", "/docs/"] {
+            for pattern in parse_glob(glob).unwrap() {
+                builder.add(pattern);
+            }
+        }
+        let set = builder.build().unwrap();
         assert!(set.is_match("a.log"));
         assert!(set.is_match("deep/er/a.log"));
         assert!(set.is_match("web/node_modules"));
