@@ -648,6 +648,17 @@ fn resolve_with(
 
     let mut post = file.run.post.unwrap_or_default();
     post.extend(args.post.iter().cloned());
+    // The env file is read at every start, so an edit to it is a change, whatever the
+    // extensions or ignores say: a bad one at the first start is fixed by saving it.
+    let mut watch = watch;
+    if program.is_some()
+        && let Some(env_file) = &env_file
+    {
+        let env_file = env_file.canonicalize().unwrap_or_else(|_| env_file.clone());
+        if !watch.paths.contains(&env_file) {
+            watch.paths.push(env_file);
+        }
+    }
     let run = program.map(|program| RunConfig {
         program,
         env,

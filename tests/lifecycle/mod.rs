@@ -443,7 +443,11 @@ fn a_bad_env_file_at_the_first_start_says_what_to_fix_last_and_a_fix_starts_the_
             "app.sh",
             "#!/bin/sh\necho \"start GREETING=$GREETING\" >> ../scratch/starts\nexec sleep 1000\n",
         )
-        .config("[build]\ncmd = \"\"\n[run]\ncmd = [\"./app.sh\"]\nenv_file = \".env\"\n");
+        // Only .txt files count as changes: the env file counts all the same.
+        .config(
+            "[watch]\next = [\"txt\"]\n[build]\ncmd = \"\"\n\
+             [run]\ncmd = [\"./app.sh\"]\nenv_file = \".env\"\n",
+        );
     let session = project.start(&[]);
     session.wait_for_stderr("fix it and save");
     let last_line = || {
