@@ -73,8 +73,8 @@ pub struct Args {
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Option<PathBuf>,
 
-    /// Poll the file system every DUR instead of using inotify (network mounts, some
-    /// containers) [default when given without a value: 500ms].
+    /// Poll the file system every DUR (at least 10ms) instead of using inotify (network mounts,
+    /// some containers) [default when given without a value: 500ms].
     #[arg(long = "poll", value_name = "DUR", num_args = 0..=1, default_missing_value = "500ms")]
     pub poll: Option<String>,
 
