@@ -544,3 +544,32 @@ fn ready_after_the_change_counts_from_the_first_change_of_the_burst() {
         session.context()
     );
 }
+
+#[test]
+fn an_env_file_is_read_by_the_common_dotenv_rules() {
+    let project = Project::new()
+        .file("src/a.txt", "1\n")
+        .file(
+            ".env",
+            "WINDOWS=\"C:\\\\new\"\nNOTED=\"a b\" # a note\nexport PLAIN=yes\nLITERAL='$HOME \\n'\n",
+        )
+        .executable(
+            "app.sh",
+            "#!/bin/sh\nprintf '%s|%s|%s|%s\\n' \"$WINDOWS\" \"$NOTED\" \"$PLAIN\" \"$LITERAL\" \
+             > ../scratch/env\nexec sleep 1000\n",
+        );
+    let session = project.start(&[
+        "-w",
+        "src",
+        "-b",
+        "",
+        "--env-file",
+        ".env",
+        "--",
+        "./app.sh",
+    ]);
+    let line = session.wait_until("the app's environment", || {
+        project.scratch_lines("env").first().cloned()
+    });
+    assert_eq!(line, r"C:\new|a b|yes|$HOME \n", "{}", session.context());
+}
