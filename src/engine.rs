@@ -88,6 +88,8 @@ struct Engine {
     failed_output_shown: bool,
     /// How many times in a row the server died fast (see [`FAST_EXIT`]); reset by a change.
     fast_exits: u32,
+    /// Keys are read from the terminal (`r` rebuilds).
+    keys: bool,
 }
 
 /// Run the dev loop until a shutdown. Returns the exit code to use.
@@ -109,7 +111,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         listening: supervisor.as_ref().and_then(Supervisor::describe_listeners),
     });
     let keyboard = terminal::start();
-    let (_restore_terminal, mut keys) = match keyboard {
+    let (restore_terminal, mut keys) = match keyboard {
         Some((guard, keys)) => {
             status::info(terminal::HELP);
             (Some(guard), keys)
@@ -129,6 +131,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         clean_on_exit: config.clean_on_exit,
         failed_output_shown: false,
         fast_exits: 0,
+        keys: restore_terminal.is_some(),
     };
     engine.start_build().await;
     loop {
@@ -321,7 +324,8 @@ impl Engine {
                 since_change: self.changed_at.take().map(|at| at.elapsed()),
             }),
             Err(err) => status::error(&format!(
-                "{err:#}\n  reload is waiting for changes: fix it and save (or press r) to try again"
+                "{err:#}\n  reload is waiting for changes: fix it and save{} to try again",
+                if self.keys { " (or press r)" } else { "" }
             )),
         }
     }
