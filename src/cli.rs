@@ -29,17 +29,9 @@ pub struct Args {
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Path to watch, recursively (repeatable; default: the project root).
-    #[arg(short = 'w', long = "watch", value_name = "PATH")]
-    pub watch: Vec<PathBuf>,
-
-    /// Only changes to files with these extensions count (comma list: rs,toml).
-    #[arg(short = 'e', long = "ext", value_name = "EXTS", value_delimiter = ',')]
-    pub ext: Vec<String>,
-
-    /// Ignore paths matching this glob (repeatable); a glob without `/` matches a name at any depth.
-    #[arg(short = 'i', long = "ignore", value_name = "GLOB")]
-    pub ignore: Vec<String>,
+    /// What the project is: watched paths, extensions, the build, the binary, the server.
+    #[command(flatten)]
+    pub project: ProjectFlags,
 
     /// Do not read .gitignore and .ignore files.
     #[arg(long = "no-gitignore")]
@@ -48,18 +40,6 @@ pub struct Args {
     /// Quiet window: changes closer together than this make one rebuild [default: 50ms].
     #[arg(long = "debounce", value_name = "DUR")]
     pub debounce: Option<String>,
-
-    /// Build command, run with `sh -c` in the project root; '' means no build step.
-    #[arg(short = 'b', long = "build", value_name = "CMD")]
-    pub build: Option<String>,
-
-    /// In a Cargo project with several binaries, the one to build and run.
-    #[arg(long = "bin", value_name = "NAME")]
-    pub bin: Option<String>,
-
-    /// In a Cargo workspace, the package whose binary to build and run.
-    #[arg(short = 'p', long = "package", value_name = "NAME")]
-    pub package: Option<String>,
 
     /// Shell command to run before each build (repeatable; air's pre_cmd).
     #[arg(long = "pre", value_name = "CMD")]
@@ -121,10 +101,6 @@ pub struct Args {
     /// Print what reload is doing (RELOAD_LOG takes a full tracing filter).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
-
-    /// The server to run, executed directly (no shell), e.g. `-- ./target/debug/app --port 3000`.
-    #[arg(last = true, value_name = "PROGRAM")]
-    pub program: Vec<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -153,10 +129,8 @@ pub struct InitArgs {
     pub project: ProjectFlags,
 }
 
-/// The flags that say what the project is: the ones `reload` takes that `init` writes down.
-/// They repeat `Args`' own definitions (same names, same help) rather than being flattened into
-/// `Args`, so that `config::resolve` keeps reading `args.ext`; `init_takes_the_project_flags_of_reload`
-/// checks that the two stay alike.
+/// The flags that say what the project is: `reload` acts on them, `init` writes them down.
+/// One definition, flattened into both.
 #[derive(Debug, Default, clap::Args)]
 pub struct ProjectFlags {
     /// Path to watch, recursively (repeatable; default: the project root).
@@ -191,7 +165,7 @@ pub struct ProjectFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{Args as _, CommandFactory};
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -201,8 +175,8 @@ mod tests {
     #[test]
     fn program_after_double_dash_keeps_its_own_flags() {
         let args = Args::parse_from(["reload", "-e", "rs,toml", "--", "app", "--port", "3"]);
-        assert_eq!(args.ext, ["rs", "toml"]);
-        assert_eq!(args.program, ["app", "--port", "3"]);
+        assert_eq!(args.project.ext, ["rs", "toml"]);
+        assert_eq!(args.project.program, ["app", "--port", "3"]);
     }
 
     #[test]
@@ -218,7 +192,7 @@ mod tests {
         ));
         let args = Args::parse_from(["reload", "--poll", "--", "app"]);
         assert_eq!(args.poll.as_deref(), Some("500ms"));
-        assert_eq!(args.program, ["app"]);
+        assert_eq!(args.project.program, ["app"]);
     }
 
     #[test]
@@ -233,28 +207,5 @@ mod tests {
         assert_eq!(init.project.ext, ["py"]);
         assert_eq!(init.project.package.as_deref(), Some("api"));
         assert_eq!(init.project.program, ["python3", "app.py"]);
-
-        // Each of init's project flags is spelled and documented as reload's own.
-        let reload = Args::command();
-        let init = reload.find_subcommand("init").expect("init").clone();
-        let flags = ProjectFlags::augment_args(clap::Command::new("flags"));
-        let spelling = |arg: &clap::Arg| {
-            (
-                arg.get_short(),
-                arg.get_long().map(str::to_owned),
-                arg.get_help().map(ToString::to_string),
-            )
-        };
-        for flag in flags.get_arguments() {
-            let same = |command: &clap::Command| {
-                command
-                    .get_arguments()
-                    .find(|a| a.get_id() == flag.get_id())
-                    .map(spelling)
-            };
-            let expected = Some(spelling(flag));
-            assert_eq!(same(&reload), expected, "reload's {}", flag.get_id());
-            assert_eq!(same(&init), expected, "init's {}", flag.get_id());
-        }
     }
 }

@@ -555,13 +555,13 @@ fn resolve_with(
     };
 
     let cmd_span = file.run.cmd.as_ref().map(Spanned::span);
-    let explicit_program = if args.program.is_empty() {
+    let explicit_program = if args.project.program.is_empty() {
         file.run.cmd.map(|cmd| match cmd.into_inner() {
             RunCmd::Argv(argv) => Program::Argv(argv),
             RunCmd::Shell(line) => Program::Shell(line),
         })
     } else {
-        Some(Program::Argv(args.program.clone()))
+        Some(Program::Argv(args.project.program.clone()))
     };
     let empty = match &explicit_program {
         Some(Program::Argv(argv)) => argv.first().is_none_or(|program| program.trim().is_empty()),
@@ -570,7 +570,7 @@ fn resolve_with(
     };
     if empty {
         return Err(match cmd_span {
-            _ if !args.program.is_empty() => usage(
+            _ if !args.project.program.is_empty() => usage(
                 "the program after `--` is empty\n  help: name the server to run, like \
                  `reload -- ./server --port 3000`",
             ),
@@ -584,6 +584,7 @@ fn resolve_with(
         });
     }
     let explicit_build = args
+        .project
         .build
         .as_ref()
         .or(file.build.cmd.as_ref())
@@ -617,7 +618,7 @@ fn resolve_with(
                      reload a reload.toml or -c FILE, or pass its server after `--`",
                 ));
             }
-            let plan = project.plan(&root, args.bin.as_deref(), args.package.as_deref())?;
+            let plan = project.plan(&root, args.project.bin.as_deref(), args.project.package.as_deref())?;
             env = plan.env;
             (plan.build, Some(plan.program), plan.description)
         }
@@ -633,7 +634,7 @@ fn resolve_with(
             )));
         }
     };
-    let chooses_binary = args.bin.is_some() || args.package.is_some();
+    let chooses_binary = args.project.bin.is_some() || args.project.package.is_some();
     if chooses_binary && !matches!(build, Some(BuildCommand::Cargo { .. })) {
         return Err(usage(
             "--bin and -p choose what zero-config builds in a Cargo project, but here the build \
@@ -735,7 +736,7 @@ fn resolve_watch(
         _ => detect::WatchDefaults::default(),
     };
 
-    let watch_paths = if args.watch.is_empty() {
+    let watch_paths = if args.project.watch.is_empty() {
         match &watch.paths {
             Some(paths) => paths
                 .get_ref()
@@ -752,13 +753,13 @@ fn resolve_watch(
             // Without a config file, a workspace package chosen with -p/--bin narrows it.
             None => match (project, place.source) {
                 (Some(project), None) => {
-                    project.watch_paths(root, args.package.as_deref(), args.bin.as_deref())
+                    project.watch_paths(root, args.project.package.as_deref(), args.project.bin.as_deref())
                 }
                 _ => vec![root.to_owned()],
             },
         }
     } else {
-        args.watch
+        args.project.watch
             .iter()
             .map(|path| {
                 cwd.join(path).canonicalize().map_err(|_| {
@@ -772,8 +773,8 @@ fn resolve_watch(
             .collect::<Result<Vec<_>>>()?
     };
 
-    let extensions: Vec<String> = if !args.ext.is_empty() {
-        args.ext.clone()
+    let extensions: Vec<String> = if !args.project.ext.is_empty() {
+        args.project.ext.clone()
     } else if let Some(ext) = watch.ext {
         ext.into_list()
     } else {
@@ -795,7 +796,7 @@ fn resolve_watch(
         })
         .transpose()?;
     let ignore_globs = watch.ignore.unwrap_or(defaults.ignore);
-    let mut flag_globs = args.ignore.clone();
+    let mut flag_globs = args.project.ignore.clone();
     flag_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
     let ignore = place.globs(
         &[
