@@ -86,21 +86,13 @@ pub fn start(
     };
 
     let (roots, files): (Vec<_>, Vec<_>) = config.paths.iter().cloned().partition(|p| p.is_dir());
-    let mut stage = WatchStage {
+    let mut stage = WatchStage::new(
         watcher,
-        filter: Filter::new(config.filter),
+        Filter::new(config.filter),
         roots,
-        files: files.into_iter().collect(),
-        watched: HashSet::new(),
-        lookouts: HashSet::new(),
-        unreadable: HashSet::new(),
-        pending: BTreeMap::new(),
-        first_seen: None,
-        event_arrived: Instant::now(),
-        event_creates: false,
-        seen_change: false,
-        debounce: config.debounce,
-    };
+        files.into_iter().collect(),
+        config.debounce,
+    );
     for root in stage.roots.clone() {
         stage.watch_tree(&root, false)?;
     }
@@ -149,6 +141,31 @@ struct WatchStage {
 }
 
 impl WatchStage {
+    /// A stage with nothing watched yet.
+    fn new(
+        watcher: Box<dyn notify::Watcher + Send>,
+        filter: Filter,
+        roots: Vec<PathBuf>,
+        files: HashSet<PathBuf>,
+        debounce: Duration,
+    ) -> Self {
+        WatchStage {
+            watcher,
+            filter,
+            roots,
+            files,
+            watched: HashSet::new(),
+            lookouts: HashSet::new(),
+            unreadable: HashSet::new(),
+            pending: BTreeMap::new(),
+            first_seen: None,
+            event_arrived: Instant::now(),
+            event_creates: false,
+            seen_change: false,
+            debounce,
+        }
+    }
+
     /// The stage's thread. It blocks in `recv` while nothing happens (no timer, no wake-up) and
     /// in `recv_timeout` while a burst is pending: a futex wait, precise to tens of
     /// microseconds, where tokio's timer wheel would round the quiet window up to its next
@@ -573,21 +590,13 @@ mod tests {
             gitignore: false,
             ignored_dirs: Vec::new(),
         };
-        WatchStage {
-            watcher: Box::new(notify::recommended_watcher(|_| {}).unwrap()),
-            filter: Filter::new(rules),
-            roots: vec![root.to_owned()],
-            files: HashSet::new(),
-            watched: HashSet::new(),
-            lookouts: HashSet::new(),
-            unreadable: HashSet::new(),
-            pending: BTreeMap::new(),
-            first_seen: None,
-            event_arrived: Instant::now(),
-            event_creates: false,
-            seen_change: false,
-            debounce: Duration::from_millis(100),
-        }
+        WatchStage::new(
+            Box::new(notify::recommended_watcher(|_| {}).unwrap()),
+            Filter::new(rules),
+            vec![root.to_owned()],
+            HashSet::new(),
+            Duration::from_millis(100),
+        )
     }
 
     fn arrives(stage: &mut WatchStage, at: Instant, kind: EventKind, path: &str) {
