@@ -135,15 +135,26 @@ pub fn adopt_orphans() {
 /// came from, and why one is swept only once that group has ended.
 const ORIGIN_VARIABLE: &str = "RELOAD_ORIGIN";
 
+/// One group reload started.
+struct Group {
+    /// Its leader, whose pid is the group's id.
+    leader: u32,
+    /// Who it is, for messages: "the build", "app (pid 123)", "post command `x`".
+    who: String,
+}
+
+impl Group {
+    fn holds(&self, child: &ChildInfo) -> bool {
+        i32::try_from(self.leader) == Ok(child.pgid)
+    }
+}
+
 /// Groups alive and ended, by tag.
-#[derive(Default)]
 struct Registry {
     next_tag: u64,
-    /// Live groups: tag -> (leader pid, who it is, for messages).
-    live: BTreeMap<u64, (u32, String)>,
-    /// Ended groups, for attributing what they left behind: tag -> (leader pid, who). The
-    /// oldest are forgotten.
-    ended: BTreeMap<u64, (u32, String)>,
+    live: BTreeMap<u64, Group>,
+    /// For attributing what ended groups left behind; the oldest are forgotten.
+    ended: BTreeMap<u64, Group>,
 }
 
 impl Registry {
@@ -158,33 +169,56 @@ impl Registry {
 
     /// Leaders of live groups are tokio's children: never reaped or swept here.
     fn is_leader(&self, pid: u32) -> bool {
-        self.live.values().any(|(leader, _)| *leader == pid)
+        self.live.values().any(|group| group.leader == pid)
+    }
+
+    /// What a sweep of `scope` does with `child`, one of reload's adopted children.
+    fn verdict(&self, child: &ChildInfo, scope: Sweep) -> Verdict {
+        if child.zombie || self.live.values().any(|group| group.holds(child)) {
+            return Verdict::Keep;
+        }
+        if self.ended.values().any(|group| group.holds(child)) {
+            return Verdict::KillQuietly;
+        }
+        let who = |group: &Group| Verdict::Escaped(group.who.clone());
+        match origin_tag(child.pid) {
+            // Its group still runs (a server's helper daemon): it goes with it.
+            Some(tag) if scope == Sweep::Ended && self.live.contains_key(&tag) => Verdict::Keep,
+            Some(tag) => self
+                .live
+                .get(&tag)
+                .or_else(|| self.ended.get(&tag))
+                .map_or_else(|| Verdict::Escaped("an earlier process".to_owned()), who),
+            // No mark (its environment was replaced): only when nothing of ours runs can it not
+            // belong to a live group.
+            None if scope == Sweep::Ended && !self.live.is_empty() => Verdict::Keep,
+            None => Verdict::Escaped("an unknown process".to_owned()),
+        }
     }
 }
 
-static REGISTRY: std::sync::Mutex<Option<Registry>> = std::sync::Mutex::new(None);
-
-struct RegistryGuard(std::sync::MutexGuard<'static, Option<Registry>>);
-
-impl std::ops::Deref for RegistryGuard {
-    type Target = Registry;
-    fn deref(&self) -> &Registry {
-        self.0.as_ref().expect("initialised by registry()")
-    }
+/// What a [`sweep`] does with one adopted process.
+enum Verdict {
+    /// A zombie (reaped, not counted), a member of a live group, or an escapee whose group
+    /// still runs.
+    Keep,
+    /// Still in a group that was killed but did not die within the grace period: not an
+    /// escapee, but it must go all the same.
+    KillQuietly,
+    /// Left a group; killed and reported as left behind by `who`.
+    Escaped(String),
 }
 
-impl std::ops::DerefMut for RegistryGuard {
-    fn deref_mut(&mut self) -> &mut Registry {
-        self.0.as_mut().expect("initialised by registry()")
-    }
-}
+static REGISTRY: std::sync::Mutex<Registry> = std::sync::Mutex::new(Registry {
+    next_tag: 0,
+    live: BTreeMap::new(),
+    ended: BTreeMap::new(),
+});
 
-fn registry() -> RegistryGuard {
-    let mut guard = REGISTRY
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    guard.get_or_insert_with(Registry::default);
-    RegistryGuard(guard)
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Which escaped processes a [`sweep`] stops.
@@ -194,15 +228,6 @@ pub enum Sweep {
     Ended,
     /// All of them: reload is exiting.
     All,
-}
-
-/// Processes that left their group, killed by a [`sweep`], with the group they came from.
-#[derive(Debug)]
-pub struct Escaped {
-    /// "the build", "app (pid 123)", "post command `x`", or "an unknown process".
-    pub origin: String,
-    /// Pid and command name of each.
-    pub processes: Vec<(i32, String)>,
 }
 
 /// What the kernel says of one of reload's children.
@@ -287,66 +312,31 @@ fn origin_tag(pid: i32) -> Option<u64> {
 
 /// SIGKILL and reap every process that left one of reload's groups (setsid, a daemonizing
 /// server) and was adopted by reload (see [`adopt_orphans`]), whose own group has ended (or
-/// all of them, with [`Sweep::All`]). Members of a live group are left alone, whoever their
-/// parent is now: they end with their group. Zombies are reaped and not counted. Repeats until
-/// a round finds nothing: killing an escapee re-parents the escapees it started in turn.
-pub fn sweep(scope: Sweep) -> Vec<Escaped> {
+/// all of them, with [`Sweep::All`]); see [`Registry::verdict`]. Repeats until a round finds
+/// nothing: killing an escapee re-parents the escapees it started in turn. Returns what was
+/// killed (pid and command name), by who left it.
+fn sweep(scope: Sweep) -> BTreeMap<String, Vec<(i32, String)>> {
     let mut killed: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
     // A fork bomb must not keep reload here forever.
     for _ in 0..64 {
         reap_adopted_zombies();
-        let (live_groups, ended_groups): (Vec<i32>, Vec<i32>) = {
-            let registry = registry();
-            let pgids = |groups: &BTreeMap<u64, (u32, String)>| {
-                groups
-                    .values()
-                    .filter_map(|(leader, _)| i32::try_from(*leader).ok())
-                    .collect()
-            };
-            (pgids(&registry.live), pgids(&registry.ended))
-        };
         let mut round = Vec::new();
         for child in adopted() {
-            if child.zombie || live_groups.contains(&child.pgid) {
-                continue;
-            }
-            if ended_groups.contains(&child.pgid) {
-                // Still in a group that was killed (it did not die within the grace period):
-                // not an escapee, but it must go all the same.
-                let _ = nix::sys::signal::kill(Pid::from_raw(child.pid), Signal::SIGKILL);
-                round.push(child.pid);
-                continue;
-            }
-            let tag = origin_tag(child.pid);
-            let origin = {
-                let registry = registry();
-                match tag {
-                    Some(tag) if registry.live.contains_key(&tag) => {
-                        // Its group still runs (a server's helper daemon): it goes with it.
-                        if scope == Sweep::Ended {
-                            continue;
-                        }
-                        registry.live[&tag].1.clone()
-                    }
-                    Some(tag) => registry
-                        .ended
-                        .get(&tag)
-                        .map_or_else(|| "an earlier process".to_owned(), |(_, who)| who.clone()),
-                    // No mark (its environment was replaced): only when nothing of ours runs
-                    // can it not belong to a live group.
-                    None if scope == Sweep::Ended && !registry.live.is_empty() => continue,
-                    None => "an unknown process".to_owned(),
-                }
-            };
+            let verdict = registry().verdict(&child, scope);
             let pid = Pid::from_raw(child.pid);
-            // A session leader leads its own group too: take the group, then the process.
-            let _ = killpg(pid, Signal::SIGKILL);
-            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            match verdict {
+                Verdict::Keep => continue,
+                Verdict::KillQuietly => {
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                }
+                Verdict::Escaped(who) => {
+                    // A session leader leads its own group too: take the group, then the process.
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                    killed.entry(who).or_default().push((child.pid, child.name));
+                }
+            }
             round.push(child.pid);
-            killed
-                .entry(origin)
-                .or_default()
-                .push((child.pid, child.name));
         }
         if round.is_empty() {
             break;
@@ -354,9 +344,6 @@ pub fn sweep(scope: Sweep) -> Vec<Escaped> {
         reap(&round);
     }
     killed
-        .into_iter()
-        .map(|(origin, processes)| Escaped { origin, processes })
-        .collect()
 }
 
 /// Wait for SIGKILLed adopted processes to exit, and reap them. SIGKILL is quick, but a process
@@ -378,17 +365,15 @@ fn reap(pids: &[i32]) {
 
 /// [`sweep`], and tell the user what was killed and where it came from.
 pub fn sweep_and_report(scope: Sweep) {
-    for escaped in sweep(scope) {
-        let count = escaped.processes.len();
-        let list: Vec<String> = escaped
-            .processes
+    for (who, processes) in sweep(scope) {
+        let count = processes.len();
+        let list: Vec<String> = processes
             .iter()
             .map(|(pid, name)| format!("{pid} {name}"))
             .collect();
         crate::status::info(&format!(
-            "killed {count} process{} left running outside its process group by {}: {}",
+            "killed {count} process{} left running outside its process group by {who}: {}",
             if count == 1 { "" } else { "es" },
-            escaped.origin,
             list.join(", ")
         ));
     }
@@ -442,7 +427,7 @@ pub fn spawn_group(
         Origin::Post(command) => format!("post command `{command}`"),
         Origin::App => format!("app (pid {pid})"),
     };
-    registry().live.insert(tag, (pid, who));
+    registry().live.insert(tag, Group { leader: pid, who });
     Ok((
         child,
         ProcessGroup {
