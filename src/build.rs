@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Result, anyhow};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::oneshot;
 
@@ -65,23 +65,24 @@ impl RunningBuild {
     /// leaves behind.
     pub fn start(command: &BuildCommand, root: &Path, origin: process::Origin) -> Result<Self> {
         let started = Instant::now();
-        let (mut cmd, program, cargo) = match command {
+        let (mut cmd, cargo) = match command {
             // No shell to start when the line holds nothing a shell would interpret.
             BuildCommand::Shell(line) => {
-                if let Some((program, args)) = plain_command(line) {
-                    let mut cmd = Command::new(&program);
+                let cmd = if let Some((program, args)) = plain_command(line) {
+                    let mut cmd = Command::new(program);
                     cmd.args(args);
-                    (cmd, program, false)
+                    cmd
                 } else {
                     let mut cmd = Command::new("sh");
                     cmd.arg("-c").arg(line);
-                    (cmd, PathBuf::from("sh"), false)
-                }
+                    cmd
+                };
+                (cmd, false)
             }
             BuildCommand::Cargo { args } => {
                 let mut cmd = Command::new(&args[0]);
                 cmd.args(&args[1..]).stdout(Stdio::piped());
-                (cmd, PathBuf::from(&args[0]), true)
+                (cmd, true)
             }
         };
         cmd.current_dir(root)
@@ -97,10 +98,11 @@ impl RunningBuild {
             cmd.env("CARGO_TERM_COLOR", "always");
         }
         let (mut child, group) = process::spawn_group(&mut cmd, origin, &[]).map_err(|err| {
+            let program = Path::new(cmd.as_std().get_program());
             anyhow!(
                 "cannot start the build command `{}`: {}",
                 describe(command),
-                process::explain_exec_error(&program, &err)
+                process::explain_exec_error(program, &err)
             )
         })?;
         tracing::debug!(pgid = group.id(), command = %describe(command), "build started");
@@ -112,7 +114,11 @@ impl RunningBuild {
             errors.clone(),
         ));
         let stdout = match child.stdout.take() {
-            Some(stdout) if cargo => tokio::spawn(read_cargo_messages(stdout, executable.clone())),
+            Some(stdout) if cargo => tokio::spawn(read_cargo_messages(
+                stdout,
+                tokio::io::stdout(),
+                executable.clone(),
+            )),
             stdout => tokio::spawn(pass_through(stdout, Sink::Stdout, errors.clone())),
         };
         let (tx, done) = oneshot::channel();
@@ -328,40 +334,25 @@ struct CargoTarget {
 /// `executable`. Lines that are not cargo's (a build script printing to stdout) are passed
 /// through, and so is a line too long to be one of cargo's messages, unparsed.
 async fn read_cargo_messages(
-    stdout: tokio::process::ChildStdout,
+    stdout: impl AsyncRead + Unpin,
+    mut passthrough: impl AsyncWrite + Unpin,
     executable: Arc<Mutex<Option<PathBuf>>>,
 ) {
     let mut reader = BufReader::new(stdout);
-    let mut passthrough = tokio::io::stdout();
     let mut line = Vec::new();
+    // Inside a line longer than any message of cargo's: passed through as it comes.
+    let mut overlong = false;
     loop {
         line.clear();
         let mut limited = (&mut reader).take(MESSAGE_KEPT as u64);
-        let Ok(n) = limited.read_until(b'\n', &mut line).await else {
-            return;
+        let n = match limited.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
         };
-        if n == 0 {
-            return;
-        }
-        if !line.ends_with(b"\n") && n == MESSAGE_KEPT {
-            // Too long for a message: pass it through, and the rest of it as it comes.
+        let complete = line.ends_with(b"\n");
+        if overlong || (!complete && n == MESSAGE_KEPT) {
             let _ = passthrough.write_all(&line).await;
-            loop {
-                let buffer = match reader.fill_buf().await {
-                    Ok([]) | Err(_) => return,
-                    Ok(buffer) => buffer,
-                };
-                let (part, ends) = match buffer.iter().position(|&b| b == b'\n') {
-                    Some(end) => (&buffer[..=end], true),
-                    None => (buffer, false),
-                };
-                let used = part.len();
-                let _ = passthrough.write_all(part).await;
-                reader.consume(used);
-                if ends {
-                    break;
-                }
-            }
+            overlong = !complete;
             continue;
         }
         if let Ok(message) = serde_json::from_slice::<CargoMessage>(&line) {
@@ -372,7 +363,7 @@ async fn read_cargo_messages(
             }
         } else {
             let _ = passthrough.write_all(&line).await;
-            if !line.ends_with(b"\n") {
+            if !complete {
                 let _ = passthrough.write_all(b"\n").await;
             }
         }
@@ -401,6 +392,21 @@ mod tests {
         assert_eq!(parse(bin), Some(PathBuf::from("/p/target/debug/app")));
         assert_eq!(parse(lib), None);
         assert_eq!(parse(done), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_line_too_long_for_cargo_is_passed_over_and_the_executable_still_found() {
+        let bin = r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"app"},"executable":"/p/app"}"#;
+        let mut stdout = vec![b'x'; MESSAGE_KEPT + MESSAGE_KEPT / 2];
+        stdout.push(b'\n');
+        stdout.extend_from_slice(bin.as_bytes());
+        stdout.push(b'\n');
+        let executable = Arc::new(Mutex::new(None));
+        read_cargo_messages(&stdout[..], tokio::io::sink(), executable.clone()).await;
+        assert_eq!(
+            executable.lock().unwrap().take(),
+            Some(PathBuf::from("/p/app"))
+        );
     }
 
     #[test]

@@ -618,7 +618,11 @@ fn resolve_with(
                      reload a reload.toml or -c FILE, or pass its server after `--`",
                 ));
             }
-            let plan = project.plan(&root, args.project.bin.as_deref(), args.project.package.as_deref())?;
+            let plan = project.plan(
+                &root,
+                args.project.bin.as_deref(),
+                args.project.package.as_deref(),
+            )?;
             env = plan.env;
             (plan.build, Some(plan.program), plan.description)
         }
@@ -752,14 +756,17 @@ fn resolve_watch(
                 .collect::<Result<Vec<_>>>()?,
             // Without a config file, a workspace package chosen with -p/--bin narrows it.
             None => match (project, place.source) {
-                (Some(project), None) => {
-                    project.watch_paths(root, args.project.package.as_deref(), args.project.bin.as_deref())
-                }
+                (Some(project), None) => project.watch_paths(
+                    root,
+                    args.project.package.as_deref(),
+                    args.project.bin.as_deref(),
+                ),
                 _ => vec![root.to_owned()],
             },
         }
     } else {
-        args.project.watch
+        args.project
+            .watch
             .iter()
             .map(|path| {
                 cwd.join(path).canonicalize().map_err(|_| {
