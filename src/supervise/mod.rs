@@ -294,25 +294,14 @@ impl Supervisor {
         if let Some(executable) = executable {
             self.last_executable = Some(executable.to_owned());
         }
-        let executable = executable.or(self.last_executable.as_deref());
-        let invocation = self.invocation(executable)?;
         // Everything the new server needs is made before the old one is touched: a failure
         // here leaves the old server serving.
-        let notify = match self.config.readiness {
-            Readiness::Notify => Some(NotifySocket::create(self.notify_dir()?)?),
-            _ => None,
-        };
+        let launch = self.prepare()?;
         if self.config.overlap && self.child.is_some() {
-            let mut new = self.prepare(&invocation, notify)?.spawn()?;
+            let mut new = launch.spawn()?;
             if let Err(why) = self.wait_ready(&mut new).await {
                 let old = self.pid().unwrap_or_default();
-                let pid = new.pid;
-                let hint = self.hint(new.exit.status(), new.started.elapsed());
-                discard(new).await;
-                return Err(with_hint(
-                    format!("new app (pid {pid}) {why}; pid {old} keeps serving"),
-                    hint,
-                ));
+                return Err(self.give_up(new, &why, &format!("; pid {old} keeps serving")).await);
             }
             let old = self.stop().await;
             let new_pid = new.pid;
@@ -323,14 +312,10 @@ impl Supervisor {
                 elapsed: started.elapsed(),
             });
         }
-        let launch = self.prepare(&invocation, notify)?;
         let old = self.stop().await;
         let mut new = launch.spawn()?;
         if let Err(why) = self.wait_ready(&mut new).await {
-            let pid = new.pid;
-            let hint = self.hint(new.exit.status(), new.started.elapsed());
-            discard(new).await;
-            return Err(with_hint(format!("app (pid {pid}) {why}"), hint));
+            return Err(self.give_up(new, &why, "").await);
         }
         let new_pid = new.pid;
         self.child = Some(new);
@@ -408,8 +393,27 @@ impl Supervisor {
         }
     }
 
-    /// Everything a start needs, made before the old server is touched.
-    fn prepare(&self, invocation: &Invocation, notify: Option<NotifySocket>) -> Result<Launch> {
+    /// A new server that failed to become ready (`why`): kill it, and say what happened and
+    /// what may explain it.
+    async fn give_up(&self, mut new: RunningChild, why: &str, after: &str) -> anyhow::Error {
+        let new_or_only = if after.is_empty() { "app" } else { "new app" };
+        let message = format!("{new_or_only} (pid {}) {why}{after}", new.pid);
+        let hint = self.hint(new.exit.status(), new.started.elapsed());
+        discard(new).await;
+        match hint {
+            Some(hint) => anyhow!("{message}: {hint}"),
+            None => anyhow!("{message}"),
+        }
+    }
+
+    /// Everything a start needs (the program found, the env file read, the notify socket, the
+    /// command), made before the old server is touched.
+    fn prepare(&mut self) -> Result<Launch> {
+        let invocation = self.invocation(self.last_executable.clone().as_deref())?;
+        let notify = match self.config.readiness {
+            Readiness::Notify => Some(NotifySocket::create(self.notify_dir()?)?),
+            _ => None,
+        };
         let fds: Vec<_> = self.listeners.iter().map(Listener::raw_fd).collect();
         let mut command = if self.listeners.is_empty() {
             Command::new(&invocation.program)
@@ -475,13 +479,6 @@ impl Supervisor {
 
 /// A server that fails this soon after starting may be explained by [`Supervisor::hint`].
 const EARLY_EXIT: Duration = Duration::from_secs(10);
-
-fn with_hint(message: String, hint: Option<&str>) -> anyhow::Error {
-    match hint {
-        Some(hint) => anyhow!("{message}: {hint}"),
-        None => anyhow!("{message}"),
-    }
-}
 
 /// Kill a server that will not be used and wait until it is reaped.
 async fn discard(mut child: RunningChild) {
