@@ -301,7 +301,9 @@ impl Supervisor {
             let mut new = launch.spawn()?;
             if let Err(why) = self.wait_ready(&mut new).await {
                 let old = self.pid().unwrap_or_default();
-                return Err(self.give_up(new, &why, &format!("; pid {old} keeps serving")).await);
+                return Err(self
+                    .give_up(new, &why, &format!("; pid {old} keeps serving"))
+                    .await);
             }
             let old = self.stop().await;
             let new_pid = new.pid;
