@@ -269,29 +269,11 @@ impl Source {
             // `[foo]` is a table the top level does not know: say "section", list the sections.
             let header = |l: &str| l.trim().trim_matches(['[', ']']).trim() == unknown;
             if line.is_some_and(|l| l.trim_start().starts_with('[') && header(l)) {
-                let sections: Vec<String> = expected
-                    .iter()
-                    .filter(|name| TABLES.contains(&name.as_str()))
-                    .cloned()
-                    .collect();
-                let sections = if sections.is_empty() {
-                    expected
-                } else {
-                    sections
-                };
-                let help = closest(&unknown, &sections).map_or_else(
-                    || {
-                        let listed: Vec<String> =
-                            sections.iter().map(|s| format!("[{s}]")).collect();
-                        format!("known sections: {}", listed.join(", "))
-                    },
-                    |best| format!("did you mean `[{best}]`?"),
-                );
                 return ConfigError {
                     file: self.path.clone(),
                     position,
                     message: format!("unknown section `[{unknown}]`"),
-                    help: Some(help),
+                    help: Some(section_help(&unknown, expected)),
                 };
             }
             let section = position
@@ -375,6 +357,22 @@ pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a st
         .filter(|(d, c)| *d <= (name.chars().count().max(c.chars().count()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.as_str())
+}
+
+/// For an unknown `[unknown]` header: the section it was probably meant to be, or the list of
+/// known ones. `expected` are the top-level keys; only the tables among them are sections.
+fn section_help(unknown: &str, expected: Vec<String>) -> String {
+    let tables: Vec<String> = expected
+        .iter()
+        .filter(|name| TABLES.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    let sections = if tables.is_empty() { expected } else { tables };
+    if let Some(best) = closest(unknown, &sections) {
+        return format!("did you mean `[{best}]`?");
+    }
+    let listed: Vec<String> = sections.iter().map(|s| format!("[{s}]")).collect();
+    format!("known sections: {}", listed.join(", "))
 }
 
 /// The top-level keys of reload.toml that are tables, as `[name]` headers.
