@@ -162,6 +162,13 @@ pub struct ProjectFlags {
     pub program: Vec<String>,
 }
 
+impl ProjectFlags {
+    /// `--bin` or `-p`: which binary of a Cargo project zero-config builds and runs.
+    pub fn chooses_binary(&self) -> bool {
+        self.bin.is_some() || self.package.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 
 use super::detect;
 use super::file::{FileConfig, OneOrMany, PollValue, RunCmd, Source};
-use super::{CONFIG_FILE, air, usage};
+use super::{CONFIG_FILE, air, binary_choice_refused, empty_program, usage};
 use crate::cli::{InitArgs, ProjectFlags};
 
 /// The config files of air that `reload` reads, in the order it looks for them.
@@ -61,10 +61,9 @@ pub fn write(dir: &Path, init: &InitArgs) -> Result<(PathBuf, String)> {
 
 /// The .air.toml at `path` as a reload.toml, with the flags written over it.
 fn from_air(dir: &Path, path: &Path, init: &InitArgs) -> Result<(FileConfig, String)> {
-    if init.project.bin.is_some() || init.project.package.is_some() {
-        return Err(usage(format!(
-            "--bin and -p choose what zero-config builds in a Cargo project, but {} says what \
-             to build\n  help: drop --bin/-p, or put them in its build command",
+    if init.project.chooses_binary() {
+        return Err(binary_choice_refused(&format!(
+            "{} says what to build",
             path.display()
         )));
     }
@@ -100,10 +99,7 @@ fn check_target(target: &Path, existing: Existing) -> Result<()> {
                 target.display()
             )))
         }
-        Ok(_) if existing == Existing::Refuse => Err(usage(format!(
-            "{} already exists; pass --force to overwrite it",
-            target.display()
-        ))),
+        Ok(_) if existing == Existing::Refuse => Err(already_exists(target)),
         _ => Ok(()),
     }
 }
@@ -122,10 +118,7 @@ fn write_file(target: &Path, text: &str, existing: Existing) -> Result<()> {
     };
     match existing {
         Existing::Refuse => create(target).map_err(|err| match err.kind() {
-            std::io::ErrorKind::AlreadyExists => usage(format!(
-                "{} already exists; pass --force to overwrite it",
-                target.display()
-            )),
+            std::io::ErrorKind::AlreadyExists => already_exists(target),
             _ => anyhow!(err).context(format!("cannot write {}", target.display())),
         }),
         Existing::Overwrite => {
@@ -138,6 +131,13 @@ fn write_file(target: &Path, text: &str, existing: Existing) -> Result<()> {
             written.with_context(|| format!("cannot write {}", target.display()))
         }
     }
+}
+
+fn already_exists(target: &Path) -> anyhow::Error {
+    usage(format!(
+        "{} already exists; pass --force to overwrite it",
+        target.display()
+    ))
 }
 
 fn has_flags(flags: &ProjectFlags) -> bool {
@@ -190,9 +190,7 @@ fn apply_flags(dir: &Path, flags: &ProjectFlags, file: &mut FileConfig) -> Resul
 fn program_flag(flags: &ProjectFlags) -> Result<Option<Vec<String>>> {
     match flags.program.first() {
         None => Ok(None),
-        Some(first) if first.is_empty() => Err(usage(
-            "the program after `--` is empty: name the program to run",
-        )),
+        Some(first) if first.trim().is_empty() => Err(empty_program()),
         Some(_) => Ok(Some(flags.program.clone())),
     }
 }
@@ -202,13 +200,10 @@ fn program_flag(flags: &ProjectFlags) -> Result<Option<Vec<String>>> {
 fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)> {
     let project = detect::detect(dir);
     let program = program_flag(flags)?;
-    let chooses_binary = flags.bin.is_some() || flags.package.is_some();
     let cargo = matches!(project, Some(detect::Project::Cargo(_)));
-    if chooses_binary && (flags.build.is_some() || program.is_some() || !cargo) {
-        return Err(usage(
-            "--bin and -p choose what zero-config builds in a Cargo project, but this is not \
-             one, or the build or the server is given explicitly\n  help: drop --bin/-p, or \
-             put them in your build command",
+    if flags.chooses_binary() && (flags.build.is_some() || program.is_some() || !cargo) {
+        return Err(binary_choice_refused(
+            "this is not one, or the build or the server is given explicitly",
         ));
     }
     let mut file = FileConfig::default();

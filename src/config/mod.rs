@@ -462,10 +462,7 @@ fn resolve_with(
     };
     if empty {
         return Err(match cmd_span {
-            _ if !args.project.program.is_empty() => usage(
-                "the program after `--` is empty\n  help: name the server to run, like \
-                 `reload -- ./server --port 3000`",
-            ),
+            _ if !args.project.program.is_empty() => empty_program(),
             Some(span) => place.file(
                 span,
                 "[run] cmd is empty: name the program to run, like cmd = [\"./server\"] or \
@@ -530,12 +527,9 @@ fn resolve_with(
             )));
         }
     };
-    let chooses_binary = args.project.bin.is_some() || args.project.package.is_some();
-    if chooses_binary && !matches!(build, Some(BuildCommand::Cargo { .. })) {
-        return Err(usage(
-            "--bin and -p choose what zero-config builds in a Cargo project, but here the build \
-             or the server is given explicitly\n  help: drop --bin/-p, or put them in your \
-             build command",
+    if args.project.chooses_binary() && !matches!(build, Some(BuildCommand::Cargo { .. })) {
+        return Err(binary_choice_refused(
+            "here the build or the server is given explicitly",
         ));
     }
     let mut pre = file.build.pre.unwrap_or_default();
@@ -780,6 +774,23 @@ fn resolve_watch(
         debounce,
         poll,
     })
+}
+
+/// `--bin`/`-p` where zero-config does not build a Cargo project; `why` says what decides
+/// instead.
+fn binary_choice_refused(why: &str) -> anyhow::Error {
+    usage(format!(
+        "--bin and -p choose what zero-config builds in a Cargo project, but {why}\n  help: \
+         drop --bin/-p, or put them in your build command"
+    ))
+}
+
+/// `-- ''`: the program after `--` is empty.
+fn empty_program() -> anyhow::Error {
+    usage(
+        "the program after `--` is empty\n  help: name the server to run, like \
+         `reload -- ./server --port 3000`",
+    )
 }
 
 /// `watch.ignore` as the user reads it: `[watch] ignore`; a top-level key as itself.
