@@ -202,23 +202,11 @@ pub fn describe(command: &BuildCommand) -> String {
     }
 }
 
-/// A command line that means the same with or without `sh -c`: words of plain characters, the
-/// first an executable found on PATH (or a path), not a shell builtin or a variable assignment.
+/// A command line that means the same with or without `sh -c` ([`process::plain_words`]),
+/// whose first word is an executable found on PATH (or a path).
 fn plain_command(line: &str) -> Option<(PathBuf, Vec<&str>)> {
-    const BUILTINS: &[&str] = &[
-        ".", ":", "alias", "break", "cd", "command", "continue", "eval", "exec", "exit", "export",
-        "readonly", "return", "set", "shift", "source", "times", "trap", "type", "ulimit", "umask",
-        "unalias", "unset", "wait",
-    ];
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./,:+@%^".contains(c) || c == ' ';
-    if !line.chars().all(plain) {
-        return None;
-    }
-    let mut words = line.split_whitespace();
+    let mut words = process::plain_words(line)?.into_iter();
     let program = words.next()?;
-    if BUILTINS.contains(&program) {
-        return None;
-    }
     let path = if program.contains('/') {
         Some(PathBuf::from(program))
     } else {

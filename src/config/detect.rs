@@ -217,8 +217,8 @@ fn node_program(root: &Path) -> Option<Program> {
     let text = std::fs::read_to_string(root.join("package.json")).ok()?;
     let package: PackageJson = serde_json::from_str(&text).ok()?;
     if let Some(start) = package.scripts.get("start") {
-        return Some(match plain_command(start) {
-            Some(argv) => Program::Argv(argv),
+        return Some(match process::plain_words(start) {
+            Some(words) => Program::Argv(words.into_iter().map(str::to_owned).collect()),
             None => Program::Shell(start.clone()),
         });
     }
@@ -226,25 +226,6 @@ fn node_program(root: &Path) -> Option<Program> {
         .main
         .or_else(|| root.join("index.js").is_file().then(|| "index.js".into()))?;
     Some(Program::Argv(vec!["node".to_owned(), main]))
-}
-
-/// Words a shell runs as a builtin or reads as syntax: as a first word they need the shell.
-const SHELL_WORDS: &[&str] = &[
-    ".", ":", "alias", "break", "case", "cd", "command", "continue", "eval", "exec", "exit",
-    "export", "for", "if", "local", "readonly", "return", "set", "shift", "source", "time",
-    "times", "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
-];
-
-/// `line` split into words when `sh -c` would run it as exactly those words: only plain
-/// characters (no quotes, escapes, variables, globs, redirections, operators or comments), no
-/// `NAME=value` prefix, and a first word that is a program rather than a shell builtin.
-pub(crate) fn plain_command(line: &str) -> Option<Vec<String>> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
-    let words: Vec<&str> = line.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
-    let first = words.first()?;
-    let all_plain = words.iter().all(|word| word.chars().all(plain));
-    (all_plain && !first.contains('=') && !SHELL_WORDS.contains(first))
-        .then(|| words.iter().map(|w| (*w).to_owned()).collect())
 }
 
 #[derive(Debug)]
@@ -530,48 +511,6 @@ mod tests {
             main,
             Some(Program::Argv(vec!["node".into(), "app.js".into()]))
         );
-    }
-
-    #[test]
-    fn plain_start_scripts_run_directly_and_anything_else_through_the_shell() {
-        let argv = |words: &[&str]| Some(words.iter().map(|w| (*w).to_owned()).collect());
-        assert_eq!(
-            plain_command("node server.js"),
-            argv(&["node", "server.js"])
-        );
-        assert_eq!(
-            plain_command("  node --watch=false\tsrc/index.js "),
-            argv(&["node", "--watch=false", "src/index.js"])
-        );
-        assert_eq!(
-            plain_command("ts-node -r tsconfig-paths/register src/main.ts"),
-            argv(&["ts-node", "-r", "tsconfig-paths/register", "src/main.ts"])
-        );
-        for shell in [
-            "",
-            "   ",
-            "node a.js && node b.js",
-            "node a.js; echo done",
-            "node a.js | tee log",
-            "node a.js > log",
-            "node a.js &",
-            "NODE_ENV=production node server.js",
-            "node $ENTRY",
-            "node \"my server.js\"",
-            "node 'server.js'",
-            "node server\\ x.js",
-            "node src/*.js",
-            "node server.js # comment",
-            "node ~/server.js",
-            "node `which x`",
-            "(node server.js)",
-            "exec node server.js",
-            "cd src",
-            "node server.js\nnode other.js",
-            "node {a,b}.js",
-        ] {
-            assert_eq!(plain_command(shell), None, "{shell:?} needs the shell");
-        }
     }
 
     #[test]
