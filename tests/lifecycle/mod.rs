@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{Project, alive, free_port};
+use crate::support::{Project, Session, alive, free_port};
 use crate::{APP, builds, served};
 
 /// A server run under `sh` (a string `[run] cmd` whose shell cannot exec its last command,
@@ -34,6 +34,11 @@ fn draining_project() -> Project {
             "[watch]\npaths = [\"src\"]\n[build]\ncmd = \"\"\n\
              [run]\ncmd = \"python3 server.py; echo the server exited\"\nstop_timeout = \"30s\"\n",
         )
+}
+
+/// reload watching `src/`, with `build` as the build command and a server that sleeps.
+fn start_with_build<'p>(project: &'p Project, build: &str) -> Session<'p> {
+    project.start(&["-w", "src", "-b", build, "--", "sleep", "2000"])
 }
 
 #[test]
@@ -125,15 +130,7 @@ fn project_with_a_daemon() -> Project {
 #[test]
 fn a_build_that_leaves_a_daemon_holding_its_output_is_over_when_its_process_exits() {
     let project = project_with_a_daemon();
-    let mut session = project.start(&[
-        "-w",
-        "src",
-        "-b",
-        "sh daemon.sh; echo built",
-        "--",
-        "sleep",
-        "2000",
-    ]);
+    let mut session = start_with_build(&project, "sh daemon.sh; echo built");
     session.wait_for_stderr("built in");
     session.wait_for_stderr("left running outside its process group by the build");
     let first = project.scratch_pids("daemons")[0];
@@ -158,15 +155,7 @@ fn ctrl_c_ends_reload_after_a_build_left_a_daemon_on_its_output() {
     // The issue's own command line: the daemon may be killed with the build's group (before its
     // setsid) or swept after it; either way, reload exits and nothing is left.
     let project = Project::new().file("src/a.txt", "1\n");
-    let mut session = project.start(&[
-        "-w",
-        "src",
-        "-b",
-        "setsid sleep 1000 & echo built",
-        "--",
-        "sleep",
-        "2000",
-    ]);
+    let mut session = start_with_build(&project, "setsid sleep 1000 & echo built");
     session.wait_for_stderr("started (pid");
     project.write("src/a.txt", "2\n");
     session.wait_for_stderr("restarted (pid");
@@ -185,15 +174,10 @@ fn a_build_whose_background_job_outlives_it_is_reported_at_once() {
     // `sleep 1000 &` stays in the build's group and holds its output: the build is still over
     // when the shell exits, and the sleep goes with the group.
     let project = Project::new().file("src/a.txt", "1\n");
-    let mut session = project.start(&[
-        "-w",
-        "src",
-        "-b",
+    let mut session = start_with_build(
+        &project,
         "sleep 1000 & echo $! >> ../scratch/jobs; echo built",
-        "--",
-        "sleep",
-        "2000",
-    ]);
+    );
     session.wait_for_stderr("started (pid");
     let job = project.scratch_pids("jobs")[0];
     session.track(job);
