@@ -418,6 +418,66 @@ fn with_listen_a_server_that_binds_the_port_itself_is_told_to_take_fd_3() {
     );
 }
 
+/// Nothing could be started: the last line reload prints says what to do, and stays last.
+#[track_caller]
+fn assert_what_to_do_is_the_last_line(session: &Session) {
+    session.wait_for_stderr("fix it and save");
+    let last_line = || {
+        session
+            .stderr()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    session.assert_holds_for(
+        Duration::from_millis(500),
+        "what to do stays the last line",
+        || last_line().contains("fix it and save"),
+    );
+}
+
+#[test]
+fn a_missing_program_at_the_first_start_says_what_to_fix_last_and_a_fix_starts_it() {
+    let project = Project::new().file("src/a.txt", "1\n");
+    let session = project.start(&["-w", "src", "-b", "", "--", "./bin/server"]);
+    assert_what_to_do_is_the_last_line(&session);
+    assert!(
+        session.stderr().contains("./bin/server"),
+        "the program is named{}",
+        session.context()
+    );
+    project.write_executable(
+        "bin/server",
+        "#!/bin/sh\necho started >> ../scratch/starts\nexec sleep 1000\n",
+    );
+    project.write("src/a.txt", "2\n");
+    session.wait_for("the server to start once it exists", || {
+        !project.scratch_lines("starts").is_empty()
+    });
+}
+
+#[test]
+fn ctrl_c_during_a_build_whose_daemon_holds_its_output_ends_reload() {
+    // The build hangs, and a daemon that left its group holds its output open: cancelling it
+    // must not wait for that output to end.
+    let project = project_with_a_daemon();
+    let mut session = start_with_build(&project, "sh daemon.sh; sleep 1000");
+    let daemon = session.wait_until("the daemon's pid", || {
+        project.scratch_pids("daemons").first().copied()
+    });
+    session.track(daemon);
+    session.signal(Signal::SIGINT);
+    assert_eq!(
+        session.wait_exit().code(),
+        Some(130),
+        "{}",
+        session.context()
+    );
+    session.wait_dead("the build's daemon", daemon);
+    session.wait_no_processes();
+}
+
 #[test]
 fn a_bad_env_file_at_the_first_start_says_what_to_fix_last_and_a_fix_starts_the_app() {
     let project = Project::new()
@@ -433,20 +493,7 @@ fn a_bad_env_file_at_the_first_start_says_what_to_fix_last_and_a_fix_starts_the_
              [run]\ncmd = [\"./app.sh\"]\nenv_file = \".env\"\n",
         );
     let session = project.start(&[]);
-    session.wait_for_stderr("fix it and save");
-    let last_line = || {
-        session
-            .stderr()
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    session.assert_holds_for(
-        Duration::from_millis(500),
-        "what to do stays the last line",
-        || last_line().contains("fix it and save"),
-    );
+    assert_what_to_do_is_the_last_line(&session);
     project.write(".env", "GREETING=hello\n");
     session.wait_for("the app to start with the fixed env file", || {
         project
