@@ -81,7 +81,8 @@ pub struct Args {
     pub listen: Vec<String>,
 
     /// When a new server counts as ready: `none` (when spawned), `notify` (it sends READY=1 to
-    /// $NOTIFY_SOCKET), or an `http://host:port/path` that answers [default: none].
+    /// $NOTIFY_SOCKET), `tcp:PORT` (the port accepts a connection), or an
+    /// `http://host:port/path` that answers [default: none].
     #[arg(long = "ready", value_name = "MODE")]
     pub ready: Option<String>,
 

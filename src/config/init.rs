@@ -466,7 +466,7 @@ fn render(file: &FileConfig, what: &str) -> String {
     );
     key(
         &mut out,
-        "When a new server is ready: \"none\", \"notify\" (READY=1) or an http:// URL.",
+        "When a new server is ready: \"none\", \"notify\" (READY=1), \"tcp:PORT\" or an http:// URL.",
         "ready",
         file.run.ready.as_ref().map(|s| value(s.get_ref())),
         "\"none\"",

@@ -128,12 +128,37 @@ pub struct RunConfig {
     pub listeners: Vec<ListenSpec>,
     pub readiness: Readiness,
     pub ready_timeout: Duration,
-    /// Start the new server before stopping the old one.
-    pub overlap: bool,
-    /// Stop the server when a build fails (air's stop_on_error), instead of keeping it.
-    pub stop_on_build_error: bool,
-    /// Start the server again this long after it exits by itself (air's rerun).
-    pub restart_on_exit: Option<Duration>,
+    pub order: RestartOrder,
+    pub on_build_failure: OnBuildFailure,
+    pub on_exit: OnExit,
+}
+
+/// In which order a restart replaces the running server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartOrder {
+    /// Stop the old server, then start the new one.
+    StopThenStart,
+    /// Start the new server beside the old one and stop the old one once the new one is ready
+    /// (`--overlap`).
+    Overlap,
+}
+
+/// What a failed build does to the running server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnBuildFailure {
+    /// The last good server keeps serving.
+    KeepServing,
+    /// It is stopped (air's `stop_on_error`).
+    Stop,
+}
+
+/// What happens when the server exits by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExit {
+    /// Nothing until the next change.
+    Wait,
+    /// Start it again after this delay (air's `rerun` and `rerun_delay`).
+    RestartAfter(Duration),
 }
 
 /// One `--listen` socket.
@@ -168,6 +193,8 @@ pub enum Readiness {
     Notify,
     /// When this URL answers with any HTTP response.
     Http(HttpProbe),
+    /// When this `host:port` accepts a TCP connection.
+    TcpConnect(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -559,13 +586,21 @@ fn resolve_with(
         listeners,
         readiness,
         ready_timeout,
-        overlap: args.overlap || file.run.overlap.unwrap_or(false),
-        stop_on_build_error: file.run.stop_on_build_error.unwrap_or(false),
-        restart_on_exit: file
-            .run
-            .restart_on_exit
-            .unwrap_or(false)
-            .then_some(restart_delay),
+        order: if args.overlap || file.run.overlap.unwrap_or(false) {
+            RestartOrder::Overlap
+        } else {
+            RestartOrder::StopThenStart
+        },
+        on_build_failure: if file.run.stop_on_build_error.unwrap_or(false) {
+            OnBuildFailure::Stop
+        } else {
+            OnBuildFailure::KeepServing
+        },
+        on_exit: if file.run.restart_on_exit.unwrap_or(false) {
+            OnExit::RestartAfter(restart_delay)
+        } else {
+            OnExit::Wait
+        },
     });
     // Never anything outside the project, whatever a config file says: refused at start.
     let clean_keys: &[&str] = match source {

@@ -190,6 +190,9 @@ pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
         "notify" => return Ok(Readiness::Notify),
         _ => {}
     }
+    if let Some(address) = text.strip_prefix("tcp:") {
+        return parse_tcp_readiness(text, address);
+    }
     if !text.starts_with("http://") {
         if text.starts_with("https://") {
             return Err(format!(
@@ -197,7 +200,7 @@ pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
             ));
         }
         return Err(format!(
-            "`{text}` is not a readiness mode; use none, notify or http://host:port/path"
+            "`{text}` is not a readiness mode; use none, notify, tcp:PORT or http://host:port/path"
         ));
     }
     // A real parse of the URL: `http://[::1` (an unclosed bracket) or a port of 99999 is a
@@ -232,6 +235,25 @@ pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
         host: host.trim_matches(['[', ']']).to_owned(),
         path: if path.is_empty() { "/" } else { path }.to_owned(),
     }))
+}
+
+/// `tcp:3000` (on 127.0.0.1) or `tcp:HOST:PORT`: ready when the port accepts a connection.
+fn parse_tcp_readiness(text: &str, address: &str) -> Result<Readiness, String> {
+    let invalid = || format!("`{text}` is not a TCP address; write tcp:PORT or tcp:HOST:PORT");
+    let (host, port) = match address.rsplit_once(':') {
+        Some((host, port)) => (host.trim_matches(['[', ']']), port),
+        None => ("127.0.0.1", address),
+    };
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    if host.is_empty() || host.contains(['/', '@', ' ']) || port == 0 {
+        return Err(invalid());
+    }
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok(Readiness::TcpConnect(authority))
 }
 
 /// `SIGTERM`, `TERM`, `term` or `15`.
@@ -421,6 +443,27 @@ mod tests {
             ("localhost:80", "/x?y=1")
         );
         assert!(parse_readiness("tcp://x:1").is_err());
+    }
+
+    #[test]
+    fn tcp_readiness_takes_a_port_or_a_host_and_port() {
+        let tcp = |text| match parse_readiness(text) {
+            Ok(Readiness::TcpConnect(authority)) => Ok(authority),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(tcp("tcp:3000"), Ok("127.0.0.1:3000".to_owned()));
+        assert_eq!(tcp("tcp:localhost:8080"), Ok("localhost:8080".to_owned()));
+        assert_eq!(tcp("tcp:[::1]:8080"), Ok("[::1]:8080".to_owned()));
+        for bad in [
+            "tcp:",
+            "tcp:x",
+            "tcp:0",
+            "tcp::80",
+            "tcp://x:1",
+            "tcp:70000",
+        ] {
+            assert!(tcp(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

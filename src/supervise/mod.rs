@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use tokio::process::Command;
 use tokio::sync::{Notify, oneshot};
 
-use crate::config::{Program, Readiness, RunConfig};
+use crate::config::{OnBuildFailure, OnExit, Program, Readiness, RestartOrder, RunConfig};
 use crate::process::{self, ProcessGroup};
 use crate::status;
 use listen::Listener;
@@ -238,12 +238,15 @@ impl Supervisor {
 
     /// air's `stop_on_error`: a failed build stops the server instead of leaving it serving.
     pub fn stops_on_build_error(&self) -> bool {
-        self.config.stop_on_build_error
+        self.config.on_build_failure == OnBuildFailure::Stop
     }
 
     /// air's `rerun`: how long after exiting by itself the server is started again.
     pub fn restart_on_exit(&self) -> Option<Duration> {
-        self.config.restart_on_exit
+        match self.config.on_exit {
+            OnExit::Wait => None,
+            OnExit::RestartAfter(delay) => Some(delay),
+        }
     }
 
     /// Wait for the running server to exit on its own. Cancel-safe. Pending forever when no
@@ -297,7 +300,7 @@ impl Supervisor {
         // Everything the new server needs is made before the old one is touched: a failure
         // here leaves the old server serving.
         let launch = self.prepare()?;
-        if self.config.overlap && self.child.is_some() {
+        if self.config.order == RestartOrder::Overlap && self.child.is_some() {
             let mut new = launch.spawn()?;
             if let Err(why) = self.wait_ready(&mut new).await {
                 let old = self.pid().unwrap_or_default();
@@ -381,6 +384,10 @@ impl Supervisor {
                 (Readiness::Notify, None) => Err("has no notify socket".to_owned()),
                 (Readiness::Http(probe), _) => {
                     ready::http(probe).await;
+                    Ok(())
+                }
+                (Readiness::TcpConnect(authority), _) => {
+                    ready::tcp(authority).await;
                     Ok(())
                 }
             }

@@ -1,6 +1,6 @@
 //! Readiness: when a freshly started server can take over. `notify` gives each server its own
 //! NOTIFY_SOCKET (the sd_notify protocol) and waits for `READY=1` from that server; `http` waits
-//! for any HTTP response from a URL.
+//! for any HTTP response from a URL; `tcp` for a port that accepts a connection.
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, RawFd};
@@ -180,6 +180,19 @@ pub(crate) async fn http(probe: &HttpProbe) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Poll `authority` until it accepts a TCP connection: for a server that binds its own port
+/// (with `--listen` the held socket accepts before the server does, so this proves nothing
+/// there). The connection is closed at once.
+pub(crate) async fn tcp(authority: &str) {
+    loop {
+        let connect = tokio::net::TcpStream::connect(authority);
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
