@@ -21,12 +21,16 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use crate::config::BuildCommand;
+use crate::lifecycle::Tail;
 use crate::process;
 
 #[derive(Debug)]
 pub struct BuildOutcome {
     pub result: BuildResult,
     pub elapsed: Duration,
+    /// The end of what the build printed (both streams, colours kept), for a page that shows
+    /// why it failed.
+    pub output: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -108,18 +112,26 @@ impl RunningBuild {
         tracing::debug!(pgid = group.id(), command = %describe(command), "build started");
         let errors = Arc::new(AtomicUsize::new(0));
         let executable = Arc::new(Mutex::new(None));
+        let tail = Arc::new(Mutex::new(Tail::default()));
         let stderr = tokio::spawn(pass_through(
             child.stderr.take(),
             Sink::Stderr,
             errors.clone(),
+            tail.clone(),
         ));
         let stdout = match child.stdout.take() {
             Some(stdout) if cargo => tokio::spawn(read_cargo_messages(
                 stdout,
                 tokio::io::stdout(),
                 executable.clone(),
+                tail.clone(),
             )),
-            stdout => tokio::spawn(pass_through(stdout, Sink::Stdout, errors.clone())),
+            stdout => tokio::spawn(pass_through(
+                stdout,
+                Sink::Stdout,
+                errors.clone(),
+                tail.clone(),
+            )),
         };
         let (tx, done) = oneshot::channel();
         let (cancel, cancelled) = oneshot::channel::<()>();
@@ -162,9 +174,11 @@ impl RunningBuild {
                     errors: None,
                 },
             };
+            let output = lock(&tail).text();
             let _ = tx.send(BuildOutcome {
                 result,
                 elapsed: started.elapsed(),
+                output,
             });
         });
         Ok(RunningBuild {
@@ -181,6 +195,7 @@ impl RunningBuild {
                 errors: None,
             },
             elapsed: Duration::ZERO,
+            output: Arc::from(""),
         })
     }
 
@@ -231,6 +246,7 @@ async fn pass_through(
     source: Option<impl AsyncRead + Unpin>,
     sink: Sink,
     errors: Arc<AtomicUsize>,
+    tail: Arc<Mutex<Tail>>,
 ) {
     let Some(mut source) = source else { return };
     let mut buffer = vec![0u8; 16 * 1024];
@@ -245,6 +261,7 @@ async fn pass_through(
             break;
         }
         let chunk = &buffer[..n];
+        lock(&tail).push(chunk);
         let _ = match sink {
             Sink::Stdout => std::io::stdout().lock().write_all(chunk),
             Sink::Stderr => std::io::stderr().lock().write_all(chunk),
@@ -325,6 +342,7 @@ async fn read_cargo_messages(
     stdout: impl AsyncRead + Unpin,
     mut passthrough: impl AsyncWrite + Unpin,
     executable: Arc<Mutex<Option<PathBuf>>>,
+    tail: Arc<Mutex<Tail>>,
 ) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
@@ -339,6 +357,7 @@ async fn read_cargo_messages(
         };
         let complete = line.ends_with(b"\n");
         if overlong || (!complete && n == MESSAGE_KEPT) {
+            lock(&tail).push(&line);
             let _ = passthrough.write_all(&line).await;
             overlong = !complete;
             continue;
@@ -350,12 +369,20 @@ async fn read_cargo_messages(
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(found);
             }
         } else {
+            lock(&tail).push(&line);
             let _ = passthrough.write_all(&line).await;
             if !complete {
                 let _ = passthrough.write_all(b"\n").await;
             }
         }
     }
+}
+
+/// A lock whose holder cannot have left the data half-written (every holder only appends).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn artifact_executable(message: CargoMessage) -> Option<PathBuf> {
@@ -390,7 +417,13 @@ mod tests {
         stdout.extend_from_slice(bin.as_bytes());
         stdout.push(b'\n');
         let executable = Arc::new(Mutex::new(None));
-        read_cargo_messages(&stdout[..], tokio::io::sink(), executable.clone()).await;
+        read_cargo_messages(
+            &stdout[..],
+            tokio::io::sink(),
+            executable.clone(),
+            Arc::default(),
+        )
+        .await;
         assert_eq!(
             executable.lock().unwrap().take(),
             Some(PathBuf::from("/p/app"))

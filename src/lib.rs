@@ -7,6 +7,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod lifecycle;
 pub mod process;
 pub mod status;
 pub mod supervise;

@@ -1,4 +1,6 @@
-//! reload's own voice. Every event the user may care about is a [`Note`], rendered either as a
+//! reload's own voice. Every event the user may care about is a [`Note`]: the engine's lifecycle
+//! events reach here as a subscriber of its bus ([`subscribers`]), messages through [`info`],
+//! [`warning`] and [`error`]. Each is rendered either as a
 //! short status line on stderr (coloured on a terminal, unless NO_COLOR) or, with
 //! `--log-format json`, as one JSON object per line for editors and scripts. The build's and the
 //! server's output never pass through here.
@@ -16,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::config::{LogFormat, Output};
+use crate::lifecycle::{Lifecycle, Subscriber};
 
 /// Something reload reports.
 #[derive(Debug)]
@@ -310,17 +313,25 @@ fn style() -> Style {
 /// Report `note`.
 pub fn emit(note: &Note<'_>) {
     let style = style();
-    let text = match style.output.format {
-        LogFormat::Json => {
-            let mut value = note.json();
-            value["time_ms"] = json!(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis())
-            );
-            format!("{value}\n")
-        }
-        LogFormat::Human => {
+    match style.output.format {
+        LogFormat::Json => write_json(note),
+        LogFormat::Human => write_human(note, style),
+    }
+}
+
+fn write_json(note: &Note<'_>) {
+    let mut value = note.json();
+    value["time_ms"] = json!(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    write_line(&format!("{value}\n"));
+}
+
+fn write_human(note: &Note<'_>, style: Style) {
+    let text = {
+        {
             let Some((tone, message)) = note.human() else {
                 return;
             };
@@ -346,8 +357,120 @@ pub fn emit(note: &Note<'_>) {
             }
         }
     };
+    write_line(&text);
+}
+
+fn write_line(text: &str) {
     // One write per line so that lines from reload and its children do not interleave mid-line.
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The status lines as subscribers of the engine's lifecycle events: human lines, or with
+/// `--log-format json` JSON lines.
+pub fn subscribers() -> Vec<Box<dyn Subscriber>> {
+    match style().output.format {
+        LogFormat::Human => vec![Box::new(HumanLines)],
+        LogFormat::Json => vec![Box::new(JsonLines)],
+    }
+}
+
+struct HumanLines;
+struct JsonLines;
+
+impl Subscriber for HumanLines {
+    fn on(&mut self, event: &Lifecycle) {
+        let style = style();
+        notes(event, |note| write_human(note, style));
+    }
+}
+
+impl Subscriber for JsonLines {
+    fn on(&mut self, event: &Lifecycle) {
+        notes(event, write_json);
+    }
+}
+
+/// The notes an event is told as (none, one, or an exit and what may explain it).
+fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
+    match event {
+        Lifecycle::Changed { paths, summary } => tell(&Note::Changed {
+            paths,
+            summary: summary.clone(),
+        }),
+        Lifecycle::RebuildAsked => tell(&Note::Info("rebuilding (r)")),
+        Lifecycle::BuildStarted { command } => tell(&Note::BuildStarted { command }),
+        Lifecycle::BuildCancelled { after, reason } => tell(&Note::BuildCancelled {
+            after: *after,
+            reason,
+        }),
+        Lifecycle::BuildSucceeded { elapsed } => tell(&Note::BuildSucceeded { elapsed: *elapsed }),
+        Lifecycle::BuildFailed {
+            how,
+            errors,
+            elapsed,
+            serving,
+            ..
+        } => tell(&Note::BuildFailed {
+            how,
+            errors: *errors,
+            elapsed: *elapsed,
+            serving: *serving,
+        }),
+        Lifecycle::ServerStarting { pid, .. } => tell(&Note::Spawned { pid: *pid }),
+        Lifecycle::ServerReady {
+            pid,
+            old,
+            swap,
+            since_change,
+            ..
+        } => tell(&Note::Ready {
+            pid: *pid,
+            old: *old,
+            swap: *swap,
+            since_change: *since_change,
+        }),
+        Lifecycle::ServerFailed { message, .. } | Lifecycle::StartFailed { message } => {
+            tell(&Note::Error(message));
+        }
+        Lifecycle::ServerExited {
+            pid,
+            description,
+            code,
+            signal,
+            restarts_in,
+            hint,
+            ..
+        } => {
+            tell(&Note::Exited {
+                pid: *pid,
+                description,
+                code: *code,
+                signal: signal.as_deref(),
+                restarts_in: *restarts_in,
+            });
+            if let Some(hint) = hint {
+                tell(&Note::Error(hint));
+            }
+        }
+        Lifecycle::Killing {
+            pid,
+            after,
+            signal,
+            asked,
+        } => tell(&Note::Killing {
+            pid: *pid,
+            after: *after,
+            signal,
+            asked: *asked,
+        }),
+        // A stop is only news when reload is exiting; in a restart the swap says it all.
+        Lifecycle::Stopped {
+            pid,
+            shutdown: true,
+            ..
+        } => tell(&Note::Stopped { pid: *pid }),
+        Lifecycle::Stopping { .. } | Lifecycle::Stopped { .. } => {}
+    }
 }
 
 pub fn info(message: &str) {

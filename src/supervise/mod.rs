@@ -1,17 +1,17 @@
-//! The supervise stage: owns the running server. Starts it in its own process group with the
-//! held listening sockets and a readiness check, stops it gracefully (stop signal to the group,
-//! the stop timeout, then SIGKILL to the group), and reports when it exits on its own.
-//!
-//! A restart is stop-then-start, or with `overlap` start-then-stop: the new server starts beside
-//! the old one (both on the same inherited sockets) and the old one is only stopped once the new
-//! one is ready. A new server that exits or misses the ready timeout never replaces the old one.
-//! Only this module and `build` (for its own builds) send signals.
+//! The supervise stage: the verbs of running servers, each known by its generation. Prepares a
+//! start before anything is touched (the program found, the notify socket made), starts it in
+//! its own process group with the held listening sockets, checks its readiness, stops it (the
+//! stop signal to the group, then waits until the whole group is gone, or kills it when told),
+//! and reports from each server's own tasks, as [`ServerEvent`]s, when it is ready, exits or is
+//! stopped. It decides nothing: when to stop, when to kill, what a failed build or an exit
+//! means is the engine's policy. Only this module and `build` (for its own builds) send
+//! signals.
 
 mod listen;
 mod ready;
 
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::io::IsTerminal;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use nix::sys::signal::Signal;
 use tokio::process::Command;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{OnBuildFailure, OnExit, Program, Readiness, RestartOrder, RunConfig};
+use crate::config::{Program, Readiness, RunConfig};
+use crate::lifecycle::Generation;
 use crate::process::{self, ProcessGroup};
-use crate::status;
 use listen::Listener;
 use ready::{NotifyDir, NotifySocket};
 
@@ -69,69 +69,57 @@ fn describe_status(status: Option<ExitStatus>) -> String {
     }
 }
 
-/// The result of a restart: which pid was replaced by which, and when the new one was ready.
+/// What a server did, reported from its own tasks to the engine's loop.
 #[derive(Debug)]
-pub struct Swap {
-    pub old: Option<u32>,
-    pub new: u32,
-    /// From the call to `restart` to the new server's readiness.
-    pub elapsed: Duration,
+pub enum ServerEvent {
+    Ready(Generation),
+    NotReady(Generation, String),
+    /// It exited while nobody was stopping it.
+    Exited(Generation, ChildExit),
+    /// A stop is over: the whole group is gone.
+    Stopped(Generation),
 }
 
-/// Signals from the user that cut waits short: the first Ctrl-C stops waiting for a new server
-/// to become ready; the second stops waiting for an old one to exit gracefully.
-#[derive(Debug, Default)]
-pub struct Interrupts {
-    pub stop_waiting: Notify,
-    pub kill_now: Notify,
-    /// Woken (`notify_waiters`) by the watch stage whenever it hands over a change: a server
-    /// still warming up is built from sources that are already stale, so it gives way.
-    pub newer_change: Arc<Notify>,
+/// Whether the server may read reload's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdin {
+    Inherit,
+    /// A server in a background process group that reads the terminal would be stopped by
+    /// SIGTTIN: with a terminal, the keyboard belongs to reload.
+    Null,
 }
 
 #[derive(Debug)]
 struct RunningChild {
     pid: u32,
-    started: Instant,
     group: ProcessGroup,
-    exit: ExitWatch,
+    exit: watch::Receiver<Reaped>,
     /// Lives as long as the server, so it can report again after a reload of its own.
-    notify: Option<NotifySocket>,
+    notify: Option<Arc<NotifySocket>>,
+    /// The readiness check, while it runs.
+    probe: Option<tokio::task::JoinHandle<()>>,
+    /// Told when the server is being stopped, so its exit is not reported as its own.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// How a server ended, as its reaper task reports it (once: a oneshot answers only once, and
-/// several waits may ask, so the answer is kept).
-#[derive(Debug)]
-enum ExitWatch {
-    Running(oneshot::Receiver<Option<ExitStatus>>),
-    /// `None`: the reaper could not tell how.
+/// What a server's reaper task knows.
+#[derive(Debug, Clone, Copy)]
+enum Reaped {
+    NotYet,
+    /// `None`: how it ended could not be told.
     Ended(Option<ExitStatus>),
 }
 
-impl ExitWatch {
-    /// How it ended, if it has ended and that is known yet.
-    fn status(&mut self) -> Option<ExitStatus> {
-        if let ExitWatch::Running(receiver) = self
-            && let Ok(status) = receiver.try_recv()
-        {
-            *self = ExitWatch::Ended(status);
-        }
-        match self {
-            ExitWatch::Ended(status) => *status,
-            ExitWatch::Running(_) => None,
-        }
-    }
-
-    /// Wait until the process has exited and been reaped. Cancel-safe, and may be called again
-    /// after it has returned.
-    async fn ended(&mut self) -> Option<ExitStatus> {
-        match self {
-            ExitWatch::Ended(status) => *status,
-            ExitWatch::Running(receiver) => {
-                let status = receiver.await.ok().flatten();
-                *self = ExitWatch::Ended(status);
-                status
-            }
+impl RunningChild {
+    /// Wait until the server is reaped; how it ended. Cancel-safe.
+    async fn ended(exit: &mut watch::Receiver<Reaped>) -> Option<ExitStatus> {
+        match exit.wait_for(|r| matches!(r, Reaped::Ended(_))).await {
+            Ok(reaped) => match *reaped {
+                Reaped::Ended(status) => status,
+                Reaped::NotYet => None,
+            },
+            // The reaper is gone without an answer: nothing more can be known.
+            Err(_) => None,
         }
     }
 }
@@ -145,53 +133,24 @@ struct Launch {
     notify: Option<NotifySocket>,
 }
 
-impl Launch {
-    fn spawn(self) -> Result<RunningChild> {
-        let Launch {
-            mut command,
-            program,
-            fds,
-            notify,
-        } = self;
-        let (mut child, group) = process::spawn_group(&mut command, process::Origin::App, &fds)
-            .map_err(|err| {
-                anyhow!(
-                    "cannot start `{}`: {}",
-                    program.display(),
-                    process::explain_exec_error(&program, &err)
-                )
-            })?;
-        let pid = child.id().unwrap_or_default();
-        tracing::debug!(pid, program = %program.display(), "server started");
-        status::emit(&status::Note::Spawned { pid });
-        let (tx, receiver) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = tx.send(child.wait().await.ok());
-        });
-        Ok(RunningChild {
-            pid,
-            started: Instant::now(),
-            group,
-            exit: ExitWatch::Running(receiver),
-            notify,
-        })
-    }
-}
-
 /// A program resolved to a path, checked before any server is touched.
 struct Invocation {
     program: PathBuf,
     args: Vec<OsString>,
-    /// From the env file, read at this start.
-    env: Vec<(String, String)>,
 }
 
+/// The verbs of running a server: prepare, start, check readiness, stop, kill, reap. Which to
+/// use when is the engine's business; servers are known by their [`Generation`].
 pub struct Supervisor {
     config: RunConfig,
     root: PathBuf,
+    stdin: Stdin,
     listeners: Vec<Listener>,
-    child: Option<RunningChild>,
-    interrupts: Arc<Interrupts>,
+    children: BTreeMap<Generation, RunningChild>,
+    prepared: Option<(Generation, Launch)>,
+    /// The servers being stopped: a send kills one now.
+    stopping: BTreeMap<Generation, oneshot::Sender<()>>,
+    events: mpsc::UnboundedSender<ServerEvent>,
     /// What the last successful build produced (for `Program::CargoArtifact`).
     last_executable: Option<PathBuf>,
     /// Where the notify sockets are made, once the first is needed.
@@ -199,15 +158,24 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Binds the listening sockets now: a port in use is a startup error.
-    pub fn new(config: RunConfig, root: PathBuf, interrupts: Arc<Interrupts>) -> Result<Self> {
+    /// Binds the listening sockets now: a port in use is a startup error. What the servers do
+    /// is sent on `events`.
+    pub fn new(
+        config: RunConfig,
+        root: PathBuf,
+        stdin: Stdin,
+        events: mpsc::UnboundedSender<ServerEvent>,
+    ) -> Result<Self> {
         let listeners = listen::bind_all(&config.listeners)?;
         Ok(Supervisor {
             config,
             root,
+            stdin,
             listeners,
-            child: None,
-            interrupts,
+            children: BTreeMap::new(),
+            prepared: None,
+            stopping: BTreeMap::new(),
+            events,
             last_executable: None,
             notify_dir: None,
         })
@@ -232,192 +200,23 @@ impl Supervisor {
         })
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.pid)
+    pub fn is_listening(&self) -> bool {
+        !self.listeners.is_empty()
     }
 
-    /// air's `stop_on_error`: a failed build stops the server instead of leaving it serving.
-    pub fn stops_on_build_error(&self) -> bool {
-        self.config.on_build_failure == OnBuildFailure::Stop
-    }
-
-    /// air's `rerun`: how long after exiting by itself the server is started again.
-    pub fn restart_on_exit(&self) -> Option<Duration> {
-        match self.config.on_exit {
-            OnExit::Wait => None,
-            OnExit::RestartAfter(delay) => Some(delay),
-        }
-    }
-
-    /// Wait for the running server to exit on its own. Cancel-safe. Pending forever when no
-    /// server runs, so it can sit in a `select!` unconditionally. The exited server stays until
-    /// [`Supervisor::bury`] is called, which the caller must do next.
-    pub async fn exited(&mut self) -> ChildExit {
-        let Some(child) = self.child.as_mut() else {
-            return std::future::pending().await;
-        };
-        let status = child.exit.ended().await;
-        let ran = child.started.elapsed();
-        ChildExit {
-            pid: child.pid,
-            status,
-            ran,
-            hint: self.hint(status, ran),
-        }
-    }
-
-    /// After [`Supervisor::exited`]: kill what the server left in its group, then what left
-    /// the group. Not part of `exited`, which must stay cancel-safe.
-    pub async fn bury(&mut self) {
-        if let Some(child) = self.child.take() {
-            process::end_group(child.group).await;
-        }
-        process::sweep_and_report(process::Sweep::Ended);
-    }
-
-    /// Why a server that just failed may have failed: with `--listen`, one that binds the port
-    /// itself instead of taking fd 3 dies at once with "address already in use" (and clients
-    /// of the held socket wait for nobody).
-    fn hint(&self, status: Option<ExitStatus>, ran: Duration) -> Option<&'static str> {
-        let failed = status.is_none_or(|status| !status.success());
-        (failed && !self.listeners.is_empty() && ran < EARLY_EXIT).then_some(
-            "with --listen, reload holds the port and hands it to the app as fd 3 (LISTEN_FDS): \
-             an app that binds the port itself fails with \"address already in use\"\n  help: \
-             make the app take its socket from fd 3 (see the README's \"Zero-downtime dev \
-             loop\"), or drop --listen to let it bind the port itself",
-        )
-    }
-
-    /// Replace the running server (if any) with a fresh one. `executable` is what the build
-    /// produced, for `Program::CargoArtifact`. The new program is checked before the old server
-    /// is touched: a missing binary leaves the old one serving.
-    pub async fn restart(&mut self, executable: Option<&Path>) -> Result<Swap> {
-        let started = Instant::now();
-        // A restart without a build (air's rerun after an exit) runs the last build's program.
+    /// Make everything generation `generation` needs to start (the program found, the notify
+    /// socket, the command), before the serving server is touched. `executable` is what the
+    /// build produced, for `Program::CargoArtifact` (a restart without a build runs the last
+    /// one's); `env` is the env file, read by the caller at this start.
+    pub fn prepare(
+        &mut self,
+        generation: Generation,
+        executable: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<()> {
         if let Some(executable) = executable {
             self.last_executable = Some(executable.to_owned());
         }
-        // Everything the new server needs is made before the old one is touched: a failure
-        // here leaves the old server serving.
-        let launch = self.prepare()?;
-        if self.config.order == RestartOrder::Overlap && self.child.is_some() {
-            let mut new = launch.spawn()?;
-            if let Err(why) = self.wait_ready(&mut new).await {
-                let old = self.pid().unwrap_or_default();
-                return Err(self
-                    .give_up(new, &why, &format!("; pid {old} keeps serving"))
-                    .await);
-            }
-            let old = self.stop().await;
-            let new_pid = new.pid;
-            self.child = Some(new);
-            return Ok(Swap {
-                old,
-                new: new_pid,
-                elapsed: started.elapsed(),
-            });
-        }
-        let old = self.stop().await;
-        let mut new = launch.spawn()?;
-        if let Err(why) = self.wait_ready(&mut new).await {
-            return Err(self.give_up(new, &why, "").await);
-        }
-        let new_pid = new.pid;
-        self.child = Some(new);
-        Ok(Swap {
-            old,
-            new: new_pid,
-            elapsed: started.elapsed(),
-        })
-    }
-
-    /// Stop the server: stop signal to its group, wait until the whole group has exited (not
-    /// just its leader: under `sh -c`, the shell dies at once and the real server drains after
-    /// it), up to the stop timeout or a second Ctrl-C, then SIGKILL the group; reap; then kill
-    /// what left the group. Returns the pid that was stopped.
-    pub async fn stop(&mut self) -> Option<u32> {
-        let Some(mut child) = self.child.take() else {
-            // No server, but what an earlier one left behind may still run.
-            process::sweep_and_report(process::Sweep::Ended);
-            return None;
-        };
-        tracing::debug!(pid = child.pid, signal = %self.config.stop_signal, "stopping server");
-        child.group.signal(self.config.stop_signal);
-        let started = Instant::now();
-        let drained = async {
-            child.exit.ended().await;
-            child.group.emptied().await;
-        };
-        // `None`: the group exited by itself; `Some(asked)`: it must be killed, `asked` by the
-        // user.
-        let kill = tokio::select! {
-            drained = tokio::time::timeout(self.config.stop_timeout, drained) => {
-                drained.is_err().then_some(false)
-            }
-            () = self.interrupts.kill_now.notified() => Some(true),
-        };
-        if let Some(asked) = kill {
-            status::emit(&status::Note::Killing {
-                pid: child.pid,
-                after: started.elapsed(),
-                signal: self.config.stop_signal.as_str(),
-                asked,
-            });
-            child.group.signal(Signal::SIGKILL);
-            let _ = tokio::time::timeout(process::KILL_GRACE, child.exit.ended()).await;
-        }
-        let pid = child.pid;
-        process::end_group(child.group).await;
-        process::sweep_and_report(process::Sweep::Ended);
-        Some(pid)
-    }
-
-    /// Wait until `child` is ready, it exits, the ready timeout passes, or the user interrupts.
-    async fn wait_ready(&self, child: &mut RunningChild) -> Result<(), String> {
-        let pgid = child.group.id();
-        let probe = async {
-            match (&self.config.readiness, &child.notify) {
-                (Readiness::Spawned, _) => Ok(()),
-                (Readiness::Notify, Some(socket)) => {
-                    socket.ready(pgid).await.map_err(|e| e.to_string())
-                }
-                (Readiness::Notify, None) => Err("has no notify socket".to_owned()),
-                (Readiness::Http(probe), _) => {
-                    ready::http(probe).await;
-                    Ok(())
-                }
-                (Readiness::TcpConnect(authority), _) => {
-                    ready::tcp(authority).await;
-                    Ok(())
-                }
-            }
-        };
-        let timeout = self.config.ready_timeout;
-        tokio::select! {
-            ready = probe => ready,
-            status = child.exit.ended() => Err(format!("{} before it was ready", describe_status(status))),
-            () = tokio::time::sleep(timeout) => Err(format!("was not ready within {}", status::duration(timeout))),
-            () = self.interrupts.stop_waiting.notified() => Err("was interrupted before it was ready".to_owned()),
-            () = self.interrupts.newer_change.notified() => Err("gave way to a newer change before it was ready".to_owned()),
-        }
-    }
-
-    /// A new server that failed to become ready (`why`): kill it, and say what happened and
-    /// what may explain it.
-    async fn give_up(&self, mut new: RunningChild, why: &str, after: &str) -> anyhow::Error {
-        let new_or_only = if after.is_empty() { "app" } else { "new app" };
-        let message = format!("{new_or_only} (pid {}) {why}{after}", new.pid);
-        let hint = self.hint(new.exit.status(), new.started.elapsed());
-        discard(new).await;
-        match hint {
-            Some(hint) => anyhow!("{message}: {hint}"),
-            None => anyhow!("{message}"),
-        }
-    }
-
-    /// Everything a start needs (the program found, the env file read, the notify socket, the
-    /// command), made before the old server is touched.
-    fn prepare(&mut self) -> Result<Launch> {
         let invocation = self.invocation(self.last_executable.clone().as_deref())?;
         let notify = match self.config.readiness {
             Readiness::Notify => Some(NotifySocket::create(self.notify_dir()?)?),
@@ -434,7 +233,7 @@ impl Supervisor {
         process::clear_protocol_env(&mut command);
         command
             .env("RELOAD", "1")
-            .envs(invocation.env.iter().cloned())
+            .envs(env.iter().cloned())
             .envs(&self.config.env);
         if !self.listeners.is_empty() {
             let names: Vec<&str> = self
@@ -448,24 +247,194 @@ impl Supervisor {
         if let Some(socket) = &notify {
             command.env("NOTIFY_SOCKET", socket.path());
         }
-        // A server in a background process group that reads the terminal would be stopped by
-        // SIGTTIN; with a terminal, the keyboard belongs to reload.
-        if std::io::stdin().is_terminal() {
+        if self.stdin == Stdin::Null {
             command.stdin(Stdio::null());
         }
-        Ok(Launch {
+        let launch = Launch {
             command,
-            program: invocation.program.clone(),
+            program: invocation.program,
             fds,
             notify,
-        })
+        };
+        self.prepared = Some((generation, launch));
+        Ok(())
+    }
+
+    /// Start the prepared generation in its own process group. Returns its pid.
+    pub fn start(&mut self, generation: Generation) -> Result<u32> {
+        let Some((prepared, launch)) = self.prepared.take() else {
+            return Err(anyhow!("internal: nothing was prepared to start"));
+        };
+        if prepared != generation {
+            return Err(anyhow!(
+                "internal: generation {} was prepared, not {}",
+                prepared.0,
+                generation.0
+            ));
+        }
+        let Launch {
+            mut command,
+            program,
+            fds,
+            notify,
+        } = launch;
+        let (mut child, group) = process::spawn_group(&mut command, process::Origin::App, &fds)
+            .map_err(|err| {
+                anyhow!(
+                    "cannot start `{}`: {}",
+                    program.display(),
+                    process::explain_exec_error(&program, &err)
+                )
+            })?;
+        let pid = child.id().unwrap_or_default();
+        tracing::debug!(pid, program = %program.display(), "server started");
+        let started = Instant::now();
+        let (tx, exit) = watch::channel(Reaped::NotYet);
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let events = self.events.clone();
+        let listening = self.is_listening();
+        let stopped = stopping.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await.ok();
+            tx.send_replace(Reaped::Ended(status));
+            if !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let ran = started.elapsed();
+                let exit = ChildExit {
+                    pid,
+                    status,
+                    ran,
+                    hint: hint(status, ran, listening),
+                };
+                let _ = events.send(ServerEvent::Exited(generation, exit));
+            }
+        });
+        self.children.insert(
+            generation,
+            RunningChild {
+                pid,
+                group,
+                exit,
+                notify: notify.map(Arc::new),
+                probe: None,
+                stopping,
+            },
+        );
+        Ok(pid)
+    }
+
+    /// Check whether `generation` is ready, as the readiness mode says. `true`: it is ready
+    /// now (readiness "when spawned"); otherwise a [`ServerEvent::Ready`] or `NotReady` follows.
+    pub fn await_ready(&mut self, generation: Generation) -> bool {
+        let Some(child) = self.children.get_mut(&generation) else {
+            return false;
+        };
+        let readiness = self.config.readiness.clone();
+        if readiness == Readiness::Spawned {
+            return true;
+        }
+        let pgid = child.group.id();
+        let notify = child.notify.clone();
+        let events = self.events.clone();
+        child.probe = Some(tokio::spawn(async move {
+            let ready = match (&readiness, notify) {
+                (Readiness::Spawned, _) => Ok(()),
+                (Readiness::Notify, Some(socket)) => {
+                    socket.ready(pgid).await.map_err(|e| e.to_string())
+                }
+                (Readiness::Notify, None) => Err("has no notify socket".to_owned()),
+                (Readiness::Http(probe), _) => {
+                    ready::http(probe).await;
+                    Ok(())
+                }
+                (Readiness::TcpConnect(authority), _) => {
+                    ready::tcp(authority).await;
+                    Ok(())
+                }
+            };
+            let _ = events.send(match ready {
+                Ok(()) => ServerEvent::Ready(generation),
+                Err(why) => ServerEvent::NotReady(generation, why),
+            });
+        }));
+        false
+    }
+
+    /// Stop `generation`: the stop signal to its group, then wait (in a task of its own) until
+    /// the whole group has exited (not just its leader: under `sh -c`, the shell dies at once
+    /// and the real server drains after it), or until [`Supervisor::kill`]; reap; kill what left
+    /// the group; then [`ServerEvent::Stopped`].
+    pub fn stop(&mut self, generation: Generation) {
+        let Some(mut child) = self.children.remove(&generation) else {
+            return;
+        };
+        if let Some(probe) = child.probe.take() {
+            probe.abort();
+        }
+        child
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(pid = child.pid, signal = %self.config.stop_signal, "stopping server");
+        child.group.signal(self.config.stop_signal);
+        let (kill, killed) = oneshot::channel::<()>();
+        self.stopping.insert(generation, kill);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let drained = async {
+                RunningChild::ended(&mut child.exit).await;
+                child.group.emptied().await;
+            };
+            tokio::select! {
+                () = drained => {}
+                Ok(()) = killed => {
+                    child.group.signal(Signal::SIGKILL);
+                    let _ = tokio::time::timeout(
+                        process::KILL_GRACE,
+                        RunningChild::ended(&mut child.exit),
+                    )
+                    .await;
+                }
+            }
+            process::end_group(child.group).await;
+            process::sweep_and_report(process::Sweep::Ended);
+            let _ = events.send(ServerEvent::Stopped(generation));
+        });
+    }
+
+    /// SIGKILL a server being stopped, now.
+    pub fn kill(&mut self, generation: Generation) {
+        if let Some(kill) = self.stopping.remove(&generation) {
+            let _ = kill.send(());
+        }
+    }
+
+    /// Kill a server that will not be used and wait until it is reaped.
+    pub async fn discard(&mut self, generation: Generation) {
+        let Some(mut child) = self.children.remove(&generation) else {
+            return;
+        };
+        child
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(probe) = child.probe.take() {
+            probe.abort();
+        }
+        child.group.signal(Signal::SIGKILL);
+        let _ =
+            tokio::time::timeout(process::KILL_GRACE, RunningChild::ended(&mut child.exit)).await;
+        process::end_group(child.group).await;
+        process::sweep_and_report(process::Sweep::Ended);
+    }
+
+    /// After a server exited by itself: kill what it left in its group, then what left the
+    /// group.
+    pub async fn bury(&mut self, generation: Generation) {
+        if let Some(child) = self.children.remove(&generation) {
+            process::end_group(child.group).await;
+        }
+        process::sweep_and_report(process::Sweep::Ended);
     }
 
     fn invocation(&self, executable: Option<&Path>) -> Result<Invocation> {
-        let env = match &self.config.env_file {
-            Some(path) => crate::config::read_env_file(path)?,
-            None => Vec::new(),
-        };
         let search = |program: &OsStr| find_program(program, &self.root, &self.config.env);
         let (program, args) = match &self.config.program {
             Program::Argv(argv) => (
@@ -482,20 +451,25 @@ impl Supervisor {
                 (search(path.as_os_str())?, Vec::new())
             }
         };
-        Ok(Invocation { program, args, env })
+        Ok(Invocation { program, args })
     }
+}
+
+/// Why a server that just failed may have failed: with `--listen`, one that binds the port
+/// itself instead of taking fd 3 dies at once with "address already in use" (and clients of the
+/// held socket wait for nobody). `status`: how it ended, `None` if it has not (yet).
+pub fn hint(status: Option<ExitStatus>, ran: Duration, listening: bool) -> Option<&'static str> {
+    let failed = status.is_none_or(|status| !status.success());
+    (failed && listening && ran < EARLY_EXIT).then_some(
+        "with --listen, reload holds the port and hands it to the app as fd 3 (LISTEN_FDS): \
+         an app that binds the port itself fails with \"address already in use\"\n  help: \
+         make the app take its socket from fd 3 (see the README's \"Zero-downtime dev \
+         loop\"), or drop --listen to let it bind the port itself",
+    )
 }
 
 /// A server that fails this soon after starting may be explained by [`Supervisor::hint`].
 const EARLY_EXIT: Duration = Duration::from_secs(10);
-
-/// Kill a server that will not be used and wait until it is reaped.
-async fn discard(mut child: RunningChild) {
-    child.group.signal(Signal::SIGKILL);
-    let _ = tokio::time::timeout(process::KILL_GRACE, child.exit.ended()).await;
-    process::end_group(child.group).await;
-    process::sweep_and_report(process::Sweep::Ended);
-}
 
 /// Resolve a program the way exec would, so that "no such file" is our clear message and not a
 /// failed spawn after the old server was already stopped.

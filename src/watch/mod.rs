@@ -18,14 +18,13 @@ mod filter;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{EventKind, RecursiveMode};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::config::WatchConfig;
 pub(crate) use filter::Filter;
@@ -54,12 +53,7 @@ impl ChangeSet {
 
 /// Start watching. Watches are in place when this returns, so no change made after it is
 /// missed. Fails when a watch cannot be placed at all (e.g. the inotify limit).
-/// `newer_change` is woken (`notify_waiters`) with every change set handed over, for whoever
-/// waits on something the change makes stale.
-pub fn start(
-    config: WatchConfig,
-    newer_change: Arc<Notify>,
-) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
+pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
     let (raw_tx, raw_rx) = std::sync::mpsc::channel();
     let handler = move |event| {
         let _ = raw_tx.send(event);
@@ -109,7 +103,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel(16);
     std::thread::Builder::new()
         .name("watch".into())
-        .spawn(move || stage.run(raw_rx, &tx, &newer_change))
+        .spawn(move || stage.run(raw_rx, &tx))
         .context("cannot start the watch thread")?;
     Ok((rx, count))
 }
@@ -174,7 +168,6 @@ impl WatchStage {
         mut self,
         raw: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
         changes: &mpsc::Sender<ChangeSet>,
-        newer_change: &Notify,
     ) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut deadline: Option<Instant> = None;
@@ -202,10 +195,6 @@ impl WatchStage {
                     let Some(changed) = self.take_changes() else {
                         continue;
                     };
-                    // Before the hand-over: whoever waits now (a server warming up) waits for
-                    // something older than this change. Woken after it, a wait begun for this
-                    // very change would give way to itself.
-                    newer_change.notify_waiters();
                     if changes.blocking_send(changed).is_err() {
                         return;
                     }

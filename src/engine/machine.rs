@@ -1,0 +1,756 @@
+//! The dev loop's decisions, and nothing else: a [`Service`] in a [`Phase`] takes an [`Event`]
+//! and the time, and returns the [`Effect`]s to carry out, in order. It starts no process,
+//! reads no clock and awaits nothing, so every transition is unit tested below; `engine::run`
+//! carries the effects out and turns what the stages report into events.
+//!
+//! Invariants:
+//! - at most one build runs; a change cancels it and starts a new one, so the server that ends
+//!   up serving is always built from the latest sources;
+//! - the serving server is only touched once a build succeeded and the new program was found
+//!   (unless the policy is [`OnBuildFailure::Stop`]);
+//! - "server ready" is published only once its readiness check passed, never at spawn;
+//! - a new server that does not become ready never replaces the serving one;
+//! - every wait (a build, a readiness check, a stop, a restart delay) is a phase or a deadline,
+//!   so events keep being taken while it lasts.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::Exit;
+use crate::build::BuildResult;
+use crate::config::{BuildCommand, OnBuildFailure, OnExit, RestartOrder, RunConfig};
+use crate::lifecycle::{Generation, Lifecycle};
+use crate::status;
+use crate::supervise::ChildExit;
+use crate::terminal::{self, Key};
+
+/// Everything the loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Changed {
+        paths: Vec<PathBuf>,
+        /// "src/main.rs and 2 more", relative to the project.
+        summary: String,
+        /// The first event of the burst.
+        first_seen: Instant,
+    },
+    Key(Key),
+    Shutdown(Shutdown),
+    BuildFinished {
+        result: BuildResult,
+        elapsed: Duration,
+        output: std::sync::Arc<str>,
+    },
+    /// The build command could not be started at all.
+    BuildNotStarted(String),
+    /// [`Effect::Prepare`] is done: the program was found and everything for its start made,
+    /// or why not.
+    Prepared {
+        generation: Generation,
+        result: Result<(), String>,
+    },
+    /// [`Effect::Spawn`] is done: the pid, or why it could not start.
+    Spawned {
+        generation: Generation,
+        result: Result<u32, String>,
+    },
+    Ready(Generation),
+    /// The readiness check itself failed (a broken notify socket).
+    NotReady {
+        generation: Generation,
+        why: String,
+    },
+    /// A server that was not being stopped exited.
+    Exited {
+        generation: Generation,
+        exit: ChildExit,
+    },
+    /// A stop is over: the server's whole group is gone.
+    Stopped(Generation),
+    /// A deadline from [`Service::next_deadline`] has passed.
+    Tick,
+}
+
+/// A request from the outside to stop: Ctrl-C, SIGTERM or SIGHUP to reload, or the `q` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    Interrupt,
+    Terminate,
+    Hangup,
+    Quit,
+}
+
+impl Shutdown {
+    fn exit(self) -> Exit {
+        match self {
+            Shutdown::Interrupt => Exit::Signal(nix::libc::SIGINT),
+            Shutdown::Terminate => Exit::Signal(nix::libc::SIGTERM),
+            Shutdown::Hangup => Exit::Signal(nix::libc::SIGHUP),
+            Shutdown::Quit => Exit::Success,
+        }
+    }
+}
+
+/// What the engine asks of the stages and of the user's terminal.
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    Publish(Lifecycle),
+    Info(String),
+    Error(String),
+    ClearScreen,
+    StartBuild,
+    /// Kill the running build and wait until it is reaped (bounded by a SIGKILL).
+    CancelBuild,
+    /// Find the program and make what its start needs; answered by [`Event::Prepared`].
+    Prepare {
+        generation: Generation,
+        executable: Option<PathBuf>,
+    },
+    /// Start the prepared server; answered by [`Event::Spawned`].
+    Spawn(Generation),
+    /// Check its readiness; answered by [`Event::Ready`] or [`Event::NotReady`].
+    AwaitReady(Generation),
+    /// Send the stop signal; answered by [`Event::Stopped`] once its group is gone.
+    Stop(Generation),
+    /// SIGKILL a server being stopped.
+    Kill(Generation),
+    /// Kill a new server that will not be used, and reap it.
+    Discard(Generation),
+    /// Reap what a server that exited left behind.
+    Bury(Generation),
+    /// Nothing is left to wait for: reload exits.
+    Exit(Exit),
+}
+
+/// How this service behaves: the config's policy, as the machine needs it.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The build command as shown to the user; `None`: no build step.
+    pub build: Option<String>,
+    /// There is a server to run (not build-only).
+    pub server: bool,
+    pub order: RestartOrder,
+    pub on_build_failure: OnBuildFailure,
+    pub on_exit: OnExit,
+    pub ready_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub stop_signal: &'static str,
+    /// Clear the screen before each build.
+    pub clear: bool,
+    /// reload holds listening sockets for the server (`--listen`): explains some failures.
+    pub listening: bool,
+    /// Keys are read from the terminal (`r` rebuilds).
+    pub keys: bool,
+}
+
+impl Policy {
+    pub fn of(build: Option<&BuildCommand>, run: Option<&RunConfig>, clear: bool) -> Policy {
+        Policy {
+            build: build.map(crate::build::describe),
+            server: run.is_some(),
+            order: run.map_or(RestartOrder::StopThenStart, |r| r.order),
+            on_build_failure: run.map_or(OnBuildFailure::KeepServing, |r| r.on_build_failure),
+            on_exit: run.map_or(OnExit::Wait, |r| r.on_exit),
+            ready_timeout: run.map_or(Duration::ZERO, |r| r.ready_timeout),
+            stop_timeout: run.map_or(Duration::ZERO, |r| r.stop_timeout),
+            stop_signal: run.map_or("SIGTERM", |r| r.stop_signal.as_str()),
+            clear,
+            listening: run.is_some_and(|r| !r.listeners.is_empty()),
+            keys: false,
+        }
+    }
+}
+
+/// A server that was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Server {
+    generation: Generation,
+    pid: u32,
+    started: Instant,
+}
+
+/// A server that was sent its stop signal and whose group is not gone yet.
+#[derive(Debug)]
+struct Stopping {
+    server: Server,
+    since: Instant,
+    /// When it is killed if still there; `None` once it was.
+    kill_at: Option<Instant>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Phase {
+    /// Nothing to wait for but a change.
+    Idle,
+    Building {
+        since: Instant,
+        changed_at: Option<Instant>,
+    },
+    Swapping(Swap),
+    /// The server exited by itself and is started again at `at`.
+    RestartDue {
+        at: Instant,
+    },
+    /// Reload is exiting once the servers being stopped are gone.
+    ShuttingDown {
+        exit: Exit,
+    },
+}
+
+/// A new server on its way in.
+#[derive(Debug, PartialEq)]
+struct Swap {
+    generation: Generation,
+    /// When the change it answers was first seen.
+    changed_at: Option<Instant>,
+    started: Instant,
+    /// The server it replaces, when one served as it began.
+    replaces: Option<u32>,
+    step: Step,
+}
+
+#[derive(Debug, PartialEq)]
+enum Step {
+    Preparing,
+    /// Stop-then-start: the old server is being stopped.
+    AwaitingStop,
+    Spawning,
+    AwaitingReady {
+        pid: u32,
+        spawned: Instant,
+        deadline: Instant,
+    },
+}
+
+/// A server that exits sooner than this after starting "dies fast": restarting it again and
+/// again at once would only spin, so the restart delay grows while it keeps doing so.
+const FAST_EXIT: Duration = Duration::from_secs(1);
+/// The first longer delay, doubled at each fast exit after it, up to [`BACKOFF_MAX`].
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One service: its policy, its phase, the server that serves and those being stopped.
+#[derive(Debug)]
+pub struct Service {
+    policy: Policy,
+    phase: Phase,
+    serving: Option<Server>,
+    stopping: Vec<Stopping>,
+    last_generation: Generation,
+    /// The last build failed and its output is still on screen.
+    failed_output_shown: bool,
+    /// How many times in a row the server died fast (see [`FAST_EXIT`]); reset by a change.
+    fast_exits: u32,
+}
+
+impl Service {
+    pub fn new(policy: Policy) -> Service {
+        Service {
+            policy,
+            phase: Phase::Idle,
+            serving: None,
+            stopping: Vec::new(),
+            last_generation: Generation(0),
+            failed_output_shown: false,
+            fast_exits: 0,
+        }
+    }
+
+    /// The first build (or, without one, the first start).
+    pub fn start(&mut self, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        self.build_or_swap(now, None, &mut effects);
+        effects
+    }
+
+    /// When [`Event::Tick`] is due next, if anything waits for a time.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let phase = match &self.phase {
+            Phase::RestartDue { at } => Some(*at),
+            Phase::Swapping(Swap {
+                step: Step::AwaitingReady { deadline, .. },
+                ..
+            }) => Some(*deadline),
+            _ => None,
+        };
+        let kills = self.stopping.iter().filter_map(|s| s.kill_at);
+        phase.into_iter().chain(kills).min()
+    }
+
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let out = &mut effects;
+        match event {
+            Event::Changed {
+                paths,
+                summary,
+                first_seen,
+            } => {
+                if self.shutting_down() {
+                    return effects;
+                }
+                out.push(Effect::Publish(Lifecycle::Changed { paths, summary }));
+                // From the first change of the burst: the quiet window is part of the wait.
+                self.rebuild(now, first_seen, out);
+            }
+            Event::Key(Key::Rebuild) => {
+                if !self.shutting_down() {
+                    out.push(Effect::Publish(Lifecycle::RebuildAsked));
+                    self.rebuild(now, now, out);
+                }
+            }
+            Event::Key(Key::Clear) => out.push(Effect::ClearScreen),
+            Event::Key(Key::Help) => out.push(Effect::Info(terminal::HELP.to_owned())),
+            Event::Key(Key::Quit) => self.shut_down(Shutdown::Quit, now, out),
+            Event::Shutdown(shutdown) => self.shut_down(shutdown, now, out),
+            Event::BuildFinished {
+                result,
+                elapsed,
+                output,
+            } => {
+                let Phase::Building { changed_at, .. } = self.phase else {
+                    return effects;
+                };
+                self.phase = Phase::Idle;
+                match result {
+                    BuildResult::Succeeded { executable } => {
+                        // The errors on screen are fixed now: a success clears them away.
+                        if std::mem::take(&mut self.failed_output_shown) {
+                            out.push(Effect::ClearScreen);
+                        }
+                        out.push(Effect::Publish(Lifecycle::BuildSucceeded { elapsed }));
+                        self.swap(now, executable, changed_at, out);
+                    }
+                    BuildResult::Failed { how, errors } => {
+                        self.failed_output_shown = true;
+                        if self.policy.on_build_failure == OnBuildFailure::Stop {
+                            self.stop_serving(now, out);
+                        }
+                        out.push(Effect::Publish(Lifecycle::BuildFailed {
+                            how,
+                            errors,
+                            elapsed,
+                            serving: self.serving.map(|s| s.pid),
+                            output,
+                        }));
+                    }
+                }
+            }
+            Event::BuildNotStarted(message) => {
+                if matches!(self.phase, Phase::Building { .. }) {
+                    self.phase = Phase::Idle;
+                }
+                out.push(Effect::Error(message));
+            }
+            Event::Prepared { generation, result } => {
+                if !matches!(&self.phase, Phase::Swapping(swap)
+                    if swap.generation == generation && swap.step == Step::Preparing)
+                {
+                    return effects;
+                }
+                if let Err(message) = result {
+                    let message = self.waiting_for_changes(&message);
+                    self.phase = Phase::Idle;
+                    out.push(Effect::Publish(Lifecycle::StartFailed { message }));
+                    return effects;
+                }
+                let replaces = self.serving.map(|s| s.pid);
+                let overlap = self.policy.order == RestartOrder::Overlap;
+                if !overlap {
+                    self.stop_serving(now, out);
+                }
+                let Phase::Swapping(swap) = &mut self.phase else {
+                    unreachable!("checked above; stopping the old server keeps the swap")
+                };
+                swap.replaces = replaces;
+                if !overlap && !self.stopping.is_empty() {
+                    swap.step = Step::AwaitingStop;
+                } else {
+                    swap.step = Step::Spawning;
+                    out.push(Effect::Spawn(generation));
+                }
+            }
+            Event::Spawned { generation, result } => {
+                let Phase::Swapping(swap) = &mut self.phase else {
+                    return effects;
+                };
+                if swap.generation != generation || swap.step != Step::Spawning {
+                    return effects;
+                }
+                match result {
+                    Ok(pid) => {
+                        swap.step = Step::AwaitingReady {
+                            pid,
+                            spawned: now,
+                            deadline: now + self.policy.ready_timeout,
+                        };
+                        out.push(Effect::Publish(Lifecycle::ServerStarting {
+                            pid,
+                            generation,
+                        }));
+                        out.push(Effect::AwaitReady(generation));
+                    }
+                    Err(message) => {
+                        let message = self.waiting_for_changes(&message);
+                        self.phase = Phase::Idle;
+                        out.push(Effect::Publish(Lifecycle::StartFailed { message }));
+                    }
+                }
+            }
+            Event::Ready(generation) => {
+                let Phase::Swapping(Swap {
+                    generation: new,
+                    step: Step::AwaitingReady { pid, spawned, .. },
+                    changed_at,
+                    started,
+                    replaces,
+                }) = self.phase
+                else {
+                    return effects;
+                };
+                if new != generation {
+                    return effects;
+                }
+                self.phase = Phase::Idle;
+                out.push(Effect::Publish(Lifecycle::ServerReady {
+                    pid,
+                    generation,
+                    old: replaces,
+                    swap: now.saturating_duration_since(started),
+                    since_change: changed_at.map(|at| now.saturating_duration_since(at)),
+                }));
+                // Overlap: the old server stops only now that the new one takes the traffic.
+                self.stop_serving(now, out);
+                self.serving = Some(Server {
+                    generation,
+                    pid,
+                    started: spawned,
+                });
+            }
+            Event::NotReady { generation, why } => {
+                if self.awaiting_ready(generation) {
+                    self.give_up(&why, None, now, out);
+                }
+            }
+            Event::Exited { generation, exit } => self.exited(generation, exit, now, out),
+            Event::Stopped(generation) => {
+                let Some(index) = self
+                    .stopping
+                    .iter()
+                    .position(|s| s.server.generation == generation)
+                else {
+                    return effects;
+                };
+                let stopped = self.stopping.remove(index);
+                out.push(Effect::Publish(Lifecycle::Stopped {
+                    pid: stopped.server.pid,
+                    generation,
+                    shutdown: self.shutting_down(),
+                }));
+                if !self.stopping.is_empty() {
+                    return effects;
+                }
+                match &mut self.phase {
+                    Phase::Swapping(swap) if swap.step == Step::AwaitingStop => {
+                        swap.step = Step::Spawning;
+                        out.push(Effect::Spawn(swap.generation));
+                    }
+                    Phase::ShuttingDown { exit } => out.push(Effect::Exit(*exit)),
+                    _ => {}
+                }
+            }
+            Event::Tick => self.tick(now, out),
+        }
+        effects
+    }
+
+    fn shutting_down(&self) -> bool {
+        matches!(self.phase, Phase::ShuttingDown { .. })
+    }
+
+    fn awaiting_ready(&self, generation: Generation) -> bool {
+        matches!(&self.phase, Phase::Swapping(swap)
+            if swap.generation == generation && matches!(swap.step, Step::AwaitingReady { .. }))
+    }
+
+    /// A change first seen at `since` (or the `r` key): whatever is building or starting is
+    /// stale; build again.
+    fn rebuild(&mut self, now: Instant, since: Instant, out: &mut Vec<Effect>) {
+        self.fast_exits = 0;
+        self.leave_phase(
+            "the sources changed",
+            "gave way to a newer change",
+            now,
+            out,
+        );
+        self.build_or_swap(now, Some(since), out);
+    }
+
+    /// End what the current phase waits for: cancel a build (`cancelled`: why), discard a new
+    /// server not ready yet (`gave_way`: what happened to it), forget a pending restart.
+    fn leave_phase(
+        &mut self,
+        cancelled: &'static str,
+        gave_way: &str,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        match &self.phase {
+            Phase::Building { since, .. } => {
+                out.push(Effect::CancelBuild);
+                out.push(Effect::Publish(Lifecycle::BuildCancelled {
+                    after: now.saturating_duration_since(*since),
+                    reason: cancelled,
+                }));
+            }
+            Phase::Swapping(Swap {
+                step: Step::AwaitingReady { .. },
+                ..
+            }) => self.give_up(&format!("{gave_way} before it was ready"), None, now, out),
+            Phase::ShuttingDown { .. } => return,
+            // Nothing was started yet: it just does not happen.
+            Phase::Swapping(_) | Phase::RestartDue { .. } | Phase::Idle => {}
+        }
+        self.phase = Phase::Idle;
+    }
+
+    fn build_or_swap(&mut self, now: Instant, changed_at: Option<Instant>, out: &mut Vec<Effect>) {
+        let Some(command) = &self.policy.build else {
+            self.swap(now, None, changed_at, out);
+            return;
+        };
+        if self.policy.clear {
+            out.push(Effect::ClearScreen);
+        }
+        out.push(Effect::Publish(Lifecycle::BuildStarted {
+            command: command.clone(),
+        }));
+        self.phase = Phase::Building {
+            since: now,
+            changed_at,
+        };
+        out.push(Effect::StartBuild);
+    }
+
+    /// Put a fresh server in place of the serving one, starting by preparing it.
+    fn swap(
+        &mut self,
+        now: Instant,
+        executable: Option<PathBuf>,
+        changed_at: Option<Instant>,
+        out: &mut Vec<Effect>,
+    ) {
+        if !self.policy.server {
+            return;
+        }
+        self.last_generation = self.last_generation.next();
+        let generation = self.last_generation;
+        self.phase = Phase::Swapping(Swap {
+            generation,
+            changed_at,
+            started: now,
+            replaces: None,
+            step: Step::Preparing,
+        });
+        out.push(Effect::Prepare {
+            generation,
+            executable,
+        });
+    }
+
+    /// Send the serving server its stop signal; it counts as stopping until [`Event::Stopped`].
+    fn stop_serving(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let Some(server) = self.serving.take() else {
+            return;
+        };
+        out.push(Effect::Publish(Lifecycle::Stopping {
+            pid: server.pid,
+            generation: server.generation,
+        }));
+        out.push(Effect::Stop(server.generation));
+        self.stopping.push(Stopping {
+            server,
+            since: now,
+            kill_at: Some(now + self.policy.stop_timeout),
+        });
+    }
+
+    /// The new server (awaiting readiness) will not take over: discard it and say why.
+    fn give_up(
+        &mut self,
+        why: &str,
+        hint: Option<&'static str>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Phase::Swapping(Swap {
+            generation,
+            step: Step::AwaitingReady { pid, spawned, .. },
+            ..
+        }) = self.phase
+        else {
+            return;
+        };
+        let message = match self.serving {
+            Some(old) => format!("new app (pid {pid}) {why}; pid {} keeps serving", old.pid),
+            None => format!("app (pid {pid}) {why}"),
+        };
+        let hint = hint.or_else(|| {
+            crate::supervise::hint(
+                None,
+                now.saturating_duration_since(spawned),
+                self.policy.listening,
+            )
+        });
+        let message = match hint {
+            Some(hint) => format!("{message}: {hint}"),
+            None => message,
+        };
+        out.push(Effect::Discard(generation));
+        out.push(Effect::Publish(Lifecycle::ServerFailed {
+            pid: Some(pid),
+            generation,
+            message: self.waiting_for_changes(&message),
+        }));
+        self.phase = Phase::Idle;
+    }
+
+    fn waiting_for_changes(&self, message: &str) -> String {
+        format!(
+            "{message}\n  reload is waiting for changes: fix it and save{} to try again",
+            if self.policy.keys {
+                " (or press r)"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn exited(
+        &mut self,
+        generation: Generation,
+        exit: ChildExit,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.awaiting_ready(generation) {
+            let why = format!("{} before it was ready", exit.describe());
+            // The new server is dead already: give_up's discard only reaps what is left.
+            self.give_up(&why, exit.hint, now, out);
+            return;
+        }
+        let Some(server) = self.serving.filter(|s| s.generation == generation) else {
+            return;
+        };
+        self.serving = None;
+        out.push(Effect::Bury(generation));
+        let restarts_in = match self.policy.on_exit {
+            OnExit::RestartAfter(delay) => Some(self.restart_delay(delay, exit.ran, out)),
+            OnExit::Wait => None,
+        };
+        out.push(Effect::Publish(Lifecycle::ServerExited {
+            pid: server.pid,
+            generation,
+            description: exit.describe(),
+            code: exit.code(),
+            signal: exit.signal_name(),
+            restarts_in,
+            hint: exit.hint,
+        }));
+        // While a build or a swap runs, that brings the next server anyway.
+        if let (Some(delay), Phase::Idle) = (restarts_in, &self.phase) {
+            self.phase = Phase::RestartDue { at: now + delay };
+        }
+    }
+
+    /// How long to wait before restarting a server that exited by itself after running for
+    /// `ran`: the configured delay, unless it keeps dying fast; then a delay that doubles, up to
+    /// [`BACKOFF_MAX`], so that a server that cannot start does not spin reload.
+    fn restart_delay(
+        &mut self,
+        configured: Duration,
+        ran: Duration,
+        out: &mut Vec<Effect>,
+    ) -> Duration {
+        if ran >= FAST_EXIT {
+            self.fast_exits = 0;
+            return configured;
+        }
+        self.fast_exits += 1;
+        if self.fast_exits < 2 {
+            return configured;
+        }
+        if self.fast_exits == 2 {
+            out.push(Effect::Info(format!(
+                "the app keeps exiting within {} of starting: waiting longer between restarts, \
+                 up to {} (a change restarts it at once)",
+                status::duration(FAST_EXIT),
+                status::duration(BACKOFF_MAX)
+            )));
+        }
+        let doublings = (self.fast_exits - 2).min(16);
+        configured.max((BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX))
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        for stopping in &mut self.stopping {
+            if stopping.kill_at.is_some_and(|at| at <= now) {
+                stopping.kill_at = None;
+                out.push(Effect::Publish(Lifecycle::Killing {
+                    pid: stopping.server.pid,
+                    after: now.saturating_duration_since(stopping.since),
+                    signal: self.policy.stop_signal,
+                    asked: false,
+                }));
+                out.push(Effect::Kill(stopping.server.generation));
+            }
+        }
+        match self.phase {
+            Phase::RestartDue { at } if at <= now => {
+                self.phase = Phase::Idle;
+                self.swap(now, None, None, out);
+            }
+            Phase::Swapping(Swap {
+                step: Step::AwaitingReady { deadline, .. },
+                ..
+            }) if deadline <= now => {
+                let why = format!(
+                    "was not ready within {}",
+                    status::duration(self.policy.ready_timeout)
+                );
+                self.give_up(&why, None, now, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// The first request ends whatever runs and stops the server gracefully; another one while
+    /// that stop lasts kills it now.
+    fn shut_down(&mut self, shutdown: Shutdown, now: Instant, out: &mut Vec<Effect>) {
+        if self.shutting_down() {
+            out.push(Effect::Info("stopping now".to_owned()));
+            for stopping in &mut self.stopping {
+                if stopping.kill_at.take().is_some() {
+                    out.push(Effect::Publish(Lifecycle::Killing {
+                        pid: stopping.server.pid,
+                        after: now.saturating_duration_since(stopping.since),
+                        signal: self.policy.stop_signal,
+                        asked: true,
+                    }));
+                    out.push(Effect::Kill(stopping.server.generation));
+                }
+            }
+            return;
+        }
+        self.leave_phase("reload is stopping", "was interrupted", now, out);
+        self.stop_serving(now, out);
+        let exit = shutdown.exit();
+        self.phase = Phase::ShuttingDown { exit };
+        if self.stopping.is_empty() {
+            out.push(Effect::Exit(exit));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! The dev loop: one `select!` that turns whatever happens (a change, a key, a signal, a build
+//! ending, a server ready, exiting or stopped, a deadline) into an [`Event`] for the
+//! [`machine`], and carries out the [`Effect`]s it returns through the stages that own them.
+//! What to do lives in `machine`; this file only does it.
+//!
+//! A service (one build, one supervisor, one machine) is one [`Stages`] value beside one
+//! [`Service`]: several services will be a map of them, each with its own events.
+
+pub mod machine;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::Exit;
+use crate::build::{BuildOutcome, BuildResult, RunningBuild};
+use crate::config::{BuildCommand, CleanPath, Config};
+use crate::lifecycle::Bus;
+use crate::process;
+use crate::status;
+use crate::supervise::{ServerEvent, Stdin, Supervisor};
+use crate::terminal;
+use crate::watch;
+pub use machine::Shutdown;
+use machine::{Effect, Event, Policy, Service};
+
+/// How long a post command may run while reload waits to exit.
+const POST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What carries the machine's effects out for one service.
+struct Stages {
+    root: PathBuf,
+    build_command: Option<BuildCommand>,
+    build: Option<RunningBuild>,
+    supervisor: Option<Supervisor>,
+    /// Read again at every start.
+    env_file: Option<PathBuf>,
+    bus: Bus,
+}
+
+/// Run the dev loop until a shutdown. Returns the exit code to use.
+pub async fn run(config: Config) -> Result<Exit> {
+    let mut shutdowns = listen_for_shutdown()?;
+    let (server_events, mut from_servers) = mpsc::unbounded_channel();
+    let stdin = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        Stdin::Null
+    } else {
+        Stdin::Inherit
+    };
+    let run = config.run;
+    let mut policy = Policy::of(config.build.as_ref(), run.as_ref(), config.output.clear);
+    let env_file = run.as_ref().and_then(|run| run.env_file.clone());
+    let supervisor = run
+        .map(|run| Supervisor::new(run, config.root.clone(), stdin, server_events))
+        .transpose()?;
+    let (mut changes, watched) = watch::start(config.watch)?;
+    for warning in &config.warnings {
+        status::warning(warning);
+    }
+    status::emit(&status::Note::Watching {
+        origin: &config.origin,
+        directories: watched,
+        listening: supervisor.as_ref().and_then(Supervisor::describe_listeners),
+    });
+    let keyboard = terminal::start();
+    let (restore_terminal, mut keys) = match keyboard {
+        Some((guard, keys)) => {
+            status::info(terminal::HELP);
+            (Some(guard), keys)
+        }
+        None => (None, mpsc::unbounded_channel().1),
+    };
+    policy.keys = restore_terminal.is_some();
+    let mut service = Service::new(policy);
+    let mut stages = Stages {
+        root: config.root.clone(),
+        build_command: config.build,
+        build: None,
+        supervisor,
+        env_file,
+        bus: Bus::new(status::subscribers()),
+    };
+    let mut effects = service.start(Instant::now());
+    loop {
+        if let Some(exit) = stages.carry_out(&mut service, effects).await {
+            finish(
+                &config.root,
+                &config.post,
+                &config.clean_on_exit,
+                &mut shutdowns,
+            )
+            .await;
+            return Ok(exit);
+        }
+        let deadline = service.next_deadline();
+        let event = tokio::select! {
+            Some(shutdown) = shutdowns.recv() => Event::Shutdown(shutdown),
+            changed = changes.recv() => match changed {
+                Some(changed) => Event::Changed {
+                    summary: changed.summary(&config.root),
+                    paths: changed.paths,
+                    first_seen: changed.first_seen,
+                },
+                None => return Err(anyhow!("the file watcher stopped unexpectedly")),
+            },
+            Some(key) = keys.recv() => Event::Key(key),
+            outcome = build_finished(&mut stages.build) => {
+                stages.build = None;
+                Event::BuildFinished {
+                    result: outcome.result,
+                    elapsed: outcome.elapsed,
+                    output: outcome.output,
+                }
+            }
+            Some(event) = from_servers.recv() => match event {
+                ServerEvent::Ready(generation) => Event::Ready(generation),
+                ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
+                ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
+                ServerEvent::Stopped(generation) => Event::Stopped(generation),
+            },
+            () = sleep_until(deadline) => Event::Tick,
+        };
+        effects = service.handle(event, Instant::now());
+    }
+}
+
+impl Stages {
+    /// Carry out `effects` in order. What a stage answers at once becomes the next event for
+    /// the machine, whose effects follow. Returns the exit code once the machine says exit.
+    async fn carry_out(&mut self, service: &mut Service, effects: Vec<Effect>) -> Option<Exit> {
+        let mut pending = VecDeque::from(effects);
+        while let Some(effect) = pending.pop_front() {
+            if let Effect::Exit(exit) = effect {
+                return Some(exit);
+            }
+            if let Some(event) = self.perform(effect).await {
+                pending.extend(service.handle(event, Instant::now()));
+            }
+        }
+        None
+    }
+
+    async fn perform(&mut self, effect: Effect) -> Option<Event> {
+        match effect {
+            Effect::Publish(event) => self.bus.publish(event),
+            Effect::Info(text) => status::info(&text),
+            Effect::Error(text) => status::error(&text),
+            Effect::ClearScreen => status::clear_screen(),
+            Effect::StartBuild => {
+                let command = self.build_command.as_ref()?;
+                match RunningBuild::start(command, &self.root, process::Origin::Build) {
+                    Ok(build) => self.build = Some(build),
+                    Err(err) => return Some(Event::BuildNotStarted(format!("{err:#}"))),
+                }
+            }
+            Effect::CancelBuild => {
+                if let Some(build) = self.build.take() {
+                    build.cancel().await;
+                }
+            }
+            Effect::Prepare {
+                generation,
+                executable,
+            } => {
+                let result = self.prepare(generation, executable.as_deref());
+                return Some(Event::Prepared {
+                    generation,
+                    result: result.map_err(|err| format!("{err:#}")),
+                });
+            }
+            Effect::Spawn(generation) => {
+                let result = self.supervisor.as_mut()?.start(generation);
+                return Some(Event::Spawned {
+                    generation,
+                    result: result.map_err(|err| format!("{err:#}")),
+                });
+            }
+            Effect::AwaitReady(generation) => {
+                if self.supervisor.as_mut()?.await_ready(generation) {
+                    return Some(Event::Ready(generation));
+                }
+            }
+            Effect::Stop(generation) => self.supervisor.as_mut()?.stop(generation),
+            Effect::Kill(generation) => self.supervisor.as_mut()?.kill(generation),
+            Effect::Discard(generation) => self.supervisor.as_mut()?.discard(generation).await,
+            Effect::Bury(generation) => self.supervisor.as_mut()?.bury(generation).await,
+            Effect::Exit(_) => unreachable!("carry_out returns on Exit"),
+        }
+        None
+    }
+
+    /// The env file is read at each start, so an edit to it takes effect at the next one.
+    fn prepare(
+        &mut self,
+        generation: crate::lifecycle::Generation,
+        executable: Option<&Path>,
+    ) -> Result<()> {
+        let env = match &self.env_file {
+            Some(path) => crate::config::read_env_file(path)?,
+            None => Vec::new(),
+        };
+        let supervisor = self
+            .supervisor
+            .as_mut()
+            .ok_or_else(|| anyhow!("internal: no server to prepare"))?;
+        supervisor.prepare(generation, executable, &env)
+    }
+}
+
+/// After the server is stopped for good: the user's post commands, then clean-up. Another
+/// Ctrl-C (or SIGTERM) meanwhile kills the post command that runs and skips the rest.
+async fn finish(
+    root: &Path,
+    post: &[String],
+    clean_on_exit: &[CleanPath],
+    shutdowns: &mut mpsc::UnboundedReceiver<Shutdown>,
+) {
+    // A post command runs like a build: its own group, no sockets, output passed through.
+    for command in post {
+        let step = BuildCommand::Shell(command.clone());
+        let origin = process::Origin::Post(command.clone());
+        let mut run = match RunningBuild::start(&step, root, origin) {
+            Ok(run) => run,
+            Err(err) => {
+                status::error(&format!("cannot run post command `{command}`: {err:#}"));
+                continue;
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(POST_TIMEOUT, run.finished()) => outcome.ok(),
+            Some(_) = shutdowns.recv() => {
+                status::error(&format!("post command `{command}` interrupted; killed it"));
+                run.cancel().await;
+                break;
+            }
+        };
+        match outcome {
+            Some(BuildOutcome {
+                result: BuildResult::Succeeded { .. },
+                ..
+            }) => {}
+            Some(BuildOutcome {
+                result: BuildResult::Failed { how, .. },
+                ..
+            }) => {
+                status::error(&format!("post command `{command}` failed ({how})"));
+            }
+            None => {
+                status::error(&format!(
+                    "post command `{command}` still ran after {}; killed it",
+                    status::duration(POST_TIMEOUT)
+                ));
+                run.cancel().await;
+            }
+        }
+    }
+    // Whatever is left anywhere (a build's or a post command's daemon) goes now.
+    process::sweep_and_report(process::Sweep::All);
+    for path in clean_on_exit {
+        if let Err(err) = path.remove() {
+            status::error(&format!("{err:#}"));
+        }
+    }
+}
+
+async fn build_finished(build: &mut Option<RunningBuild>) -> BuildOutcome {
+    match build {
+        Some(build) => build.finished().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP become [`Shutdown`] events; what a second one means is the
+/// machine's business.
+fn listen_for_shutdown() -> Result<mpsc::UnboundedReceiver<Shutdown>> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let shutdown = tokio::select! {
+                _ = interrupt.recv() => Shutdown::Interrupt,
+                _ = terminate.recv() => Shutdown::Terminate,
+                _ = hangup.recv() => Shutdown::Hangup,
+            };
+            if tx.send(shutdown).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}

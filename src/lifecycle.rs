@@ -1,0 +1,333 @@
+//! What happens to a service, as owned values anyone can subscribe to: a change seen, a build
+//! started, succeeded or failed (with its output), a server starting, ready, exiting, being
+//! stopped. The engine is the only publisher; [`Bus::publish`] hands each event to
+//!
+//! - the local subscribers, synchronously and in order: reload's own status lines (human or
+//!   JSON, see `status`). They must be in order with the children's output on the same
+//!   terminal, and all written before reload exits, so they are not left to a task;
+//! - a broadcast channel ([`Bus::subscribe`]) for subscribers that live elsewhere (the dev
+//!   proxy): a subscriber that falls behind misses events (it learns so from the channel) but
+//!   never slows the engine;
+//! - the [`State`] a subscriber that joins late reads first ([`Bus::state`]): who serves,
+//!   whether a build runs, the last failure's output.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+
+/// Servers are numbered from 1 in the order they are started; a restart is a new generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Generation(pub u64);
+
+impl Generation {
+    #[must_use]
+    pub fn next(self) -> Generation {
+        Generation(self.0 + 1)
+    }
+}
+
+/// How much of a failed build's output is kept for subscribers (a page that shows it).
+pub const OUTPUT_KEPT: usize = 64 * 1024;
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifecycle {
+    Changed {
+        paths: Vec<PathBuf>,
+        /// "src/main.rs and 2 more", relative to the project.
+        summary: String,
+    },
+    /// The `r` key asked for a rebuild.
+    RebuildAsked,
+    BuildStarted {
+        command: String,
+    },
+    BuildCancelled {
+        after: Duration,
+        reason: &'static str,
+    },
+    BuildSucceeded {
+        elapsed: Duration,
+    },
+    BuildFailed {
+        /// "exit 101", "SIGSEGV".
+        how: String,
+        errors: Option<usize>,
+        elapsed: Duration,
+        /// The server that still serves, if one does.
+        serving: Option<u32>,
+        /// The last [`OUTPUT_KEPT`] bytes of the build's output, ANSI colours included.
+        output: Arc<str>,
+    },
+    /// A server process was spawned; it is not ready yet.
+    ServerStarting {
+        pid: u32,
+        generation: Generation,
+    },
+    /// A server passed its readiness check (never sent at spawn, unless readiness is "when
+    /// spawned") and now takes the traffic, in place of `old` if there was one.
+    ServerReady {
+        pid: u32,
+        generation: Generation,
+        old: Option<u32>,
+        /// From the start of the swap to readiness.
+        swap: Duration,
+        /// From the change that caused it (its first event) to readiness.
+        since_change: Option<Duration>,
+    },
+    /// A new server will not take over: it exited, was not ready in time, or gave way.
+    /// `message` says which, with what to do.
+    ServerFailed {
+        pid: Option<u32>,
+        generation: Generation,
+        message: String,
+    },
+    /// The serving server ended by itself.
+    ServerExited {
+        pid: u32,
+        generation: Generation,
+        /// "exited with 3", "killed by SIGSEGV".
+        description: String,
+        code: Option<i32>,
+        signal: Option<String>,
+        /// When it is started again by itself; else on the next change.
+        restarts_in: Option<Duration>,
+        /// What may explain the exit.
+        hint: Option<&'static str>,
+    },
+    /// The server was sent its stop signal.
+    Stopping {
+        pid: u32,
+        generation: Generation,
+    },
+    /// It did not stop in time, or the user asked (a second Ctrl-C): it is being killed.
+    Killing {
+        pid: u32,
+        after: Duration,
+        signal: &'static str,
+        asked: bool,
+    },
+    /// A stopped server and its whole group are gone. `shutdown`: reload is exiting.
+    Stopped {
+        pid: u32,
+        generation: Generation,
+        shutdown: bool,
+    },
+    /// The app cannot be started at all (a missing program, say): what and what to do.
+    StartFailed {
+        message: String,
+    },
+}
+
+/// What a late subscriber needs to know before the next event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    /// The server taking the traffic.
+    pub serving: Option<Serving>,
+    pub build: BuildState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    pub pid: u32,
+    pub generation: Generation,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum BuildState {
+    /// No build since the last success (or none configured).
+    #[default]
+    Passed,
+    Running,
+    /// The last build failed with this output; a change or `r` builds again.
+    Failed {
+        output: Arc<str>,
+    },
+}
+
+impl State {
+    fn apply(&mut self, event: &Lifecycle) {
+        match event {
+            Lifecycle::BuildStarted { .. } => self.build = BuildState::Running,
+            Lifecycle::BuildSucceeded { .. } | Lifecycle::BuildCancelled { .. } => {
+                self.build = BuildState::Passed;
+            }
+            Lifecycle::BuildFailed { output, .. } => {
+                self.build = BuildState::Failed {
+                    output: output.clone(),
+                };
+            }
+            Lifecycle::ServerReady {
+                pid, generation, ..
+            } => {
+                self.serving = Some(Serving {
+                    pid: *pid,
+                    generation: *generation,
+                });
+            }
+            Lifecycle::ServerExited { generation, .. }
+            | Lifecycle::Stopping { generation, .. }
+            | Lifecycle::Stopped { generation, .. }
+                if self.serving.is_some_and(|s| s.generation == *generation) =>
+            {
+                self.serving = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Hears every event, in order, before [`Bus::publish`] returns.
+pub trait Subscriber {
+    fn on(&mut self, event: &Lifecycle);
+}
+
+/// Where the engine publishes; see the module documentation.
+pub struct Bus {
+    local: Vec<Box<dyn Subscriber>>,
+    remote: broadcast::Sender<Arc<Lifecycle>>,
+    state: watch::Sender<State>,
+}
+
+/// Events a slow remote subscriber may fall behind by before it misses some.
+const BACKLOG: usize = 256;
+
+impl Bus {
+    pub fn new(local: Vec<Box<dyn Subscriber>>) -> Bus {
+        Bus {
+            local,
+            remote: broadcast::channel(BACKLOG).0,
+            state: watch::channel(State::default()).0,
+        }
+    }
+
+    pub fn publish(&mut self, event: Lifecycle) {
+        for subscriber in &mut self.local {
+            subscriber.on(&event);
+        }
+        self.state.send_modify(|state| state.apply(&event));
+        // No remote subscriber is not an error: most runs have none.
+        let _ = self.remote.send(Arc::new(event));
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Lifecycle>> {
+        self.remote.subscribe()
+    }
+
+    /// The current state, and every change of it.
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.state.subscribe()
+    }
+}
+
+/// The last `limit` bytes written to it, cut at a character boundary when read.
+#[derive(Debug, Default)]
+pub struct Tail {
+    bytes: std::collections::VecDeque<u8>,
+}
+
+impl Tail {
+    pub fn push(&mut self, data: &[u8]) {
+        let data = &data[data.len().saturating_sub(OUTPUT_KEPT)..];
+        let overflow = (self.bytes.len() + data.len()).saturating_sub(OUTPUT_KEPT);
+        self.bytes.drain(..overflow);
+        self.bytes.extend(data);
+    }
+
+    /// The kept text; a character cut in two by the limit is dropped, invalid UTF-8 replaced.
+    pub fn text(&self) -> Arc<str> {
+        let (front, back) = self.bytes.as_slices();
+        let mut bytes = Vec::with_capacity(self.bytes.len());
+        bytes.extend_from_slice(front);
+        bytes.extend_from_slice(back);
+        // Skip continuation bytes at the start: the rest of a character cut by the limit.
+        let start = bytes
+            .iter()
+            .take(3)
+            .take_while(|b| (**b & 0xc0) == 0x80)
+            .count();
+        String::from_utf8_lossy(&bytes[start..]).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_keeps_the_last_bytes_and_whole_characters() {
+        let mut tail = Tail::default();
+        tail.push(b"first line\n");
+        assert_eq!(&*tail.text(), "first line\n");
+        let long = "é".repeat(OUTPUT_KEPT); // two bytes each: twice the limit
+        tail.push(long.as_bytes());
+        tail.push(b"\x1b[31merror\x1b[0m\n");
+        let text = tail.text();
+        assert!(text.len() <= OUTPUT_KEPT, "{}", text.len());
+        assert!(text.ends_with("\x1b[31merror\x1b[0m\n"));
+        assert!(text.starts_with('é'), "a cut character is dropped");
+        assert!(!text.contains("first line"));
+    }
+
+    #[test]
+    fn a_late_subscriber_reads_who_serves_and_the_last_failure() {
+        let mut bus = Bus::new(Vec::new());
+        let state = bus.state();
+        bus.publish(Lifecycle::ServerReady {
+            pid: 7,
+            generation: Generation(1),
+            old: None,
+            swap: Duration::ZERO,
+            since_change: None,
+        });
+        bus.publish(Lifecycle::BuildFailed {
+            how: "exit 1".into(),
+            errors: Some(1),
+            elapsed: Duration::ZERO,
+            serving: Some(7),
+            output: "boom".into(),
+        });
+        let now = state.borrow().clone();
+        assert_eq!(
+            now.serving,
+            Some(Serving {
+                pid: 7,
+                generation: Generation(1)
+            })
+        );
+        assert_eq!(
+            now.build,
+            BuildState::Failed {
+                output: "boom".into()
+            }
+        );
+        bus.publish(Lifecycle::Stopping {
+            pid: 7,
+            generation: Generation(1),
+        });
+        assert_eq!(bus.state().borrow().serving, None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn remote_subscribers_hear_every_event_in_order() {
+        let mut bus = Bus::new(Vec::new());
+        let mut events = bus.subscribe();
+        bus.publish(Lifecycle::BuildStarted {
+            command: "make".into(),
+        });
+        bus.publish(Lifecycle::BuildSucceeded {
+            elapsed: Duration::from_millis(5),
+        });
+        assert!(matches!(
+            &*events.recv().await.unwrap(),
+            Lifecycle::BuildStarted { .. }
+        ));
+        assert!(matches!(
+            &*events.recv().await.unwrap(),
+            Lifecycle::BuildSucceeded { .. }
+        ));
+    }
+}
