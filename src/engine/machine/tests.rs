@@ -1,1 +1,684 @@
+//! The engine's transitions, fed events and the time by hand: no process, no clock, no sleep.
 
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+use super::*;
+
+const G1: Generation = Generation(1);
+const G2: Generation = Generation(2);
+const G3: Generation = Generation(3);
+
+fn policy() -> Policy {
+    Policy {
+        build: Some("make".to_owned()),
+        server: true,
+        order: RestartOrder::StopThenStart,
+        on_build_failure: OnBuildFailure::KeepServing,
+        on_exit: OnExit::Wait,
+        ready_timeout: Duration::from_secs(30),
+        stop_timeout: Duration::from_secs(5),
+        stop_signal: "SIGTERM",
+        clear: false,
+        listening: false,
+        keys: false,
+    }
+}
+
+/// A service and the time it lives in.
+struct Run {
+    service: Service,
+    now: Instant,
+}
+
+impl Run {
+    /// Started: its first build runs.
+    fn new(policy: Policy) -> (Run, Vec<Effect>) {
+        let now = Instant::now();
+        let mut service = Service::new(policy);
+        let effects = service.start(now);
+        (Run { service, now }, effects)
+    }
+
+    fn feed(&mut self, event: Event) -> Vec<Effect> {
+        self.service.handle(event, self.now)
+    }
+
+    /// Let `by` pass, and tick if a deadline passed meanwhile.
+    fn wait(&mut self, by: Duration) -> Vec<Effect> {
+        self.now += by;
+        match self.service.next_deadline() {
+            Some(at) if at <= self.now => self.feed(Event::Tick),
+            _ => Vec::new(),
+        }
+    }
+
+    fn build_succeeds(&mut self) -> Vec<Effect> {
+        self.feed(Event::BuildFinished {
+            result: BuildResult::Succeeded { executable: None },
+            elapsed: Duration::from_millis(100),
+            output: "".into(),
+        })
+    }
+
+    fn build_fails(&mut self) -> Vec<Effect> {
+        self.feed(Event::BuildFinished {
+            result: BuildResult::Failed {
+                how: "exit 1".to_owned(),
+                errors: Some(2),
+            },
+            elapsed: Duration::from_millis(100),
+            output: "\x1b[31merror\x1b[0m: main.go:3: nope\n".into(),
+        })
+    }
+
+    fn prepared(&mut self, generation: Generation) -> Vec<Effect> {
+        self.feed(Event::Prepared {
+            generation,
+            result: Ok(()),
+        })
+    }
+
+    fn spawned(&mut self, generation: Generation, pid: u32) -> Vec<Effect> {
+        self.feed(Event::Spawned {
+            generation,
+            result: Ok(pid),
+        })
+    }
+
+    fn change(&mut self) -> Vec<Effect> {
+        self.feed(Event::Changed {
+            paths: vec![PathBuf::from("/p/main.go")],
+            summary: "main.go".to_owned(),
+            first_seen: self.now,
+        })
+    }
+
+    /// From a started run to generation 1 serving as `pid`.
+    fn serving(policy: Policy, pid: u32) -> Run {
+        let (mut run, _) = Run::new(policy);
+        run.build_succeeds();
+        run.prepared(G1);
+        run.spawned(G1, pid);
+        run.feed(Event::Ready(G1));
+        assert_eq!(run.service.serving.map(|s| s.pid), Some(pid));
+        run
+    }
+}
+
+fn exit(pid: u32, code: i32, ran: Duration) -> ChildExit {
+    ChildExit {
+        pid,
+        status: Some(ExitStatus::from_raw(code << 8)),
+        ran,
+        hint: None,
+    }
+}
+
+fn published(effects: &[Effect]) -> Vec<&Lifecycle> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Publish(event) => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ready_pids(effects: &[Effect]) -> Vec<(u32, Option<u32>)> {
+    published(effects)
+        .into_iter()
+        .filter_map(|event| match event {
+            Lifecycle::ServerReady { pid, old, .. } => Some((*pid, *old)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failure_message(effects: &[Effect]) -> Option<&str> {
+    published(effects)
+        .into_iter()
+        .find_map(|event| match event {
+            Lifecycle::ServerFailed { message, .. } | Lifecycle::StartFailed { message } => {
+                Some(message.as_str())
+            }
+            _ => None,
+        })
+}
+
+#[test]
+fn the_first_build_starts_at_once_and_its_success_prepares_generation_one() {
+    let (mut run, effects) = Run::new(policy());
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Publish(Lifecycle::BuildStarted {
+                command: "make".to_owned()
+            }),
+            Effect::StartBuild
+        ]
+    );
+    let effects = run.build_succeeds();
+    assert!(effects.contains(&Effect::Prepare {
+        generation: G1,
+        executable: None
+    }));
+    // Nothing served yet: nothing to stop, the new server is spawned at once.
+    assert_eq!(run.prepared(G1), vec![Effect::Spawn(G1)]);
+}
+
+#[test]
+fn server_ready_is_published_only_after_readiness_passed_never_at_spawn() {
+    let (mut run, _) = Run::new(policy());
+    run.build_succeeds();
+    run.prepared(G1);
+    let effects = run.spawned(G1, 100);
+    assert_eq!(
+        published(&effects),
+        vec![&Lifecycle::ServerStarting {
+            pid: 100,
+            generation: G1
+        }]
+    );
+    assert!(effects.contains(&Effect::AwaitReady(G1)));
+    assert!(ready_pids(&effects).is_empty());
+    assert_eq!(run.service.serving, None, "not serving before it is ready");
+    run.wait(Duration::from_secs(2));
+    let effects = run.feed(Event::Ready(G1));
+    assert_eq!(ready_pids(&effects), vec![(100, None)]);
+    let Some(Lifecycle::ServerReady { swap, .. }) = published(&effects).first().copied() else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(*swap, Duration::from_secs(2), "from the start of the swap");
+}
+
+#[test]
+fn a_failed_build_keeps_the_old_server_serving() {
+    let mut run = Run::serving(policy(), 100);
+    run.change();
+    let effects = run.build_fails();
+    let [
+        Lifecycle::BuildFailed {
+            serving, output, ..
+        },
+    ] = published(&effects)[..]
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(*serving, Some(100));
+    assert!(output.contains("\x1b[31merror"), "the output, colours kept");
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Stop(_) | Effect::Prepare { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
+}
+
+#[test]
+fn with_stop_on_build_failure_a_failed_build_stops_the_server() {
+    let mut run = Run::serving(
+        Policy {
+            on_build_failure: OnBuildFailure::Stop,
+            ..policy()
+        },
+        100,
+    );
+    run.change();
+    let effects = run.build_fails();
+    assert!(effects.contains(&Effect::Stop(G1)));
+    let failed = published(&effects)
+        .into_iter()
+        .find_map(|e| match e {
+            Lifecycle::BuildFailed { serving, .. } => Some(*serving),
+            _ => None,
+        })
+        .expect("build failed published");
+    assert_eq!(failed, None, "nothing serves any more");
+}
+
+#[test]
+fn a_change_during_a_build_cancels_it_and_builds_again() {
+    let (mut run, _) = Run::new(policy());
+    run.wait(Duration::from_millis(300));
+    let effects = run.change();
+    let cancel = effects.iter().position(|e| *e == Effect::CancelBuild);
+    let start = effects.iter().position(|e| *e == Effect::StartBuild);
+    assert!(cancel < start && cancel.is_some(), "{effects:?}");
+    assert!(published(&effects).contains(&&Lifecycle::BuildCancelled {
+        after: Duration::from_millis(300),
+        reason: "the sources changed",
+    }));
+}
+
+#[test]
+fn a_change_during_a_readiness_wait_discards_the_new_server_and_builds_again() {
+    let (mut run, _) = Run::new(policy());
+    run.build_succeeds();
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.change();
+    assert!(effects.contains(&Effect::Discard(G1)));
+    assert!(effects.contains(&Effect::StartBuild));
+    let message = failure_message(&effects).expect("says why");
+    assert!(
+        message.starts_with("app (pid 100) gave way to a newer change before it was ready"),
+        "{message}"
+    );
+    // A late readiness of the discarded server changes nothing.
+    let effects = run.feed(Event::Ready(G1));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(run.service.serving, None);
+}
+
+#[test]
+fn stop_then_start_spawns_only_once_the_old_server_is_gone() {
+    let mut run = Run::serving(policy(), 100);
+    run.change();
+    run.build_succeeds();
+    let effects = run.prepared(G2);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Publish(Lifecycle::Stopping {
+                pid: 100,
+                generation: G1
+            }),
+            Effect::Stop(G1)
+        ]
+    );
+    // The old one's exit while being stopped is part of the stop, not news.
+    assert!(
+        run.feed(Event::Exited {
+            generation: G1,
+            exit: exit(100, 0, Duration::from_secs(9)),
+        })
+        .is_empty()
+    );
+    let effects = run.feed(Event::Stopped(G1));
+    assert!(effects.contains(&Effect::Spawn(G2)), "{effects:?}");
+    run.spawned(G2, 200);
+    assert_eq!(
+        ready_pids(&run.feed(Event::Ready(G2))),
+        vec![(200, Some(100))]
+    );
+}
+
+#[test]
+fn overlap_starts_the_new_server_first_and_stops_the_old_once_it_is_ready() {
+    let mut run = Run::serving(
+        Policy {
+            order: RestartOrder::Overlap,
+            ..policy()
+        },
+        100,
+    );
+    run.change();
+    run.build_succeeds();
+    assert_eq!(
+        run.prepared(G2),
+        vec![Effect::Spawn(G2)],
+        "old one untouched"
+    );
+    run.spawned(G2, 200);
+    let effects = run.feed(Event::Ready(G2));
+    let ready = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Publish(Lifecycle::ServerReady { .. })));
+    let stop = effects.iter().position(|e| *e == Effect::Stop(G1));
+    assert!(ready.is_some() && ready < stop, "{effects:?}");
+    assert_eq!(run.service.serving.map(|s| s.pid), Some(200));
+}
+
+#[test]
+fn an_overlap_server_that_never_becomes_ready_leaves_the_old_one_serving() {
+    let mut run = Run::serving(
+        Policy {
+            order: RestartOrder::Overlap,
+            ..policy()
+        },
+        100,
+    );
+    run.change();
+    run.build_succeeds();
+    run.prepared(G2);
+    run.spawned(G2, 200);
+    assert!(run.wait(Duration::from_secs(29)).is_empty());
+    let effects = run.wait(Duration::from_secs(1));
+    assert!(effects.contains(&Effect::Discard(G2)), "{effects:?}");
+    assert!(!effects.contains(&Effect::Stop(G1)));
+    let message = failure_message(&effects).unwrap();
+    assert!(
+        message.starts_with("new app (pid 200) was not ready within 30.00s; pid 100 keeps serving"),
+        "{message}"
+    );
+    assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
+}
+
+#[test]
+fn a_new_server_that_exits_before_it_is_ready_never_replaces_the_old_one() {
+    let mut run = Run::serving(
+        Policy {
+            order: RestartOrder::Overlap,
+            ..policy()
+        },
+        100,
+    );
+    run.change();
+    run.build_succeeds();
+    run.prepared(G2);
+    run.spawned(G2, 200);
+    let effects = run.feed(Event::Exited {
+        generation: G2,
+        exit: exit(200, 3, Duration::from_millis(20)),
+    });
+    let message = failure_message(&effects).unwrap();
+    assert!(
+        message.starts_with("new app (pid 200) exited with 3 before it was ready"),
+        "{message}"
+    );
+    assert!(ready_pids(&effects).is_empty());
+    assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
+}
+
+#[test]
+fn a_program_that_cannot_be_found_leaves_the_old_server_untouched() {
+    let mut run = Run::serving(policy(), 100);
+    run.change();
+    run.build_succeeds();
+    let effects = run.feed(Event::Prepared {
+        generation: G2,
+        result: Err("the app `./server` does not exist".to_owned()),
+    });
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Stop(_))));
+    let message = failure_message(&effects).unwrap();
+    assert!(
+        message.ends_with("reload is waiting for changes: fix it and save to try again"),
+        "{message}"
+    );
+    assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
+}
+
+#[test]
+fn restart_after_exit_waits_the_delay_then_starts_a_new_generation() {
+    let mut run = Run::serving(
+        Policy {
+            on_exit: OnExit::RestartAfter(Duration::from_millis(500)),
+            ..policy()
+        },
+        100,
+    );
+    let effects = run.feed(Event::Exited {
+        generation: G1,
+        exit: exit(100, 1, Duration::from_secs(10)),
+    });
+    assert!(effects.contains(&Effect::Bury(G1)));
+    let [
+        Lifecycle::ServerExited {
+            restarts_in, code, ..
+        },
+    ] = published(&effects)[..]
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(
+        (*restarts_in, *code),
+        (Some(Duration::from_millis(500)), Some(1))
+    );
+    assert!(run.wait(Duration::from_millis(499)).is_empty());
+    let effects = run.wait(Duration::from_millis(1));
+    assert_eq!(
+        effects,
+        vec![Effect::Prepare {
+            generation: G2,
+            executable: None
+        }]
+    );
+}
+
+#[test]
+fn a_server_that_keeps_dying_fast_is_restarted_ever_later_and_a_change_resets_that() {
+    let mut run = Run::serving(
+        Policy {
+            on_exit: OnExit::RestartAfter(Duration::ZERO),
+            ..policy()
+        },
+        100,
+    );
+    let mut delays = Vec::new();
+    let mut generation = G1;
+    for pid in 101..106 {
+        let effects = run.feed(Event::Exited {
+            generation,
+            exit: exit(pid - 1, 1, Duration::from_millis(10)),
+        });
+        delays.extend(published(&effects).into_iter().filter_map(|e| match e {
+            Lifecycle::ServerExited { restarts_in, .. } => *restarts_in,
+            _ => None,
+        }));
+        run.wait(Duration::from_secs(10));
+        generation = generation.next();
+        run.prepared(generation);
+        run.spawned(generation, pid);
+        run.feed(Event::Ready(generation));
+    }
+    let ms = |n| Duration::from_millis(n);
+    assert_eq!(delays, vec![ms(0), ms(100), ms(200), ms(400), ms(800)]);
+    run.change();
+    assert_eq!(run.service.fast_exits, 0);
+}
+
+#[test]
+fn an_exit_during_a_build_does_not_restart_behind_the_builds_back() {
+    let mut run = Run::serving(
+        Policy {
+            on_exit: OnExit::RestartAfter(Duration::ZERO),
+            ..policy()
+        },
+        100,
+    );
+    run.change();
+    run.feed(Event::Exited {
+        generation: G1,
+        exit: exit(100, 1, Duration::from_secs(5)),
+    });
+    assert_eq!(
+        run.service.next_deadline(),
+        None,
+        "the build brings the next server"
+    );
+    assert!(run.build_succeeds().contains(&Effect::Prepare {
+        generation: G2,
+        executable: None
+    }));
+}
+
+#[test]
+fn a_stop_that_outlasts_the_stop_timeout_is_killed() {
+    let mut run = Run::serving(policy(), 100);
+    run.change();
+    run.build_succeeds();
+    run.prepared(G2);
+    assert!(run.wait(Duration::from_millis(4999)).is_empty());
+    let effects = run.wait(Duration::from_millis(1));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Publish(Lifecycle::Killing {
+                pid: 100,
+                after: Duration::from_secs(5),
+                signal: "SIGTERM",
+                asked: false
+            }),
+            Effect::Kill(G1)
+        ]
+    );
+    assert!(run.feed(Event::Stopped(G1)).contains(&Effect::Spawn(G2)));
+}
+
+#[test]
+fn shutdown_during_a_build_cancels_it_and_exits_with_the_signal() {
+    let (mut run, _) = Run::new(policy());
+    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
+    assert_eq!(effects.first(), Some(&Effect::CancelBuild));
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::Exit(Exit::Signal(nix::libc::SIGINT)))
+    );
+    // Nothing after it starts anything.
+    assert!(run.change().is_empty());
+}
+
+#[test]
+fn shutdown_while_serving_stops_the_server_then_exits() {
+    let mut run = Run::serving(policy(), 100);
+    let effects = run.feed(Event::Shutdown(Shutdown::Terminate));
+    assert!(effects.contains(&Effect::Stop(G1)));
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Exit(_))));
+    let effects = run.feed(Event::Stopped(G1));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Publish(Lifecycle::Stopped {
+                pid: 100,
+                generation: G1,
+                shutdown: true
+            }),
+            Effect::Exit(Exit::Signal(nix::libc::SIGTERM))
+        ]
+    );
+}
+
+#[test]
+fn shutdown_during_a_readiness_wait_discards_the_new_server_and_stops_the_old() {
+    let mut run = Run::serving(
+        Policy {
+            order: RestartOrder::Overlap,
+            ..policy()
+        },
+        100,
+    );
+    run.change();
+    run.build_succeeds();
+    run.prepared(G2);
+    run.spawned(G2, 200);
+    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
+    let discard = effects.iter().position(|e| *e == Effect::Discard(G2));
+    let stop = effects.iter().position(|e| *e == Effect::Stop(G1));
+    assert!(discard.is_some() && discard < stop, "{effects:?}");
+    assert!(
+        failure_message(&effects)
+            .unwrap()
+            .contains("was interrupted before it was ready")
+    );
+    assert_eq!(
+        run.feed(Event::Stopped(G1)).last(),
+        Some(&Effect::Exit(Exit::Signal(nix::libc::SIGINT)))
+    );
+}
+
+#[test]
+fn shutdown_during_a_stop_then_start_swap_waits_for_the_stop_and_starts_nothing() {
+    let mut run = Run::serving(policy(), 100);
+    run.change();
+    run.build_succeeds();
+    run.prepared(G2);
+    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Exit(_))));
+    let effects = run.feed(Event::Stopped(G1));
+    assert!(!effects.contains(&Effect::Spawn(G2)), "{effects:?}");
+    assert_eq!(
+        effects.last(),
+        Some(&Effect::Exit(Exit::Signal(nix::libc::SIGINT)))
+    );
+}
+
+#[test]
+fn a_second_ctrl_c_during_the_stop_timeout_kills_at_once() {
+    let mut run = Run::serving(policy(), 100);
+    run.feed(Event::Shutdown(Shutdown::Interrupt));
+    run.wait(Duration::from_secs(1));
+    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Info("stopping now".to_owned()),
+            Effect::Publish(Lifecycle::Killing {
+                pid: 100,
+                after: Duration::from_secs(1),
+                signal: "SIGTERM",
+                asked: true
+            }),
+            Effect::Kill(G1)
+        ]
+    );
+    // The stop timeout no longer applies: it is being killed already.
+    assert!(run.wait(Duration::from_secs(10)).is_empty());
+    assert!(matches!(
+        run.feed(Event::Stopped(G1)).last(),
+        Some(Effect::Exit(_))
+    ));
+}
+
+#[test]
+fn without_a_server_a_shutdown_exits_at_once_and_a_build_success_starts_nothing() {
+    let (mut run, _) = Run::new(Policy {
+        server: false,
+        ..policy()
+    });
+    assert!(
+        !run.build_succeeds()
+            .iter()
+            .any(|e| matches!(e, Effect::Prepare { .. }))
+    );
+    assert_eq!(
+        run.feed(Event::Key(Key::Quit)),
+        vec![Effect::Exit(Exit::Success)]
+    );
+}
+
+#[test]
+fn without_a_build_step_a_change_restarts_the_server_directly() {
+    let (mut run, effects) = Run::new(Policy {
+        build: None,
+        ..policy()
+    });
+    assert_eq!(
+        effects,
+        vec![Effect::Prepare {
+            generation: G1,
+            executable: None
+        }]
+    );
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    run.feed(Event::Ready(G1));
+    let effects = run.change();
+    assert!(effects.contains(&Effect::Prepare {
+        generation: G2,
+        executable: None
+    }));
+    // A change during that swap's stop drops it; the next one is generation 3.
+    run.prepared(G2);
+    let effects = run.change();
+    assert!(effects.contains(&Effect::Prepare {
+        generation: G3,
+        executable: None
+    }));
+    run.prepared(G3);
+    let effects = run.feed(Event::Stopped(G1));
+    assert!(effects.contains(&Effect::Spawn(G3)), "{effects:?}");
+}
+
+#[test]
+fn a_success_after_a_failure_clears_the_screen_of_its_errors() {
+    let (mut run, _) = Run::new(policy());
+    run.build_fails();
+    run.change();
+    let effects = run.build_succeeds();
+    assert_eq!(effects.first(), Some(&Effect::ClearScreen));
+    run.prepared(G1);
+    run.change();
+    assert!(!run.build_succeeds().contains(&Effect::ClearScreen));
+}
