@@ -3,8 +3,9 @@
 //! [`machine`], and carries out the [`Effect`]s it returns through the stages that own them.
 //! What to do lives in `machine`; this file only does it.
 //!
-//! A service (one build, one supervisor, one machine) is one [`Stages`] value beside one
-//! [`Service`]: several services will be a map of them, each with its own events.
+//! A service is one [`Unit`]: its machine (phase and policy) and its stages (the build and the
+//! supervisor), together. Several services will be a map of units by name, sharing the one
+//! loop and the one [`Bus`], with each event from a stage tagged with the unit it came from.
 
 pub mod machine;
 
@@ -31,6 +32,12 @@ use machine::{Effect, Event, Policy, Service};
 /// How long a post command may run while reload waits to exit.
 const POST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// One service: what it decides and what carries that out.
+struct Unit {
+    machine: Service,
+    stages: Stages,
+}
+
 /// What carries the machine's effects out for one service.
 struct Stages {
     root: PathBuf,
@@ -39,7 +46,6 @@ struct Stages {
     supervisor: Option<Supervisor>,
     /// Read again at every start.
     env_file: Option<PathBuf>,
-    bus: Bus,
 }
 
 /// Run the dev loop until a shutdown. Returns the exit code to use.
@@ -75,18 +81,20 @@ pub async fn run(config: Config) -> Result<Exit> {
         None => (None, mpsc::unbounded_channel().1),
     };
     policy.keys = restore_terminal.is_some();
-    let mut service = Service::new(policy);
-    let mut stages = Stages {
-        root: config.root.clone(),
-        build_command: config.build,
-        build: None,
-        supervisor,
-        env_file,
-        bus: Bus::new(status::subscribers()),
+    let mut bus = Bus::new(status::subscribers());
+    let mut unit = Unit {
+        machine: Service::new(policy),
+        stages: Stages {
+            root: config.root.clone(),
+            build_command: config.build,
+            build: None,
+            supervisor,
+            env_file,
+        },
     };
-    let mut effects = service.start(Instant::now());
+    let mut effects = unit.machine.start(Instant::now());
     loop {
-        if let Some(exit) = stages.carry_out(&mut service, effects).await {
+        if let Some(exit) = unit.carry_out(effects, &mut bus).await {
             finish(
                 &config.root,
                 &config.post,
@@ -96,7 +104,7 @@ pub async fn run(config: Config) -> Result<Exit> {
             .await;
             return Ok(exit);
         }
-        let deadline = service.next_deadline();
+        let deadline = unit.machine.next_deadline();
         let event = tokio::select! {
             Some(shutdown) = shutdowns.recv() => Event::Shutdown(shutdown),
             changed = changes.recv() => match changed {
@@ -108,8 +116,8 @@ pub async fn run(config: Config) -> Result<Exit> {
                 None => return Err(anyhow!("the file watcher stopped unexpectedly")),
             },
             Some(key) = keys.recv() => Event::Key(key),
-            outcome = build_finished(&mut stages.build) => {
-                stages.build = None;
+            outcome = build_finished(&mut unit.stages.build) => {
+                unit.stages.build = None;
                 Event::BuildFinished {
                     result: outcome.result,
                     elapsed: outcome.elapsed,
@@ -124,29 +132,36 @@ pub async fn run(config: Config) -> Result<Exit> {
             },
             () = sleep_until(deadline) => Event::Tick,
         };
-        effects = service.handle(event, Instant::now());
+        effects = unit.machine.handle(event, Instant::now());
     }
 }
 
-impl Stages {
+impl Unit {
     /// Carry out `effects` in order. What a stage answers at once becomes the next event for
     /// the machine, whose effects follow. Returns the exit code once the machine says exit.
-    async fn carry_out(&mut self, service: &mut Service, effects: Vec<Effect>) -> Option<Exit> {
+    async fn carry_out(&mut self, effects: Vec<Effect>, bus: &mut Bus) -> Option<Exit> {
         let mut pending = VecDeque::from(effects);
         while let Some(effect) = pending.pop_front() {
-            if let Effect::Exit(exit) = effect {
-                return Some(exit);
-            }
-            if let Some(event) = self.perform(effect).await {
-                pending.extend(service.handle(event, Instant::now()));
+            match effect {
+                Effect::Exit(exit) => return Some(exit),
+                Effect::Publish(event) => bus.publish(event),
+                effect => {
+                    if let Some(event) = self.stages.perform(effect).await {
+                        pending.extend(self.machine.handle(event, Instant::now()));
+                    }
+                }
             }
         }
         None
     }
+}
 
+impl Stages {
+    /// Carry out one effect. Waits only for what is bounded (a SIGKILL and its reaping); every
+    /// longer wait is the machine's phase, ended by an event. Returns what the stage answered
+    /// at once, if anything.
     async fn perform(&mut self, effect: Effect) -> Option<Event> {
         match effect {
-            Effect::Publish(event) => self.bus.publish(event),
             Effect::Info(text) => status::info(&text),
             Effect::Error(text) => status::error(&text),
             Effect::ClearScreen => status::clear_screen(),
@@ -188,7 +203,7 @@ impl Stages {
             Effect::Kill(generation) => self.supervisor.as_mut()?.kill(generation),
             Effect::Discard(generation) => self.supervisor.as_mut()?.discard(generation).await,
             Effect::Bury(generation) => self.supervisor.as_mut()?.bury(generation).await,
-            Effect::Exit(_) => unreachable!("carry_out returns on Exit"),
+            Effect::Exit(_) | Effect::Publish(_) => unreachable!("carried out by Unit::carry_out"),
         }
         None
     }

@@ -604,3 +604,107 @@ fn an_env_file_is_read_by_the_common_dotenv_rules() {
     });
     assert_eq!(line, r"C:\new|a b|yes|$HOME \n", "{}", session.context());
 }
+
+/// A server that, asked to stop, logs it and then finishes its shutdown only once the test
+/// creates `../scratch/release`: the test decides how long a stop lasts, not a sleep.
+const SERVER_HELD_IN_ITS_STOP: &str = r#"import os, signal, sys, time
+def log(line):
+    with open("../scratch/server.log", "a") as f:
+        f.write(line + "\n")
+def stop(signum, frame):
+    log(f"stopping pid={os.getpid()}")
+    deadline = time.time() + 120
+    while not os.path.exists("../scratch/release") and time.time() < deadline:
+        time.sleep(0.01)
+    log(f"done pid={os.getpid()}")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+log(f"start pid={os.getpid()} version={open('src/version.txt').read().strip()}")
+while True:
+    time.sleep(1)
+"#;
+
+#[test]
+fn a_change_while_the_old_server_stops_starts_only_the_newest_version() {
+    let project = Project::new()
+        .file("src/version.txt", "v1\n")
+        .file("server.py", SERVER_HELD_IN_ITS_STOP)
+        .config(
+            "[watch]\npaths = [\"src\"]\n[build]\ncmd = \"\"\n\
+             [run]\ncmd = [\"python3\", \"server.py\"]\nstop_timeout = \"10m\"\n",
+        );
+    let mut session = project.start(&[]);
+    let starts = || -> Vec<String> {
+        project
+            .scratch_lines("server.log")
+            .into_iter()
+            .filter(|line| line.starts_with("start"))
+            .collect()
+    };
+    session.wait_for("the v1 server to start", || starts().len() == 1);
+    project.write("src/version.txt", "v2\n");
+    session.wait_for("the v1 server to be asked to stop", || {
+        project
+            .scratch_lines("server.log")
+            .iter()
+            .any(|line| line.starts_with("stopping"))
+    });
+    // The loop takes events while the old server drains: this change makes v2 stale.
+    project.write("src/version.txt", "v3\n");
+    session.wait_for_stderr_count("changed:", 2);
+    std::fs::write(project.scratch("release"), "").expect("release the stop");
+    session.wait_for("the v3 server to start", || {
+        starts()
+            .last()
+            .is_some_and(|line| line.ends_with("version=v3"))
+    });
+    let versions: Vec<String> = starts()
+        .iter()
+        .map(|line| line.rsplit('=').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        versions,
+        ["v1", "v3"],
+        "no server is started from the sources of v2{}",
+        session.context()
+    );
+    session.terminate();
+    session.wait_no_processes();
+}
+
+#[test]
+fn with_ready_tcp_a_new_server_counts_as_started_once_its_port_accepts() {
+    let port = free_port();
+    // It binds its port only after 300 ms: ready must wait for that, not for the spawn.
+    let project = Project::new().file("src/version.txt", "v1\n").file(
+        "server.py",
+        "import socket, time\ntime.sleep(0.3)\ns = socket.socket()\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', int(__import__('os').environ['PORT'])))\ns.listen()\n\
+         open('../scratch/bound', 'w').close()\nwhile True:\n    s.accept()[0].close()\n",
+    );
+    let port_env = format!("PORT={port}");
+    let ready = format!("tcp:{port}");
+    let session = project.start_with_env(
+        &[
+            "-w",
+            "src",
+            "-b",
+            "",
+            "--ready",
+            &ready,
+            "--",
+            "python3",
+            "server.py",
+        ],
+        &[("PORT", &port.to_string())],
+    );
+    session.wait_for_stderr("started (pid");
+    assert!(
+        project.scratch("bound").exists(),
+        "reported started only once the port was bound ({port_env}){}",
+        session.context()
+    );
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|err| panic!("the port accepts: {err}{}", session.context()));
+}
