@@ -68,7 +68,7 @@ impl RunningBuild {
         let (mut cmd, cargo) = match command {
             // No shell to start when the line holds nothing a shell would interpret.
             BuildCommand::Shell(line) => {
-                let cmd = if let Some((program, args)) = plain_command(line) {
+                let cmd = if let Some((program, args)) = plain_command(line, root) {
                     let mut cmd = Command::new(program);
                     cmd.args(args);
                     cmd
@@ -203,17 +203,13 @@ pub fn describe(command: &BuildCommand) -> String {
 }
 
 /// A command line that means the same with or without `sh -c` ([`process::plain_words`]),
-/// whose first word is an executable found on PATH (or a path).
-fn plain_command(line: &str) -> Option<(PathBuf, Vec<&str>)> {
+/// whose first word names an executable file ([`process::find_program`], relative to `root`,
+/// where the build runs). When it names none, the line goes to `sh -c` after all, so that the
+/// shell's own message says what is wrong ("not found", "Permission denied").
+fn plain_command<'a>(line: &'a str, root: &Path) -> Option<(PathBuf, Vec<&'a str>)> {
     let mut words = process::plain_words(line)?.into_iter();
     let program = words.next()?;
-    let path = if program.contains('/') {
-        Some(PathBuf::from(program))
-    } else {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    }?;
+    let path = process::find_program(program.as_ref(), root, None).ok()?;
     Some((path, words.collect()))
 }
 
@@ -399,9 +395,10 @@ mod tests {
 
     #[test]
     fn only_lines_a_shell_would_not_change_skip_the_shell() {
-        let (program, args) = plain_command("true").expect("plain");
+        let root = Path::new("/");
+        let (program, args) = plain_command("true", root).expect("plain");
         assert!(program.ends_with("true") && args.is_empty());
-        let (_, args) = plain_command("go build -o ./tmp/main .").expect("plain");
+        let (_, args) = plain_command("go build -o ./tmp/main .", root).expect("plain");
         assert_eq!(args, ["build", "-o", "./tmp/main", "."]);
         for shell in [
             "make && ./deploy",
@@ -412,7 +409,26 @@ mod tests {
             "ls *.rs",
             "no-such-program-anywhere --flag",
         ] {
-            assert!(plain_command(shell).is_none(), "{shell}");
+            assert!(plain_command(shell, root).is_none(), "{shell}");
+        }
+    }
+
+    #[test]
+    fn a_program_that_is_not_executable_is_left_to_the_shell() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        for (name, mode) in [("build.sh", 0o755), ("notes.txt", 0o644)] {
+            let path = root.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        std::fs::create_dir(root.path().join("tools")).expect("mkdir");
+        let (program, args) = plain_command("./build.sh --release", root.path()).expect("plain");
+        assert_eq!(program, root.path().join("./build.sh"));
+        assert_eq!(args, ["--release"]);
+        // `sh -c` then says "Permission denied" or "not found" in its own words.
+        for line in ["./notes.txt", "./tools", "./missing.sh"] {
+            assert!(plain_command(line, root.path()).is_none(), "{line}");
         }
     }
 
