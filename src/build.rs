@@ -5,7 +5,7 @@
 //! cargo's JSON messages instead (diagnostics are still rendered on stderr); they are read here
 //! for the path of the executable that was built.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -93,8 +93,9 @@ impl RunningBuild {
         if !cargo {
             cmd.stdout(Stdio::piped());
         }
-        // The output is read through a pipe (to count errors), so tell cargo it may colour it.
-        if std::io::stderr().is_terminal() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
+        // The output is read through a pipe (to count errors), where cargo would not colour it:
+        // ask for colour exactly when reload's own stderr gets it (status::colored).
+        if crate::status::colored() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
             cmd.env("CARGO_TERM_COLOR", "always");
         }
         let (mut child, group) = process::spawn_group(&mut cmd, origin, &[]).map_err(|err| {

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anstream::{AutoStream, ColorChoice};
+use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
 use crate::config::{LogFormat, Output};
@@ -269,7 +271,7 @@ impl Note<'_> {
 
 #[derive(Debug, Clone, Copy)]
 struct Style {
-    color: bool,
+    color: ColorChoice,
     output: Output,
 }
 
@@ -279,7 +281,7 @@ static STYLE: RwLock<Option<Style>> = RwLock::new(None);
 /// `--log-format json`), then again once the config file is read.
 pub fn init(output: Output) {
     let style = Style {
-        color: colored(),
+        color: color_choice(),
         output,
     };
     *STYLE
@@ -287,9 +289,15 @@ pub fn init(output: Output) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(style);
 }
 
-/// Colour only on a terminal, and never with NO_COLOR set (to anything but "").
+/// Whether reload's stderr gets colour, for what else writes there (developer logs, cargo).
 pub fn colored() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    color_choice() != ColorChoice::Never
+}
+
+/// anstream's decision for stderr: colour on a terminal that is not `TERM=dumb`, never with
+/// NO_COLOR or CLICOLOR=0, always with CLICOLOR_FORCE.
+fn color_choice() -> ColorChoice {
+    AutoStream::choice(&std::io::stderr())
 }
 
 fn style() -> Style {
@@ -297,7 +305,7 @@ fn style() -> Style {
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     style.unwrap_or(Style {
-        color: colored(),
+        color: color_choice(),
         output: Output {
             clear: false,
             timestamps: false,
@@ -318,7 +326,7 @@ pub fn emit(note: &Note<'_>) {
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis())
             );
-            format!("{value}\n")
+            format!("{value}\n").into_bytes()
         }
         LogFormat::Human => {
             let Some((tone, message)) = note.human() else {
@@ -334,20 +342,26 @@ pub fn emit(note: &Note<'_>) {
             } else {
                 String::new()
             };
-            if style.color {
-                let color = match tone {
-                    Tone::Info => "36",
-                    Tone::Good => "32",
-                    Tone::Bad => "31",
-                };
-                format!("\x1b[1;{color}m[reload{time}]\x1b[0m {message}\n")
-            } else {
-                format!("[reload{time}] {message}\n")
-            }
+            human_line(tone, &time, &message, style.color)
         }
     };
     // One write per line so that lines from reload and its children do not interleave mid-line.
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let _ = std::io::stderr().lock().write_all(&text);
+}
+
+/// `[reload TIME] message`, the prefix in bold colour when `color` allows it. Rendered into a
+/// buffer that anstream strips as it would strip stderr, so that [`emit`] can still write the
+/// line at once: anstream's own stderr writes a stripped line piece by piece.
+fn human_line(tone: Tone, time: &str, message: &str, color: ColorChoice) -> Vec<u8> {
+    let hue = match tone {
+        Tone::Info => AnsiColor::Cyan,
+        Tone::Good => AnsiColor::Green,
+        Tone::Bad => AnsiColor::Red,
+    };
+    let prefix = anstyle::Style::new().bold().fg_color(Some(hue.into()));
+    let mut line = AutoStream::new(Vec::new(), color);
+    let _ = writeln!(line, "{prefix}[reload{time}]{prefix:#} {message}");
+    line.into_inner()
 }
 
 pub fn info(message: &str) {
@@ -451,6 +465,22 @@ mod tests {
             "restarted (pid 1 -> 2) in 12ms; ready 340ms after the change"
         );
         assert_eq!(note.json()["since_change_ms"], 340);
+    }
+
+    #[test]
+    fn only_the_prefix_is_coloured_and_only_when_colour_is_on() {
+        let line = |tone, color| String::from_utf8(human_line(tone, "", "built", color)).unwrap();
+        assert_eq!(line(Tone::Good, ColorChoice::Never), "[reload] built\n");
+        assert_eq!(
+            line(Tone::Good, ColorChoice::Always),
+            "\x1b[1m\x1b[32m[reload]\x1b[0m built\n"
+        );
+        assert_eq!(
+            line(Tone::Info, ColorChoice::AlwaysAnsi),
+            "\x1b[1m\x1b[36m[reload]\x1b[0m built\n"
+        );
+        let bad = String::from_utf8(human_line(Tone::Bad, " 09:05:01", "x", ColorChoice::Never));
+        assert_eq!(bad.unwrap(), "[reload 09:05:01] x\n");
     }
 
     #[test]
