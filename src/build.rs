@@ -265,7 +265,9 @@ async fn pass_through(
 /// A compiler error as cargo/rustc (`error[E0425]: ...`, `error: ...`) or go
 /// (`./main.go:5:2: undefined: x`) print it. Summary lines that repeat a count are not errors.
 fn is_error_line(line: &str) -> bool {
-    let line = strip_ansi(line);
+    // Colours, cursor movements and OSC 8 hyperlinks (`rustc -Z terminal-urls` links error
+    // codes to their docs) all go: the parser knows every escape sequence, not only CSI.
+    let line = anstream::adapter::strip_str(line).to_string();
     let line = line.trim_end();
     if let Some(rest) = line.strip_prefix("error") {
         let summary = rest.starts_with(": could not compile") || rest.starts_with(": aborting");
@@ -281,24 +283,6 @@ fn is_error_line(line: &str) -> bool {
         && location.len() >= 2
         && location[0].chars().all(|c| c.is_ascii_digit())
         && !location[0].is_empty()
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI: ESC [ params final-byte
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[derive(Deserialize)]
@@ -431,6 +415,15 @@ mod tests {
         for line in ["./notes.txt", "./tools", "./missing.sh"] {
             assert!(plain_command(line, root.path()).is_none(), "{line}");
         }
+    }
+
+    #[test]
+    fn escape_sequences_are_stripped_whole_before_errors_are_counted() {
+        // A progress line erased (cursor up, erase line), then rustc's bold red error code
+        // linked to its documentation.
+        let line = "\x1b[1A\x1b[2K\x1b[1m\x1b[38;5;9m\x1b]8;;https://doc.rust-lang.org/error_codes/\
+                    E0425.html\x1b\\error[E0425]\x1b]8;;\x1b\\\x1b[0m: cannot find value `x`";
+        assert!(is_error_line(line), "{line:?}");
     }
 
     #[test]
