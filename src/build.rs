@@ -5,7 +5,7 @@
 //! cargo's JSON messages instead (diagnostics are still rendered on stderr); they are read here
 //! for the path of the executable that was built.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -72,7 +72,7 @@ impl RunningBuild {
         let (mut cmd, cargo) = match command {
             // No shell to start when the line holds nothing a shell would interpret.
             BuildCommand::Shell(line) => {
-                let cmd = if let Some((program, args)) = plain_command(line) {
+                let cmd = if let Some((program, args)) = plain_command(line, root) {
                     let mut cmd = Command::new(program);
                     cmd.args(args);
                     cmd
@@ -97,8 +97,9 @@ impl RunningBuild {
         if !cargo {
             cmd.stdout(Stdio::piped());
         }
-        // The output is read through a pipe (to count errors), so tell cargo it may colour it.
-        if std::io::stderr().is_terminal() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
+        // The output is read through a pipe (to count errors), where cargo would not colour it:
+        // ask for colour exactly when reload's own stderr gets it (status::colored).
+        if crate::status::colored() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
             cmd.env("CARGO_TERM_COLOR", "always");
         }
         let (mut child, group) = process::spawn_group(&mut cmd, origin, &[]).map_err(|err| {
@@ -218,17 +219,13 @@ pub fn describe(command: &BuildCommand) -> String {
 }
 
 /// A command line that means the same with or without `sh -c` ([`process::plain_words`]),
-/// whose first word is an executable found on PATH (or a path).
-fn plain_command(line: &str) -> Option<(PathBuf, Vec<&str>)> {
+/// whose first word names an executable file ([`process::find_program`], relative to `root`,
+/// where the build runs). When it names none, the line goes to `sh -c` after all, so that the
+/// shell's own message says what is wrong ("not found", "Permission denied").
+fn plain_command<'a>(line: &'a str, root: &Path) -> Option<(PathBuf, Vec<&'a str>)> {
     let mut words = process::plain_words(line)?.into_iter();
     let program = words.next()?;
-    let path = if program.contains('/') {
-        Some(PathBuf::from(program))
-    } else {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    }?;
+    let path = process::find_program(program.as_ref(), root, None).ok()?;
     Some((path, words.collect()))
 }
 
@@ -285,7 +282,9 @@ async fn pass_through(
 /// A compiler error as cargo/rustc (`error[E0425]: ...`, `error: ...`) or go
 /// (`./main.go:5:2: undefined: x`) print it. Summary lines that repeat a count are not errors.
 fn is_error_line(line: &str) -> bool {
-    let line = strip_ansi(line);
+    // Colours, cursor movements and OSC 8 hyperlinks (`rustc -Z terminal-urls` links error
+    // codes to their docs) all go: the parser knows every escape sequence, not only CSI.
+    let line = anstream::adapter::strip_str(line).to_string();
     let line = line.trim_end();
     if let Some(rest) = line.strip_prefix("error") {
         let summary = rest.starts_with(": could not compile") || rest.starts_with(": aborting");
@@ -301,24 +300,6 @@ fn is_error_line(line: &str) -> bool {
         && location.len() >= 2
         && location[0].chars().all(|c| c.is_ascii_digit())
         && !location[0].is_empty()
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // CSI: ESC [ params final-byte
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[derive(Deserialize)]
@@ -432,9 +413,10 @@ mod tests {
 
     #[test]
     fn only_lines_a_shell_would_not_change_skip_the_shell() {
-        let (program, args) = plain_command("true").expect("plain");
+        let root = Path::new("/");
+        let (program, args) = plain_command("true", root).expect("plain");
         assert!(program.ends_with("true") && args.is_empty());
-        let (_, args) = plain_command("go build -o ./tmp/main .").expect("plain");
+        let (_, args) = plain_command("go build -o ./tmp/main .", root).expect("plain");
         assert_eq!(args, ["build", "-o", "./tmp/main", "."]);
         for shell in [
             "make && ./deploy",
@@ -445,8 +427,36 @@ mod tests {
             "ls *.rs",
             "no-such-program-anywhere --flag",
         ] {
-            assert!(plain_command(shell).is_none(), "{shell}");
+            assert!(plain_command(shell, root).is_none(), "{shell}");
         }
+    }
+
+    #[test]
+    fn a_program_that_is_not_executable_is_left_to_the_shell() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        for (name, mode) in [("build.sh", 0o755), ("notes.txt", 0o644)] {
+            let path = root.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        std::fs::create_dir(root.path().join("tools")).expect("mkdir");
+        let (program, args) = plain_command("./build.sh --release", root.path()).expect("plain");
+        assert_eq!(program, root.path().join("./build.sh"));
+        assert_eq!(args, ["--release"]);
+        // `sh -c` then says "Permission denied" or "not found" in its own words.
+        for line in ["./notes.txt", "./tools", "./missing.sh"] {
+            assert!(plain_command(line, root.path()).is_none(), "{line}");
+        }
+    }
+
+    #[test]
+    fn escape_sequences_are_stripped_whole_before_errors_are_counted() {
+        // A progress line erased (cursor up, erase line), then rustc's bold red error code
+        // linked to its documentation.
+        let line = "\x1b[1A\x1b[2K\x1b[1m\x1b[38;5;9m\x1b]8;;https://doc.rust-lang.org/error_codes/\
+                    E0425.html\x1b\\error[E0425]\x1b]8;;\x1b\\\x1b[0m: cannot find value `x`";
+        assert!(is_error_line(line), "{line:?}");
     }
 
     #[test]

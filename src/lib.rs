@@ -3,11 +3,15 @@
 //! The pipeline, one module per stage: [`config`] (what to do) -> [`watch`] (when) -> [`build`]
 //! -> [`supervise`] (the running server), tied together by [`engine`]. See ARCHITECTURE.md.
 
+// Every unsafe block is in `process` (fork, pre_exec, fds), where each one says why it is sound.
+#![deny(unsafe_code)]
+
 pub mod build;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod lifecycle;
+#[allow(unsafe_code)]
 pub mod process;
 pub mod status;
 pub mod supervise;

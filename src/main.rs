@@ -1,3 +1,6 @@
+// The binary only dispatches into the library; unsafe code belongs in its `process` module.
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

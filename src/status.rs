@@ -1,7 +1,8 @@
 //! reload's own voice. Every event the user may care about is a [`Note`]: the engine's lifecycle
 //! events reach here as a subscriber of its bus ([`subscribers`]), messages through [`info`],
 //! [`warning`] and [`error`]. Each is rendered either as a
-//! short status line on stderr (coloured on a terminal, unless NO_COLOR) or, with
+//! short status line on stderr (coloured as anstream decides: on a terminal, unless NO_COLOR
+//! or CLICOLOR=0; always with CLICOLOR_FORCE) or, with
 //! `--log-format json`, as one JSON object per line for editors and scripts. The build's and the
 //! server's output never pass through here.
 //!
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anstream::{AutoStream, ColorChoice};
+use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
 use crate::config::{LogFormat, Output};
@@ -272,7 +275,7 @@ impl Note<'_> {
 
 #[derive(Debug, Clone, Copy)]
 struct Style {
-    color: bool,
+    color: ColorChoice,
     output: Output,
 }
 
@@ -282,7 +285,7 @@ static STYLE: RwLock<Option<Style>> = RwLock::new(None);
 /// `--log-format json`), then again once the config file is read.
 pub fn init(output: Output) {
     let style = Style {
-        color: colored(),
+        color: color_choice(),
         output,
     };
     *STYLE
@@ -290,9 +293,15 @@ pub fn init(output: Output) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(style);
 }
 
-/// Colour only on a terminal, and never with NO_COLOR set (to anything but "").
+/// Whether reload's stderr gets colour, for what else writes there (developer logs, cargo).
 pub fn colored() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    color_choice() != ColorChoice::Never
+}
+
+/// anstream's decision for stderr: colour on a terminal that is not `TERM=dumb`, never with
+/// NO_COLOR or CLICOLOR=0, always with CLICOLOR_FORCE.
+fn color_choice() -> ColorChoice {
+    AutoStream::choice(&std::io::stderr())
 }
 
 fn style() -> Style {
@@ -300,7 +309,7 @@ fn style() -> Style {
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     style.unwrap_or(Style {
-        color: colored(),
+        color: color_choice(),
         output: Output {
             clear: false,
             timestamps: false,
@@ -326,43 +335,44 @@ fn write_json(note: &Note<'_>) {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    write_line(&format!("{value}\n"));
+    write_line(format!("{value}\n").as_bytes());
 }
 
 fn write_human(note: &Note<'_>, style: Style) {
-    let text = {
-        {
-            let Some((tone, message)) = note.human() else {
-                return;
-            };
-            let message = escape(&message, note.breaks());
-            if style.output.quiet && !matches!(tone, Tone::Bad) {
-                return;
-            }
-            let time = if style.output.timestamps {
-                let (h, m, s) = crate::process::local_time_of_day();
-                format!(" {h:02}:{m:02}:{s:02}")
-            } else {
-                String::new()
-            };
-            if style.color {
-                let color = match tone {
-                    Tone::Info => "36",
-                    Tone::Good => "32",
-                    Tone::Bad => "31",
-                };
-                format!("\x1b[1;{color}m[reload{time}]\x1b[0m {message}\n")
-            } else {
-                format!("[reload{time}] {message}\n")
-            }
-        }
+    let Some((tone, message)) = note.human() else {
+        return;
     };
-    write_line(&text);
+    let message = escape(&message, note.breaks());
+    if style.output.quiet && !matches!(tone, Tone::Bad) {
+        return;
+    }
+    let time = if style.output.timestamps {
+        let (h, m, s) = crate::process::local_time_of_day();
+        format!(" {h:02}:{m:02}:{s:02}")
+    } else {
+        String::new()
+    };
+    write_line(&human_line(tone, &time, &message, style.color));
 }
 
-fn write_line(text: &str) {
+fn write_line(text: &[u8]) {
     // One write per line so that lines from reload and its children do not interleave mid-line.
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let _ = std::io::stderr().lock().write_all(text);
+}
+
+/// `[reload TIME] message`, the prefix in bold colour when `color` allows it. Rendered into a
+/// buffer that anstream strips as it would strip stderr, so that [`write_human`] can still write the
+/// line at once: anstream's own stderr writes a stripped line piece by piece.
+fn human_line(tone: Tone, time: &str, message: &str, color: ColorChoice) -> Vec<u8> {
+    let hue = match tone {
+        Tone::Info => AnsiColor::Cyan,
+        Tone::Good => AnsiColor::Green,
+        Tone::Bad => AnsiColor::Red,
+    };
+    let prefix = anstyle::Style::new().bold().fg_color(Some(hue.into()));
+    let mut line = AutoStream::new(Vec::new(), color);
+    let _ = writeln!(line, "{prefix}[reload{time}]{prefix:#} {message}");
+    line.into_inner()
 }
 
 /// The status lines as subscribers of the engine's lifecycle events: human lines, or with
@@ -574,6 +584,22 @@ mod tests {
             "restarted (pid 1 -> 2) in 12ms; ready 340ms after the change"
         );
         assert_eq!(note.json()["since_change_ms"], 340);
+    }
+
+    #[test]
+    fn only_the_prefix_is_coloured_and_only_when_colour_is_on() {
+        let line = |tone, color| String::from_utf8(human_line(tone, "", "built", color)).unwrap();
+        assert_eq!(line(Tone::Good, ColorChoice::Never), "[reload] built\n");
+        assert_eq!(
+            line(Tone::Good, ColorChoice::Always),
+            "\x1b[1m\x1b[32m[reload]\x1b[0m built\n"
+        );
+        assert_eq!(
+            line(Tone::Info, ColorChoice::AlwaysAnsi),
+            "\x1b[1m\x1b[36m[reload]\x1b[0m built\n"
+        );
+        let bad = String::from_utf8(human_line(Tone::Bad, " 09:05:01", "x", ColorChoice::Never));
+        assert_eq!(bad.unwrap(), "[reload 09:05:01] x\n");
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   *thread* that forked exits, and the main thread lives as long as reload does.
 
 pub mod guard;
+mod path;
+
+pub use path::{ProgramNotFound, find_program};
 
 use std::collections::BTreeMap;
 use std::io;

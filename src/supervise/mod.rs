@@ -468,52 +468,29 @@ pub fn hint(status: Option<ExitStatus>, ran: Duration, listening: bool) -> Optio
     )
 }
 
-/// A server that fails this soon after starting may be explained by [`Supervisor::hint`].
+/// A server that fails this soon after starting may be explained by [`hint`].
 const EARLY_EXIT: Duration = Duration::from_secs(10);
 
-/// Resolve a program the way exec would, so that "no such file" is our clear message and not a
-/// failed spawn after the old server was already stopped.
+/// Resolve a program the way exec would ([`process::find_program`]), so that "no such file" is
+/// our clear message and not a failed spawn after the old server was already stopped.
 /// `env` is the server's extra environment: a PATH there (node_modules/.bin first) is searched.
 fn find_program(
     program: &(impl AsRef<OsStr> + ?Sized),
     root: &Path,
     env: &std::collections::BTreeMap<String, String>,
 ) -> Result<PathBuf> {
-    let program = Path::new(program.as_ref());
-    let candidates: Vec<PathBuf> = if program.components().count() > 1 {
-        vec![root.join(program)]
-    } else {
-        env.get("PATH")
-            .map(OsString::from)
-            .or_else(|| std::env::var_os("PATH"))
-            .map(|paths| {
-                std::env::split_paths(&paths)
-                    .map(|dir| root.join(dir).join(program))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    candidates
-        .into_iter()
-        .find(|path| is_executable(path))
-        .ok_or_else(|| {
-            if program.components().count() > 1 {
-                anyhow!(
-                    "the app `{}` does not exist or is not executable (in {})\n  help: check that \
+    let path = env.get("PATH").map(OsStr::new);
+    process::find_program(program.as_ref(), root, path).map_err(|err| match err {
+        process::ProgramNotFound::NotExecutable(program) => anyhow!(
+            "the app `{}` does not exist or is not executable (in {})\n  help: check that \
                  the build writes it there, or fix the program after `--` / [run] cmd",
-                    program.display(),
-                    root.display()
-                )
-            } else {
-                anyhow!("the app `{}` is not on PATH", program.display())
-            }
-        })
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            program.display(),
+            root.display()
+        ),
+        process::ProgramNotFound::NotOnPath(program) => {
+            anyhow!("the app `{}` is not on PATH", Path::new(&program).display())
+        }
+    })
 }
 
 #[cfg(test)]
