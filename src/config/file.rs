@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::keys::Section;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
@@ -34,7 +36,7 @@ pub(crate) struct WatchSection {
     pub(crate) debounce: Option<Spanned<String>>,
     /// Regular expressions matched against the path relative to the root.
     pub(crate) ignore_regex: Option<Spanned<Vec<String>>>,
-    /// `true` (every 500ms) or an interval like "1s": poll instead of inotify.
+    /// `true` (every [`super::keys::POLL_INTERVAL`]) or an interval like "1s": poll instead of inotify.
     pub(crate) poll: Option<Spanned<PollValue>>,
 }
 
@@ -364,7 +366,11 @@ pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a st
 fn section_help(unknown: &str, expected: Vec<String>) -> String {
     let tables: Vec<String> = expected
         .iter()
-        .filter(|name| TABLES.contains(&name.as_str()))
+        .filter(|name| {
+            Section::TABLES
+                .iter()
+                .any(|table| table.table() == Some(name.as_str()))
+        })
         .cloned()
         .collect();
     let sections = if tables.is_empty() { expected } else { tables };
@@ -374,9 +380,6 @@ fn section_help(unknown: &str, expected: Vec<String>) -> String {
     let listed: Vec<String> = sections.iter().map(|s| format!("[{s}]")).collect();
     format!("known sections: {}", listed.join(", "))
 }
-
-/// The top-level keys of reload.toml that are tables, as `[name]` headers.
-const TABLES: &[&str] = &["watch", "build", "run", "output"];
 
 /// Where, under one of `keys` (dotted paths like `watch.ignore`), the file writes a string that
 /// `matches`: as the key's value, or as one string of its list. Returns the key and the
