@@ -217,6 +217,41 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_of_the_table_exists_and_shows_the_tables_default() {
+        let command = Args::command();
+        for key in keys::KEYS {
+            let Some(flag) = key.flag else { continue };
+            let long = flag.strip_prefix("--").expect("a long flag");
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("{} names {flag}, which reload lacks", key.label()));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if let Some(default) = key.default_text() {
+                assert!(
+                    help.ends_with(&format!(" [default: {default}]")),
+                    "{flag}: {help}"
+                );
+            } else {
+                assert!(!help.contains("[default: "), "{flag}: {help}");
+            }
+        }
+        let poll = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some("poll"))
+            .and_then(Arg::get_help)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            poll.ends_with(&format!(
+                "[default when given without a value: {}]",
+                keys::POLL_INTERVAL
+            )),
+            "{poll}"
+        );
+    }
+
+    #[test]
     fn program_after_double_dash_keeps_its_own_flags() {
         let args = Args::parse_from(["reload", "-e", "rs,toml", "--", "app", "--port", "3"]);
         assert_eq!(args.project.ext, ["rs", "toml"]);

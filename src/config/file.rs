@@ -420,6 +420,7 @@ pub(crate) fn locate_value(
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::KEYS;
     use super::*;
 
     fn parse(text: &str) -> Result<FileConfig, ConfigError> {
@@ -529,6 +530,42 @@ mod tests {
         assert_eq!(key, "watch.ignore");
         assert_eq!(line_column(text, span.start), (2, 16));
         assert!(locate_value(text, &["watch.include"], |s| s == "b[").is_none());
+    }
+
+    /// The keys serde knows in `section`, from its "unknown field" message (the only place it
+    /// lists a struct's fields).
+    fn parser_keys(section: Section) -> Vec<String> {
+        let text = match section.table() {
+            Some(table) => format!("[{table}]\nno_such_key = 1\n"),
+            None => "no_such_key = 1\n".to_owned(),
+        };
+        let err = toml::from_str::<FileConfig>(&text).expect_err("an unknown key");
+        let (unknown, mut known) = parse_unknown_field(err.message().trim())
+            .unwrap_or_else(|| panic!("not an unknown-field error: {err}"));
+        assert_eq!(unknown, "no_such_key");
+        known.sort();
+        known
+    }
+
+    #[test]
+    fn the_parser_and_the_table_know_the_same_keys() {
+        for section in std::iter::once(Section::Top).chain(Section::TABLES) {
+            let mut table: Vec<String> = KEYS
+                .iter()
+                .filter(|key| key.section == section)
+                .map(|key| key.name.to_owned())
+                .collect();
+            if section == Section::Top {
+                table.extend(
+                    Section::TABLES
+                        .iter()
+                        .filter_map(|s| s.table())
+                        .map(str::to_owned),
+                );
+            }
+            table.sort();
+            assert_eq!(parser_keys(section), table, "in {section:?}");
+        }
     }
 
     #[test]

@@ -301,6 +301,7 @@ fn render(file: &FileConfig, what: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::Key;
     use super::*;
 
     #[test]
@@ -324,5 +325,65 @@ mod tests {
             text.contains("# listen = "),
             "unset keys are shown commented out"
         );
+    }
+
+    /// The `[section]` each line of `text` is under, with the line.
+    fn lines_with_sections(text: &str) -> Vec<(Option<&str>, &str)> {
+        let mut section = None;
+        let mut lines = Vec::new();
+        for line in text.lines() {
+            match line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                Some(table) => section = Some(table),
+                None => lines.push((section, line)),
+            }
+        }
+        lines
+    }
+
+    /// `name = value` (or `# name = value`) under the key's section, right below its doc line.
+    #[track_caller]
+    fn assert_rendered(text: &str, key: &Key, line: &str) {
+        let lines = lines_with_sections(text);
+        let found = lines.windows(2).any(|pair| {
+            pair[0] == (key.section.table(), &format!("# {}", key.doc))
+                && pair[1] == (key.section.table(), line)
+        });
+        assert!(found, "no `{line}` for {} in\n{text}", key.label());
+    }
+
+    #[test]
+    fn every_key_of_the_table_is_rendered_under_its_section_and_doc_line() {
+        let unset = render(&FileConfig::default(), "test");
+        for key in KEYS {
+            assert_rendered(
+                &unset,
+                key,
+                &format!("# {} = {}", key.name, key.shown_unset()),
+            );
+        }
+
+        // Every key set (to what init shows for it), rendered, and read back the same.
+        let mut written = String::new();
+        let mut section = Section::Top;
+        for key in KEYS {
+            if key.section != section {
+                section = key.section;
+                let _ = writeln!(written, "[{}]", section.table().unwrap_or_default());
+            }
+            let _ = writeln!(written, "{} = {}", key.name, key.shown_unset());
+        }
+        let parse = |text: &str| -> FileConfig {
+            Source {
+                path: "reload.toml".into(),
+                text: text.to_owned(),
+            }
+            .parse()
+            .unwrap_or_else(|err| panic!("{err}\n{text}"))
+        };
+        let set = render(&parse(&written), "test");
+        for key in KEYS {
+            assert_rendered(&set, key, &format!("{} = {}", key.name, key.shown_unset()));
+        }
+        assert_eq!(render(&parse(&set), "test"), set);
     }
 }

@@ -102,13 +102,21 @@ impl Key {
         parse(text).map_err(|err| anyhow::anyhow!("built-in default of {}: {err}", self.label()))
     }
 
-    /// What `reload init` writes, commented out, when the file leaves the key out.
+    /// The default as TOML, as a file would write it; `None` when the key has none.
+    pub(crate) fn default_toml(&self) -> Option<String> {
+        match self.default {
+            Default::Text(text) => Some(toml_string(text)),
+            Default::Toml(toml) => Some(toml.to_owned()),
+            Default::Unset => None,
+        }
+    }
+
+    /// What `reload init` writes, commented out, when the file leaves the key out: the example
+    /// if there is one, else the default (every key has one or the other; a test checks).
     pub(crate) fn shown_unset(&self) -> String {
-        match (self.example, self.default) {
-            (Some(example), _) => example.to_owned(),
-            (None, Default::Text(text)) => toml_string(text),
-            (None, Default::Toml(toml)) => toml.to_owned(),
-            (None, Default::Unset) => String::new(),
+        match self.example {
+            Some(example) => example.to_owned(),
+            None => self.default_toml().unwrap_or_default(),
         }
     }
 }
@@ -353,6 +361,9 @@ pub(crate) const RUN_ENV: Key = Key {
     flag: None,
     written: |file| {
         file.run.env.as_ref().map(|env| {
+            if env.is_empty() {
+                return "{}".to_owned();
+            }
             let pairs: Vec<String> = env
                 .iter()
                 .map(|(name, value)| format!("{name} = {}", toml_string(value)))
@@ -538,3 +549,128 @@ pub(crate) const OUTPUT_FORMAT: Key = Key {
             .map(|s| toml_string(s.get_ref()))
     },
 };
+
+#[cfg(test)]
+mod tests {
+    use super::super::file::Source;
+    use super::super::{parse_duration, parse_format, parse_readiness, parse_signal};
+    use super::*;
+
+    /// A file that sets only `key`, to `value` (TOML), under its section.
+    fn file_with(key: &Key, value: &str) -> String {
+        match key.section.table() {
+            Some(table) => format!("[{table}]\n{} = {value}\n", key.name),
+            None => format!("{} = {value}\n", key.name),
+        }
+    }
+
+    fn parse(text: &str) -> FileConfig {
+        Source {
+            path: "reload.toml".into(),
+            text: text.to_owned(),
+        }
+        .parse()
+        .unwrap_or_else(|err| panic!("{err}\n{text}"))
+    }
+
+    #[test]
+    fn every_default_parses_with_the_parser_of_its_key() {
+        let durations = [
+            &WATCH_DEBOUNCE,
+            &RUN_STOP_TIMEOUT,
+            &RUN_READY_TIMEOUT,
+            &RUN_RESTART_DELAY,
+        ];
+        for key in durations {
+            key.parsed_default(parse_duration).unwrap();
+        }
+        RUN_STOP_SIGNAL.parsed_default(parse_signal).unwrap();
+        RUN_READY.parsed_default(parse_readiness).unwrap();
+        OUTPUT_FORMAT.parsed_default(parse_format).unwrap();
+        let switches = [
+            &WATCH_GITIGNORE,
+            &RUN_OVERLAP,
+            &RUN_STOP_ON_BUILD_ERROR,
+            &RUN_RESTART_ON_EXIT,
+            &OUTPUT_CLEAR,
+            &OUTPUT_TIMESTAMPS,
+            &OUTPUT_QUIET,
+        ];
+        for key in switches {
+            key.parsed_default(parse_bool).unwrap();
+        }
+        parse_duration(POLL_INTERVAL).unwrap();
+        assert!(
+            RUN_CMD.parsed_default(|text| Ok(text.to_owned())).is_err(),
+            "a key without a default has nothing to parse"
+        );
+    }
+
+    #[test]
+    fn every_key_without_a_default_has_an_example() {
+        for key in KEYS {
+            assert!(
+                key.default != Default::Unset || key.example.is_some(),
+                "{} shows nothing in reload init",
+                key.label()
+            );
+        }
+    }
+
+    #[test]
+    fn each_key_written_alone_is_read_back_by_its_own_accessor_and_no_other() {
+        for key in KEYS {
+            for value in [key.default_toml(), key.example.map(str::to_owned)]
+                .into_iter()
+                .flatten()
+            {
+                let file = parse(&file_with(key, &value));
+                assert_eq!(
+                    (key.written)(&file).as_deref(),
+                    Some(value.as_str()),
+                    "{} = {value} is read back differently",
+                    key.label()
+                );
+                for other in KEYS.iter().filter(|other| !std::ptr::eq(*other, key)) {
+                    assert_eq!(
+                        (other.written)(&file),
+                        None,
+                        "{} = {value} is also read as {}",
+                        key.label(),
+                        other.label()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_is_named_once_and_grouped_under_its_section() {
+        for (index, key) in KEYS.iter().enumerate() {
+            assert!(
+                !KEYS[..index]
+                    .iter()
+                    .any(|earlier| earlier.section == key.section && earlier.name == key.name),
+                "{} is in the table twice",
+                key.label()
+            );
+        }
+        // init writes a `[section]` header where the section changes: each exactly once.
+        let mut order: Vec<Section> = KEYS.iter().map(|key| key.section).collect();
+        order.dedup();
+        let mut expected = vec![Section::Top];
+        expected.extend(Section::TABLES);
+        assert_eq!(order, expected);
+    }
+
+    #[test]
+    fn flags_and_labels_are_found_as_users_write_them() {
+        assert_eq!(
+            for_flag("stop-timeout").map(Key::label).as_deref(),
+            Some("[run] stop_timeout")
+        );
+        assert_eq!(for_flag("log-format").map(|key| key.name), Some("format"));
+        assert!(for_flag("no-such-flag").is_none());
+        assert_eq!(ROOT.label(), "root");
+    }
+}

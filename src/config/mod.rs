@@ -1,6 +1,8 @@
 //! Configuration: the command line, reload.toml and what the project looks like, resolved once
 //! into a [`Config`]. Defaults < file < command line. No other module sees clap, toml, or an
 //! `Option` that means "use the default"; every duration is a `Duration`, every glob compiled.
+//! One resolver per section of reload.toml (`resolve_watch`, `resolve_build`, `resolve_run`,
+//! `resolve_output`); each takes its defaults from the table in `keys.rs`.
 
 mod air;
 mod clean;
@@ -433,6 +435,7 @@ fn resolve_with(
     }
     let (build, clean_on_exit) = resolve_build(args, &place, &root, commands.build, file.build)?;
     let output = resolve_output(args, &place, file.output)?;
+    // A `[proxy]` section adds its resolver here and its field to `Config`.
     Ok(Config {
         watch,
         origin: match source {
@@ -1073,6 +1076,72 @@ mod tests {
         let err = err.downcast_ref::<ConfigError>().expect("a ConfigError");
         assert_eq!(err.position, Some((3, 15)));
         assert!(err.message.contains("SIGFOO"));
+    }
+
+    #[test]
+    fn a_file_with_every_default_written_out_resolves_as_one_that_leaves_them_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = "[run]\ncmd = [\"app\"]\n";
+        let mut spelled_out = String::new();
+        for section in std::iter::once(keys::Section::Top).chain(keys::Section::TABLES) {
+            if let Some(table) = section.table() {
+                spelled_out.push_str(&format!("[{table}]\n"));
+            }
+            if section == keys::Section::Run {
+                spelled_out.push_str("cmd = [\"app\"]\n");
+            }
+            for key in keys::KEYS.iter().filter(|key| key.section == section) {
+                if let Some(default) = key.default_toml() {
+                    spelled_out.push_str(&format!("{} = {default}\n", key.name));
+                }
+            }
+        }
+        let resolved = |toml: &str| {
+            let config = resolve_in(dir.path(), &[], Some(toml))
+                .unwrap_or_else(|err| panic!("{err:#}\n{toml}"));
+            format!("{config:#?}")
+        };
+        assert_eq!(resolved(&spelled_out), resolved(run), "{spelled_out}");
+    }
+
+    #[test]
+    fn each_default_reaches_the_setting_it_belongs_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = resolve_in(dir.path(), &[], Some("[run]\ncmd = [\"app\"]\n")).unwrap();
+        assert_eq!(config.watch.debounce, Duration::from_millis(50));
+        assert_eq!(config.watch.poll, None);
+        assert!(config.watch.filter.gitignore);
+        let run = config.run.unwrap();
+        assert_eq!(run.stop_signal, Signal::SIGTERM);
+        assert_eq!(run.stop_timeout, Duration::from_secs(5));
+        assert_eq!(run.readiness, Readiness::Spawned);
+        assert_eq!(run.ready_timeout, Duration::from_secs(30));
+        assert_eq!(run.order, RestartOrder::StopThenStart);
+        assert_eq!(run.on_build_failure, OnBuildFailure::KeepServing);
+        assert_eq!(run.on_exit, OnExit::Wait);
+        assert_eq!(config.output.format, LogFormat::Human);
+        let restarting = resolve_in(
+            dir.path(),
+            &[],
+            Some("[run]\ncmd = [\"app\"]\nrestart_on_exit = true\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            restarting.run.unwrap().on_exit,
+            OnExit::RestartAfter(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn a_build_command_shows_as_its_command_line() {
+        assert_eq!(
+            BuildCommand::Shell("make -j4".into()).to_string(),
+            "make -j4"
+        );
+        let cargo = BuildCommand::Cargo {
+            args: vec!["cargo".into(), "build".into(), "--bin".into(), "api".into()],
+        };
+        assert_eq!(cargo.to_string(), "cargo build --bin api");
     }
 
     #[test]
