@@ -105,12 +105,11 @@ impl RunningBuild {
         let (mut child, group) = process::spawn_group(&mut cmd, origin, &[]).map_err(|err| {
             let program = Path::new(cmd.as_std().get_program());
             anyhow!(
-                "cannot start the build command `{}`: {}",
-                describe(command),
+                "cannot start the build command `{command}`: {}",
                 process::explain_exec_error(program, &err)
             )
         })?;
-        tracing::debug!(pgid = group.id(), command = %describe(command), "build started");
+        tracing::debug!(pgid = group.id(), command = %command, "build started");
         let errors = Arc::new(AtomicUsize::new(0));
         let executable = Arc::new(Mutex::new(None));
         let tail = Arc::new(Mutex::new(Tail::default()));
@@ -208,13 +207,6 @@ impl RunningBuild {
             let _ = cancel.send(());
         }
         let _ = (&mut self.done).await;
-    }
-}
-
-pub fn describe(command: &BuildCommand) -> String {
-    match command {
-        BuildCommand::Shell(line) => line.clone(),
-        BuildCommand::Cargo { args } => args.join(" "),
     }
 }
 

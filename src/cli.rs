@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Arg, Parser};
+
+use crate::config::keys;
 
 /// Watch the sources, rebuild on every save, and swap the running server for the new build.
 #[derive(Debug, Parser)]
@@ -12,6 +14,7 @@ use clap::Parser;
     version,
     about,
     args_conflicts_with_subcommands = true,
+    mut_args = show_defaults,
     after_help = "Examples:\n  \
         reload                  # reload.toml, .air.toml, or a Cargo, Go, Node or Make project\n  \
         reload -b 'go build -o tmp/app .' -- ./tmp/app\n  \
@@ -37,7 +40,7 @@ pub struct Args {
     #[arg(long = "no-gitignore")]
     pub no_gitignore: bool,
 
-    /// Quiet window: changes closer together than this make one rebuild [default: 50ms].
+    /// Quiet window: changes closer together than this make one rebuild.
     #[arg(long = "debounce", value_name = "DUR")]
     pub debounce: Option<String>,
 
@@ -54,8 +57,13 @@ pub struct Args {
     pub env_file: Option<PathBuf>,
 
     /// Poll the file system every DUR (at least 10ms) instead of using inotify (network mounts,
-    /// some containers) [default when given without a value: 500ms].
-    #[arg(long = "poll", value_name = "DUR", num_args = 0..=1, default_missing_value = "500ms")]
+    /// some containers).
+    #[arg(
+        long = "poll",
+        value_name = "DUR",
+        num_args = 0..=1,
+        default_missing_value = keys::POLL_INTERVAL
+    )]
     pub poll: Option<String>,
 
     /// Clear the screen before each build.
@@ -66,11 +74,11 @@ pub struct Args {
     #[arg(long = "log-format", value_name = "FORMAT", value_parser = ["human", "json"])]
     pub log_format: Option<String>,
 
-    /// Signal that asks the server to stop [default: SIGTERM].
+    /// Signal that asks the server to stop.
     #[arg(long = "stop-signal", value_name = "SIG")]
     pub stop_signal: Option<String>,
 
-    /// How long the server may take to stop before it is killed [default: 5s].
+    /// How long the server may take to stop before it is killed.
     #[arg(long = "stop-timeout", value_name = "DUR")]
     pub stop_timeout: Option<String>,
 
@@ -82,11 +90,11 @@ pub struct Args {
 
     /// When a new server counts as ready: `none` (when spawned), `notify` (it sends READY=1 to
     /// $NOTIFY_SOCKET), `tcp:PORT` (the port accepts a connection), or an
-    /// `http://host:port/path` that answers [default: none].
+    /// `http://host:port/path` that answers.
     #[arg(long = "ready", value_name = "MODE")]
     pub ready: Option<String>,
 
-    /// How long a new server may take to become ready [default: 30s].
+    /// How long a new server may take to become ready.
     #[arg(long = "ready-timeout", value_name = "DUR")]
     pub ready_timeout: Option<String>,
 
@@ -102,6 +110,34 @@ pub struct Args {
     /// Print what reload is doing (RELOAD_LOG takes a full tracing filter).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Append to a flag's help what it is when not given: the default of the reload.toml key it
+/// overrides, from the one table that also gives the resolver and `reload init` theirs (the
+/// value itself is applied by config, below the file, never here). `--poll` is off by default;
+/// its note says what a bare `--poll` stands for.
+fn show_defaults(arg: Arg) -> Arg {
+    let note = if arg.get_id() == "poll" {
+        format!(
+            "[default when given without a value: {}]",
+            keys::POLL_INTERVAL
+        )
+    } else {
+        let default = arg
+            .get_long()
+            .and_then(keys::for_flag)
+            .and_then(keys::Key::default_text)
+            .filter(|_| arg.get_action().takes_values());
+        match default {
+            Some(default) => format!("[default: {default}]"),
+            None => return arg,
+        }
+    };
+    let help = match arg.get_help() {
+        Some(help) => format!("{help} {note}"),
+        None => note,
+    };
+    arg.help(help)
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -178,6 +214,41 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_of_the_table_exists_and_shows_the_tables_default() {
+        let command = Args::command();
+        for key in keys::KEYS {
+            let Some(flag) = key.flag else { continue };
+            let long = flag.strip_prefix("--").expect("a long flag");
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("{} names {flag}, which reload lacks", key.label()));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if let Some(default) = key.default_text() {
+                assert!(
+                    help.ends_with(&format!(" [default: {default}]")),
+                    "{flag}: {help}"
+                );
+            } else {
+                assert!(!help.contains("[default: "), "{flag}: {help}");
+            }
+        }
+        let poll = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some("poll"))
+            .and_then(Arg::get_help)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            poll.ends_with(&format!(
+                "[default when given without a value: {}]",
+                keys::POLL_INTERVAL
+            )),
+            "{poll}"
+        );
     }
 
     #[test]

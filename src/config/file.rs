@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::keys::Section;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
@@ -34,7 +36,7 @@ pub(crate) struct WatchSection {
     pub(crate) debounce: Option<Spanned<String>>,
     /// Regular expressions matched against the path relative to the root.
     pub(crate) ignore_regex: Option<Spanned<Vec<String>>>,
-    /// `true` (every 500ms) or an interval like "1s": poll instead of inotify.
+    /// `true` (every [`super::keys::POLL_INTERVAL`]) or an interval like "1s": poll instead of inotify.
     pub(crate) poll: Option<Spanned<PollValue>>,
 }
 
@@ -364,7 +366,11 @@ pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a st
 fn section_help(unknown: &str, expected: Vec<String>) -> String {
     let tables: Vec<String> = expected
         .iter()
-        .filter(|name| TABLES.contains(&name.as_str()))
+        .filter(|name| {
+            Section::TABLES
+                .iter()
+                .any(|table| table.table() == Some(name.as_str()))
+        })
         .cloned()
         .collect();
     let sections = if tables.is_empty() { expected } else { tables };
@@ -374,9 +380,6 @@ fn section_help(unknown: &str, expected: Vec<String>) -> String {
     let listed: Vec<String> = sections.iter().map(|s| format!("[{s}]")).collect();
     format!("known sections: {}", listed.join(", "))
 }
-
-/// The top-level keys of reload.toml that are tables, as `[name]` headers.
-const TABLES: &[&str] = &["watch", "build", "run", "output"];
 
 /// Where, under one of `keys` (dotted paths like `watch.ignore`), the file writes a string that
 /// `matches`: as the key's value, or as one string of its list. Returns the key and the
@@ -417,6 +420,7 @@ pub(crate) fn locate_value(
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::KEYS;
     use super::*;
 
     fn parse(text: &str) -> Result<FileConfig, ConfigError> {
@@ -526,6 +530,42 @@ mod tests {
         assert_eq!(key, "watch.ignore");
         assert_eq!(line_column(text, span.start), (2, 16));
         assert!(locate_value(text, &["watch.include"], |s| s == "b[").is_none());
+    }
+
+    /// The keys serde knows in `section`, from its "unknown field" message (the only place it
+    /// lists a struct's fields).
+    fn parser_keys(section: Section) -> Vec<String> {
+        let text = match section.table() {
+            Some(table) => format!("[{table}]\nno_such_key = 1\n"),
+            None => "no_such_key = 1\n".to_owned(),
+        };
+        let err = toml::from_str::<FileConfig>(&text).expect_err("an unknown key");
+        let (unknown, mut known) = parse_unknown_field(err.message().trim())
+            .unwrap_or_else(|| panic!("not an unknown-field error: {err}"));
+        assert_eq!(unknown, "no_such_key");
+        known.sort();
+        known
+    }
+
+    #[test]
+    fn the_parser_and_the_table_know_the_same_keys() {
+        for section in std::iter::once(Section::Top).chain(Section::TABLES) {
+            let mut table: Vec<String> = KEYS
+                .iter()
+                .filter(|key| key.section == section)
+                .map(|key| key.name.to_owned())
+                .collect();
+            if section == Section::Top {
+                table.extend(
+                    Section::TABLES
+                        .iter()
+                        .filter_map(|s| s.table())
+                        .map(str::to_owned),
+                );
+            }
+            table.sort();
+            assert_eq!(parser_keys(section), table, "in {section:?}");
+        }
     }
 
     #[test]

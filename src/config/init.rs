@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use super::detect;
-use super::file::{FileConfig, OneOrMany, PollValue, RunCmd, Source};
+use super::file::{FileConfig, OneOrMany, RunCmd, Source};
+use super::keys::{KEYS, Section};
 use super::{CONFIG_FILE, air, binary_choice_refused, empty_program, usage};
 use crate::cli::{InitArgs, ProjectFlags};
 
@@ -229,14 +230,14 @@ fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)
             file.build.cmd = project
                 .build_for_program()
                 .as_ref()
-                .map(crate::build::describe);
+                .map(ToString::to_string);
             "detected the project; the server from the flags given".to_owned()
         }
         (None, None, Some(project)) => {
             let plan = project.plan(dir, flags.bin.as_deref(), flags.package.as_deref())?;
             file.build.cmd = plan
                 .build_line
-                .or_else(|| plan.build.as_ref().map(crate::build::describe));
+                .or_else(|| plan.build.as_ref().map(ToString::to_string));
             let command = match (plan.program, plan.cargo_binary) {
                 // reload.toml has no "the executable cargo reports": it names the binary's path.
                 (super::Program::CargoArtifact, Some(path)) => {
@@ -268,24 +269,8 @@ fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)
     Ok((file, what))
 }
 
-fn value(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
-}
-
-fn list<S: AsRef<str>>(items: &[S]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| value(s.as_ref())).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-/// One key: set when the project needs it, else commented out with its default.
-fn key(out: &mut String, doc: &str, name: &str, set: Option<String>, default: &str) {
-    let _ = writeln!(out, "# {doc}");
-    let _ = match set {
-        Some(v) => writeln!(out, "{name} = {v}\n"),
-        None => writeln!(out, "# {name} = {default}\n"),
-    };
-}
-
+/// The file: a header, then every key of the table, each under its `[section]`, with its doc
+/// line above it; set as `file` sets it, or commented out with its default (or an example).
 fn render(file: &FileConfig, what: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -297,257 +282,26 @@ fn render(file: &FileConfig, what: &str) -> String {
         out,
         "# Command-line flags override these settings. Durations take units: 50ms, 5s, 1m.\n"
     );
-    let path = |p: &Path| value(&p.display().to_string());
-    key(
-        &mut out,
-        "Project root; relative paths below start here.",
-        "root",
-        file.root.as_ref().map(|r| path(r.get_ref())),
-        "\".\"",
-    );
-
-    out.push_str("[watch]\n");
-    let paths = file.watch.paths.as_ref().map(|p| {
-        list(
-            &p.get_ref()
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>(),
-        )
-    });
-    key(
-        &mut out,
-        "Directories (and files) watched, recursively.",
-        "paths",
-        paths,
-        "[\".\"]",
-    );
-    let ext = file.watch.ext.as_ref().map(|e| match e {
-        OneOrMany::One(s) => value(s),
-        OneOrMany::Many(v) => list(v),
-    });
-    key(
-        &mut out,
-        "Only files with these extensions count (empty: every file).",
-        "ext",
-        ext,
-        "[]",
-    );
-    key(
-        &mut out,
-        "Files that count whatever their extension (globs, relative to root).",
-        "include",
-        file.watch.include.as_deref().map(list),
-        "[]",
-    );
-    key(
-        &mut out,
-        "Globs never watched; one without '/' matches a name at any depth, '/x' only at the root.",
-        "ignore",
-        file.watch.ignore.as_deref().map(list),
-        "[]",
-    );
-    key(
-        &mut out,
-        "Regular expressions (on the path relative to root) never watched.",
-        "ignore_regex",
-        file.watch.ignore_regex.as_ref().map(|r| list(r.get_ref())),
-        "[]",
-    );
-    key(
-        &mut out,
-        "Honour .gitignore, .ignore and .git/info/exclude.",
-        "gitignore",
-        file.watch.gitignore.map(|b| b.to_string()),
-        "true",
-    );
-    key(
-        &mut out,
-        "Quiet window: changes closer together than this make one build.",
-        "debounce",
-        file.watch.debounce.as_ref().map(|d| value(d.get_ref())),
-        "\"50ms\"",
-    );
-    let poll = file.watch.poll.as_ref().map(|p| match p.get_ref() {
-        PollValue::Enabled(b) => b.to_string(),
-        PollValue::Interval(i) => value(i),
-    });
-    key(
-        &mut out,
-        "Poll instead of inotify (network mounts, some containers): true or an interval.",
-        "poll",
-        poll,
-        "false",
-    );
-
-    out.push_str("[build]\n");
-    key(
-        &mut out,
-        "Build command, run with sh -c in the root (\"\" for none).",
-        "cmd",
-        file.build.cmd.as_deref().map(value),
-        "\"\"",
-    );
-    key(
-        &mut out,
-        "Shell commands run before each build.",
-        "pre",
-        file.build.pre.as_deref().map(list),
-        "[]",
-    );
-    let clean = file.build.clean_on_exit.as_ref().map(|c| {
-        list(
-            &c.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>(),
-        )
-    });
-    key(
-        &mut out,
-        "Paths removed when reload exits.",
-        "clean_on_exit",
-        clean,
-        "[]",
-    );
-
-    out.push_str("[run]\n");
-    let cmd = file.run.cmd.as_ref().map(|c| match c.get_ref() {
-        RunCmd::Argv(argv) => list(argv),
-        RunCmd::Shell(line) => value(line),
-    });
-    key(
-        &mut out,
-        "The server: an array is executed directly, a string runs with sh -c.",
-        "cmd",
-        cmd,
-        "[\"./server\"]",
-    );
-    let env = file.run.env.as_ref().map(|env| {
-        let pairs: Vec<String> = env
-            .iter()
-            .map(|(k, v)| format!("{k} = {}", value(v)))
-            .collect();
-        format!("{{ {} }}", pairs.join(", "))
-    });
-    key(
-        &mut out,
-        "Extra environment for the server (it always gets RELOAD=1).",
-        "env",
-        env,
-        "{ PORT = \"3000\" }",
-    );
-    key(
-        &mut out,
-        "A dotenv file read at every start; env above wins over it.",
-        "env_file",
-        file.run.env_file.as_ref().map(|p| path(p.get_ref())),
-        "\".env\"",
-    );
-    key(
-        &mut out,
-        "Signal that asks the server to stop.",
-        "stop_signal",
-        file.run.stop_signal.as_ref().map(|s| value(s.get_ref())),
-        "\"SIGTERM\"",
-    );
-    key(
-        &mut out,
-        "How long the server may take to stop before it is killed.",
-        "stop_timeout",
-        file.run.stop_timeout.as_ref().map(|s| value(s.get_ref())),
-        "\"5s\"",
-    );
-    key(
-        &mut out,
-        "Listening sockets reload holds and hands to each server (fds 3.., LISTEN_FDS).",
-        "listen",
-        file.run.listen.as_ref().map(|l| list(l.get_ref())),
-        "[\"127.0.0.1:3000\"]",
-    );
-    key(
-        &mut out,
-        "When a new server is ready: \"none\", \"notify\" (READY=1), \"tcp:PORT\" or an http:// URL.",
-        "ready",
-        file.run.ready.as_ref().map(|s| value(s.get_ref())),
-        "\"none\"",
-    );
-    key(
-        &mut out,
-        "How long a new server may take to become ready.",
-        "ready_timeout",
-        file.run.ready_timeout.as_ref().map(|s| value(s.get_ref())),
-        "\"30s\"",
-    );
-    key(
-        &mut out,
-        "Start the new server before stopping the old one (zero downtime with listen).",
-        "overlap",
-        file.run.overlap.map(|b| b.to_string()),
-        "false",
-    );
-    key(
-        &mut out,
-        "Stop the server when a build fails (by default it keeps serving).",
-        "stop_on_build_error",
-        file.run.stop_on_build_error.map(|b| b.to_string()),
-        "false",
-    );
-    key(
-        &mut out,
-        "Start the server again when it exits by itself, after restart_delay.",
-        "restart_on_exit",
-        file.run.restart_on_exit.map(|b| b.to_string()),
-        "false",
-    );
-    key(
-        &mut out,
-        "Delay before such a restart.",
-        "restart_delay",
-        file.run.restart_delay.as_ref().map(|s| value(s.get_ref())),
-        "\"500ms\"",
-    );
-    key(
-        &mut out,
-        "Shell commands run after the server is stopped for good.",
-        "post",
-        file.run.post.as_deref().map(list),
-        "[]",
-    );
-
-    out.push_str("[output]\n");
-    key(
-        &mut out,
-        "Clear the screen before each build.",
-        "clear",
-        file.output.clear.map(|b| b.to_string()),
-        "false",
-    );
-    key(
-        &mut out,
-        "Prefix status lines with the time.",
-        "timestamps",
-        file.output.timestamps.map(|b| b.to_string()),
-        "false",
-    );
-    key(
-        &mut out,
-        "Print errors only.",
-        "quiet",
-        file.output.quiet.map(|b| b.to_string()),
-        "false",
-    );
-    key(
-        &mut out,
-        "\"human\" status lines, or \"json\" events for editors and scripts.",
-        "format",
-        file.output.format.as_ref().map(|s| value(s.get_ref())),
-        "\"human\"",
-    );
+    let mut section = Section::Top;
+    for key in KEYS {
+        if key.section != section {
+            section = key.section;
+            if let Some(table) = section.table() {
+                let _ = writeln!(out, "[{table}]");
+            }
+        }
+        let _ = writeln!(out, "# {}", key.doc);
+        let _ = match (key.written)(file) {
+            Some(value) => writeln!(out, "{} = {value}\n", key.name),
+            None => writeln!(out, "# {} = {}\n", key.name, key.shown_unset()),
+        };
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::Key;
     use super::*;
 
     #[test]
@@ -571,5 +325,65 @@ mod tests {
             text.contains("# listen = "),
             "unset keys are shown commented out"
         );
+    }
+
+    /// The `[section]` each line of `text` is under, with the line.
+    fn lines_with_sections(text: &str) -> Vec<(Option<&str>, &str)> {
+        let mut section = None;
+        let mut lines = Vec::new();
+        for line in text.lines() {
+            match line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                Some(table) => section = Some(table),
+                None => lines.push((section, line)),
+            }
+        }
+        lines
+    }
+
+    /// `name = value` (or `# name = value`) under the key's section, right below its doc line.
+    #[track_caller]
+    fn assert_rendered(text: &str, key: &Key, line: &str) {
+        let lines = lines_with_sections(text);
+        let found = lines.windows(2).any(|pair| {
+            pair[0] == (key.section.table(), &format!("# {}", key.doc))
+                && pair[1] == (key.section.table(), line)
+        });
+        assert!(found, "no `{line}` for {} in\n{text}", key.label());
+    }
+
+    #[test]
+    fn every_key_of_the_table_is_rendered_under_its_section_and_doc_line() {
+        let unset = render(&FileConfig::default(), "test");
+        for key in KEYS {
+            assert_rendered(
+                &unset,
+                key,
+                &format!("# {} = {}", key.name, key.shown_unset()),
+            );
+        }
+
+        // Every key set (to what init shows for it), rendered, and read back the same.
+        let mut written = String::new();
+        let mut section = Section::Top;
+        for key in KEYS {
+            if key.section != section {
+                section = key.section;
+                let _ = writeln!(written, "[{}]", section.table().unwrap_or_default());
+            }
+            let _ = writeln!(written, "{} = {}", key.name, key.shown_unset());
+        }
+        let parse = |text: &str| -> FileConfig {
+            Source {
+                path: "reload.toml".into(),
+                text: text.to_owned(),
+            }
+            .parse()
+            .unwrap_or_else(|err| panic!("{err}\n{text}"))
+        };
+        let set = render(&parse(&written), "test");
+        for key in KEYS {
+            assert_rendered(&set, key, &format!("{} = {}", key.name, key.shown_unset()));
+        }
+        assert_eq!(render(&parse(&set), "test"), set);
     }
 }

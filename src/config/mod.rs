@@ -1,12 +1,15 @@
 //! Configuration: the command line, reload.toml and what the project looks like, resolved once
 //! into a [`Config`]. Defaults < file < command line. No other module sees clap, toml, or an
 //! `Option` that means "use the default"; every duration is a `Duration`, every glob compiled.
+//! One resolver per section of reload.toml (`resolve_watch`, `resolve_build`, `resolve_run`,
+//! `resolve_output`); each takes its defaults from the table in `keys.rs`.
 
 mod air;
 mod clean;
 mod detect;
 mod file;
 pub mod init;
+pub(crate) mod keys;
 mod values;
 
 pub use values::{
@@ -28,6 +31,7 @@ use crate::cli::Args;
 pub use clean::CleanPath;
 pub use file::ConfigError;
 use file::{FileConfig, RunCmd, Source};
+use keys::Key;
 
 /// Where Go builds go when air's or reload's zero-config decides (air's `tmp_dir`).
 const GO_BINARY_DIR: &str = "tmp";
@@ -113,6 +117,16 @@ pub enum BuildCommand {
     Shell(String),
     /// `cargo build` with JSON messages on stdout, from which the built executable is taken.
     Cargo { args: Vec<String> },
+}
+
+/// The command line, as status lines and `reload init` show it.
+impl fmt::Display for BuildCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildCommand::Shell(line) => f.write_str(line),
+            BuildCommand::Cargo { args } => f.write_str(&args.join(" ")),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -343,139 +357,156 @@ impl Place<'_> {
             .map_err(|err| usage(format!("{}: {err}", key_name(keys[0]))))
     }
 
-    /// The command-line value if given, else the file's, parsed by `parse`.
+    /// The command-line value if given, else the file's, parsed by `parse`; `None` when
+    /// neither says. Errors name the flag or the key as the table does.
     fn layered<T>(
         &self,
-        flag: (&str, Option<&String>),
-        key: (&str, Option<&Spanned<String>>),
+        key: &Key,
+        flag: Option<&String>,
+        file: Option<&Spanned<String>>,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<Option<T>> {
-        match (flag.1, key.1) {
+        match (flag, file) {
             (Some(text), _) => parse(text)
                 .map(Some)
-                .map_err(|e| usage(format!("{}: {e}", flag.0))),
+                .map_err(|e| usage(format!("{}: {e}", key.flag.unwrap_or(key.name)))),
             (None, Some(text)) => parse(text.get_ref())
                 .map(Some)
-                .map_err(|e| self.file(text.span(), format!("{}: {e}", key.0))),
+                .map_err(|e| self.file(text.span(), format!("{}: {e}", key.label()))),
             (None, None) => Ok(None),
+        }
+    }
+
+    /// As [`Place::layered`], with the key's default (through the same `parse`) when neither
+    /// the command line nor the file says.
+    fn setting<T>(
+        &self,
+        key: &Key,
+        flag: Option<&String>,
+        file: Option<&Spanned<String>>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T> {
+        match self.layered(key, flag, file, &parse)? {
+            Some(value) => Ok(value),
+            None => key.parsed_default(parse),
         }
     }
 }
 
+/// A switch: on when its flag is given, else what the file says, else the key's default.
+fn switch(key: &Key, flag: bool, file: Option<bool>) -> Result<bool> {
+    match (flag, file) {
+        (true, _) => Ok(true),
+        (false, Some(value)) => Ok(value),
+        (false, None) => key.parsed_default(keys::parse_bool),
+    }
+}
+
+/// Each section resolved on its own, in the order its errors are reported.
 fn resolve_with(
     args: &Args,
     cwd: &Path,
     source: Option<&Source>,
-    file: FileConfig,
+    mut file: FileConfig,
 ) -> Result<Config> {
     let place = Place { source };
-    let base = source
+    let root = resolve_root(cwd, &place, file.root.as_ref())?;
+    let project = detect::detect(&root);
+    let mut watch = resolve_watch(args, cwd, &place, &root, project.as_ref(), file.watch)?;
+    let commands = choose_commands(
+        args,
+        &place,
+        &root,
+        project.as_ref(),
+        file.build.cmd.as_deref(),
+        file.run.cmd.take(),
+    )?;
+    let (run, post) = resolve_run(
+        args,
+        cwd,
+        &place,
+        &root,
+        commands.program,
+        commands.env,
+        file.run,
+    )?;
+    if let Some(env_file) = run.as_ref().and_then(|run| run.env_file.as_ref()) {
+        watch_env_file(&mut watch, env_file);
+    }
+    let (build, clean_on_exit) = resolve_build(args, &place, &root, commands.build, file.build)?;
+    let output = resolve_output(args, &place, file.output)?;
+    // A `[proxy]` section adds its resolver here and its field to `Config`.
+    Ok(Config {
+        watch,
+        origin: match source {
+            Some(source) => format!("{}: {}", source.path.display(), commands.what),
+            None => commands.what,
+        },
+        root,
+        build,
+        run,
+        post,
+        clean_on_exit,
+        output,
+        warnings: Vec::new(),
+    })
+}
+
+/// The project's root: the file's `root`, relative to the file, or the file's directory (the
+/// current one without a file).
+fn resolve_root(cwd: &Path, place: &Place<'_>, root: Option<&Spanned<PathBuf>>) -> Result<PathBuf> {
+    let base = place
+        .source
         .and_then(|s| s.path.parent())
         .unwrap_or(cwd)
         .to_owned();
-    let root = match &file.root {
-        Some(root) => {
-            let path = base.join(root.get_ref());
-            let canonical = path.canonicalize().map_err(|err| {
-                place.file(
-                    root.span(),
-                    format!("root `{}` cannot be used: {err}", path.display()),
-                )
-            })?;
-            if !canonical.is_dir() {
-                return Err(place.file(
-                    root.span(),
-                    format!(
-                        "root `{}` is a file; the root must be the project's directory",
-                        path.display()
-                    ),
-                ));
-            }
-            canonical
-        }
-        None => base
+    let Some(root) = root else {
+        return base
             .canonicalize()
-            .with_context(|| format!("cannot open `{}`", base.display()))?,
+            .with_context(|| format!("cannot open `{}`", base.display()));
     };
-    let project = detect::detect(&root);
-    let watch = resolve_watch(args, cwd, &place, &root, project.as_ref(), file.watch)?;
+    let path = base.join(root.get_ref());
+    let canonical = path.canonicalize().map_err(|err| {
+        place.file(
+            root.span(),
+            format!("root `{}` cannot be used: {err}", path.display()),
+        )
+    })?;
+    if !canonical.is_dir() {
+        return Err(place.file(
+            root.span(),
+            format!(
+                "root `{}` is a file; the root must be the project's directory",
+                path.display()
+            ),
+        ));
+    }
+    Ok(canonical)
+}
 
-    let stop_signal = place
-        .layered(
-            ("--stop-signal", args.stop_signal.as_ref()),
-            ("[run] stop_signal", file.run.stop_signal.as_ref()),
-            parse_signal,
-        )?
-        .unwrap_or(Signal::SIGTERM);
-    let stop_timeout = place
-        .layered(
-            ("--stop-timeout", args.stop_timeout.as_ref()),
-            ("[run] stop_timeout", file.run.stop_timeout.as_ref()),
-            parse_duration,
-        )?
-        .unwrap_or(Duration::from_secs(5));
-    let readiness = place
-        .layered(
-            ("--ready", args.ready.as_ref()),
-            ("[run] ready", file.run.ready.as_ref()),
-            parse_readiness,
-        )?
-        .unwrap_or(Readiness::Spawned);
-    let ready_timeout = place
-        .layered(
-            ("--ready-timeout", args.ready_timeout.as_ref()),
-            ("[run] ready_timeout", file.run.ready_timeout.as_ref()),
-            parse_duration,
-        )?
-        .unwrap_or(Duration::from_secs(30));
-    let restart_delay = place
-        .layered(
-            ("", None),
-            ("[run] restart_delay", file.run.restart_delay.as_ref()),
-            parse_duration,
-        )?
-        .unwrap_or(Duration::from_millis(500));
-    let format = place
-        .layered(
-            ("--log-format", args.log_format.as_ref()),
-            ("[output] format", file.output.format.as_ref()),
-            parse_format,
-        )?
-        .unwrap_or(LogFormat::Human);
+/// What builds and what runs, before `[build]` and `[run]` add their settings: as the flags and
+/// the file say, the rest from the project's kind.
+struct Commands {
+    build: Option<BuildCommand>,
+    program: Option<Program>,
+    /// The server's environment from the project's kind (before the env file and `[run] env`).
+    env: BTreeMap<String, String>,
+    /// Where the commands came from, for [`Config::origin`].
+    what: String,
+}
 
-    let listeners = if args.listen.is_empty() {
-        match &file.run.listen {
-            Some(list) => list
-                .get_ref()
-                .iter()
-                .map(|text| {
-                    parse_listen(text, &root)
-                        .map_err(|e| place.file(list.span(), format!("[run] listen: {e}")))
-                })
-                .collect::<Result<Vec<_>>>()?,
-            None => Vec::new(),
-        }
-    } else {
-        args.listen
-            .iter()
-            .map(|text| parse_listen(text, &root).map_err(|e| usage(format!("--listen: {e}"))))
-            .collect::<Result<Vec<_>>>()?
-    };
-
-    let env_file = match (&args.env_file, &file.run.env_file) {
-        (Some(path), _) => {
-            Some(check_exists(&cwd.join(path)).map_err(|e| usage(format!("--env-file: {e}")))?)
-        }
-        (None, Some(path)) => Some(
-            check_exists(&root.join(path.get_ref()))
-                .map_err(|e| place.file(path.span(), format!("[run] env_file: {e}")))?,
-        ),
-        (None, None) => None,
-    };
-
-    let cmd_span = file.run.cmd.as_ref().map(Spanned::span);
+/// Flags over the file, both over zero-config detection: the build command and the program.
+fn choose_commands(
+    args: &Args,
+    place: &Place<'_>,
+    root: &Path,
+    project: Option<&detect::Project>,
+    build_cmd: Option<&str>,
+    run_cmd: Option<Spanned<RunCmd>>,
+) -> Result<Commands> {
+    let cmd_span = run_cmd.as_ref().map(Spanned::span);
     let explicit_program = if args.project.program.is_empty() {
-        file.run.cmd.map(|cmd| match cmd.into_inner() {
+        run_cmd.map(|cmd| match cmd.into_inner() {
             RunCmd::Argv(argv) => Program::Argv(argv),
             RunCmd::Shell(line) => Program::Shell(line),
         })
@@ -502,15 +533,12 @@ fn resolve_with(
     let explicit_build = args
         .project
         .build
-        .as_ref()
-        .or(file.build.cmd.as_ref())
+        .as_deref()
+        .or(build_cmd)
         .map(|cmd| cmd.trim().to_owned());
 
-    let mut env = project
-        .as_ref()
-        .map(|p| p.run_env(&root))
-        .unwrap_or_default();
-    let (build, program, what) = match (explicit_build, explicit_program, &project) {
+    let mut env = project.map(|p| p.run_env(root)).unwrap_or_default();
+    let (build, program, what) = match (explicit_build, explicit_program, project) {
         (Some(build), program, _) => {
             let build = (!build.is_empty()).then_some(BuildCommand::Shell(build));
             (build, program, "build and run as configured".to_owned())
@@ -518,7 +546,7 @@ fn resolve_with(
         (None, Some(program), Some(project)) => {
             let build = project.build_for_program();
             let what = match &build {
-                Some(build) => format!("build with `{}`", crate::build::describe(build)),
+                Some(build) => format!("build with `{build}`"),
                 None => "no build step".to_owned(),
             };
             (build, Some(program), what)
@@ -535,7 +563,7 @@ fn resolve_with(
                 ));
             }
             let plan = project.plan(
-                &root,
+                root,
                 args.project.bin.as_deref(),
                 args.project.package.as_deref(),
             )?;
@@ -543,7 +571,7 @@ fn resolve_with(
             (plan.build, Some(plan.program), plan.description)
         }
         (None, None, None) => {
-            if let Some(source) = source {
+            if let Some(source) = place.source {
                 return Err(nothing_in_the_file(source));
             }
             return Err(usage(format!(
@@ -559,24 +587,109 @@ fn resolve_with(
             "here the build or the server is given explicitly",
         ));
     }
-    let mut pre = file.build.pre.unwrap_or_default();
-    pre.extend(args.pre.iter().cloned());
-    let build = with_pre_commands(&pre, build);
-    env.extend(file.run.env.unwrap_or_default());
+    Ok(Commands {
+        build,
+        program,
+        env,
+        what,
+    })
+}
 
-    let mut post = file.run.post.unwrap_or_default();
-    post.extend(args.post.iter().cloned());
-    // The env file is read at every start, so an edit to it is a change, whatever the
-    // extensions or ignores say: a bad one at the first start is fixed by saving it.
-    let mut watch = watch;
-    if program.is_some()
-        && let Some(env_file) = &env_file
-    {
-        let env_file = env_file.canonicalize().unwrap_or_else(|_| env_file.clone());
-        if !watch.paths.contains(&env_file) {
-            watch.paths.push(env_file);
+/// The server and how it is stopped, started and awaited; `None` in build-only mode (every
+/// setting is still checked). Also `[run] post`, which runs after the server's last stop.
+fn resolve_run(
+    args: &Args,
+    cwd: &Path,
+    place: &Place<'_>,
+    root: &Path,
+    program: Option<Program>,
+    mut env: BTreeMap<String, String>,
+    run: file::RunSection,
+) -> Result<(Option<RunConfig>, Vec<String>)> {
+    let stop_signal = place.setting(
+        &keys::RUN_STOP_SIGNAL,
+        args.stop_signal.as_ref(),
+        run.stop_signal.as_ref(),
+        parse_signal,
+    )?;
+    let stop_timeout = place.setting(
+        &keys::RUN_STOP_TIMEOUT,
+        args.stop_timeout.as_ref(),
+        run.stop_timeout.as_ref(),
+        parse_duration,
+    )?;
+    let readiness = place.setting(
+        &keys::RUN_READY,
+        args.ready.as_ref(),
+        run.ready.as_ref(),
+        parse_readiness,
+    )?;
+    let ready_timeout = place.setting(
+        &keys::RUN_READY_TIMEOUT,
+        args.ready_timeout.as_ref(),
+        run.ready_timeout.as_ref(),
+        parse_duration,
+    )?;
+    let restart_delay = place.setting(
+        &keys::RUN_RESTART_DELAY,
+        None,
+        run.restart_delay.as_ref(),
+        parse_duration,
+    )?;
+
+    let listeners = if args.listen.is_empty() {
+        match &run.listen {
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|text| {
+                    parse_listen(text, root)
+                        .map_err(|e| place.file(list.span(), format!("[run] listen: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
         }
-    }
+    } else {
+        args.listen
+            .iter()
+            .map(|text| parse_listen(text, root).map_err(|e| usage(format!("--listen: {e}"))))
+            .collect::<Result<Vec<_>>>()?
+    };
+
+    let env_file = match (&args.env_file, &run.env_file) {
+        (Some(path), _) => {
+            Some(check_exists(&cwd.join(path)).map_err(|e| usage(format!("--env-file: {e}")))?)
+        }
+        (None, Some(path)) => Some(
+            check_exists(&root.join(path.get_ref()))
+                .map_err(|e| place.file(path.span(), format!("[run] env_file: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    env.extend(run.env.unwrap_or_default());
+
+    let order = if switch(&keys::RUN_OVERLAP, args.overlap, run.overlap)? {
+        RestartOrder::Overlap
+    } else {
+        RestartOrder::StopThenStart
+    };
+    let on_build_failure = if switch(
+        &keys::RUN_STOP_ON_BUILD_ERROR,
+        false,
+        run.stop_on_build_error,
+    )? {
+        OnBuildFailure::Stop
+    } else {
+        OnBuildFailure::KeepServing
+    };
+    let on_exit = if switch(&keys::RUN_RESTART_ON_EXIT, false, run.restart_on_exit)? {
+        OnExit::RestartAfter(restart_delay)
+    } else {
+        OnExit::Wait
+    };
+
+    let mut post = run.post.unwrap_or_default();
+    post.extend(args.post.iter().cloned());
     let run = program.map(|program| RunConfig {
         program,
         env,
@@ -586,34 +699,48 @@ fn resolve_with(
         listeners,
         readiness,
         ready_timeout,
-        order: if args.overlap || file.run.overlap.unwrap_or(false) {
-            RestartOrder::Overlap
-        } else {
-            RestartOrder::StopThenStart
-        },
-        on_build_failure: if file.run.stop_on_build_error.unwrap_or(false) {
-            OnBuildFailure::Stop
-        } else {
-            OnBuildFailure::KeepServing
-        },
-        on_exit: if file.run.restart_on_exit.unwrap_or(false) {
-            OnExit::RestartAfter(restart_delay)
-        } else {
-            OnExit::Wait
-        },
+        order,
+        on_build_failure,
+        on_exit,
     });
+    Ok((run, post))
+}
+
+/// The env file is read at every start, so an edit to it is a change, whatever the extensions
+/// or ignores say: a bad one at the first start is fixed by saving it.
+fn watch_env_file(watch: &mut WatchConfig, env_file: &Path) {
+    let env_file = env_file
+        .canonicalize()
+        .unwrap_or_else(|_| env_file.to_owned());
+    if !watch.paths.contains(&env_file) {
+        watch.paths.push(env_file);
+    }
+}
+
+/// The build command with `[build] pre` (and `--pre`) run before it, and the paths removed at
+/// exit.
+fn resolve_build(
+    args: &Args,
+    place: &Place<'_>,
+    root: &Path,
+    build: Option<BuildCommand>,
+    section: file::BuildSection,
+) -> Result<(Option<BuildCommand>, Vec<CleanPath>)> {
+    let mut pre = section.pre.unwrap_or_default();
+    pre.extend(args.pre.iter().cloned());
+    let build = with_pre_commands(&pre, build);
+
     // Never anything outside the project, whatever a config file says: refused at start.
-    let clean_keys: &[&str] = match source {
+    let clean_keys: &[&str] = match place.source {
         Some(source) if air::is_air_file(&source.path) => &["tmp_dir"],
         _ => &["build.clean_on_exit"],
     };
-    let clean_on_exit = file
-        .build
+    let clean_on_exit = section
         .clean_on_exit
         .unwrap_or_default()
         .iter()
         .map(|written| {
-            CleanPath::resolve(&root, written).map_err(|why| {
+            CleanPath::resolve(root, written).map_err(|why| {
                 place.value(
                     clean_keys,
                     |s| Path::new(s) == written,
@@ -623,25 +750,21 @@ fn resolve_with(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    Ok((build, clean_on_exit))
+}
 
-    Ok(Config {
-        watch,
-        origin: match source {
-            Some(source) => format!("{}: {what}", source.path.display()),
-            None => what,
-        },
-        root,
-        build,
-        run,
-        post,
-        clean_on_exit,
-        output: Output {
-            clear: args.clear || file.output.clear.unwrap_or(false),
-            timestamps: file.output.timestamps.unwrap_or(false),
-            quiet: args.quiet || file.output.quiet.unwrap_or(false),
-            format,
-        },
-        warnings: Vec::new(),
+/// How reload speaks: flags over the file over the defaults.
+fn resolve_output(args: &Args, place: &Place<'_>, output: file::OutputSection) -> Result<Output> {
+    Ok(Output {
+        clear: switch(&keys::OUTPUT_CLEAR, args.clear, output.clear)?,
+        timestamps: switch(&keys::OUTPUT_TIMESTAMPS, false, output.timestamps)?,
+        quiet: switch(&keys::OUTPUT_QUIET, args.quiet, output.quiet)?,
+        format: place.setting(
+            &keys::OUTPUT_FORMAT,
+            args.log_format.as_ref(),
+            output.format.as_ref(),
+            parse_format,
+        )?,
     })
 }
 
@@ -771,29 +894,35 @@ fn resolve_watch(
         ignore_regex.extend(regex::Regex::new(&pattern));
     }
 
-    let debounce = place
-        .layered(
-            ("--debounce", args.debounce.as_ref()),
-            ("[watch] debounce", watch.debounce.as_ref()),
-            parse_duration,
-        )?
-        .unwrap_or(Duration::from_millis(50));
+    let debounce = place.setting(
+        &keys::WATCH_DEBOUNCE,
+        args.debounce.as_ref(),
+        watch.debounce.as_ref(),
+        parse_duration,
+    )?;
     let poll_text = watch.poll.as_ref().and_then(|poll| match poll.get_ref() {
-        file::PollValue::Enabled(true) => Some(Spanned::new(poll.span(), "500ms".to_owned())),
+        file::PollValue::Enabled(true) => {
+            Some(Spanned::new(poll.span(), keys::POLL_INTERVAL.to_owned()))
+        }
         file::PollValue::Enabled(false) => None,
         file::PollValue::Interval(text) => Some(Spanned::new(poll.span(), text.clone())),
     });
+    // The default, `false`, is no interval: `None`.
     let poll = place.layered(
-        ("--poll", args.poll.as_ref()),
-        ("[watch] poll", poll_text.as_ref()),
+        &keys::WATCH_POLL,
+        args.poll.as_ref(),
+        poll_text.as_ref(),
         |text| match parse_duration(text)? {
             interval if interval < MIN_POLL => Err(format!(
                 "`{text}` is too short a poll interval: each poll walks the whole tree; use \
-                 10ms or more (500ms when given without a value)"
+                 10ms or more ({} when given without a value)",
+                keys::POLL_INTERVAL
             )),
             interval => Ok(interval),
         },
     )?;
+
+    let gitignore = !args.no_gitignore && switch(&keys::WATCH_GITIGNORE, false, watch.gitignore)?;
 
     Ok(WatchConfig {
         paths: watch_paths,
@@ -803,7 +932,7 @@ fn resolve_watch(
             include,
             ignore,
             ignore_regex,
-            gitignore: !args.no_gitignore && watch.gitignore.unwrap_or(true),
+            gitignore,
             ignored_dirs,
         },
         debounce,
@@ -947,6 +1076,72 @@ mod tests {
         let err = err.downcast_ref::<ConfigError>().expect("a ConfigError");
         assert_eq!(err.position, Some((3, 15)));
         assert!(err.message.contains("SIGFOO"));
+    }
+
+    #[test]
+    fn a_file_with_every_default_written_out_resolves_as_one_that_leaves_them_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = "[run]\ncmd = [\"app\"]\n";
+        let mut spelled_out = String::new();
+        for section in std::iter::once(keys::Section::Top).chain(keys::Section::TABLES) {
+            if let Some(table) = section.table() {
+                spelled_out.push_str(&format!("[{table}]\n"));
+            }
+            if section == keys::Section::Run {
+                spelled_out.push_str("cmd = [\"app\"]\n");
+            }
+            for key in keys::KEYS.iter().filter(|key| key.section == section) {
+                if let Some(default) = key.default_toml() {
+                    spelled_out.push_str(&format!("{} = {default}\n", key.name));
+                }
+            }
+        }
+        let resolved = |toml: &str| {
+            let config = resolve_in(dir.path(), &[], Some(toml))
+                .unwrap_or_else(|err| panic!("{err:#}\n{toml}"));
+            format!("{config:#?}")
+        };
+        assert_eq!(resolved(&spelled_out), resolved(run), "{spelled_out}");
+    }
+
+    #[test]
+    fn each_default_reaches_the_setting_it_belongs_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = resolve_in(dir.path(), &[], Some("[run]\ncmd = [\"app\"]\n")).unwrap();
+        assert_eq!(config.watch.debounce, Duration::from_millis(50));
+        assert_eq!(config.watch.poll, None);
+        assert!(config.watch.filter.gitignore);
+        let run = config.run.unwrap();
+        assert_eq!(run.stop_signal, Signal::SIGTERM);
+        assert_eq!(run.stop_timeout, Duration::from_secs(5));
+        assert_eq!(run.readiness, Readiness::Spawned);
+        assert_eq!(run.ready_timeout, Duration::from_secs(30));
+        assert_eq!(run.order, RestartOrder::StopThenStart);
+        assert_eq!(run.on_build_failure, OnBuildFailure::KeepServing);
+        assert_eq!(run.on_exit, OnExit::Wait);
+        assert_eq!(config.output.format, LogFormat::Human);
+        let restarting = resolve_in(
+            dir.path(),
+            &[],
+            Some("[run]\ncmd = [\"app\"]\nrestart_on_exit = true\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            restarting.run.unwrap().on_exit,
+            OnExit::RestartAfter(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn a_build_command_shows_as_its_command_line() {
+        assert_eq!(
+            BuildCommand::Shell("make -j4".into()).to_string(),
+            "make -j4"
+        );
+        let cargo = BuildCommand::Cargo {
+            args: vec!["cargo".into(), "build".into(), "--bin".into(), "api".into()],
+        };
+        assert_eq!(cargo.to_string(), "cargo build --bin api");
     }
 
     #[test]

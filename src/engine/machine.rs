@@ -146,7 +146,7 @@ pub struct Policy {
 impl Policy {
     pub fn of(build: Option<&BuildCommand>, run: Option<&RunConfig>, clear: bool) -> Policy {
         Policy {
-            build: build.map(crate::build::describe),
+            build: build.map(ToString::to_string),
             server: run.is_some(),
             order: run.map_or(RestartOrder::StopThenStart, |r| r.order),
             on_build_failure: run.map_or(OnBuildFailure::KeepServing, |r| r.on_build_failure),
