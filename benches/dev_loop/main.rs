@@ -15,7 +15,8 @@
 //! the build with `-b` and the server directly; watchexec (`-r -n`) and nodemon (`--exec`, which
 //! it runs with `sh -c`) run `sh -c '<build> && exec <server>'`, so their server keeps the pid the
 //! shell had. nodemon is given `--signal SIGTERM` (its default is SIGUSR2) so that every server
-//! is stopped the same way.
+//! is stopped the same way. The restart scenario also measures the like-for-like case, where
+//! every tool's server runs under `sh -c` (reload `-b true -- sh -c SERVER`).
 //!
 //! The server is mostly a stand-in: this very binary, called with `__bench_child`, appends
 //! `pid start-time version` to a start log as its first act and then idles. Latencies end at the

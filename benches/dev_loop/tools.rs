@@ -39,21 +39,29 @@ impl Tool {
                 command
                     .args(["--debounce", &debounce, "-e", EXT, "-b", &job.build])
                     .args(&job.flags)
-                    .arg("--")
-                    .args(&job.program);
+                    .arg("--");
+                if job.through_shell {
+                    command.args(["sh", "-c", &job.shell_line()]);
+                } else {
+                    command.args(&job.program);
+                }
             }
             Tool::Watchexec => {
                 // `-n`: the words below are the argv, no extra shell around our `sh -c`.
-                let script = format!("{} && exec \"$0\" \"$@\"", job.build);
                 command
                     .args(["--debounce", &debounce, "--restart", "-n", "--exts", EXT])
-                    .args(&job.flags)
-                    .args(["--", "sh", "-c", &script])
-                    .args(&job.program);
+                    .args(&job.flags);
+                if job.through_shell {
+                    let script = format!("{} && {}", job.build, job.shell_line());
+                    command.args(["--", "sh", "-c", &script]);
+                } else {
+                    let script = format!("{} && exec \"$0\" \"$@\"", job.build);
+                    command.args(["--", "sh", "-c", &script]).args(&job.program);
+                }
             }
             Tool::Nodemon => {
-                let program: Vec<String> = job.program.iter().map(|w| shell_quote(w)).collect();
-                let script = format!("{} && exec {}", job.build, program.join(" "));
+                let exec = if job.through_shell { "" } else { "exec " };
+                let script = format!("{} && {exec}{}", job.build, job.shell_line());
                 let delay = format!("{}", DEBOUNCE.as_secs_f64());
                 command
                     .args(["--delay", &delay, "--ext", EXT, "--signal", "SIGTERM"])
@@ -78,6 +86,11 @@ pub(crate) struct Job {
     pub(crate) env: Vec<(String, String)>,
     /// Tool-specific flags (sockets, readiness), placed before the program.
     pub(crate) flags: Vec<String>,
+    /// Every tool gets the server in a shell line (`sh -c`) without `exec`, the way a user
+    /// writes one, so whatever the shell costs, every tool pays it: the like-for-like case.
+    /// Otherwise reload runs the argv itself and the peers `exec` it from the shell line that
+    /// runs the build.
+    through_shell: bool,
 }
 
 impl Job {
@@ -88,7 +101,19 @@ impl Job {
             program,
             env: Vec::new(),
             flags: Vec::new(),
+            through_shell: false,
         }
+    }
+
+    pub(crate) fn through_shell(mut self, through_shell: bool) -> Job {
+        self.through_shell = through_shell;
+        self
+    }
+
+    /// The server's argv as one shell line.
+    fn shell_line(&self) -> String {
+        let words: Vec<String> = self.program.iter().map(|w| shell_quote(w)).collect();
+        words.join(" ")
     }
 
     pub(crate) fn build(mut self, line: impl Into<String>) -> Job {
