@@ -16,11 +16,16 @@
 //! a red test says why. Nothing here sleeps and then asserts: a negative check
 //! ([`Session::assert_holds_for`]) can only pass wrongly on a slow machine, never fail wrongly.
 //! Dropping a `Session` stops reload and SIGKILLs anything still running in the project.
+//!
+//! The /proc readers and the HTTP client are in `procfs.rs` and `http.rs`, plain files the
+//! dev-loop benchmark includes too.
+
+mod http;
+mod procfs;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -558,7 +563,7 @@ impl<'p> Session<'p> {
     pub(crate) fn guardian(&self) -> i32 {
         let reload = self.pid();
         self.wait_until("the `reload __guard` process", || {
-            children_of(reload).into_iter().find(|&pid| {
+            procfs::children_of(reload).into_iter().find(|&pid| {
                 fs::read(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|arg| arg == b"__guard"))
             })
@@ -648,61 +653,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Whether `pid` is a running process. A zombie (state Z or X) has finished: it counts as dead.
 pub(crate) fn alive(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The command name, in parentheses, may itself contain spaces or parentheses.
-    let Some((_, after_name)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    !matches!(after_name.split_whitespace().next(), Some("Z" | "X") | None)
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, after_name) = stat.rsplit_once(')')?;
-    after_name.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn all_pids() -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn children_of(parent: i32) -> Vec<i32> {
-    all_pids()
-        .into_iter()
-        .filter(|&pid| parent_of(pid) == Some(parent))
-        .collect()
-}
-
-fn command_line(pid: i32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| {
-            String::from_utf8_lossy(&raw)
-                .split('\0')
-                .filter(|arg| !arg.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
+    procfs::stat_fields(pid)
+        .is_some_and(|fields| !matches!(fields.first().map(String::as_str), Some("Z" | "X") | None))
 }
 
 /// Live processes (other than this test) whose working directory is under `dir`.
 fn processes_under(dir: &Path) -> Vec<(i32, String)> {
     let me = std::process::id();
-    all_pids()
+    procfs::pids_under(dir)
         .into_iter()
         .filter(|&pid| u32::try_from(pid).is_ok_and(|pid| pid != me))
-        .filter(|&pid| {
-            fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
-        })
         .filter(|&pid| alive(pid))
-        .map(|pid| (pid, command_line(pid)))
+        .map(|pid| (pid, procfs::command_line(pid)))
         .collect()
 }
 
@@ -720,16 +682,14 @@ fn kill_all(processes: &[(i32, String)]) {
 /// `GET /` on 127.0.0.1:`port`; the body, or `None` while nothing answers properly.
 pub(crate) fn http_get(port: u16) -> Option<String> {
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let response = String::from_utf8_lossy(&response);
+    // HTTP/1.0: no server may answer with a chunked body, so the body is the bytes as sent.
+    let response = http::exchange(
+        address,
+        "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.").then(|| body.to_owned())
 }
@@ -786,19 +746,8 @@ impl Project {
     }
 }
 
-/// How many inotify watches `pid` holds, over all its inotify instances: the `inotify wd:`
-/// lines of /proc/PID/fdinfo/*. 0 for a process that uses no inotify at all.
+/// How many inotify watches `pid` holds, over all its inotify instances (see
+/// [`procfs::inotify_watches`]). 0 for a process that uses no inotify at all, or is gone.
 pub(crate) fn inotify_watches(pid: i32) -> usize {
-    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| fs::read_to_string(entry.path()).ok())
-        .map(|info| {
-            info.lines()
-                .filter(|line| line.starts_with("inotify wd:"))
-                .count()
-        })
-        .sum()
+    procfs::inotify_watches(pid).unwrap_or(0)
 }
