@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,12 +16,11 @@ use anyhow::{Result, anyhow};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use crate::config::BuildCommand;
 use crate::lifecycle::Tail;
-use crate::process;
+use crate::process::{self, Command, Stdio};
 
 #[derive(Debug)]
 pub struct BuildOutcome {

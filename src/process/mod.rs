@@ -10,9 +10,23 @@
 //! - children are spawned from the main thread only: the parent-death signal fires when the
 //!   *thread* that forked exits, and the main thread lives as long as reload does.
 
+mod command;
 pub mod guard;
 mod path;
+#[cfg(target_os = "linux")]
+mod spawn_linux;
+#[cfg(not(target_os = "linux"))]
+mod spawn_portable;
 
+pub use command::{Command, Stdio};
+#[cfg(target_os = "linux")]
+pub use spawn_linux::{Child, ChildStderr, ChildStdin, ChildStdout};
+#[cfg(target_os = "linux")]
+use spawn_linux::spawn;
+#[cfg(not(target_os = "linux"))]
+pub use spawn_portable::{Child, ChildStderr, ChildStdin, ChildStdout};
+#[cfg(not(target_os = "linux"))]
+use spawn_portable::spawn;
 pub use path::{ProgramNotFound, find_program};
 
 use std::collections::BTreeMap;
@@ -23,7 +37,6 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
 
 /// What a process group was started for. A process that leaves the group is reported as left
 /// behind by it, and is only swept once the group itself has ended.
@@ -385,9 +398,9 @@ pub fn sweep_and_report(scope: Sweep) {
 /// Spawn `command` as the leader of a new process group that dies with reload, marked with its
 /// `origin`. `inherit` are descriptors the child keeps open (close-on-exec cleared in the child
 /// only) at their own numbers: the `__exec` shim ([`shim_command`]) then places them at 3, 4,
-/// .... Nothing is `dup2`ed before exec: std reports a failed exec through a pipe of its own,
-/// whose descriptor may be any low number, and placing a socket over it would make a failed
-/// exec look like a successful spawn.
+/// .... On Linux the child is started the way posix_spawn starts one (a vfork-style clone, see
+/// `spawn_linux`), with `PR_SET_PDEATHSIG(SIGKILL)`; the returned [`Child`] is SIGKILLed when
+/// dropped before it exits. Call it from the main thread, within the runtime.
 pub fn spawn_group(
     command: &mut Command,
     origin: Origin,
@@ -398,28 +411,8 @@ pub fn spawn_group(
         registry.next_tag += 1;
         registry.next_tag
     };
-    command
-        .process_group(0)
-        .kill_on_drop(true)
-        .env(ORIGIN_VARIABLE, format!("{}.{tag}", std::process::id()));
-    set_parent_death_signal(command.as_std_mut());
-    if !inherit.is_empty() {
-        let inherit = inherit.to_vec();
-        // SAFETY: runs in the forked child before exec: only fcntl(F_SETFD), an
-        // async-signal-safe syscall, over a Vec allocated before the fork and only read here.
-        // It touches no descriptor but the ones given.
-        unsafe {
-            command.pre_exec(move || {
-                for fd in &inherit {
-                    if nix::libc::fcntl(*fd, nix::libc::F_SETFD, 0) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-    }
-    let child = command.spawn()?;
+    command.env(ORIGIN_VARIABLE, format!("{}.{tag}", std::process::id()));
+    let child = spawn(command, inherit)?;
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other("child exited before it was seen"))?;
@@ -458,7 +451,8 @@ pub fn shim_command(program: &std::path::Path, inherit: &[RawFd]) -> io::Result<
     Ok(command)
 }
 
-/// Give the child `PR_SET_PDEATHSIG(SIGKILL)` (std's Command; tokio's through `as_std_mut`).
+/// Give a std child `PR_SET_PDEATHSIG(SIGKILL)` through `pre_exec` (which makes std fork): for
+/// [`output`], which runs once at start; [`spawn_group`] sets it without a fork.
 #[cfg(target_os = "linux")]
 fn set_parent_death_signal(command: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;

@@ -14,18 +14,17 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use nix::sys::signal::Signal;
-use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Program, Readiness, RunConfig};
 use crate::lifecycle::Generation;
-use crate::process::{self, ProcessGroup};
+use crate::process::{self, Command, ProcessGroup, Stdio};
 use listen::Listener;
 use ready::{NotifyDir, NotifySocket};
 
