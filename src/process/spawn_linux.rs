@@ -693,3 +693,190 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn command(program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command.args(args);
+        command
+    }
+
+    /// Everything `sh -c script` writes to stdout, and how it ended.
+    async fn stdout_of(mut command: Command, inherit: &[RawFd]) -> (String, ExitStatus) {
+        command.stdout(Stdio::piped());
+        let mut child = spawn(&command, inherit).expect("spawn");
+        let mut out = String::new();
+        let mut stdout = child.stdout.take().expect("a stdout pipe");
+        stdout.read_to_string(&mut out).await.expect("read stdout");
+        (out, child.wait().await.expect("wait"))
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_enoent_from_exec_or_from_the_path_search() {
+        let err = spawn(&command("/nonexistent/program", &[]), &[]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+        let err = spawn(&command("reload-no-such-program", &[]), &[]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_file_without_execute_permission_is_eacces_from_exec() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = spawn(&command(script.to_str().unwrap(), &[]), &[]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_script_without_a_shebang_runs_through_sh_as_execvp_runs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        std::fs::write(&script, "echo \"from sh: $1\"\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (out, status) = stdout_of(command(script.to_str().unwrap(), &["arg"]), &[]).await;
+        assert_eq!(out, "from sh: arg\n");
+        assert!(status.success());
+    }
+
+    #[tokio::test]
+    async fn the_child_leads_a_new_process_group() {
+        let mut child = spawn(&command("sleep", &["30"]), &[]).unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+        assert_eq!(nix::unistd::getpgid(Some(pid)).unwrap(), pid);
+        assert_ne!(nix::unistd::getpgrp(), pid);
+        child.kill();
+        assert_eq!(child.wait().await.unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn the_child_is_killed_when_the_thread_that_spawned_it_ends() {
+        // PR_SET_PDEATHSIG fires when the spawning *thread* exits: a short-lived thread stands
+        // in for a dying reload. The Child is handed out so that its Drop does not kill it.
+        let mut child = std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _entered = runtime.enter();
+            spawn(&command("sleep", &["30"]), &[]).unwrap()
+        })
+        .join()
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "still alive after its parent thread ended");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+
+    #[tokio::test]
+    async fn stdio_pipes_carry_input_and_output_both_ways() {
+        let mut cat = command("cat", &[]);
+        cat.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = spawn(&cat, &[]).unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"through cat\n").await.unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "through cat\n");
+        assert!(child.wait().await.unwrap().success());
+
+        let mut both = command("sh", &["-c", "echo out; echo err >&2; exit 3"]);
+        both.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = spawn(&both, &[]).unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+        assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+        assert_eq!(child.wait().await.unwrap().code(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn null_stdin_reads_end_of_file() {
+        let mut cat = command("cat", &[]);
+        cat.stdin(Stdio::null());
+        let (out, status) = stdout_of(cat, &[]).await;
+        assert_eq!(out, "");
+        assert!(status.success());
+    }
+
+    #[tokio::test]
+    async fn inherited_descriptors_arrive_and_others_stay_closed() {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (_read_other, write_other) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        // dash reads `>&N` for one digit only; /dev/fd/N works for any open descriptor.
+        let script = format!("echo passed > /dev/fd/{}", write.as_raw_fd());
+        let (_, status) = stdout_of(command("sh", &["-c", &script]), &[write.as_raw_fd()]).await;
+        assert!(status.success());
+        drop(write);
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut got).unwrap();
+        assert_eq!(got, "passed\n");
+
+        let script = format!("echo leaked 2>/dev/null > /dev/fd/{}", write_other.as_raw_fd());
+        let (_, status) = stdout_of(command("sh", &["-c", &script]), &[]).await;
+        assert!(!status.success(), "a close-on-exec descriptor reached the child");
+    }
+
+    #[tokio::test]
+    async fn the_child_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
+        // Rust's runtime ignores SIGPIPE in this process, and the spawn blocks every signal in
+        // the parent for the clone: neither may reach the program.
+        let (status, _) = stdout_of(command("cat", &["/proc/self/status"]), &[]).await;
+        let field = |name: &str| {
+            let line = status.lines().find(|line| line.starts_with(name)).unwrap();
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        assert_eq!(field("SigBlk:"), 0);
+        let sigpipe = 1 << (libc::SIGPIPE - 1);
+        assert_eq!(field("SigIgn:") & sigpipe, 0);
+    }
+
+    #[tokio::test]
+    async fn directory_and_environment_are_the_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+        let mut sh = command("sh", &["-c", "pwd; echo \"$ADDED ${REMOVED-unset}\""]);
+        sh.current_dir(&dir)
+            .env("ADDED", "yes")
+            .env("REMOVED", "no")
+            .env_remove("REMOVED");
+        let (out, _) = stdout_of(sh, &[]).await;
+        assert_eq!(out, format!("{}\nyes unset\n", dir.display()));
+
+        let mut cleared = command("/bin/sh", &["-c", "echo \"${HOME-no home}\""]);
+        cleared.env_clear();
+        assert_eq!(stdout_of(cleared, &[]).await.0, "no home\n");
+
+        let mut nowhere = command("true", &[]);
+        nowhere.current_dir(dir.join("missing"));
+        let err = spawn(&nowhere, &[]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_child_dropped_while_running_is_killed_and_reaped() {
+        let child = spawn(&command("sleep", &["30"]), &[]).unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+        drop(child);
+        // Reaped by the task Drop leaves on the runtime: then the pid is gone altogether.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while nix::sys::signal::kill(pid, None).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "{pid} still exists");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
