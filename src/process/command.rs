@@ -126,7 +126,9 @@ impl Command {
     }
 
     /// The environment the child starts with: reload's own (unless cleared) with this
-    /// command's changes applied, in a stable order.
+    /// command's changes applied, in a stable order. The Linux spawner builds envp from it;
+    /// elsewhere std does the same.
+    #[cfg(target_os = "linux")]
     pub(super) fn environment(&self) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
         let mut vars: std::collections::BTreeMap<_, _> = if self.env_cleared {
             std::collections::BTreeMap::new()

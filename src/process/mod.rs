@@ -19,15 +19,15 @@ mod spawn_linux;
 mod spawn_portable;
 
 pub use command::{Command, Stdio};
-#[cfg(target_os = "linux")]
-pub use spawn_linux::{Child, ChildStderr, ChildStdin, ChildStdout};
+pub use path::{ProgramNotFound, find_program};
 #[cfg(target_os = "linux")]
 use spawn_linux::spawn;
-#[cfg(not(target_os = "linux"))]
-pub use spawn_portable::{Child, ChildStderr, ChildStdin, ChildStdout};
+#[cfg(target_os = "linux")]
+pub use spawn_linux::{Child, ChildStderr, ChildStdin, ChildStdout};
 #[cfg(not(target_os = "linux"))]
 use spawn_portable::spawn;
-pub use path::{ProgramNotFound, find_program};
+#[cfg(not(target_os = "linux"))]
+pub use spawn_portable::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 use std::collections::BTreeMap;
 use std::io;

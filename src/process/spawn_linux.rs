@@ -508,7 +508,10 @@ fn clone_child(plan: &Plan, stack: &Stack) -> io::Result<libc::pid_t> {
     };
     if blocked != 0 {
         let err = io::Error::from_raw_os_error(blocked);
-        return Err(io::Error::new(err.kind(), format!("cannot block signals: {err}")));
+        return Err(io::Error::new(
+            err.kind(),
+            format!("cannot block signals: {err}"),
+        ));
     }
     // SAFETY: CLONE_VM | CLONE_VFORK is posix_spawn's own way of starting a process; what makes
     // it sound here:
@@ -586,7 +589,11 @@ unsafe fn prepare_and_exec(plan: &Plan) -> c_int {
         }
         // The parent blocked every signal for the clone; the program starts with none blocked,
         // as std's children do.
-        if libc::sigprocmask(libc::SIG_SETMASK, &raw const plan.empty_mask, ptr::null_mut()) != 0
+        if libc::sigprocmask(
+            libc::SIG_SETMASK,
+            &raw const plan.empty_mask,
+            ptr::null_mut(),
+        ) != 0
         {
             return fail(plan, STEP_SIGNALS);
         }
@@ -608,12 +615,10 @@ unsafe fn prepare_and_exec(plan: &Plan) -> c_int {
             *libc::__errno_location() = libc::ESRCH;
             return fail(plan, STEP_PARENT_GONE);
         }
-        let mut target = 0;
-        for source in plan.stdio {
+        for (target, source) in (0..).zip(plan.stdio) {
             if source >= 0 && libc::dup2(source, target) < 0 {
                 return fail(plan, STEP_STDIO);
             }
-            target += 1;
         }
         let mut next = plan.inherit;
         let end = plan.inherit.wrapping_add(plan.inherit_len);
@@ -774,7 +779,10 @@ mod tests {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
-            assert!(std::time::Instant::now() < deadline, "still alive after its parent thread ended");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still alive after its parent thread ended"
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
         assert_eq!(status.signal(), Some(libc::SIGKILL));
@@ -789,7 +797,13 @@ mod tests {
         stdin.write_all(b"through cat\n").await.unwrap();
         drop(stdin);
         let mut out = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
         assert_eq!(out, "through cat\n");
         assert!(child.wait().await.unwrap().success());
 
@@ -797,8 +811,20 @@ mod tests {
         both.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = spawn(&both, &[]).unwrap();
         let (mut out, mut err) = (String::new(), String::new());
-        child.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
-        child.stderr.take().unwrap().read_to_string(&mut err).await.unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
         assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
         assert_eq!(child.wait().await.unwrap().code(), Some(3));
     }
@@ -825,9 +851,15 @@ mod tests {
         std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut got).unwrap();
         assert_eq!(got, "passed\n");
 
-        let script = format!("echo leaked 2>/dev/null > /dev/fd/{}", write_other.as_raw_fd());
+        let script = format!(
+            "echo leaked 2>/dev/null > /dev/fd/{}",
+            write_other.as_raw_fd()
+        );
         let (_, status) = stdout_of(command("sh", &["-c", &script]), &[]).await;
-        assert!(!status.success(), "a close-on-exec descriptor reached the child");
+        assert!(
+            !status.success(),
+            "a close-on-exec descriptor reached the child"
+        );
     }
 
     #[tokio::test]

@@ -90,13 +90,31 @@ pub(super) fn spawn(command: &Command, inherit: &[RawFd]) -> io::Result<Child> {
     let mut inner = tokio::process::Command::from(spawned)
         .kill_on_drop(true)
         .spawn()?;
-    let stdin = inner.stdin.take().map(|pipe| pipe.into_owned_fd());
-    let stdout = inner.stdout.take().map(|pipe| pipe.into_owned_fd());
-    let stderr = inner.stderr.take().map(|pipe| pipe.into_owned_fd());
+    let stdin = inner
+        .stdin
+        .take()
+        .map(tokio::process::ChildStdin::into_owned_fd);
+    let stdout = inner
+        .stdout
+        .take()
+        .map(tokio::process::ChildStdout::into_owned_fd);
+    let stderr = inner
+        .stderr
+        .take()
+        .map(tokio::process::ChildStderr::into_owned_fd);
     Ok(Child {
-        stdin: stdin.transpose()?.map(ChildStdin::from_owned_fd).transpose()?,
-        stdout: stdout.transpose()?.map(ChildStdout::from_owned_fd).transpose()?,
-        stderr: stderr.transpose()?.map(ChildStderr::from_owned_fd).transpose()?,
+        stdin: stdin
+            .transpose()?
+            .map(ChildStdin::from_owned_fd)
+            .transpose()?,
+        stdout: stdout
+            .transpose()?
+            .map(ChildStdout::from_owned_fd)
+            .transpose()?,
+        stderr: stderr
+            .transpose()?
+            .map(ChildStderr::from_owned_fd)
+            .transpose()?,
         inner,
     })
 }
