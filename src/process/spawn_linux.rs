@@ -128,31 +128,10 @@ impl Child {
 
     /// The exit status if the process has exited (and reap it), without waiting.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        if let Some(status) = self.status {
-            return Ok(Some(status));
+        if self.status.is_none() {
+            self.status = reap(self.pid)?;
         }
-        let mut raw = 0;
-        loop {
-            // SAFETY: waitpid on our own unreaped child's pid, writing only into `raw`.
-            let reaped = unsafe { libc::waitpid(self.pid, &raw mut raw, libc::WNOHANG) };
-            match reaped {
-                0 => return Ok(None),
-                pid if pid == self.pid => {
-                    let status = ExitStatus::from_raw(raw);
-                    self.status = Some(status);
-                    return Ok(Some(status));
-                }
-                _ => {
-                    let err = io::Error::last_os_error();
-                    if err.kind() != io::ErrorKind::Interrupted {
-                        return Err(io::Error::new(
-                            err.kind(),
-                            format!("cannot wait for process {}: {err}", self.pid),
-                        ));
-                    }
-                }
-            }
-        }
+        Ok(self.status)
     }
 
     /// SIGKILL the process, through the pidfd when there is one, which cannot reach another
@@ -192,17 +171,39 @@ impl Drop for Child {
         if let (Some(pidfd), Ok(runtime)) =
             (self.pidfd.take(), tokio::runtime::Handle::try_current())
         {
-            let mut orphan = Child {
-                pid: self.pid,
-                pidfd: Some(pidfd),
-                status: None,
-                stdin: None,
-                stdout: None,
-                stderr: None,
-            };
+            let pid = self.pid;
+            // Only reaps, and holds no Child: a runtime shutting down that drops this task
+            // unrun cannot make it kill or spawn again.
             runtime.spawn(async move {
-                let _ = orphan.wait().await;
+                while let Ok(None) = reap(pid) {
+                    match pidfd.readable().await {
+                        Ok(mut ready) => ready.clear_ready(),
+                        Err(_) => return,
+                    }
+                }
             });
+        }
+    }
+}
+
+/// Reap `pid`, one of our own children, if it has exited.
+fn reap(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+    let mut raw = 0;
+    loop {
+        // SAFETY: waitpid on our own child's pid, writing only into `raw`.
+        let reaped = unsafe { libc::waitpid(pid, &raw mut raw, libc::WNOHANG) };
+        if reaped == 0 {
+            return Ok(None);
+        }
+        if reaped == pid {
+            return Ok(Some(ExitStatus::from_raw(raw)));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("cannot wait for process {pid}: {err}"),
+            ));
         }
     }
 }
