@@ -254,9 +254,11 @@ struct ChildInfo {
     name: String,
 }
 
-/// Every child of reload (all threads'), with its state. Linux only (`/proc/self/task`);
-/// elsewhere reload adopts nothing and this finds nothing.
-fn children() -> Vec<ChildInfo> {
+/// Every child of reload (all threads') that `wanted` accepts by pid, with its state. Linux
+/// only (`/proc/self/task`); elsewhere reload adopts nothing and this finds nothing. The filter
+/// comes before each child's `/proc/PID/stat` is read: a sweep runs several times per restart,
+/// and the children it never touches (the guardian, the servers and builds running) are most.
+fn children(wanted: impl Fn(i32) -> bool) -> Vec<ChildInfo> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
@@ -273,6 +275,7 @@ fn children() -> Vec<ChildInfo> {
     pids.sort_unstable();
     pids.dedup();
     pids.into_iter()
+        .filter(|&pid| wanted(pid))
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // `pid (name) state ppid pgrp ...`; the name may hold spaces and parentheses.
@@ -296,13 +299,10 @@ fn children() -> Vec<ChildInfo> {
 fn adopted() -> Vec<ChildInfo> {
     let guardian = guard::pid();
     let registry = registry();
-    children()
-        .into_iter()
-        .filter(|child| {
-            let pid = u32::try_from(child.pid).unwrap_or_default();
-            !registry.is_leader(pid) && Some(pid) != guardian
-        })
-        .collect()
+    children(|pid| {
+        let pid = u32::try_from(pid).unwrap_or_default();
+        !registry.is_leader(pid) && Some(pid) != guardian
+    })
 }
 
 /// Reap adopted children that have exited. They are not tokio's: nobody else will.
