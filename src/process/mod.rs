@@ -78,16 +78,36 @@ impl ProcessGroup {
     /// parent in the group died first, as `sh` does on SIGTERM) are reaped here, since nobody
     /// else will: a zombie still counts as a member for the kernel.
     pub fn is_empty(&self) -> bool {
-        reap_adopted_zombies();
-        matches!(killpg(self.pgid, None), Err(Errno::ESRCH))
+        let gone = || matches!(killpg(self.pgid, None), Err(Errno::ESRCH));
+        // Reading /proc for zombies to reap only when the group still seems to hold someone:
+        // most groups end with their leader, already reaped.
+        gone() || {
+            reap_adopted_zombies();
+            gone()
+        }
     }
 
-    /// Wait until the group is empty, polling (a group has no handle to wait on): quickly at
-    /// first, since most groups end with their leader, then every 10 ms. Cancel-safe.
+    /// Wait until the group is empty. A group has no handle to wait on, but its last member
+    /// is nearly always reload's child by then: a member whose parent in the group died first
+    /// (the server under a `sh -c` that died of the same stop signal) is re-parented to reload,
+    /// the subreaper, whose SIGCHLD then says it died. So each SIGCHLD wakes the check at once,
+    /// and a poll (1 ms at first, then up to every 10 ms) covers a member whose parent is
+    /// elsewhere. Cancel-safe.
     pub async fn emptied(&self) {
+        // Listening before the first check: a SIGCHLD between the check and the wait still
+        // wakes it.
+        let mut exits = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
         let mut pause = Duration::from_millis(1);
         while !self.is_empty() {
-            tokio::time::sleep(pause).await;
+            match exits.as_mut() {
+                Some(exits) => {
+                    tokio::select! {
+                        _ = exits.recv() => {}
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+                None => tokio::time::sleep(pause).await,
+            }
             pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
@@ -307,7 +327,12 @@ fn adopted() -> Vec<ChildInfo> {
 
 /// Reap adopted children that have exited. They are not tokio's: nobody else will.
 fn reap_adopted_zombies() {
-    for child in adopted().into_iter().filter(|child| child.zombie) {
+    let zombies: Vec<_> = adopted().into_iter().filter(|child| child.zombie).collect();
+    reap_zombies(&zombies);
+}
+
+fn reap_zombies(zombies: &[ChildInfo]) {
+    for child in zombies {
         let _ = nix::sys::wait::waitpid(
             Pid::from_raw(child.pid),
             Some(nix::sys::wait::WaitPidFlag::WNOHANG),
@@ -335,9 +360,11 @@ fn sweep(scope: Sweep) -> BTreeMap<String, Vec<(i32, String)>> {
     let mut killed: BTreeMap<String, Vec<(i32, String)>> = BTreeMap::new();
     // A fork bomb must not keep reload here forever.
     for _ in 0..64 {
-        reap_adopted_zombies();
         let mut round = Vec::new();
-        for child in adopted() {
+        // One read of /proc a round: the zombies are reaped, the rest judged.
+        let (zombies, live): (Vec<_>, Vec<_>) = adopted().into_iter().partition(|c| c.zombie);
+        reap_zombies(&zombies);
+        for child in live {
             let verdict = registry().verdict(&child, scope);
             let pid = Pid::from_raw(child.pid);
             match verdict {
