@@ -185,6 +185,9 @@ enum Phase {
     Building {
         since: Instant,
         changed_at: Option<Instant>,
+        /// The server exited by itself during the build and is due to start again then, if
+        /// the build does not bring a new one.
+        restart_at: Option<Instant>,
     },
     Swapping(Swap),
     /// The server exited by itself and is started again at `at`.
@@ -308,7 +311,12 @@ impl Service {
                 elapsed,
                 output,
             } => {
-                let Phase::Building { changed_at, .. } = self.phase else {
+                let Phase::Building {
+                    changed_at,
+                    restart_at,
+                    ..
+                } = self.phase
+                else {
                     return effects;
                 };
                 self.phase = Phase::Idle;
@@ -333,6 +341,12 @@ impl Service {
                             serving: self.serving.map(|s| s.pid),
                             output,
                         }));
+                        // The last good build runs again, as it would have without this build.
+                        if let Some(at) = restart_at
+                            && self.policy.on_build_failure == OnBuildFailure::KeepServing
+                        {
+                            self.phase = Phase::RestartDue { at };
+                        }
                     }
                 }
             }
@@ -528,6 +542,7 @@ impl Service {
         self.phase = Phase::Building {
             since: now,
             changed_at,
+            restart_at: None,
         };
         out.push(Effect::StartBuild);
     }
@@ -657,9 +672,11 @@ impl Service {
             restarts_in,
             hint: exit.hint,
         }));
-        // While a build or a swap runs, that brings the next server anyway.
-        if let (Some(delay), Phase::Idle) = (restarts_in, &self.phase) {
-            self.phase = Phase::RestartDue { at: now + delay };
+        // A swap under way brings the next server anyway; a build will, if it succeeds.
+        match (restarts_in, &mut self.phase) {
+            (Some(delay), Phase::Idle) => self.phase = Phase::RestartDue { at: now + delay },
+            (Some(delay), Phase::Building { restart_at, .. }) => *restart_at = Some(now + delay),
+            _ => {}
         }
     }
 

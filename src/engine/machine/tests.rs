@@ -495,6 +495,31 @@ fn an_exit_during_a_build_does_not_restart_behind_the_builds_back() {
 }
 
 #[test]
+fn an_exit_during_a_build_that_fails_restarts_the_last_good_build_after_the_delay() {
+    let mut run = Run::serving(
+        Policy {
+            on_exit: OnExit::RestartAfter(Duration::from_secs(1)),
+            ..policy()
+        },
+        100,
+    );
+    run.change();
+    run.feed(Event::Exited {
+        generation: G1,
+        exit: exit(100, 1, Duration::from_secs(5)),
+    });
+    run.build_fails();
+    assert!(run.wait(Duration::from_millis(999)).is_empty());
+    assert_eq!(
+        run.wait(Duration::from_millis(1)),
+        vec![Effect::Prepare {
+            generation: G2,
+            executable: None
+        }]
+    );
+}
+
+#[test]
 fn a_stop_that_outlasts_the_stop_timeout_is_killed() {
     let mut run = Run::serving(policy(), 100);
     run.change();
