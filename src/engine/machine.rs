@@ -710,18 +710,7 @@ impl Service {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        for stopping in &mut self.stopping {
-            if stopping.kill_at.is_some_and(|at| at <= now) {
-                stopping.kill_at = None;
-                out.push(Effect::Publish(Lifecycle::Killing {
-                    pid: stopping.server.pid,
-                    after: now.saturating_duration_since(stopping.since),
-                    signal: self.policy.stop_signal,
-                    asked: false,
-                }));
-                out.push(Effect::Kill(stopping.server.generation));
-            }
-        }
+        self.kill_stopping(|kill_at| kill_at <= now, false, now, out);
         match self.phase {
             Phase::RestartDue { at } if at <= now => {
                 self.phase = Phase::Idle;
@@ -741,22 +730,35 @@ impl Service {
         }
     }
 
+    /// Kill each server being stopped whose kill time `due` says has come (`asked`: the user
+    /// asked for it); one already killed is not killed again.
+    fn kill_stopping(
+        &mut self,
+        due: impl Fn(Instant) -> bool,
+        asked: bool,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        for stopping in &mut self.stopping {
+            if stopping.kill_at.is_some_and(&due) {
+                stopping.kill_at = None;
+                out.push(Effect::Publish(Lifecycle::Killing {
+                    pid: stopping.server.pid,
+                    after: now.saturating_duration_since(stopping.since),
+                    signal: self.policy.stop_signal,
+                    asked,
+                }));
+                out.push(Effect::Kill(stopping.server.generation));
+            }
+        }
+    }
+
     /// The first request ends whatever runs and stops the server gracefully; another one while
     /// that stop lasts kills it now.
     fn shut_down(&mut self, shutdown: Shutdown, now: Instant, out: &mut Vec<Effect>) {
         if self.shutting_down() {
             out.push(Effect::Info("stopping now".to_owned()));
-            for stopping in &mut self.stopping {
-                if stopping.kill_at.take().is_some() {
-                    out.push(Effect::Publish(Lifecycle::Killing {
-                        pid: stopping.server.pid,
-                        after: now.saturating_duration_since(stopping.since),
-                        signal: self.policy.stop_signal,
-                        asked: true,
-                    }));
-                    out.push(Effect::Kill(stopping.server.generation));
-                }
-            }
+            self.kill_stopping(|_| true, true, now, out);
             return;
         }
         self.leave_phase("reload is stopping", "was interrupted", now, out);

@@ -319,45 +319,26 @@ pub(super) fn spawn(command: &Command, inherit: &[RawFd]) -> io::Result<Child> {
     Ok(child)
 }
 
-/// The program's path as exec will take it: as given when it holds a `/` (relative to the
-/// child's directory, as after std's chdir), else the first executable file of that name in the
-/// child's PATH (or the default `/bin:/usr/bin`). Like execvp, a match that is not executable
-/// is only taken when nothing else is found, so that exec then reports EACCES.
+/// The program's path as exec will take it: as given when it holds a `/` (exec resolves it
+/// after the child's chdir), else found on the child's PATH (or the default `/bin:/usr/bin`) by
+/// [`super::find_program`], the one lookup build and supervise use too. Nothing found is
+/// ENOENT, as from execvp.
 fn resolve(command: &Command, environment: &[(OsString, OsString)]) -> io::Result<PathBuf> {
-    let program = Path::new(command.as_std().get_program());
-    if program.as_os_str().as_bytes().contains(&b'/') {
-        return Ok(program.to_owned());
+    let program = command.as_std().get_program();
+    if program.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(program));
     }
-    let not_found = || io::Error::from_raw_os_error(libc::ENOENT);
-    if program.as_os_str().is_empty() {
-        return Err(not_found());
+    if program.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
     let search = environment
         .iter()
         .find(|(key, _)| key == "PATH")
         .map_or_else(|| OsString::from("/bin:/usr/bin"), |(_, path)| path.clone());
-    let base = command.as_std().get_current_dir();
-    let mut denied = None;
-    for dir in std::env::split_paths(&search) {
-        let dir = if dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            dir
-        };
-        let candidate = dir.join(program);
-        let seen_from_parent = match base {
-            Some(base) if candidate.is_relative() => base.join(&candidate),
-            _ => candidate.clone(),
-        };
-        if !seen_from_parent.is_file() {
-            continue;
-        }
-        if nix::unistd::access(&seen_from_parent, nix::unistd::AccessFlags::X_OK).is_ok() {
-            return Ok(candidate);
-        }
-        denied.get_or_insert(candidate);
-    }
-    denied.ok_or_else(not_found)
+    // Relative PATH entries are the child's: relative to the directory it runs in.
+    let root = command.as_std().get_current_dir().unwrap_or(Path::new("."));
+    super::find_program(program, root, Some(&search))
+        .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))
 }
 
 fn c_string(text: &OsStr) -> io::Result<CString> {

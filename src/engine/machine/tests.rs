@@ -25,6 +25,13 @@ fn policy() -> Policy {
     }
 }
 
+fn overlap() -> Policy {
+    Policy {
+        order: RestartOrder::Overlap,
+        ..policy()
+    }
+}
+
 /// A service and the time it lives in.
 struct Run {
     service: Service,
@@ -92,6 +99,13 @@ impl Run {
             summary: "main.go".to_owned(),
             first_seen: self.now,
         })
+    }
+
+    /// A change, and its build succeeds and generation 2 is prepared: the swap has begun.
+    fn swap_to_g2(&mut self) -> Vec<Effect> {
+        self.change();
+        self.build_succeeds();
+        self.prepared(G2)
     }
 
     /// From a started run to generation 1 serving as `pid`.
@@ -275,9 +289,7 @@ fn a_change_during_a_readiness_wait_discards_the_new_server_and_builds_again() {
 #[test]
 fn stop_then_start_spawns_only_once_the_old_server_is_gone() {
     let mut run = Run::serving(policy(), 100);
-    run.change();
-    run.build_succeeds();
-    let effects = run.prepared(G2);
+    let effects = run.swap_to_g2();
     assert_eq!(
         effects,
         vec![
@@ -307,13 +319,7 @@ fn stop_then_start_spawns_only_once_the_old_server_is_gone() {
 
 #[test]
 fn overlap_starts_the_new_server_first_and_stops_the_old_once_it_is_ready() {
-    let mut run = Run::serving(
-        Policy {
-            order: RestartOrder::Overlap,
-            ..policy()
-        },
-        100,
-    );
+    let mut run = Run::serving(overlap(), 100);
     run.change();
     run.build_succeeds();
     assert_eq!(
@@ -333,16 +339,8 @@ fn overlap_starts_the_new_server_first_and_stops_the_old_once_it_is_ready() {
 
 #[test]
 fn an_overlap_server_that_never_becomes_ready_leaves_the_old_one_serving() {
-    let mut run = Run::serving(
-        Policy {
-            order: RestartOrder::Overlap,
-            ..policy()
-        },
-        100,
-    );
-    run.change();
-    run.build_succeeds();
-    run.prepared(G2);
+    let mut run = Run::serving(overlap(), 100);
+    run.swap_to_g2();
     run.spawned(G2, 200);
     assert!(run.wait(Duration::from_secs(29)).is_empty());
     let effects = run.wait(Duration::from_secs(1));
@@ -358,16 +356,8 @@ fn an_overlap_server_that_never_becomes_ready_leaves_the_old_one_serving() {
 
 #[test]
 fn a_new_server_that_exits_before_it_is_ready_never_replaces_the_old_one() {
-    let mut run = Run::serving(
-        Policy {
-            order: RestartOrder::Overlap,
-            ..policy()
-        },
-        100,
-    );
-    run.change();
-    run.build_succeeds();
-    run.prepared(G2);
+    let mut run = Run::serving(overlap(), 100);
+    run.swap_to_g2();
     run.spawned(G2, 200);
     let effects = run.feed(Event::Exited {
         generation: G2,
@@ -522,9 +512,7 @@ fn an_exit_during_a_build_that_fails_restarts_the_last_good_build_after_the_dela
 #[test]
 fn a_stop_that_outlasts_the_stop_timeout_is_killed() {
     let mut run = Run::serving(policy(), 100);
-    run.change();
-    run.build_succeeds();
-    run.prepared(G2);
+    run.swap_to_g2();
     assert!(run.wait(Duration::from_millis(4999)).is_empty());
     let effects = run.wait(Duration::from_millis(1));
     assert_eq!(
@@ -577,16 +565,8 @@ fn shutdown_while_serving_stops_the_server_then_exits() {
 
 #[test]
 fn shutdown_during_a_readiness_wait_discards_the_new_server_and_stops_the_old() {
-    let mut run = Run::serving(
-        Policy {
-            order: RestartOrder::Overlap,
-            ..policy()
-        },
-        100,
-    );
-    run.change();
-    run.build_succeeds();
-    run.prepared(G2);
+    let mut run = Run::serving(overlap(), 100);
+    run.swap_to_g2();
     run.spawned(G2, 200);
     let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
     let discard = effects.iter().position(|e| *e == Effect::Discard(G2));
@@ -606,9 +586,7 @@ fn shutdown_during_a_readiness_wait_discards_the_new_server_and_stops_the_old() 
 #[test]
 fn shutdown_during_a_stop_then_start_swap_waits_for_the_stop_and_starts_nothing() {
     let mut run = Run::serving(policy(), 100);
-    run.change();
-    run.build_succeeds();
-    run.prepared(G2);
+    run.swap_to_g2();
     let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
     assert!(!effects.iter().any(|e| matches!(e, Effect::Exit(_))));
     let effects = run.feed(Event::Stopped(G1));
