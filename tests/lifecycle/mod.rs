@@ -708,3 +708,72 @@ fn with_ready_tcp_a_new_server_counts_as_started_once_its_port_accepts() {
     std::net::TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|err| panic!("the port accepts: {err}{}", session.context()));
 }
+
+#[test]
+fn a_build_tool_without_its_execute_bit_earlier_on_path_is_skipped_for_the_one_after_it() {
+    // The lookup is the one supervise uses: only an executable file counts, as for execvp.
+    let project = Project::new()
+        .file("src/version.txt", "v1\n")
+        .file(
+            "shadow/tool",
+            "#!/bin/sh\necho wrong tool > ../scratch/ran\n",
+        )
+        .executable(
+            "tools/tool",
+            "#!/bin/sh\necho right tool > ../scratch/ran\n",
+        );
+    let path = format!(
+        "{}:{}:{}",
+        project.path("shadow").display(),
+        project.path("tools").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let session = project.start_with_env(
+        &["-w", "src", "-b", "tool", "--", "sleep", "2000"],
+        &[("PATH", &path)],
+    );
+    session.wait_for_stderr("started (pid");
+    assert_eq!(
+        project.scratch_lines("ran"),
+        ["right tool"],
+        "the executable tool ran{}",
+        session.context()
+    );
+}
+
+#[test]
+fn a_server_that_exits_during_a_build_that_fails_runs_again_only_after_the_failure() {
+    // With restart_on_exit, a server that dies during a build comes back: from the last good
+    // build once this one has failed, never in the middle of it.
+    let project = Project::new()
+        .file("src/version.txt", "v1\n")
+        .executable(
+            "app.sh",
+            "#!/bin/sh\necho $$ > ../scratch/app.pid\necho start >> ../scratch/starts\n\
+             exec sleep 1000\n",
+        )
+        .file(
+            "build.sh",
+            "case \"$(cat src/version.txt)\" in *FAIL*)\n\
+             kill \"$(cat ../scratch/app.pid)\"; sleep 1; exit 1 ;;\nesac\n",
+        )
+        .config(
+            "[watch]\npaths = [\"src\"]\n[build]\ncmd = \"sh build.sh\"\n\
+             [run]\ncmd = [\"./app.sh\"]\nrestart_on_exit = true\nrestart_delay = \"0s\"\n",
+        );
+    let session = project.start(&[]);
+    session.wait_for_stderr("started (pid");
+    project.write("src/version.txt", "v2 FAIL\n");
+    session.wait_for("the app to start again", || {
+        project.scratch_lines("starts").len() == 2
+    });
+    session.wait_for_stderr("started (pid");
+    let stderr = session.stderr();
+    let failed = stderr.find("build failed").unwrap_or(usize::MAX);
+    let restarted = stderr.rfind("started (pid").unwrap_or_default();
+    assert!(
+        failed < restarted,
+        "the server starts again after the build failed, not during it{}",
+        session.context()
+    );
+}

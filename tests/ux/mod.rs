@@ -709,3 +709,38 @@ fn reload_init_in_a_cargo_project_names_the_build_and_the_binary_and_a_bare_relo
         || project.starts().first().map(|start| start.version.clone()),
     );
 }
+
+#[test]
+fn clicolor_force_colours_the_status_lines_even_through_a_pipe() {
+    // The colour choice is anstream's: NO_COLOR, CLICOLOR and CLICOLOR_FORCE as everyone reads
+    // them. The harness sets NO_COLOR=1; an empty NO_COLOR is unset for the convention.
+    let project = Project::new().file("src/a.txt", "1\n");
+    let session = project.start_with_env(
+        &["-w", "src", "-b", "", "--", "sleep", "2000"],
+        &[("NO_COLOR", ""), ("CLICOLOR_FORCE", "1")],
+    );
+    session.wait_for_stderr("started (pid");
+    assert!(
+        session.stderr().contains("\x1b[32m[reload]"),
+        "a green [reload] prefix{}",
+        session.context()
+    );
+}
+
+#[test]
+fn an_error_wrapped_in_a_terminal_hyperlink_is_still_counted() {
+    // Compilers wrap paths in OSC 8 links (`\e]8;;URL\e\\text\e]8;;\e\\`); the whole escape
+    // must go before the line is read as an error.
+    let project = Project::new().file("src/a.txt", "1\n").file(
+        "build.sh",
+        "printf '\\033]8;;file:///p/main.rs\\033\\\\error[E0425]: cannot find value\\033]8;;\\033\\\\\\n' >&2\n\
+         exit 1\n",
+    );
+    let session = project.start(&["-w", "src", "-b", "sh build.sh", "--", "sleep", "2000"]);
+    session.wait_for_stderr("build failed (exit 1)");
+    assert!(
+        session.stderr().contains("build failed (exit 1): 1 error;"),
+        "the linked error is counted{}",
+        session.context()
+    );
+}
