@@ -777,3 +777,45 @@ fn a_server_that_exits_during_a_build_that_fails_runs_again_only_after_the_failu
         session.context()
     );
 }
+
+#[test]
+fn a_second_ctrl_c_while_a_server_ignores_the_first_kills_it_at_once() {
+    // The stop timeout is ten minutes: only the second Ctrl-C, an event like any other while
+    // the stop lasts, can end this within the harness's deadline.
+    let project = Project::new().file("src/a.txt", "1\n").executable(
+        "app.sh",
+        "#!/bin/sh\ntrap 'echo term >> ../scratch/app.log' TERM INT\n\
+         echo start >> ../scratch/app.log\nwhile :; do sleep 0.05; done\n",
+    );
+    let mut session = project.start(&[
+        "-w",
+        "src",
+        "-b",
+        "",
+        "--stop-timeout",
+        "10m",
+        "--",
+        "./app.sh",
+    ]);
+    session.wait_for("the app to start", || {
+        project
+            .scratch_lines("app.log")
+            .contains(&"start".to_owned())
+    });
+    session.signal(Signal::SIGINT);
+    session.wait_for("the app to be asked to stop", || {
+        project
+            .scratch_lines("app.log")
+            .contains(&"term".to_owned())
+    });
+    session.signal(Signal::SIGINT);
+    let status = session.wait_exit();
+    assert_eq!(status.code(), Some(130), "{}", session.context());
+    session.wait_for_stderr("stopping now");
+    assert!(
+        session.stderr().contains("killing app (pid"),
+        "says it kills the app{}",
+        session.context()
+    );
+    session.wait_no_processes();
+}
