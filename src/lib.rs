@@ -13,6 +13,7 @@ pub mod engine;
 pub mod lifecycle;
 #[allow(unsafe_code)]
 pub mod process;
+pub mod proxy;
 pub mod status;
 pub mod supervise;
 pub mod terminal;

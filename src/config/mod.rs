@@ -58,6 +58,30 @@ pub struct Config {
     pub origin: String,
     /// Things the user should know but that do not stop reload (e.g. unsupported air keys).
     pub warnings: Vec<String>,
+    /// The dev proxy in front of the server (`--proxy`, `[proxy]`), when asked for.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// The dev proxy: where the browser connects and where it forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Where the browser connects (loopback unless the user named another host).
+    pub listen: std::net::SocketAddr,
+    /// Where the server listens.
+    pub upstream: Upstream,
+    /// How long a request waits for a ready server before it gets a 504.
+    pub hold_timeout: Duration,
+    /// Whether HTML pages get the live-reload script.
+    pub inject: bool,
+}
+
+/// Where the proxy finds the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// The server binds this port on loopback itself (`--app-port`, also given to it as `PORT`).
+    AppPort(u16),
+    /// The first socket reload holds for it (`--listen`).
+    Held(std::net::SocketAddr),
 }
 
 /// How reload speaks.
@@ -449,6 +473,7 @@ fn resolve_with(
         clean_on_exit,
         output,
         warnings: Vec::new(),
+        proxy: None,
     })
 }
 

@@ -1,0 +1,1 @@
+//! Putting the live-reload script into HTML responses.
