@@ -21,6 +21,7 @@ use crate::config::keys;
         reload -e py -- python3 server.py       # no build step, restart on .py changes\n  \
         reload --stop-timeout 10s -c dev.toml\n  \
         reload --listen 3000 --ready notify --overlap -- ./target/debug/server\n  \
+        reload --proxy 8090 --app-port 8080     # the browser on :8090 follows every save\n  \
         reload init --from-air                  # .air.toml -> a commented reload.toml\n\n\
         Keys, when stdin is a terminal: r rebuild and restart, c clear, q quit, h help."
 )]
@@ -102,6 +103,21 @@ pub struct Args {
     /// ready (zero downtime with --listen).
     #[arg(long = "overlap")]
     pub overlap: bool,
+
+    /// Put a dev proxy in front of the server, where the browser connects: it holds requests
+    /// while the server restarts and reloads the page after each build. ADDR: `8090`, `:8090`
+    /// (both on 127.0.0.1), `HOST:PORT`, `[::1]:8090`; all interfaces only as `0.0.0.0:PORT`.
+    #[arg(long = "proxy", value_name = "ADDR")]
+    pub proxy: Option<String>,
+
+    /// The port the server listens on, where --proxy forwards; the server gets it as $PORT.
+    /// Not needed with --listen: the proxy then forwards to the socket reload holds.
+    #[arg(long = "app-port", value_name = "PORT")]
+    pub app_port: Option<String>,
+
+    /// With --proxy, leave pages alone: no live-reload script.
+    #[arg(long = "no-inject")]
+    pub no_inject: bool,
 
     /// Only print errors.
     #[arg(short = 'q', long = "quiet", conflicts_with = "verbose")]

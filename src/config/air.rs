@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{FileConfig, OneOrMany, PollValue, RunCmd, Source};
+use super::file::{FileConfig, OneOrMany, PollValue, PortValue, RunCmd, Source};
 use super::{ConfigError, GO_BINARY_DIR};
 
 /// `.air.toml`, `air.toml`, or anything ending in `.air.toml`.
@@ -27,6 +27,7 @@ struct AirFile {
     log: AirLog,
     misc: AirMisc,
     screen: AirScreen,
+    proxy: AirProxy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +84,17 @@ struct AirScreen {
     clear_on_rebuild: Option<bool>,
 }
 
+/// air's proxy: on only with `enabled = true` (air's default is off), ports as integers,
+/// `app_start_timeout` in milliseconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AirProxy {
+    enabled: Option<Spanned<bool>>,
+    proxy_port: Option<Spanned<i64>>,
+    app_port: Option<Spanned<i64>>,
+    app_start_timeout: Option<Spanned<u64>>,
+}
+
 /// Keys reload honours, by table ("" is the top level).
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
@@ -95,6 +107,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "log",
             "misc",
             "screen",
+            "proxy",
         ],
     ),
     (
@@ -125,6 +138,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("log", &["time", "silent"]),
     ("misc", &["clean_on_exit"]),
     ("screen", &["clear_on_rebuild"]),
+    (
+        "proxy",
+        &["enabled", "proxy_port", "app_port", "app_start_timeout"],
+    ),
 ];
 
 /// air keys reload does not act on, and the value at which ignoring them changes nothing.
@@ -134,15 +151,23 @@ const HARMLESS_DEFAULTS: &[(&str, &str)] = &[
     ("build.log", "*"),
     ("log.main_only", "false"),
     ("screen.keep_scroll", "true"),
-    ("proxy.enabled", "false"),
-    ("proxy.app_port", "0"),
-    ("proxy.proxy_port", "0"),
 ];
 
 /// Read an air config into reload's terms. Returns the config and one warning per key that
 /// reload does not act on.
 pub(crate) fn parse(source: &Source) -> Result<(FileConfig, Vec<String>), ConfigError> {
     let air: AirFile = source.parse()?;
+    if let Some(enabled) = &air.proxy.enabled
+        && *enabled.get_ref()
+        && air.proxy.proxy_port.is_none()
+    {
+        let mut err = source.error_at(
+            enabled.span(),
+            "[proxy] enabled = true, but no proxy_port says where the browser connects".to_owned(),
+        );
+        err.help = Some("add proxy_port = 8090 (and app_port, where your server listens)".into());
+        return Err(err);
+    }
     let table: toml::Table = source.parse()?;
     let warnings = unsupported_keys(&table)
         .into_iter()
@@ -172,9 +197,7 @@ fn unsupported_keys(table: &toml::Table) -> Vec<String> {
         match value {
             // Colours are cosmetic: reload has its own, so one line covers the whole table.
             toml::Value::Table(_) if key == "color" => unsupported.push("[color]".to_owned()),
-            toml::Value::Table(inner)
-                if SUPPORTED.iter().any(|(s, _)| s == key) || key == "proxy" =>
-            {
+            toml::Value::Table(inner) if SUPPORTED.iter().any(|(s, _)| s == key) => {
                 for (inner_key, inner_value) in inner {
                     let path = format!("{key}.{inner_key}");
                     if !supported(key, inner_key) && !harmless(&path, inner_value) {
@@ -289,6 +312,22 @@ fn to_reload(air: AirFile) -> FileConfig {
     config.run.stop_on_build_error = build.stop_on_error;
     config.run.restart_on_exit = build.rerun;
     config.run.restart_delay = build.rerun_delay.map(|ms| milliseconds(&ms));
+
+    // The proxy only when enabled: air writes its ports into every generated file, off.
+    let port = |port: Spanned<i64>| {
+        let span = port.span();
+        Spanned::new(span, PortValue::Number(port.into_inner()))
+    };
+    if air.proxy.enabled.is_some_and(Spanned::into_inner) {
+        config.proxy.port = air.proxy.proxy_port.map(port);
+        config.proxy.app_port = air.proxy.app_port.map(port);
+    }
+    // How long air waits for the app behind its proxy: reload's ready timeout.
+    config.run.ready_timeout = air
+        .proxy
+        .app_start_timeout
+        .filter(|ms| *ms.get_ref() > 0)
+        .map(|ms| milliseconds(&ms));
 
     config.output.clear = air.screen.clear_on_rebuild;
     config.output.timestamps = air.log.time;
@@ -407,17 +446,67 @@ mod tests {
 
     #[test]
     fn unsupported_keys_are_named_and_harmless_defaults_are_not() {
+        // [proxy] was warned about until reload had a proxy: its four keys are honoured now,
+        // and only a key air's proxy does not have is still named.
         let (_, warnings) = read(
             "[build]\nexclude_unchanged = true\nfollow_symlink = false\n[color]\nmain = \"x\"\n\
-             [proxy]\nenabled = true\n[log]\nmain_only = false\n",
+             [proxy]\nenabled = true\nproxy_port = 8090\napp_port = 8080\n\
+             app_start_timeout = 5000\nno_such = 1\n[log]\nmain_only = false\n",
         );
         let joined = warnings.join("\n");
         assert!(joined.contains("`build.exclude_unchanged`"), "{joined}");
         assert!(joined.contains("`[color]`"), "{joined}");
-        assert!(joined.contains("`proxy.enabled`"), "{joined}");
+        assert!(joined.contains("`proxy.no_such`"), "{joined}");
         assert!(!joined.contains("follow_symlink"), "{joined}");
         assert!(!joined.contains("main_only"), "{joined}");
         assert_eq!(warnings.len(), 3, "{joined}");
+    }
+
+    #[test]
+    fn airs_proxy_when_enabled_is_reloads_proxy() {
+        let text = "[proxy]\nenabled = true\nproxy_port = 8090\napp_port = 8080\n\
+                    app_start_timeout = 2500\n";
+        let (config, warnings) = read(text);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let port = config.proxy.port.expect("proxy_port becomes [proxy] port");
+        assert_eq!(port.get_ref(), &PortValue::Number(8090));
+        // Its span is the value's in the .air.toml, so an error there points at its line.
+        let at = text.find("8090").unwrap();
+        assert_eq!(port.span(), at..at + 4);
+        assert_eq!(
+            config.proxy.app_port.map(Spanned::into_inner),
+            Some(PortValue::Number(8080))
+        );
+        assert_eq!(config.run.ready_timeout.unwrap().into_inner(), "2500ms");
+    }
+
+    #[test]
+    fn airs_proxy_off_is_no_proxy_and_no_warning() {
+        for text in [
+            "[proxy]\nenabled = false\nproxy_port = 8090\napp_port = 8080\n",
+            "[proxy]\nproxy_port = 8090\napp_port = 8080\n",
+            "[proxy]\nenabled = false\nproxy_port = 0\napp_port = 0\n",
+        ] {
+            let (config, warnings) = read(text);
+            assert!(warnings.is_empty(), "{text}: {warnings:?}");
+            assert!(config.proxy.port.is_none(), "{text}");
+            assert!(config.proxy.app_port.is_none(), "{text}");
+            assert!(config.run.ready_timeout.is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn airs_proxy_enabled_without_a_proxy_port_is_refused_at_its_line() {
+        let err = parse(&Source {
+            path: ".air.toml".into(),
+            text: "[build]\ncmd = \"true\"\n[proxy]\nenabled = true\napp_port = 8080\n".into(),
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(".air.toml:4:11: [proxy] enabled = true, but no proxy_port"),
+            "{err}"
+        );
     }
 
     #[test]

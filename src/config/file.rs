@@ -23,6 +23,8 @@ pub(crate) struct FileConfig {
     pub(crate) run: RunSection,
     #[serde(default)]
     pub(crate) output: OutputSection,
+    #[serde(default)]
+    pub(crate) proxy: ProxySection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +85,61 @@ pub(crate) struct OutputSection {
     pub(crate) quiet: Option<bool>,
     /// "human" or "json".
     pub(crate) format: Option<Spanned<String>>,
+}
+
+/// `[proxy]`: the dev proxy. Setting `port` turns it on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxySection {
+    /// Where the browser connects: `8090` or `"HOST:PORT"`.
+    pub(crate) port: Option<Spanned<PortValue>>,
+    /// Where the server listens (and the `PORT` it is given).
+    pub(crate) app_port: Option<Spanned<PortValue>>,
+    pub(crate) hold_timeout: Option<Spanned<String>>,
+    /// Put the live-reload script into HTML pages.
+    pub(crate) inject: Option<bool>,
+}
+
+/// A port as written: `8090`, or a string (`"8090"`, `"127.0.0.1:8090"`). Kept as written so
+/// that a value out of range or a typo is reported by the resolver, in words, at its line,
+/// rather than as serde's "expected u16".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PortValue {
+    Number(i64),
+    Text(String),
+}
+
+impl fmt::Display for PortValue {
+    /// As the user wrote it, without TOML's quotes: for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortValue::Number(number) => write!(f, "{number}"),
+            PortValue::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PortValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port number like 8090 or a string like \"127.0.0.1:8090\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<PortValue, E> {
+                Ok(PortValue::Number(value))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<PortValue, E> {
+                // Beyond i64 is no port either: keep it out of range rather than wrap it.
+                Ok(PortValue::Number(i64::try_from(value).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<PortValue, E> {
+                Ok(PortValue::Text(value.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// `poll = true` or `poll = "1s"`.
@@ -496,7 +553,7 @@ mod tests {
         assert_eq!(err.message, "unknown section `[foo]`");
         assert_eq!(
             err.help.as_deref(),
-            Some("known sections: [watch], [build], [run], [output]")
+            Some("known sections: [watch], [build], [run], [output], [proxy]")
         );
         let err = parse("[wacth]\n").unwrap_err();
         assert_eq!(err.help.as_deref(), Some("did you mean `[watch]`?"));

@@ -327,6 +327,57 @@ mod tests {
         );
     }
 
+    #[test]
+    fn init_writes_the_proxy_section_commented_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = InitArgs {
+            force: false,
+            from_air: false,
+            project: ProjectFlags {
+                build: Some("make".into()),
+                program: vec!["./server".into()],
+                ..ProjectFlags::default()
+            },
+        };
+        let (path, _) = write(dir.path(), &init).unwrap();
+        let text = std::fs::read_to_string(path).unwrap();
+        let Some((_, section)) = text.split_once("\n[proxy]\n") else {
+            panic!("no [proxy] section in\n{text}");
+        };
+        assert_eq!(
+            section,
+            "# Turns the proxy on: where the browser connects, a port (on 127.0.0.1) or \
+             \"HOST:PORT\".\n# port = 8090\n\n\
+             # The port your server listens on, also given to it as PORT (not needed with \
+             listen).\n# app_port = 8080\n\n\
+             # How long a request waits for a ready server before it gets a 504.\n\
+             # hold_timeout = \"30s\"\n\n\
+             # Put the live-reload script into HTML pages.\n# inject = true\n\n"
+        );
+    }
+
+    #[test]
+    fn airs_enabled_proxy_is_written_in() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".air.toml"),
+            "[proxy]\nenabled = true\nproxy_port = 8090\napp_port = 8080\n",
+        )
+        .unwrap();
+        let init = InitArgs {
+            force: false,
+            from_air: true,
+            project: ProjectFlags::default(),
+        };
+        let (path, what) = write(dir.path(), &init).unwrap();
+        assert!(!what.contains("not supported"), "{what}");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (_, section) = text.split_once("\n[proxy]\n").unwrap();
+        assert!(section.contains("\nport = 8090\n"), "{text}");
+        assert!(section.contains("\napp_port = 8080\n"), "{text}");
+        assert!(section.contains("\n# hold_timeout = \"30s\"\n"), "{text}");
+    }
+
     /// The `[section]` each line of `text` is under, with the line.
     fn lines_with_sections(text: &str) -> Vec<(Option<&str>, &str)> {
         let mut section = None;

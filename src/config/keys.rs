@@ -5,7 +5,7 @@
 //! Adding a key is an entry here, its field in `file.rs` and its line in a resolver; the tests
 //! below fail when the table and the file parser disagree about which keys exist.
 
-use super::file::{FileConfig, OneOrMany, PollValue, RunCmd};
+use super::file::{FileConfig, OneOrMany, PollValue, PortValue, RunCmd};
 
 /// The interval `poll = true` and a bare `--poll` stand for.
 pub(crate) const POLL_INTERVAL: &str = "500ms";
@@ -18,15 +18,17 @@ pub(crate) enum Section {
     Build,
     Run,
     Output,
+    Proxy,
 }
 
 impl Section {
-    /// The sections that are tables, in the order of the file. `[proxy]` goes after `[output]`.
-    pub(crate) const TABLES: [Section; 4] = [
+    /// The sections that are tables, in the order of the file.
+    pub(crate) const TABLES: [Section; 5] = [
         Section::Watch,
         Section::Build,
         Section::Run,
         Section::Output,
+        Section::Proxy,
     ];
 
     /// Its `[name]`, or `None` for the top level.
@@ -37,6 +39,7 @@ impl Section {
             Section::Build => Some("build"),
             Section::Run => Some("run"),
             Section::Output => Some("output"),
+            Section::Proxy => Some("proxy"),
         }
     }
 }
@@ -149,6 +152,14 @@ fn path_list(paths: &[std::path::PathBuf]) -> String {
     toml_list(&shown)
 }
 
+/// A port as the file wrote it: a number bare, a string quoted.
+fn port(port: &PortValue) -> String {
+    match port {
+        PortValue::Number(number) => number.to_string(),
+        PortValue::Text(text) => toml_string(text),
+    }
+}
+
 fn path(path: &std::path::Path) -> String {
     toml_string(&path.display().to_string())
 }
@@ -184,8 +195,10 @@ pub(crate) static KEYS: &[Key] = &[
     OUTPUT_TIMESTAMPS,
     OUTPUT_QUIET,
     OUTPUT_FORMAT,
-    // [proxy]: its keys go here, `Section::Proxy` into `Section::TABLES`, a `ProxySection`
-    // into `FileConfig`, and a `resolve_proxy` beside the other resolvers in mod.rs.
+    PROXY_PORT,
+    PROXY_APP_PORT,
+    PROXY_HOLD_TIMEOUT,
+    PROXY_INJECT,
 ];
 
 pub(crate) const ROOT: Key = Key {
@@ -550,6 +563,54 @@ pub(crate) const OUTPUT_FORMAT: Key = Key {
     },
 };
 
+// [proxy]
+
+pub(crate) const PROXY_PORT: Key = Key {
+    section: Section::Proxy,
+    name: "port",
+    doc: "Turns the proxy on: where the browser connects, a port (on 127.0.0.1) or \"HOST:PORT\".",
+    // Left out, there is no proxy (unless --proxy asks for one).
+    default: Default::Unset,
+    example: Some("8090"),
+    flag: Some("--proxy"),
+    written: |file| file.proxy.port.as_ref().map(|p| port(p.get_ref())),
+};
+
+pub(crate) const PROXY_APP_PORT: Key = Key {
+    section: Section::Proxy,
+    name: "app_port",
+    doc: "The port your server listens on, also given to it as PORT (not needed with listen).",
+    default: Default::Unset,
+    example: Some("8080"),
+    flag: Some("--app-port"),
+    written: |file| file.proxy.app_port.as_ref().map(|p| port(p.get_ref())),
+};
+
+pub(crate) const PROXY_HOLD_TIMEOUT: Key = Key {
+    section: Section::Proxy,
+    name: "hold_timeout",
+    doc: "How long a request waits for a ready server before it gets a 504.",
+    default: Default::Text("30s"),
+    example: None,
+    flag: None,
+    written: |file| {
+        file.proxy
+            .hold_timeout
+            .as_ref()
+            .map(|s| toml_string(s.get_ref()))
+    },
+};
+
+pub(crate) const PROXY_INJECT: Key = Key {
+    section: Section::Proxy,
+    name: "inject",
+    doc: "Put the live-reload script into HTML pages.",
+    default: Default::Toml("true"),
+    example: None,
+    flag: Some("--no-inject"),
+    written: |file| file.proxy.inject.map(|b| b.to_string()),
+};
+
 #[cfg(test)]
 mod tests {
     use super::super::file::Source;
@@ -580,6 +641,7 @@ mod tests {
             &RUN_STOP_TIMEOUT,
             &RUN_READY_TIMEOUT,
             &RUN_RESTART_DELAY,
+            &PROXY_HOLD_TIMEOUT,
         ];
         for key in durations {
             key.parsed_default(parse_duration).unwrap();
@@ -595,6 +657,7 @@ mod tests {
             &OUTPUT_CLEAR,
             &OUTPUT_TIMESTAMPS,
             &OUTPUT_QUIET,
+            &PROXY_INJECT,
         ];
         for key in switches {
             key.parsed_default(parse_bool).unwrap();

@@ -2,7 +2,9 @@
 //! into a [`Config`]. Defaults < file < command line. No other module sees clap, toml, or an
 //! `Option` that means "use the default"; every duration is a `Duration`, every glob compiled.
 //! One resolver per section of reload.toml (`resolve_watch`, `resolve_build`, `resolve_run`,
-//! `resolve_output`); each takes its defaults from the table in `keys.rs`.
+//! `resolve_output`, `resolve_proxy`); each takes its defaults from the table in `keys.rs`.
+//! `resolve_proxy` runs after `resolve_run`: an app port gives the server `PORT` and, when no
+//! readiness check was asked for, a tcp one on that port.
 
 mod air;
 mod clean;
@@ -15,7 +17,7 @@ mod values;
 pub use values::{
     MAX_DURATION, parse_duration, parse_listen, parse_readiness, parse_signal, read_env_file,
 };
-use values::{check_exists, parse_format, parse_glob};
+use values::{check_exists, parse_format, parse_glob, parse_port, parse_proxy_address};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,7 +32,7 @@ use toml::Spanned;
 use crate::cli::Args;
 pub use clean::CleanPath;
 pub use file::ConfigError;
-use file::{FileConfig, RunCmd, Source};
+use file::{FileConfig, PortValue, RunCmd, Source};
 use keys::Key;
 
 /// Where Go builds go when air's or reload's zero-config decides (air's `tmp_dir`).
@@ -445,7 +447,9 @@ fn resolve_with(
         file.build.cmd.as_deref(),
         file.run.cmd.take(),
     )?;
-    let (run, post) = resolve_run(
+    // Whether the user chose a readiness check: the proxy only supplies one where none was.
+    let readiness_asked = args.ready.is_some() || file.run.ready.is_some();
+    let (mut run, post) = resolve_run(
         args,
         cwd,
         &place,
@@ -459,7 +463,7 @@ fn resolve_with(
     }
     let (build, clean_on_exit) = resolve_build(args, &place, &root, commands.build, file.build)?;
     let output = resolve_output(args, &place, file.output)?;
-    // A `[proxy]` section adds its resolver here and its field to `Config`.
+    let proxy = resolve_proxy(args, &place, file.proxy, run.as_mut(), readiness_asked)?;
     Ok(Config {
         watch,
         origin: match source {
@@ -473,7 +477,7 @@ fn resolve_with(
         clean_on_exit,
         output,
         warnings: Vec::new(),
-        proxy: None,
+        proxy,
     })
 }
 
@@ -776,6 +780,273 @@ fn resolve_build(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((build, clean_on_exit))
+}
+
+/// A setting that a later check may find contradicting another: its value, how to name it in
+/// that message, and its place in the file when the file gave it.
+struct Named<T> {
+    value: T,
+    /// `--app-port 8080` or `[proxy] app_port = 8080`.
+    name: String,
+    span: Option<std::ops::Range<usize>>,
+}
+
+impl Place<'_> {
+    /// A port setting: the flag's text when given, else the file's value (a number or a
+    /// string), parsed by `parse`. Errors name the flag, or `label` at the file's line.
+    fn port_setting<T>(
+        &self,
+        flag: (&str, Option<&String>),
+        label: &str,
+        file: Option<&Spanned<PortValue>>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Named<T>>> {
+        match (flag.1, file) {
+            (Some(text), _) => match parse(text) {
+                Ok(value) => Ok(Some(Named {
+                    value,
+                    name: format!("{} {}", flag.0, text.trim()),
+                    span: None,
+                })),
+                Err(err) => Err(usage(format!("{}: {err}", flag.0))),
+            },
+            (None, Some(written)) => {
+                let text = written.get_ref().to_string();
+                match parse(&text) {
+                    Ok(value) => Ok(Some(Named {
+                        value,
+                        name: format!("{label} = {text}"),
+                        span: Some(written.span()),
+                    })),
+                    Err(err) => Err(self.file(written.span(), format!("{label}: {err}"))),
+                }
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// An error about settings that contradict each other: at the line of the first of them
+    /// the file gave, or a usage error when they are all flags.
+    fn among<'s>(
+        &self,
+        spans: impl IntoIterator<Item = Option<&'s std::ops::Range<usize>>>,
+        message: String,
+    ) -> anyhow::Error {
+        match spans.into_iter().flatten().next() {
+            Some(span) => self.file(span.clone(), message),
+            None => usage(message),
+        }
+    }
+}
+
+/// The dev proxy: on when `--proxy` is given or the file sets `[proxy] port` (air's
+/// `enabled = true` arrives as that). It forwards to the first `--listen` socket when reload
+/// holds one, else to the app port, which the server then gets as `PORT` and, unless another
+/// check was asked for, is ready when that port accepts a connection.
+fn resolve_proxy(
+    args: &Args,
+    place: &Place<'_>,
+    section: file::ProxySection,
+    run: Option<&mut RunConfig>,
+    readiness_asked: bool,
+) -> Result<Option<ProxyConfig>> {
+    let air = place.source.is_some_and(|s| air::is_air_file(&s.path));
+    let (port_label, app_port_label) = if air {
+        (
+            "[proxy] proxy_port".to_owned(),
+            "[proxy] app_port".to_owned(),
+        )
+    } else {
+        (keys::PROXY_PORT.label(), keys::PROXY_APP_PORT.label())
+    };
+    // Every setting is checked, the proxy on or not, as [run] is in build-only mode.
+    let listen = place.port_setting(
+        ("--proxy", args.proxy.as_ref()),
+        &port_label,
+        section.port.as_ref(),
+        parse_proxy_address,
+    )?;
+    let app_port = place.port_setting(
+        ("--app-port", args.app_port.as_ref()),
+        &app_port_label,
+        section.app_port.as_ref(),
+        parse_port,
+    )?;
+    let hold_timeout = place.setting(
+        &keys::PROXY_HOLD_TIMEOUT,
+        None,
+        section.hold_timeout.as_ref(),
+        parse_duration,
+    )?;
+    let inject = !args.no_inject && switch(&keys::PROXY_INJECT, false, section.inject)?;
+
+    let Some(listen) = listen else {
+        // A flag that would silently do nothing: the user expects a proxy (or PORT) and gets
+        // neither.
+        for (given, flag) in [
+            (args.app_port.is_some(), "--app-port"),
+            (args.no_inject, "--no-inject"),
+        ] {
+            if given {
+                return Err(usage(format!(
+                    "{flag} is a setting of the dev proxy, and no proxy is asked for\n  help: \
+                     add --proxy PORT (or [proxy] port in {CONFIG_FILE}) for the port the \
+                     browser connects to"
+                )));
+            }
+        }
+        return Ok(None);
+    };
+    let Some(run) = run else {
+        return Err(place.among(
+            [listen.span.as_ref()],
+            format!(
+                "{} needs a server to forward to, and this configuration only builds (no \
+                 [run] cmd and no program after `--`)\n  help: name the server, like `reload \
+                 --proxy {} --app-port 8080 -- ./server`",
+                flag_or_label(&listen, "--proxy", &port_label),
+                listen.value.port()
+            ),
+        ));
+    };
+
+    let upstream = match (run.listeners.first(), &app_port) {
+        (Some(held), Some(app_port)) => {
+            return Err(place.among(
+                [app_port.span.as_ref()],
+                format!(
+                    "{} and --listen {} contradict each other: with --listen the proxy \
+                     forwards to the socket reload holds for the server, so there is no app \
+                     port\n  help: drop one of them",
+                    app_port.name, held.address
+                ),
+            ));
+        }
+        (Some(held), None) => Upstream::Held(held_upstream(&held.address)?),
+        (None, Some(app_port)) => Upstream::AppPort(app_port.value),
+        (None, None) => {
+            return Err(place.among(
+                [listen.span.as_ref()],
+                format!(
+                    "{} needs the port your server listens on: add --app-port PORT (or \
+                     [proxy] app_port), or let reload hold it with --listen",
+                    flag_or_label(&listen, "--proxy", &port_label)
+                ),
+            ));
+        }
+    };
+
+    let (upstream_addr, upstream_name) = match &upstream {
+        Upstream::AppPort(port) => (
+            std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
+            app_port
+                .as_ref()
+                .map_or_else(String::new, |p| p.name.clone()),
+        ),
+        Upstream::Held(addr) => (*addr, format!("--listen {addr}")),
+    };
+    if same_socket(listen.value, upstream_addr) {
+        return Err(place.among(
+            [
+                listen.span.as_ref(),
+                app_port.as_ref().and_then(|p| p.span.as_ref()),
+            ],
+            format!(
+                "{} and {upstream_name} are the same port: the browser connects to the proxy \
+                 and the proxy to your server, so they need two ports\n  help: give the proxy \
+                 another port, like {}",
+                listen.name,
+                listen.value.port().checked_add(10).unwrap_or(8090)
+            ),
+        ));
+    }
+
+    if let Upstream::AppPort(port) = upstream {
+        give_port(place, run, port, app_port.as_ref())?;
+        if !readiness_asked {
+            // The server binds the port itself: it is ready once the port accepts.
+            run.readiness = Readiness::TcpConnect(format!("127.0.0.1:{port}"));
+        }
+    }
+    Ok(Some(ProxyConfig {
+        listen: listen.value,
+        upstream,
+        hold_timeout,
+        inject,
+    }))
+}
+
+/// `--proxy` when the flag gave the setting, else its label in the file.
+fn flag_or_label<T>(setting: &Named<T>, flag: &str, label: &str) -> String {
+    match setting.span {
+        Some(_) => label.to_owned(),
+        None => flag.to_owned(),
+    }
+}
+
+/// Where the proxy connects to a socket reload holds: the address it is bound to, loopback
+/// for one bound to every interface (connecting to 0.0.0.0 is not portable).
+fn held_upstream(address: &ListenAddress) -> Result<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match address {
+        ListenAddress::Tcp(addr) if addr.port() == 0 => Err(usage(format!(
+            "--proxy forwards to the first --listen socket, and {addr} asks for any free port, \
+             which the proxy could not find\n  help: --listen on a port of its own, like 3000"
+        ))),
+        ListenAddress::Tcp(addr) => Ok(match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+            }
+            _ => *addr,
+        }),
+        ListenAddress::Unix(_) => Err(usage(format!(
+            "--proxy forwards to the first --listen socket over TCP, and that one is {address}\n  \
+             help: put a TCP --listen first, like --listen 3000"
+        ))),
+    }
+}
+
+/// Whether binding `proxy` would take `server`'s port: the same port on the same address,
+/// or on every interface of either side.
+fn same_socket(proxy: std::net::SocketAddr, server: std::net::SocketAddr) -> bool {
+    proxy.port() == server.port()
+        && (proxy.ip() == server.ip()
+            || proxy.ip().is_unspecified()
+            || server.ip().is_unspecified())
+}
+
+/// The server's `PORT`: the app port, which most frameworks read. A `PORT` in `[run] env`
+/// that says the same is fine; one that says otherwise contradicts the proxy.
+fn give_port(
+    place: &Place<'_>,
+    run: &mut RunConfig,
+    port: u16,
+    app_port: Option<&Named<u16>>,
+) -> Result<()> {
+    let port_text = port.to_string();
+    match run.env.get("PORT") {
+        Some(written) if written.trim() == port_text => Ok(()),
+        Some(written) => {
+            let written = written.clone();
+            let app_port = app_port.map_or_else(|| port_text.clone(), |p| p.name.clone());
+            Err(place.value(
+                &["run.env.PORT"],
+                |value| value == written,
+                &format!(
+                    "`{written}` contradicts {app_port}: the proxy forwards to port {port} and \
+                     gives the server PORT={port}"
+                ),
+                Some("make them the same, or drop PORT from [run] env"),
+            ))
+        }
+        None => {
+            run.env.insert("PORT".to_owned(), port_text);
+            Ok(())
+        }
+    }
 }
 
 /// How reload speaks: flags over the file over the defaults.
@@ -1167,6 +1438,486 @@ mod tests {
             args: vec!["cargo".into(), "build".into(), "--bin".into(), "api".into()],
         };
         assert_eq!(cargo.to_string(), "cargo build --bin api");
+    }
+
+    /// `resolve_in` for a mistake: the message, after checking it is one that exits 2 (a
+    /// `UsageError` or a `ConfigError`, as `Exit::of_error` looks for).
+    #[track_caller]
+    fn refused(dir: &Path, argv: &[&str], toml: Option<&str>) -> String {
+        let err = resolve_in(dir, argv, toml).expect_err("a refusal");
+        assert!(
+            err.chain()
+                .any(|cause| cause.is::<UsageError>() || cause.is::<ConfigError>()),
+            "not a usage error, so not exit 2: {err:#}"
+        );
+        err.to_string()
+    }
+
+    /// An .air.toml resolved as `resolve` resolves one.
+    fn resolve_air(dir: &Path, argv: &[&str], text: &str) -> Result<Config> {
+        let args = Args::parse_from(std::iter::once("reload").chain(argv.iter().copied()));
+        let source = Source {
+            path: dir.join(".air.toml"),
+            text: text.into(),
+        };
+        let (file, _) = air::parse(&source)?;
+        resolve_with(&args, dir, Some(&source), file)
+    }
+
+    fn proxy_of(config: &Config) -> &ProxyConfig {
+        config.proxy.as_ref().expect("the proxy is on")
+    }
+
+    fn addr(text: &str) -> std::net::SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn proxy_flags_turn_it_on_in_front_of_the_app_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = resolve_in(
+            dir.path(),
+            &["--proxy", "8090", "--app-port", "8080", "--", "app"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            proxy_of(&config),
+            &ProxyConfig {
+                listen: addr("127.0.0.1:8090"),
+                upstream: Upstream::AppPort(8080),
+                hold_timeout: Duration::from_secs(30),
+                inject: true,
+            }
+        );
+        let run = config.run.unwrap();
+        assert_eq!(run.env.get("PORT").map(String::as_str), Some("8080"));
+        assert_eq!(
+            run.readiness,
+            Readiness::TcpConnect("127.0.0.1:8080".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_proxy_listens_where_written_and_on_loopback_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        for (written, listen) in [
+            (":8090", "127.0.0.1:8090"),
+            ("[::1]:8090", "[::1]:8090"),
+            ("0.0.0.0:8090", "0.0.0.0:8090"),
+            ("[::]:8090", "[::]:8090"),
+            ("192.168.1.5:8080", "192.168.1.5:8080"),
+        ] {
+            let config = resolve_in(
+                dir.path(),
+                &["--proxy", written, "--app-port", "8080", "--", "app"],
+                None,
+            )
+            .unwrap();
+            assert_eq!(proxy_of(&config).listen, addr(listen), "{written}");
+        }
+    }
+
+    #[test]
+    fn without_the_proxy_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        // `[proxy]` settings without a port wait for --proxy: they turn nothing on.
+        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 8080\nhold_timeout = \"5s\"\n";
+        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        assert_eq!(config.proxy, None);
+        let run = config.run.unwrap();
+        assert!(!run.env.contains_key("PORT"), "{:?}", run.env);
+        assert_eq!(run.readiness, Readiness::Spawned);
+    }
+
+    #[test]
+    fn the_files_proxy_section_and_the_flags_over_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = \"127.0.0.1:9000\"\napp_port = 3000\n\
+                    hold_timeout = \"5s\"\ninject = false\n";
+        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        assert_eq!(
+            proxy_of(&config),
+            &ProxyConfig {
+                listen: addr("127.0.0.1:9000"),
+                upstream: Upstream::AppPort(3000),
+                hold_timeout: Duration::from_secs(5),
+                inject: false,
+            }
+        );
+        let config = resolve_in(
+            dir.path(),
+            &["--proxy", "9001", "--app-port", "3001"],
+            Some(toml),
+        )
+        .unwrap();
+        let proxy = proxy_of(&config);
+        assert_eq!(
+            (proxy.listen, &proxy.upstream),
+            (addr("127.0.0.1:9001"), &Upstream::AppPort(3001))
+        );
+        assert_eq!(
+            config.run.unwrap().env.get("PORT").map(String::as_str),
+            Some("3001")
+        );
+
+        // A number and the string of one are the same port; --no-inject wins over the file.
+        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 9000\napp_port = \"3000\"\n\
+                    inject = true\n";
+        let config = resolve_in(dir.path(), &["--no-inject"], Some(toml)).unwrap();
+        let proxy = proxy_of(&config);
+        assert_eq!(proxy.listen, addr("127.0.0.1:9000"));
+        assert_eq!(proxy.upstream, Upstream::AppPort(3000));
+        assert!(!proxy.inject);
+
+        // --proxy turns on the proxy the file describes without a port of its own.
+        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 3000\n";
+        let config = resolve_in(dir.path(), &["--proxy", "9000"], Some(toml)).unwrap();
+        assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(3000));
+    }
+
+    #[test]
+    fn with_listen_the_proxy_forwards_to_the_held_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        for (listen, held) in [
+            ("3000", "127.0.0.1:3000"),
+            ("web=[::1]:3000", "[::1]:3000"),
+            // Bound on every interface; reached on loopback.
+            ("0.0.0.0:3000", "127.0.0.1:3000"),
+        ] {
+            let config = resolve_in(
+                dir.path(),
+                &[
+                    "--proxy", "8090", "--listen", listen, "--listen", "4000", "--", "app",
+                ],
+                None,
+            )
+            .unwrap();
+            assert_eq!(
+                proxy_of(&config).upstream,
+                Upstream::Held(addr(held)),
+                "{listen}"
+            );
+            let run = config.run.unwrap();
+            // The kernel accepts on a held socket before any server does: no tcp probe, no
+            // PORT (the server takes fd 3).
+            assert_eq!(run.readiness, Readiness::Spawned);
+            assert!(!run.env.contains_key("PORT"));
+        }
+        let toml = "[run]\ncmd = [\"app\"]\nlisten = [\"3000\"]\n[proxy]\nport = 8090\n";
+        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        assert_eq!(
+            proxy_of(&config).upstream,
+            Upstream::Held(addr("127.0.0.1:3000"))
+        );
+    }
+
+    #[test]
+    fn an_explicit_readiness_check_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = resolve_in(
+            dir.path(),
+            &[
+                "--proxy",
+                "8090",
+                "--app-port",
+                "8080",
+                "--ready",
+                "notify",
+                "--",
+                "app",
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.run.unwrap().readiness, Readiness::Notify);
+        // `none`, written, is asked for too: the server is ready when spawned.
+        let toml =
+            "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n";
+        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        assert_eq!(config.run.unwrap().readiness, Readiness::Spawned);
+    }
+
+    #[test]
+    fn a_port_in_run_env_must_be_the_app_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = |port: &str| {
+            format!("[run]\ncmd = [\"app\"]\nenv = {{ PORT = \"{port}\", A = \"1\" }}\n")
+        };
+        let config = resolve_in(
+            dir.path(),
+            &["--proxy", "8090", "--app-port", "8080"],
+            Some(&toml("8080")),
+        )
+        .unwrap();
+        let env = config.run.unwrap().env;
+        assert_eq!(env.get("PORT").map(String::as_str), Some("8080"));
+        assert_eq!(env.get("A").map(String::as_str), Some("1"));
+
+        let err = refused(
+            dir.path(),
+            &["--proxy", "8090", "--app-port", "8080"],
+            Some(&toml("3000")),
+        );
+        assert!(err.contains("reload.toml:3:"), "{err}");
+        assert!(err.contains("`3000` contradicts --app-port 8080"), "{err}");
+        assert!(err.contains("drop PORT from [run] env"), "{err}");
+    }
+
+    #[test]
+    fn the_upstream_must_be_known_and_said_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = refused(dir.path(), &["--proxy", "8090", "--", "app"], None);
+        assert_eq!(
+            err,
+            "--proxy needs the port your server listens on: add --app-port PORT (or [proxy] \
+             app_port), or let reload hold it with --listen"
+        );
+        let err = refused(
+            dir.path(),
+            &[],
+            Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n"),
+        );
+        assert!(
+            err.ends_with(
+                "reload.toml:4:8: [proxy] port needs the port your server listens on: add \
+                 --app-port PORT (or [proxy] app_port), or let reload hold it with --listen"
+            ),
+            "{err}"
+        );
+        let err = refused(
+            dir.path(),
+            &[
+                "--proxy",
+                "8090",
+                "--app-port",
+                "8080",
+                "--listen",
+                "3000",
+                "--",
+                "app",
+            ],
+            None,
+        );
+        assert!(
+            err.starts_with("--app-port 8080 and --listen 127.0.0.1:3000 contradict each other"),
+            "{err}"
+        );
+        let err = refused(
+            dir.path(),
+            &["--proxy", "8090", "--listen", "unix:app.sock", "--", "app"],
+            None,
+        );
+        assert!(err.contains("over TCP"), "{err}");
+        let err = refused(
+            dir.path(),
+            &["--proxy", "8090", "--listen", "0", "--", "app"],
+            None,
+        );
+        assert!(err.contains("any free port"), "{err}");
+    }
+
+    #[test]
+    fn ports_that_do_not_parse_are_refused_naming_the_flag_or_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = |proxy: &'static str, app: &'static str| {
+            vec!["--proxy", proxy, "--app-port", app, "--", "app"]
+        };
+        for (argv, expected) in [
+            (
+                flags("80x", "8080"),
+                "--proxy: `80x` is not a port or an address",
+            ),
+            (
+                flags("70000", "8080"),
+                "--proxy: `70000` is not a port: ports go from 1 to 65535",
+            ),
+            (
+                flags("0", "8080"),
+                "--proxy: port 0 means \"any free port\"",
+            ),
+            (flags("8090", "a"), "--app-port: `a` is not a port"),
+            (flags("8090", "0"), "--app-port: port 0"),
+            (flags("8090", "65536"), "--app-port: `65536` is not a port"),
+        ] {
+            let err = refused(dir.path(), &argv, None);
+            assert!(err.starts_with(expected), "{argv:?}: {err}");
+        }
+        for (proxy, expected) in [
+            (
+                "app_port = \"a\"",
+                "reload.toml:4:12: [proxy] app_port: `a` is not a port",
+            ),
+            ("app_port = 0", "reload.toml:4:12: [proxy] app_port: port 0"),
+            (
+                "app_port = -1",
+                "reload.toml:4:12: [proxy] app_port: `-1` is not a port",
+            ),
+            (
+                "port = 70000",
+                "reload.toml:4:8: [proxy] port: `70000` is not a port",
+            ),
+            (
+                "port = \"x:1\"",
+                "reload.toml:4:8: [proxy] port: `x:1`: `x` is not an IP address",
+            ),
+            (
+                "port = true",
+                "reload.toml:4:8: `proxy.port`: invalid type: boolean `true`, expected a port number",
+            ),
+        ] {
+            let toml = format!("[run]\ncmd = [\"app\"]\n[proxy]\n{proxy}\n");
+            let err = refused(dir.path(), &[], Some(&toml));
+            assert!(err.contains(expected), "{proxy}: {err}");
+        }
+        let err = refused(
+            dir.path(),
+            &[],
+            Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\nhold_timout = \"1s\"\n"),
+        );
+        assert!(
+            err.contains("reload.toml:5:1: unknown key `hold_timout` in [proxy]"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `hold_timeout`?"), "{err}");
+    }
+
+    #[test]
+    fn the_proxy_and_the_server_need_two_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        for proxy in ["8080", "0.0.0.0:8080", "[::]:8080"] {
+            let err = refused(
+                dir.path(),
+                &["--proxy", proxy, "--app-port", "8080", "--", "app"],
+                None,
+            );
+            assert!(
+                err.starts_with(&format!(
+                    "--proxy {proxy} and --app-port 8080 are the same port"
+                )),
+                "{err}"
+            );
+        }
+        // Another address of this machine is another socket.
+        let config = resolve_in(
+            dir.path(),
+            &[
+                "--proxy",
+                "192.168.1.5:8080",
+                "--app-port",
+                "8080",
+                "--",
+                "app",
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(8080));
+        let err = refused(
+            dir.path(),
+            &[],
+            Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8080\napp_port = 8080\n"),
+        );
+        assert!(
+            err.contains(
+                "reload.toml:4:8: [proxy] port = 8080 and [proxy] app_port = 8080 are the same port"
+            ),
+            "{err}"
+        );
+        let err = refused(
+            dir.path(),
+            &["--proxy", "3000", "--listen", "3000", "--", "app"],
+            None,
+        );
+        assert!(
+            err.starts_with("--proxy 3000 and --listen 127.0.0.1:3000 are the same port"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_proxy_needs_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = refused(
+            dir.path(),
+            &["--build", "make", "--proxy", "8090", "--app-port", "8080"],
+            None,
+        );
+        assert!(
+            err.starts_with("--proxy needs a server to forward to"),
+            "{err}"
+        );
+        let err = refused(
+            dir.path(),
+            &[],
+            Some("[build]\ncmd = \"make\"\n[proxy]\nport = 8090\napp_port = 8080\n"),
+        );
+        assert!(
+            err.contains("reload.toml:4:8: [proxy] port needs a server to forward to"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn proxy_flags_without_a_proxy_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for flag in [&["--app-port", "8080"][..], &["--no-inject"]] {
+            let mut argv = flag.to_vec();
+            argv.extend(["--", "app"]);
+            let err = refused(dir.path(), &argv, None);
+            assert!(
+                err.starts_with(&format!(
+                    "{} is a setting of the dev proxy, and no proxy is asked for",
+                    flag[0]
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn airs_proxy_becomes_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[build]\ncmd = \"true\"\nbin = \"app\"\n[proxy]\nenabled = true\n\
+                    proxy_port = 8090\napp_port = 8080\napp_start_timeout = 2500\n";
+        let config = resolve_air(dir.path(), &[], text).unwrap();
+        assert_eq!(
+            proxy_of(&config),
+            &ProxyConfig {
+                listen: addr("127.0.0.1:8090"),
+                upstream: Upstream::AppPort(8080),
+                hold_timeout: Duration::from_secs(30),
+                inject: true,
+            }
+        );
+        let run = config.run.unwrap();
+        assert_eq!(run.ready_timeout, Duration::from_millis(2500));
+        assert_eq!(run.env.get("PORT").map(String::as_str), Some("8080"));
+        assert_eq!(
+            run.readiness,
+            Readiness::TcpConnect("127.0.0.1:8080".to_owned())
+        );
+
+        let off = text.replace("enabled = true", "enabled = false");
+        let config = resolve_air(dir.path(), &[], &off).unwrap();
+        assert_eq!(config.proxy, None);
+        assert!(!config.run.unwrap().env.contains_key("PORT"));
+
+        // Errors in air's keys name them, at their line in the .air.toml.
+        let err = resolve_air(dir.path(), &[], &text.replace("8090", "70000"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(".air.toml:6:14: [proxy] proxy_port: `70000` is not a port"),
+            "{err}"
+        );
+        let err = resolve_air(dir.path(), &[], &text.replace("8090", "8080"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(".air.toml:6:14: [proxy] proxy_port = 8080 and [proxy] app_port = 8080"),
+            "{err}"
+        );
     }
 
     #[test]

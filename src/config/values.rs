@@ -182,6 +182,68 @@ pub fn parse_listen(text: &str, root: &Path) -> Result<ListenSpec, String> {
     })
 }
 
+/// A TCP port from 1 to 65535, as a flag or a file writes it. Port 0 is refused: it would be
+/// "any free port", which neither the browser nor the proxy could then find.
+pub(crate) fn parse_port(text: &str) -> Result<u16, String> {
+    let text = text.trim();
+    match text.parse::<u64>() {
+        Ok(0) => Err(
+            "port 0 means \"any free port\", which nothing could then find; name a port from 1 \
+             to 65535"
+                .to_owned(),
+        ),
+        Ok(port) => u16::try_from(port)
+            .map_err(|_| format!("`{text}` is not a port: ports go from 1 to 65535")),
+        Err(_) => Err(format!(
+            "`{text}` is not a port; write a number from 1 to 65535"
+        )),
+    }
+}
+
+/// Where the proxy listens: `8090` or `:8090` (on 127.0.0.1), `HOST:PORT` with an IP address
+/// or `localhost`, `[::1]:8090`. All interfaces only when written: `0.0.0.0:8090`, `[::]:8090`.
+pub(crate) fn parse_proxy_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let text = text.trim();
+    let invalid = || {
+        format!(
+            "`{text}` is not a port or an address; write 8090, :8090, 127.0.0.1:8090 or \
+             [::1]:8090"
+        )
+    };
+    let (host, port) = match text.rsplit_once(':') {
+        // A colon inside brackets only (`[::1]`) is no port separator.
+        Some((host, port)) if !port.contains(']') => (host, port),
+        _ if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() => ("", text),
+        _ => return Err(invalid()),
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let port = parse_port(port)?;
+    let ip = match host {
+        "" | "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        bracketed if bracketed.starts_with('[') && bracketed.ends_with(']') => bracketed
+            [1..bracketed.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .map(IpAddr::V6)
+            .map_err(|_| invalid())?,
+        // `::1:8090` is ambiguous (is 8090 part of the address?): IPv6 needs its brackets.
+        plain => plain.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| {
+            if plain.contains(':') {
+                format!("`{text}`: write an IPv6 address in brackets, like [::1]:{port}")
+            } else {
+                format!(
+                    "`{text}`: `{plain}` is not an IP address; the proxy listens on an address \
+                     of this machine, like 127.0.0.1:{port} (or 0.0.0.0:{port} for every \
+                     interface)"
+                )
+            }
+        })?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
 /// `none`, `notify` or `http://host:port/path`.
 pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
     let text = text.trim();
@@ -406,6 +468,56 @@ mod tests {
                 .contains("not a listen address")
         );
         assert!(parse_listen("a:b=3000", root).is_err());
+    }
+
+    #[test]
+    fn ports_run_from_1_to_65535() {
+        assert_eq!(parse_port("8080"), Ok(8080));
+        assert_eq!(parse_port(" 1 "), Ok(1));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        assert!(parse_port("0").unwrap_err().contains("port 0"));
+        assert!(
+            parse_port("70000")
+                .unwrap_err()
+                .contains("ports go from 1 to 65535")
+        );
+        for bad in ["a", "", "-1", "80x", "8080.0"] {
+            let err = parse_port(bad).expect_err(bad);
+            assert!(err.contains("is not a port"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_address_is_a_port_on_loopback_unless_a_host_is_written() {
+        let addr = |text| parse_proxy_address(text).map(|a| a.to_string());
+        assert_eq!(addr("8090"), Ok("127.0.0.1:8090".to_owned()));
+        assert_eq!(addr(":8090"), Ok("127.0.0.1:8090".to_owned()));
+        assert_eq!(addr("localhost:8090"), Ok("127.0.0.1:8090".to_owned()));
+        assert_eq!(addr("192.168.1.5:80"), Ok("192.168.1.5:80".to_owned()));
+        assert_eq!(addr("[::1]:8090"), Ok("[::1]:8090".to_owned()));
+        assert_eq!(addr("0.0.0.0:8090"), Ok("0.0.0.0:8090".to_owned()));
+        assert_eq!(addr("[::]:8090"), Ok("[::]:8090".to_owned()));
+        for bad in [
+            "80x", "", ":", "x:80", "[::1]", "[::1]:", "1.2.3:80", "8090:",
+        ] {
+            assert!(parse_proxy_address(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_proxy_address("70000")
+                .unwrap_err()
+                .contains("ports go from 1 to 65535")
+        );
+        assert!(parse_proxy_address(":0").unwrap_err().contains("port 0"));
+        assert!(
+            parse_proxy_address("::1:8090")
+                .unwrap_err()
+                .contains("in brackets")
+        );
+        assert!(
+            parse_proxy_address("example.com:8090")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
     }
 
     #[test]

@@ -345,3 +345,96 @@ fn a_file_name_with_a_newline_and_escapes_cannot_forge_a_status_line() {
         session.context()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The dev proxy's settings: refused at start, before anything is built or bound
+
+#[test]
+fn a_proxy_port_that_does_not_parse_names_the_flag_or_the_line() {
+    let project = Project::new();
+    for (proxy, app_port, needles) in [
+        (
+            "80x",
+            "8080",
+            &["--proxy: `80x` is not a port or an address"][..],
+        ),
+        (
+            "70000",
+            "8080",
+            &["--proxy: `70000`", "ports go from 1 to 65535"],
+        ),
+        ("8090", "0", &["--app-port: port 0"]),
+    ] {
+        refused(
+            &project,
+            &[
+                "--proxy",
+                proxy,
+                "--app-port",
+                app_port,
+                "--",
+                "sleep",
+                "1000",
+            ],
+            needles,
+        );
+    }
+    let project = Project::new().config(&format!(
+        "{SLEEPER}[proxy]\nport = 8090\napp_port = \"a\"\n"
+    ));
+    refused(
+        &project,
+        &[],
+        &["reload.toml:5:12: [proxy] app_port: `a` is not a port"],
+    );
+}
+
+#[test]
+fn a_proxy_without_a_server_or_its_port_says_what_is_missing() {
+    let project = Project::new();
+    refused(
+        &project,
+        &["--build", "true", "--proxy", "8090", "--app-port", "8080"],
+        &["--proxy needs a server to forward to"],
+    );
+    refused(
+        &project,
+        &["--proxy", "8090", "--", "sleep", "1000"],
+        &[
+            "--proxy needs the port your server listens on: add --app-port PORT (or [proxy] \
+           app_port), or let reload hold it with --listen",
+        ],
+    );
+    refused(
+        &project,
+        &[
+            "--proxy",
+            "8080",
+            "--app-port",
+            "8080",
+            "--",
+            "sleep",
+            "1000",
+        ],
+        &["--proxy 8080 and --app-port 8080 are the same port"],
+    );
+}
+
+#[test]
+fn airs_proxy_section_is_read_not_warned_about() {
+    // air's own proxy keys, with one port for both: refused at air's key and line, which shows
+    // they were read, and nothing calls them unsupported.
+    let project = Project::new().file(
+        ".air.toml",
+        "[build]\ncmd = \"true\"\nbin = \"sleep\"\nargs_bin = [\"1000\"]\n\n[proxy]\n\
+         enabled = true\nproxy_port = 8080\napp_port = 8080\napp_start_timeout = 5000\n",
+    );
+    let finished = refused(
+        &project,
+        &[],
+        &[
+            ".air.toml:8:14: [proxy] proxy_port = 8080 and [proxy] app_port = 8080 are the same port",
+        ],
+    );
+    assert_lacks(&finished, "not supported");
+}
