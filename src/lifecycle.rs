@@ -141,8 +141,11 @@ pub enum BuildState {
     #[default]
     Passed,
     Running,
-    /// The last build failed with this output; a change or `r` builds again.
+    /// The last build failed, this way, with this output; a change or `r` builds again.
     Failed {
+        /// "exit 1", as in [`Lifecycle::BuildFailed`].
+        how: String,
+        errors: Option<usize>,
         output: Arc<str>,
     },
 }
@@ -154,8 +157,15 @@ impl State {
             Lifecycle::BuildSucceeded { .. } | Lifecycle::BuildCancelled { .. } => {
                 self.build = BuildState::Passed;
             }
-            Lifecycle::BuildFailed { output, .. } => {
+            Lifecycle::BuildFailed {
+                how,
+                errors,
+                output,
+                ..
+            } => {
                 self.build = BuildState::Failed {
+                    how: how.clone(),
+                    errors: *errors,
                     output: output.clone(),
                 };
             }
@@ -301,6 +311,8 @@ mod tests {
         assert_eq!(
             now.build,
             BuildState::Failed {
+                how: "exit 1".into(),
+                errors: Some(1),
                 output: "boom".into()
             }
         );

@@ -9,6 +9,7 @@
 mod config_errors;
 mod init_cmd;
 mod lifecycle;
+mod proxy;
 mod sockets;
 mod support;
 mod ux;

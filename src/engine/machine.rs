@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::Exit;
 use crate::build::BuildResult;
-use crate::config::{BuildCommand, OnBuildFailure, OnExit, RestartOrder, RunConfig};
+use crate::config::{BuildCommand, OnBuildFailure, OnExit, Readiness, RestartOrder, RunConfig};
 use crate::lifecycle::{Generation, Lifecycle};
 use crate::status;
 use crate::supervise::ChildExit;
@@ -118,6 +118,11 @@ pub enum Effect {
     Discard(Generation),
     /// Reap what a server that exited left behind.
     Bury(Generation),
+    /// Say which ports a server that never accepted on `expected` listens on instead.
+    ExplainPorts {
+        generation: Generation,
+        expected: String,
+    },
     /// Nothing is left to wait for: reload exits.
     Exit(Exit),
 }
@@ -141,6 +146,8 @@ pub struct Policy {
     pub listening: bool,
     /// Keys are read from the terminal (`r` rebuilds).
     pub keys: bool,
+    /// The `host:port` a new server is ready once it accepts on (`--ready tcp:`, the proxy).
+    pub probed: Option<String>,
 }
 
 impl Policy {
@@ -157,6 +164,10 @@ impl Policy {
             clear,
             listening: run.is_some_and(|r| !r.listeners.is_empty()),
             keys: false,
+            probed: run.and_then(|r| match &r.readiness {
+                Readiness::TcpConnect(authority) => Some(authority.clone()),
+                _ => None,
+            }),
         }
     }
 }
@@ -724,6 +735,13 @@ impl Service {
                     "was not ready within {}",
                     status::duration(self.policy.ready_timeout)
                 );
+                if let (Phase::Swapping(swap), Some(expected)) = (&self.phase, &self.policy.probed)
+                {
+                    out.push(Effect::ExplainPorts {
+                        generation: swap.generation,
+                        expected: expected.clone(),
+                    });
+                }
                 self.give_up(&why, None, now, out);
             }
             _ => {}

@@ -51,6 +51,14 @@ struct Stages {
 /// Run the dev loop until a shutdown. Returns the exit code to use.
 pub async fn run(config: Config) -> Result<Exit> {
     let mut shutdowns = listen_for_shutdown()?;
+    let mut bus = Bus::new(status::subscribers());
+    // Bound before anything starts: a proxy port in use stops reload with nothing to clean up.
+    // It serves until this function returns.
+    let _proxy = config
+        .proxy
+        .as_ref()
+        .map(|proxy| crate::proxy::start(proxy, &bus))
+        .transpose()?;
     let (server_events, mut from_servers) = mpsc::unbounded_channel();
     let stdin = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         Stdin::Null
@@ -72,6 +80,9 @@ pub async fn run(config: Config) -> Result<Exit> {
         directories: watched,
         listening: supervisor.as_ref().and_then(Supervisor::describe_listeners),
     });
+    if let Some(proxy) = &config.proxy {
+        status::info(&crate::proxy::describe(proxy));
+    }
     let keyboard = terminal::start();
     let (restore_terminal, mut keys) = match keyboard {
         Some((guard, keys)) => {
@@ -81,7 +92,6 @@ pub async fn run(config: Config) -> Result<Exit> {
         None => (None, mpsc::unbounded_channel().1),
     };
     policy.keys = restore_terminal.is_some();
-    let mut bus = Bus::new(status::subscribers());
     let mut unit = Unit {
         machine: Service::new(policy),
         stages: Stages {
@@ -202,6 +212,14 @@ impl Stages {
             Effect::Stop(generation) => self.supervisor.as_mut()?.stop(generation),
             Effect::Kill(generation) => self.supervisor.as_mut()?.kill(generation),
             Effect::Discard(generation) => self.supervisor.as_mut()?.discard(generation).await,
+            Effect::ExplainPorts {
+                generation,
+                expected,
+            } => {
+                if let Some((pid, ports)) = self.supervisor.as_ref()?.listening_ports(generation) {
+                    status::info(&explain_ports(pid, &ports, &expected));
+                }
+            }
             Effect::Bury(generation) => self.supervisor.as_mut()?.bury(generation).await,
             Effect::Exit(_) | Effect::Publish(_) => unreachable!("carried out by Unit::carry_out"),
         }
@@ -287,6 +305,22 @@ async fn build_finished(build: &mut Option<RunningBuild>) -> BuildOutcome {
         Some(build) => build.finished().await,
         None => std::future::pending().await,
     }
+}
+
+/// What a server that never accepted on `expected` listens on instead, and what to do.
+fn explain_ports(pid: u32, ports: &std::collections::BTreeSet<u16>, expected: &str) -> String {
+    if ports.is_empty() {
+        return format!(
+            "app (pid {pid}) listens on no TCP port at all, not on {expected}: does it start a \
+             server, and does it read PORT?"
+        );
+    }
+    let list: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+    format!(
+        "app (pid {pid}) listens on {}, not on {expected}: if that is its port, point reload \
+         at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT",
+        list.join(", ")
+    )
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -13,6 +13,7 @@
 mod command;
 pub mod guard;
 mod path;
+pub mod ports;
 #[cfg(target_os = "linux")]
 mod spawn_linux;
 #[cfg(not(target_os = "linux"))]

@@ -2,6 +2,352 @@
 //! server is ready, forwards them to the one that is, retries what never reached a server, and
 //! puts the live-reload script into HTML pages. It is a subscriber to the lifecycle bus: it never
 //! spawns, never signals and never decides when to restart.
+//!
+//! It runs on a thread and a runtime of its own, so that no request ever delays the engine's
+//! events, and stops when reload does ([`Proxy`] is dropped).
 
+mod events;
+mod forward;
 pub mod inject;
 pub mod page;
+mod rewrite;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{broadcast, oneshot, watch};
+
+use crate::config::{ProxyConfig, Upstream, UsageError};
+use crate::lifecycle::{Bus, Lifecycle, State};
+use crate::status;
+
+/// Every body the proxy sends or forwards.
+pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Frames for the pages' event streams that may wait for a slow page before it misses some.
+const FRAMES_KEPT: usize = 64;
+
+/// The running proxy; dropping it stops it (open connections are closed).
+pub struct Proxy {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What every request handler reads.
+pub(crate) struct Shared {
+    pub upstream: SocketAddr,
+    pub hold_timeout: Duration,
+    pub inject: bool,
+    pub state: watch::Receiver<State>,
+    /// Frames for the pages' event streams.
+    pub frames: broadcast::Sender<Bytes>,
+    pub pool: forward::Pool,
+    /// What a held request waits for, in words, for the 504 past the hold timeout.
+    pub waiting_for: Mutex<String>,
+    /// An encoding the proxy cannot rewrite is warned about once.
+    pub warned_encoding: AtomicBool,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Where the browser should point, for the startup line: `http://127.0.0.1:8090 -> app :8080`.
+pub fn describe(config: &ProxyConfig) -> String {
+    let app = match config.upstream {
+        Upstream::AppPort(port) => format!(":{port}"),
+        Upstream::Held(addr) => format!("{addr} (held by reload)"),
+    };
+    format!("proxy on http://{} -> app {app}", config.listen)
+}
+
+/// Bind the proxy's port (a port in use is a usage error: nothing has started yet) and serve
+/// on a thread of its own until the returned [`Proxy`] is dropped.
+pub fn start(config: &ProxyConfig, bus: &Bus) -> Result<Proxy> {
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|err| {
+        let what = if err.kind() == std::io::ErrorKind::AddrInUse {
+            "the port is in use (another reload, or the app itself?): pick another with --proxy \
+             PORT or [proxy] port"
+                .to_owned()
+        } else {
+            format!("{err}: pick another address with --proxy HOST:PORT or [proxy] port")
+        };
+        anyhow::Error::new(UsageError(format!(
+            "cannot listen on {} for the proxy: {what}",
+            config.listen
+        )))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot set up the proxy's socket")?;
+    let upstream = match config.upstream {
+        Upstream::AppPort(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        Upstream::Held(addr) => loopback_of(addr),
+    };
+    let shared = Arc::new(Shared {
+        upstream,
+        hold_timeout: config.hold_timeout,
+        inject: config.inject,
+        state: bus.state(),
+        frames: broadcast::channel(FRAMES_KEPT).0,
+        pool: forward::Pool::default(),
+        waiting_for: Mutex::new("the first build and start".to_owned()),
+        warned_encoding: AtomicBool::new(false),
+    });
+    let events = bus.subscribe();
+    let (stop, stopped) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("proxy".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    status::error(&format!("error: the proxy cannot start: {err}"));
+                    return;
+                }
+            };
+            // Connections are tasks of this thread only (spawn_local): nothing they hold needs to
+            // be Send, and the proxy never competes with the engine's thread.
+            let local = tokio::task::LocalSet::new();
+            runtime.block_on(local.run_until(serve(listener, shared, events, stopped)));
+        })
+        .context("cannot start the proxy's thread")?;
+    Ok(Proxy {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+/// A held socket bound to all interfaces is reached on loopback.
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip = if addr.is_ipv4() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut events: broadcast::Receiver<Arc<Lifecycle>>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => {
+            status::error(&format!("error: the proxy cannot listen: {err}"));
+            return;
+        }
+    };
+    // The lifecycle events, relayed to the pages' streams as frames.
+    let frames = shared.frames.clone();
+    let relay_shared = shared.clone();
+    let upstream = shared.upstream;
+    let relay = tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(waiting) = waiting_for(&event, upstream) {
+                        *lock(&relay_shared.waiting_for) = waiting;
+                    }
+                    if let Some(frame) = events::of(&event) {
+                        let _ = frames.send(frame);
+                    }
+                }
+                // Each stream sends a fresh hello when it lags itself; nothing to do here.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let mut connections = Connections::default();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else {
+                    // Out of descriptors, say: give the others a moment to close.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(route(shared, request, peer).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        }
+    }
+    relay.abort();
+    connections.abort_all();
+}
+
+/// What a request held now would be waiting for, after `event`.
+fn waiting_for(event: &Lifecycle, upstream: SocketAddr) -> Option<String> {
+    Some(match event {
+        Lifecycle::BuildStarted { command } => format!("the build (`{command}`) is running"),
+        Lifecycle::ServerStarting { pid, .. } => format!(
+            "the app (pid {pid}) has started but does not accept connections on {upstream}; \
+             if it listens on another port, give that one to --app-port"
+        ),
+        Lifecycle::ServerExited { description, .. } => {
+            format!("the app {description}; reload starts it again on the next save")
+        }
+        Lifecycle::ServerFailed { message, .. } | Lifecycle::StartFailed { message } => {
+            message.clone()
+        }
+        Lifecycle::Stopping { pid, .. } => format!("the old app (pid {pid}) is stopping"),
+        _ => return None,
+    })
+}
+
+/// The connections being served, so that they end with the proxy.
+#[derive(Default)]
+struct Connections {
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Connections {
+    fn spawn(&mut self, task: impl Future<Output = ()> + 'static) {
+        self.tasks.retain(|task| !task.is_finished());
+        self.tasks
+            .push(tokio::task::spawn_local(task).abort_handle());
+    }
+
+    fn abort_all(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// reload's own endpoints under `/__reload/`; everything else goes to the app.
+async fn route(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let path = request.uri().path();
+    let Some(own) = path.strip_prefix("/__reload/") else {
+        return forward::forward(&shared, request, peer).await;
+    };
+    match (request.method(), own) {
+        (&Method::GET | &Method::HEAD, "client.js") => respond(
+            StatusCode::OK,
+            &[
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            Bytes::from_static(page::CLIENT_JS.as_bytes()),
+        ),
+        (&Method::GET, "events") => {
+            let stream = events::Stream::new(shared.frames.subscribe(), shared.state.clone());
+            let mut response = Response::new(stream.map_err(|never| match never {}).boxed_unsync());
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-cache"),
+            );
+            response
+        }
+        (&Method::POST, "trigger") if is_loopback(peer) => {
+            let _ = shared.frames.send(events::reload());
+            respond(StatusCode::NO_CONTENT, &[], Bytes::new())
+        }
+        (_, "trigger") if !is_loopback(peer) => text(
+            StatusCode::FORBIDDEN,
+            "reload: /__reload/trigger answers only connections from this machine\n",
+        ),
+        (_, "trigger") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "reload: POST /__reload/trigger to reload every page\n",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "reload: no such endpoint; reload serves /__reload/client.js, /__reload/events and \
+             POST /__reload/trigger\n",
+        ),
+    }
+}
+
+fn is_loopback(peer: SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|ip| ip.is_loopback())
+        }
+    }
+}
+
+pub(crate) fn respond(
+    status: StatusCode,
+    headers: &[(header::HeaderName, &'static str)],
+    body: Bytes,
+) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name.clone(), header::HeaderValue::from_static(value));
+    }
+    response
+}
+
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    respond(
+        status,
+        &[(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Bytes::from(message.into()),
+    )
+}
+
+pub(crate) fn full(bytes: Bytes) -> Body {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}

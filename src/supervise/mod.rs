@@ -399,6 +399,15 @@ impl Supervisor {
         });
     }
 
+    /// The pid of `generation` and the TCP ports its process group listens on (from /proc).
+    pub fn listening_ports(
+        &self,
+        generation: Generation,
+    ) -> Option<(u32, std::collections::BTreeSet<u16>)> {
+        let child = self.children.get(&generation)?;
+        Some((child.pid, process::ports::listening_ports(child.group.id())))
+    }
+
     /// SIGKILL a server being stopped, now.
     pub fn kill(&mut self, generation: Generation) {
         if let Some(kill) = self.stopping.remove(&generation) {

@@ -711,6 +711,22 @@ impl Project {
     }
 }
 
+/// The most memory `pid` has held at once (VmHWM), in KiB; 0 when it cannot be read.
+pub(crate) fn peak_rss_kib(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:")?
+                    .trim()
+                    .trim_end_matches(" kB")
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
 /// A TCP port for a test's server, below the ephemeral range (32768 and up on Linux): a port
 /// taken from that range can be grabbed meanwhile as the local port of any outgoing connection,
 /// a concurrent test's client included. Ports are handed out once per test binary run, and

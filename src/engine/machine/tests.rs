@@ -22,6 +22,7 @@ fn policy() -> Policy {
         clear: false,
         listening: false,
         keys: false,
+        probed: None,
     }
 }
 
@@ -684,4 +685,40 @@ fn a_success_after_a_failure_clears_the_screen_of_its_errors() {
     run.prepared(G1);
     run.change();
     assert!(!run.build_succeeds().contains(&Effect::ClearScreen));
+}
+
+#[test]
+fn a_server_that_never_accepts_on_the_probed_port_gets_its_ports_explained_before_it_goes() {
+    let probed = Policy {
+        probed: Some("127.0.0.1:8080".to_owned()),
+        ..policy()
+    };
+    let (mut run, _) = Run::new(probed);
+    run.build_succeeds();
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.wait(Duration::from_secs(30));
+    let explain = effects.iter().position(|e| {
+        *e == Effect::ExplainPorts {
+            generation: G1,
+            expected: "127.0.0.1:8080".to_owned(),
+        }
+    });
+    let discard = effects.iter().position(|e| *e == Effect::Discard(G1));
+    assert!(
+        explain.is_some() && explain < discard,
+        "the ports are read while the server still runs: {effects:?}"
+    );
+
+    let (mut unprobed, _) = Run::new(policy());
+    unprobed.build_succeeds();
+    unprobed.prepared(G1);
+    unprobed.spawned(G1, 100);
+    let effects = unprobed.wait(Duration::from_secs(30));
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::ExplainPorts { .. })),
+        "{effects:?}"
+    );
 }

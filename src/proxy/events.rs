@@ -1,0 +1,246 @@
+//! The live-reload stream, `/__reload/events`: the lifecycle events a page cares about, as
+//! server-sent events. Each connection starts with a `hello` (the state now, so that a page
+//! that connects late or reconnects knows where things stand), then gets one event per change.
+//! Nothing but lifecycle events and build output ever goes out on it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::lifecycle::{BuildState, Lifecycle, State};
+
+/// One failed build, as a page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub how: String,
+    pub errors: Option<usize>,
+    pub output: Arc<str>,
+}
+
+/// What the proxy knows beyond [`State`]: how the last failure ended.
+pub(crate) fn failure(state: &State) -> Option<Failure> {
+    match &state.build {
+        BuildState::Failed {
+            how,
+            errors,
+            output,
+        } => Some(Failure {
+            how: how.clone(),
+            errors: *errors,
+            output: output.clone(),
+        }),
+        BuildState::Passed | BuildState::Running => None,
+    }
+}
+
+/// The first frame of every stream: the state now.
+pub(crate) fn hello(state: &State) -> Bytes {
+    let build = match state.build {
+        BuildState::Passed => "passed",
+        BuildState::Running => "running",
+        BuildState::Failed { .. } => "failed",
+    };
+    let failure = failure(state);
+    frame(
+        "hello",
+        &json!({
+            "generation": state.serving.map(|s| s.generation.0),
+            "build": build,
+            "output": failure.as_ref().map(|f| &*f.output),
+            "how": failure.as_ref().map(|f| &f.how),
+        }),
+    )
+}
+
+/// The frame a page gets for `event`, if it cares.
+pub(crate) fn of(event: &Lifecycle) -> Option<Bytes> {
+    Some(match event {
+        Lifecycle::BuildStarted { .. } => frame("building", &json!({})),
+        Lifecycle::BuildFailed {
+            how,
+            errors,
+            output,
+            ..
+        } => frame(
+            "failed",
+            &json!({ "how": how, "errors": errors, "output": &**output }),
+        ),
+        Lifecycle::ServerReady { generation, .. } => {
+            frame("ready", &json!({ "generation": generation.0 }))
+        }
+        _ => return None,
+    })
+}
+
+/// Asked for by another tool (`POST /__reload/trigger`): every page reloads.
+pub(crate) fn reload() -> Bytes {
+    frame("reload", &json!({}))
+}
+
+fn frame(name: &str, data: &serde_json::Value) -> Bytes {
+    // serde_json never writes a raw newline inside a value, so the data is one line.
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+/// The body of one `/__reload/events` response: the hello, then every frame sent on the hub.
+/// A page that fell behind (a sleeping laptop) gets a fresh hello instead of what it missed.
+pub(crate) struct Stream {
+    first: Option<Bytes>,
+    state: tokio::sync::watch::Receiver<State>,
+    /// The next receive: a broadcast receiver has no poll method, so it lives in a future that
+    /// hands it back with what it received.
+    next: Pin<Box<dyn Future<Output = Received> + Send>>,
+}
+
+type Received = (Result<Bytes, RecvError>, broadcast::Receiver<Bytes>);
+
+fn receive(
+    mut frames: broadcast::Receiver<Bytes>,
+) -> Pin<Box<dyn Future<Output = Received> + Send>> {
+    Box::pin(async move {
+        let received = frames.recv().await;
+        (received, frames)
+    })
+}
+
+impl Stream {
+    pub(crate) fn new(
+        frames: broadcast::Receiver<Bytes>,
+        state: tokio::sync::watch::Receiver<State>,
+    ) -> Stream {
+        let first = Some(hello(&state.borrow()));
+        Stream {
+            first,
+            state,
+            next: receive(frames),
+        }
+    }
+}
+
+impl Body for Stream {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let (received, frames) = std::task::ready!(self.next.as_mut().poll(cx));
+        self.next = receive(frames);
+        Poll::Ready(match received {
+            Ok(frame) => Some(Ok(Frame::data(frame))),
+            Err(RecvError::Lagged(_)) => Some(Ok(Frame::data(hello(&self.state.borrow())))),
+            // The proxy is shutting down: the stream ends and the page reconnects later.
+            Err(RecvError::Closed) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{Generation, Serving};
+    use std::time::Duration;
+
+    fn data(frame: &Bytes) -> serde_json::Value {
+        let text = std::str::from_utf8(frame).unwrap();
+        let line = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn a_hello_says_who_serves_and_how_the_last_build_ended() {
+        let state = State {
+            serving: Some(Serving {
+                pid: 9,
+                generation: Generation(4),
+            }),
+            build: BuildState::Failed {
+                how: "exit 1".into(),
+                errors: Some(2),
+                output: "\x1b[31merror\x1b[0m: <b>\n".into(),
+            },
+        };
+        let hello = hello(&state);
+        assert!(hello.starts_with(b"event: hello\ndata: {"));
+        assert!(hello.ends_with(b"\n\n"));
+        let value = data(&hello);
+        assert_eq!(value["generation"], 4);
+        assert_eq!(value["build"], "failed");
+        assert_eq!(value["how"], "exit 1");
+        assert_eq!(value["output"], "\x1b[31merror\x1b[0m: <b>\n");
+        let idle = super::hello(&State::default());
+        assert_eq!(data(&idle)["generation"], serde_json::Value::Null);
+        assert_eq!(data(&idle)["build"], "passed");
+    }
+
+    #[test]
+    fn only_what_a_page_acts_on_becomes_a_frame() {
+        let ready = of(&Lifecycle::ServerReady {
+            pid: 1,
+            generation: Generation(2),
+            old: None,
+            swap: Duration::ZERO,
+            since_change: None,
+        })
+        .unwrap();
+        assert!(ready.starts_with(b"event: ready\n"));
+        assert_eq!(data(&ready)["generation"], 2);
+        let failed = of(&Lifecycle::BuildFailed {
+            how: "exit 2".into(),
+            errors: None,
+            elapsed: Duration::ZERO,
+            serving: None,
+            output: "line one\nline two".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&failed).unwrap().matches('\n').count(),
+            3,
+            "one event line, one data line, one blank line: {failed:?}"
+        );
+        assert_eq!(data(&failed)["output"], "line one\nline two");
+        assert!(
+            of(&Lifecycle::ServerStarting {
+                pid: 1,
+                generation: Generation(2)
+            })
+            .is_none(),
+            "a page never hears of a spawn: it reloads on ready only"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stream_starts_with_hello_and_replaces_what_it_missed_with_a_new_one() {
+        use http_body_util::BodyExt;
+        let (hub, frames) = broadcast::channel(2);
+        let (_state_tx, state) = tokio::sync::watch::channel(State::default());
+        let mut stream = Stream::new(frames, state);
+        let first = stream.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"event: hello"));
+        hub.send(reload()).unwrap();
+        let next = stream.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(next.starts_with(b"event: reload"));
+        for _ in 0..5 {
+            hub.send(reload()).unwrap();
+        }
+        let lagged = stream.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(lagged.starts_with(b"event: hello"), "{lagged:?}");
+        drop(hub);
+        let mut rest = 0;
+        while let Some(frame) = stream.frame().await {
+            frame.unwrap();
+            rest += 1;
+        }
+        assert!(rest <= 2, "the stream ends once the hub is gone");
+    }
+}

@@ -1,0 +1,167 @@
+# An unmodified, ordinary dev server, as the proxy tests need one: it binds its own port (PORT),
+# does not drain (SIGTERM kills it mid-request), and serves a few kinds of answers. Its version
+# is build/version.txt, read at start. Each start is logged to ../scratch/app.log.
+import base64
+import gzip
+import hashlib
+import http.server
+import os
+import socketserver
+import sys
+import time
+import zlib
+
+VERSION = open("build/version.txt").read().strip()
+PORT = int(os.environ["PORT"])
+PAGE = ("<!doctype html><html><head><title>%s</title></head><body><h1>%s</h1></body></html>"
+        % (VERSION, VERSION)).encode()
+
+
+def hanging(method):
+    with open("../scratch/hang.log", "a") as log:
+        log.write(method + "\n")
+    time.sleep(1000)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status, body, content_type="text/html; charset=utf-8", headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/":
+            self.send(200, PAGE, headers=[("ETag", '"v"')])
+        elif path == "/text":
+            self.send(200, ("version " + VERSION).encode(), "text/plain")
+        elif path == "/json-html":
+            # HTML in name only: no <html> or <body>, so it passes untouched.
+            self.send(200, b"<p>fragment</p>", "text/html")
+        elif path == "/headers":
+            lines = "".join("%s: %s\n" % (k.lower(), v) for k, v in self.headers.items())
+            self.send(200, lines.encode(), "text/plain")
+        elif path == "/hang":
+            # The first version never answers: a request in flight when it is stopped.
+            if VERSION == "v1":
+                hanging("GET")
+            self.send(200, ("answered by " + VERSION).encode(), "text/plain")
+        elif path == "/not-modified":
+            self.send_response(304)
+            self.send_header("ETag", '"v"')
+            self.end_headers()
+        elif path == "/gzip":
+            self.send(200, gzip.compress(PAGE), headers=[("Content-Encoding", "gzip")])
+        elif path == "/deflate":
+            self.send(200, zlib.compress(PAGE), headers=[("Content-Encoding", "deflate")])
+        elif path == "/unknown-encoding":
+            self.send(200, b"\x00zstd?", headers=[("Content-Encoding", "zstd")])
+        elif path == "/csp":
+            self.send(200, PAGE, headers=[
+                ("Content-Security-Policy", "default-src 'self'; script-src 'nonce-r4nd0m' 'strict-dynamic'")])
+        elif path == "/stream":
+            # A page that streams: its head first, the rest a moment later.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.chunk(b"<!doctype html><html><body class=\"app\"><h1>first</h1>")
+            time.sleep(0.3)
+            self.chunk(b"<p>second</p></body></html>")
+            self.chunk(b"")
+        elif path == "/events":
+            # Server-sent events, one every 200 ms: each must reach the browser as written.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(5):
+                self.chunk(b"data: %d %f\n\n" % (i, time.time()))
+                time.sleep(0.2)
+            self.chunk(b"")
+        elif path == "/big":
+            size = int(self.headers.get("X-Size", "0"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            block = b"x" * 65536
+            left = size
+            while left > 0:
+                n = min(left, len(block))
+                self.wfile.write(block[:n])
+                left -= n
+        elif path == "/ws":
+            self.websocket()
+        else:
+            self.send(404, b"no such page", "text/plain")
+
+    def do_POST(self):
+        path = self.path.split("?")[0]
+        length = int(self.headers.get("Content-Length", "0"))
+        received = 0
+        while received < length:
+            data = self.rfile.read(min(65536, length - received))
+            if not data:
+                break
+            received += len(data)
+        if path == "/hang" and VERSION == "v1":
+            hanging("POST")
+        self.send(200, ("%s got %d bytes" % (VERSION, received)).encode(), "text/plain")
+
+    def do_PUT(self):
+        self.do_POST()
+
+    def websocket(self):
+        key = self.headers["Sec-WebSocket-Key"]
+        accept = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        # Echo text frames, prefixed with the version, until the peer goes.
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            length = head[1] & 0x7F
+            if length == 126:
+                length = int.from_bytes(self.rfile.read(2), "big")
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            if head[0] & 0x0F == 8:
+                return
+            reply = (VERSION + ":").encode() + data
+            self.wfile.write(bytes([0x81, len(reply)]) + reply)
+            self.wfile.flush()
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+server = Server(("127.0.0.1", PORT), Handler)
+with open("../scratch/app.log", "a") as log:
+    log.write("start pid=%d version=%s port=%d\n" % (os.getpid(), VERSION, PORT))
+server.serve_forever()
