@@ -1,1 +1,845 @@
 //! What the proxy shows in place of the app: the failed-build page, and the client script.
+//!
+//! A build's output is terminal text: colours, cursor movements, OSC 8 links. `ansi_to_html`
+//! turns it into escaped HTML with the colours as balanced `<span>`s and every other escape
+//! gone; `failed_build_text` keeps only the text. Both read the output through one parser
+//! (`Pieces`), so the page and the plain body never disagree about what is visible. Nothing
+//! here does I/O.
+
+use std::fmt::Write as _;
+
+/// The browser client, served at `/__reload/client.js`: the page's live reload and overlay, and
+/// the SharedWorker that holds the one event stream all tabs share (the same file).
+pub const CLIENT_JS: &str = include_str!("client.js");
+
+/// The 16 terminal colours, chosen to read on the page's dark background ("black" is a grey, so
+/// it stays visible). client.js holds the same list.
+const PALETTE: [(u8, u8, u8); 16] = [
+    (0x77, 0x77, 0x77),
+    (0xee, 0x55, 0x55),
+    (0x55, 0xaa, 0x55),
+    (0xcc, 0x99, 0x22),
+    (0x55, 0x99, 0xff),
+    (0xbb, 0x88, 0xff),
+    (0x33, 0xcc, 0xcc),
+    (0xdd, 0xdd, 0xdd),
+    (0x99, 0x99, 0x99),
+    (0xff, 0x77, 0x77),
+    (0x77, 0xee, 0x88),
+    (0xee, 0xbb, 0x44),
+    (0x77, 0xcc, 0xff),
+    (0xdd, 0xaa, 0xff),
+    (0x55, 0xdd, 0xdd),
+    (0xff, 0xff, 0xff),
+];
+
+/// `text` (a build's output) as HTML for a `<pre>`: every character escaped, SGR colours and
+/// attributes as `<span style>`s (closed at each change and at the end, so never unbalanced),
+/// every other escape sequence removed with its visible text kept, `\r\n` as newlines.
+pub fn ansi_to_html(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let mut html = String::with_capacity(text.len() + text.len() / 4);
+    let mut style = Style::default();
+    // The style of the span now open; the default style means no span is open.
+    let mut open = Style::default();
+    for piece in Pieces::new(&text) {
+        match piece {
+            Piece::Sgr(parameters) => style.apply(parameters),
+            Piece::Text(text) => {
+                if !text.chars().any(is_visible) {
+                    continue;
+                }
+                if style != open {
+                    if open != Style::default() {
+                        html.push_str("</span>");
+                    }
+                    if style != Style::default() {
+                        let _ = write!(html, "<span style=\"{}\">", style.css());
+                    }
+                    open = style;
+                }
+                for c in text.chars().filter(|&c| is_visible(c)) {
+                    match c {
+                        '&' => html.push_str("&amp;"),
+                        '<' => html.push_str("&lt;"),
+                        '>' => html.push_str("&gt;"),
+                        '"' => html.push_str("&quot;"),
+                        '\'' => html.push_str("&#39;"),
+                        '\r' => html.push('\n'),
+                        c => html.push(c),
+                    }
+                }
+            }
+        }
+    }
+    if open != Style::default() {
+        html.push_str("</span>");
+    }
+    html
+}
+
+/// The body of the 503 an HTML request gets while the build failed and no server runs: the
+/// output, and `script` (the client) that turns the page into the app once a build succeeds.
+pub fn failed_build_page(how: &str, errors: Option<usize>, output: &str, script: &str) -> String {
+    let heading = escape(&headline(how, errors));
+    let output = if output.trim().is_empty() {
+        "(the build printed nothing)".to_owned()
+    } else {
+        ansi_to_html(output)
+    };
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Build failed</title>
+<style>
+:root {{ color-scheme: dark; }}
+body {{ margin: 0; background: #1b1b1f; color: #dddddd; font: 15px/1.5 system-ui, sans-serif; }}
+main {{ max-width: 120ch; margin: 0 auto; padding: 2rem 1.5rem; }}
+h1 {{ margin: 0 0 .25rem; font-size: 1.4rem; color: #ff7777; }}
+p {{ margin: 0 0 1.25rem; color: #999999; }}
+pre {{ margin: 0; padding: 1rem; background: #111114; border: 1px solid #333333; border-radius: 6px;
+  overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere;
+  font: 13px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }}
+</style>
+</head>
+<body>
+<main>
+<h1>{heading}</h1>
+<p>This page turns into the app by itself once a build succeeds.</p>
+<pre>{output}</pre>
+</main>
+{script}
+</body>
+</html>
+"#
+    )
+}
+
+/// The body of the 503 any other request gets while the build failed and no server runs.
+pub fn failed_build_text(how: &str, errors: Option<usize>, output: &str) -> String {
+    let output = strip_escapes(output);
+    let mut text = format!("{}\n\n{output}", headline(how, errors));
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("\nreload serves the app again once a build succeeds.\n");
+    text
+}
+
+/// "Build failed: exit 1, 3 errors", counted the way the status line counts.
+fn headline(how: &str, errors: Option<usize>) -> String {
+    match errors {
+        Some(1) => format!("Build failed: {how}, 1 error"),
+        Some(n) => format!("Build failed: {how}, {n} errors"),
+        None => format!("Build failed: {how}"),
+    }
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` with every escape sequence and control character gone, but newlines and tabs.
+fn strip_escapes(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let mut out = String::with_capacity(text.len());
+    for piece in Pieces::new(&text) {
+        if let Piece::Text(text) = piece {
+            out.extend(text.chars().filter(|&c| is_visible(c)).map(|c| {
+                // A lone carriage return (a progress line redrawn) reads best as a new line.
+                if c == '\r' { '\n' } else { c }
+            }));
+        }
+    }
+    out
+}
+
+/// What a page shows of a character: text, newlines and tabs; a lone `\r` (turned into a
+/// newline by the callers); no other control character (BEL, backspace, C1 controls).
+fn is_visible(c: char) -> bool {
+    matches!(c, '\n' | '\t' | '\r') || !c.is_control()
+}
+
+/// A stretch of terminal output: text to show, or the parameters of an SGR sequence. Every
+/// other escape sequence is consumed without a piece.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    Sgr(&'a str),
+}
+
+/// The pieces of terminal output, as a terminal parses it (ECMA-48): CSI `ESC [` parameters,
+/// intermediates and a final byte; OSC `ESC ]`, DCS `ESC P`, SOS, PM and APC strings up to BEL
+/// or ST (`ESC \`); other `ESC` sequences of intermediates and a final byte. A sequence cut off
+/// by the end of the text (the output is a tail, or the build was killed) is dropped whole.
+struct Pieces<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(text: &'a str) -> Self {
+        Pieces { rest: text }
+    }
+
+    /// Consume one escape sequence (`self.rest` starts after its ESC); the SGR parameters if
+    /// it was one.
+    fn sequence(&mut self) -> Option<&'a str> {
+        let bytes = self.rest.as_bytes();
+        match bytes.first() {
+            Some(b'[') => {
+                let parameters = 1 + count(&bytes[1..], |b| (0x30..=0x3f).contains(&b));
+                let intermediates =
+                    parameters + count(&bytes[parameters..], |b| (0x20..=0x2f).contains(&b));
+                match bytes.get(intermediates) {
+                    Some(&last) if (0x40..=0x7e).contains(&last) => {
+                        let parameters_text = &self.rest[1..parameters];
+                        self.rest = &self.rest[intermediates + 1..];
+                        let sgr = last == b'm'
+                            && intermediates == parameters
+                            && parameters_text
+                                .bytes()
+                                .all(|b| b.is_ascii_digit() || b == b';' || b == b':');
+                        sgr.then_some(parameters_text)
+                    }
+                    // Cut off, or broken by a byte no CSI holds: the sequence ends there.
+                    _ => {
+                        self.rest = &self.rest[intermediates..];
+                        None
+                    }
+                }
+            }
+            Some(b']' | b'P' | b'X' | b'^' | b'_') => {
+                let body = &bytes[1..];
+                // BEL ends an OSC (xterm's form, and what most tools send); ESC ends any string,
+                // as ST when `\` follows and as the start of the next sequence otherwise.
+                let end = body.iter().position(|&b| b == 0x07 || b == 0x1b);
+                self.rest = match end {
+                    None => "",
+                    Some(at) if body[at] == 0x07 => &self.rest[at + 2..],
+                    Some(at) if body.get(at + 1) == Some(&b'\\') => &self.rest[at + 3..],
+                    Some(at) => &self.rest[at + 1..],
+                };
+                None
+            }
+            _ => {
+                let intermediates = count(bytes, |b| (0x20..=0x2f).contains(&b));
+                let ends = bytes
+                    .get(intermediates)
+                    .is_some_and(|b| (0x30..=0x7e).contains(b));
+                self.rest = &self.rest[intermediates + usize::from(ends)..];
+                None
+            }
+        }
+    }
+}
+
+fn count(bytes: &[u8], what: impl Fn(u8) -> bool) -> usize {
+    bytes.iter().take_while(|&&b| what(b)).count()
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let text_end = self.rest.find('\x1b').unwrap_or(self.rest.len());
+            if text_end > 0 {
+                let (text, rest) = self.rest.split_at(text_end);
+                self.rest = rest;
+                return Some(Piece::Text(text));
+            }
+            self.rest = &self.rest[1..];
+            if let Some(parameters) = self.sequence() {
+                return Some(Piece::Sgr(parameters));
+            }
+        }
+    }
+}
+
+type Rgb = (u8, u8, u8);
+
+/// The SGR state that a span renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Style {
+    foreground: Option<Rgb>,
+    background: Option<Rgb>,
+    bold: bool,
+    dim: bool,
+    italic: bool,
+    underline: bool,
+}
+
+impl Style {
+    /// Apply one SGR sequence's parameters (`1;38;5;9`, `38:2::255:0:0`, empty for reset).
+    /// Codes it does not render (blink, inverse, ...) are skipped, not misread.
+    fn apply(&mut self, parameters: &str) {
+        let groups: Vec<&str> = parameters.split(';').collect();
+        let mut i = 0;
+        while i < groups.len() {
+            let group = groups[i];
+            i += 1;
+            if group.contains(':') {
+                // ITU T.416 form: the colour's parts are sub-parameters of the one group.
+                let parts: Vec<Option<u16>> = group.split(':').map(|p| p.parse().ok()).collect();
+                let colour = || match parts.get(1..) {
+                    Some([Some(5), Some(n)]) => colour_256(*n),
+                    Some(
+                        [Some(2), Some(r), Some(g), Some(b)]
+                        | [Some(2), _, Some(r), Some(g), Some(b)],
+                    ) => rgb(*r, *g, *b),
+                    _ => None,
+                };
+                match parts[0] {
+                    Some(38) => self.foreground = colour().or(self.foreground),
+                    Some(48) => self.background = colour().or(self.background),
+                    // `4:0` is "no underline", `4:3` a curly one.
+                    Some(4) => self.underline = parts.get(1) != Some(&Some(0)),
+                    Some(code) => self.code(code),
+                    None => {}
+                }
+                continue;
+            }
+            let Some(code) = (if group.is_empty() {
+                Some(0)
+            } else {
+                group.parse::<u16>().ok()
+            }) else {
+                continue;
+            };
+            if code == 38 || code == 48 {
+                let number = |at: usize| groups.get(at).and_then(|g| g.parse::<u16>().ok());
+                let (colour, used) = match number(i) {
+                    Some(5) => (number(i + 1).and_then(colour_256), 2),
+                    Some(2) => (
+                        number(i + 1)
+                            .zip(number(i + 2))
+                            .zip(number(i + 3))
+                            .and_then(|((r, g), b)| rgb(r, g, b)),
+                        4,
+                    ),
+                    _ => (None, 0),
+                };
+                i += used;
+                if code == 38 {
+                    self.foreground = colour.or(self.foreground);
+                } else {
+                    self.background = colour.or(self.background);
+                }
+            } else {
+                self.code(code);
+            }
+        }
+    }
+
+    fn code(&mut self, code: u16) {
+        match code {
+            0 => *self = Style::default(),
+            1 => self.bold = true,
+            2 => self.dim = true,
+            3 => self.italic = true,
+            4 => self.underline = true,
+            22 => (self.bold, self.dim) = (false, false),
+            23 => self.italic = false,
+            24 => self.underline = false,
+            30..=37 => self.foreground = Some(PALETTE[usize::from(code - 30)]),
+            90..=97 => self.foreground = Some(PALETTE[usize::from(code - 90 + 8)]),
+            39 => self.foreground = None,
+            40..=47 => self.background = Some(PALETTE[usize::from(code - 40)]),
+            100..=107 => self.background = Some(PALETTE[usize::from(code - 100 + 8)]),
+            49 => self.background = None,
+            _ => {}
+        }
+    }
+
+    /// The declarations for a `style` attribute: no quotes, no `<`, nothing to escape.
+    fn css(&self) -> String {
+        let mut css = Vec::new();
+        if let Some((r, g, b)) = self.foreground {
+            css.push(format!("color:#{r:02x}{g:02x}{b:02x}"));
+        }
+        if let Some((r, g, b)) = self.background {
+            css.push(format!("background-color:#{r:02x}{g:02x}{b:02x}"));
+        }
+        if self.bold {
+            css.push("font-weight:bold".to_owned());
+        }
+        if self.dim {
+            css.push("opacity:0.7".to_owned());
+        }
+        if self.italic {
+            css.push("font-style:italic".to_owned());
+        }
+        if self.underline {
+            css.push("text-decoration:underline".to_owned());
+        }
+        css.join(";")
+    }
+}
+
+fn rgb(r: u16, g: u16, b: u16) -> Option<Rgb> {
+    Some((
+        u8::try_from(r).ok()?,
+        u8::try_from(g).ok()?,
+        u8::try_from(b).ok()?,
+    ))
+}
+
+/// xterm's 256 colours: the 16 of the palette, a 6x6x6 cube, 24 greys.
+fn colour_256(n: u16) -> Option<Rgb> {
+    let n = u8::try_from(n).ok()?;
+    Some(match n {
+        0..=15 => PALETTE[usize::from(n)],
+        16..=231 => {
+            let level = |c: u8| if c == 0 { 0 } else { 55 + 40 * c };
+            let c = n - 16;
+            (level(c / 36), level(c / 6 % 6), level(c % 6))
+        }
+        232..=255 => {
+            let grey = 8 + 10 * (n - 232);
+            (grey, grey, grey)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn the_client_is_small_and_evaluates_nothing() {
+        assert!(
+            CLIENT_JS.len() < 5120,
+            "client.js is {} bytes",
+            CLIENT_JS.len()
+        );
+        for banned in [
+            "eval",
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "new Function",
+        ] {
+            assert!(!CLIENT_JS.contains(banned), "client.js uses {banned}");
+        }
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            ansi_to_html("<script>alert('x' & \"y\")</script>"),
+            "&lt;script&gt;alert(&#39;x&#39; &amp; &quot;y&quot;)&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn colours_become_balanced_spans() {
+        assert_eq!(
+            ansi_to_html("\x1b[1m\x1b[31merror\x1b[0m: nope"),
+            "<span style=\"color:#ee5555;font-weight:bold\">error</span>: nope"
+        );
+        // A change closes the span before opening the next; the end closes the last one.
+        assert_eq!(
+            ansi_to_html("\x1b[32mok\x1b[1mbold\x1b[22;39m plain \x1b[44;97mblue"),
+            "<span style=\"color:#55aa55\">ok</span>\
+             <span style=\"color:#55aa55;font-weight:bold\">bold</span> plain \
+             <span style=\"color:#ffffff;background-color:#5599ff\">blue</span>"
+        );
+        assert_eq!(
+            ansi_to_html(
+                "\x1b[38;5;9ma\x1b[38;5;196mb\x1b[48;2;1;2;3mc\x1b[38:2::0:0:255md\x1b[m e"
+            ),
+            "<span style=\"color:#ff7777\">a</span><span style=\"color:#ff0000\">b</span>\
+             <span style=\"color:#ff0000;background-color:#010203\">c</span>\
+             <span style=\"color:#0000ff;background-color:#010203\">d</span> e"
+        );
+        assert_eq!(
+            ansi_to_html("\x1b[2;3;4mx\x1b[23;24my\x1b[38;5;244mz"),
+            "<span style=\"opacity:0.7;font-style:italic;text-decoration:underline\">x</span>\
+             <span style=\"opacity:0.7\">y</span><span style=\"color:#808080;opacity:0.7\">z</span>"
+        );
+        // Colours with nothing to colour leave no empty span.
+        assert_eq!(ansi_to_html("\x1b[31m\x1b[0m\x1b[32m"), "");
+    }
+
+    #[test]
+    fn other_escapes_go_and_their_text_stays() {
+        let link = "see \x1b]8;;https://doc.rust-lang.org/E0425.html\x1b\\E0425\x1b]8;;\x1b\\ and \
+                    \x1b]8;;https://x.example\x07x\x1b]8;;\x07.";
+        assert_eq!(ansi_to_html(link), "see E0425 and x.");
+        assert_eq!(
+            ansi_to_html("\x1b[1A\x1b[2K\x1b[?25lCompiling\x1b(B\x1b7 done\x07\x08\r\nnext\rover"),
+            "Compiling done\nnext\nover"
+        );
+        assert_eq!(
+            ansi_to_html("a\x1b]0;title\x1b[31mred"),
+            "a<span style=\"color:#ee5555\">red</span>"
+        );
+    }
+
+    #[test]
+    fn an_escape_cut_off_at_the_end_goes() {
+        for cut in [
+            "\x1b",
+            "\x1b[",
+            "\x1b[38;5",
+            "\x1b]8;;https://x",
+            "\x1b]8;;u\x1b",
+            "\x1b(",
+            "\x1bP1",
+        ] {
+            assert_eq!(
+                ansi_to_html(&format!("\x1b[31mend{cut}")),
+                "<span style=\"color:#ee5555\">end</span>"
+            );
+            assert_eq!(strip_escapes(&format!("end{cut}")), "end");
+        }
+        // A tail may begin inside a sequence: what is left is text, and harmless.
+        assert_eq!(ansi_to_html("1mhi\x1b[0m"), "1mhi");
+    }
+
+    #[test]
+    fn spans_never_unbalance_whatever_the_bytes() {
+        // Every short mixture of escape fragments and text: spans open and close in pairs, and
+        // no raw `<` or ESC reaches the HTML.
+        let parts = [
+            "\x1b", "[", "31", ";", "m", "]", "\x07", "\\", "<", "a", "\r", "\n", "1",
+        ];
+        let mut indexes = [0usize; 5];
+        loop {
+            let text: String = indexes.iter().map(|&i| parts[i]).collect();
+            let html = ansi_to_html(&text);
+            let opened = html.matches("<span").count();
+            assert_eq!(
+                opened,
+                html.matches("</span>").count(),
+                "{text:?} -> {html:?}"
+            );
+            assert!(
+                !html.contains('\x1b')
+                    && html
+                        .replace("<span", "")
+                        .replace("</span>", "")
+                        .find('<')
+                        .is_none()
+            );
+            let mut at = 0;
+            while at < indexes.len() && indexes[at] == parts.len() - 1 {
+                indexes[at] = 0;
+                at += 1;
+            }
+            if at == indexes.len() {
+                break;
+            }
+            indexes[at] += 1;
+        }
+    }
+
+    #[test]
+    fn the_failed_build_page() {
+        let script = r#"<script src="/__reload/client.js" data-generation="0"></script>"#;
+        let page = failed_build_page(
+            "exit <1>",
+            Some(3),
+            "\x1b[31merror\x1b[0m: <b>bad</b>\n",
+            script,
+        );
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("<title>Build failed</title>"));
+        assert!(page.contains("<h1>Build failed: exit &lt;1&gt;, 3 errors</h1>"));
+        assert!(page.contains(
+            "<pre><span style=\"color:#ee5555\">error</span>: &lt;b&gt;bad&lt;/b&gt;\n</pre>"
+        ));
+        assert!(page.contains("turns into the app by itself once a build succeeds"));
+        assert!(page.contains(&format!("{script}\n</body>")));
+        assert!(!page.contains("http"), "no external resources");
+        assert!(failed_build_page("exit 1", Some(1), "", script).contains("exit 1, 1 error</h1>"));
+        assert!(
+            failed_build_page("SIGSEGV", None, "", script)
+                .contains("<h1>Build failed: SIGSEGV</h1>")
+        );
+    }
+
+    #[test]
+    fn the_failed_build_text() {
+        let text = failed_build_text(
+            "exit 101",
+            Some(2),
+            "\x1b[1m\x1b[31merror\x1b[0m: \x1b]8;;u\x1b\\E1\x1b]8;;\x1b\\\r\n",
+        );
+        assert_eq!(
+            text,
+            "Build failed: exit 101, 2 errors\n\nerror: E1\n\nreload serves the app again once a build succeeds.\n"
+        );
+    }
+
+    /// Fakes for what client.js touches in a browser (EventSource, SharedWorker, the DOM,
+    /// location); then the scenario, asserting with node's `assert`. Elements throw on
+    /// innerHTML and friends, so the client can only have used textContent.
+    const HARNESS: &str = r##"
+"use strict";
+const vm = require("vm"), assert = require("assert");
+const CLIENT = require("fs").readFileSync(0, "utf8");
+const banned = (name) => () => { throw new Error(name + " used"); };
+function element(tag) {
+  const e = {
+    tag, children: [], parent: null, style: "", textContent: "", shadowRoot: null,
+    append(...nodes) { for (const n of nodes) { n.parent = this; this.children.push(n); } },
+    remove() { const s = this.parent.children; s.splice(s.indexOf(this), 1); this.parent = null; },
+    attachShadow(options) {
+      assert.equal(options.mode, "open");
+      this.shadowRoot = element("#shadow-root");
+      this.shadowRoot.parent = this;
+      return this.shadowRoot;
+    },
+    get firstChild() { return this.children[0]; },
+    insertAdjacentHTML: banned("insertAdjacentHTML"),
+  };
+  for (const name of ["innerHTML", "outerHTML"])
+    Object.defineProperty(e, name, { get: banned(name), set: banned(name) });
+  return e;
+}
+const text = (e) => e.textContent + (e.shadowRoot ? text(e.shadowRoot) : "") + e.children.map(text).join("");
+const all = (e) => [e, ...(e.shadowRoot ? all(e.shadowRoot) : []), ...e.children.flatMap(all)];
+
+// A page served by `generation`; with `shared`, SharedWorker exists.
+function page(generation, shared) {
+  const p = { reloads: 0, sources: [], workers: [], listeners: {} };
+  class EventSource {
+    constructor(url) { assert.equal(url, "/__reload/events"); this.on = {}; p.sources.push(this); }
+    addEventListener(type, f) { this.on[type] = f; }
+  }
+  class SharedWorker {
+    constructor(url, options) {
+      this.url = url; this.options = options; this.port = { sent: [], postMessage(m) { this.sent.push(m); } };
+      p.workers.push(this);
+    }
+  }
+  p.html = element("html");
+  const document = {
+    currentScript: { dataset: { generation }, src: "http://127.0.0.1:8090/__reload/client.js" },
+    createElement: element, documentElement: p.html, write: banned("document.write"),
+  };
+  const context = { document, EventSource, location: { reload() { p.reloads++; } },
+    addEventListener(type, f) { p.listeners[type] = f; } };
+  if (shared) context.SharedWorker = SharedWorker;
+  vm.runInNewContext(CLIENT, context);
+  // Deliver an event the way the page gets it: from its own stream, or from the worker.
+  p.emit = (type, data) => {
+    if (p.sources.length) p.sources[0].on[type]({ data: JSON.stringify(data) });
+    else p.workers[0].port.onmessage({ data: { type, data } });
+  };
+  p.hosts = () => p.html.children.filter((e) => e.tag == "reload-ui");
+  p.overlay = () => p.hosts().find((h) => text(h).startsWith("close"));
+  p.badge = () => p.hosts().find((h) => text(h) == "building\u2026");
+  return p;
+}
+"##;
+
+    /// Run `scenario` after the harness under node; it must get to its end.
+    #[track_caller]
+    fn run_client(scenario: &str) {
+        let script = format!("{HARNESS}\n{scenario}\nconsole.log('scenario done');\n");
+        let mut node = Command::new("node")
+            .arg("-e")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs client.js in these tests (.ci/run installs it)");
+        node.stdin
+            .take()
+            .expect("node's stdin is piped")
+            .write_all(CLIENT_JS.as_bytes())
+            .expect("client.js goes to node's stdin");
+        let output = node.wait_with_output().expect("node finishes");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("scenario done"),
+            "node: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn the_page_reloads_for_a_new_generation_only() {
+        run_client(
+            r#"
+const p = page("5", false);
+assert.equal(p.sources.length, 1, "no SharedWorker: a stream of its own");
+p.emit("hello", { generation: 5, build: "passed", output: null, how: null });
+p.emit("ready", { generation: 5 });
+p.emit("hello", { generation: null, build: "running", output: null, how: null });
+assert.equal(p.reloads, 0, "its own generation, or none ready: no reload");
+p.emit("ready", { generation: 6 });
+assert.equal(p.reloads, 1, "a new server is ready");
+
+const reconnected = page("5", false);
+reconnected.emit("hello", { generation: 7, build: "passed", output: null, how: null });
+assert.equal(reconnected.reloads, 1, "a hello after a reconnect with another generation");
+
+const triggered = page("5", false);
+triggered.emit("reload", {});
+assert.equal(triggered.reloads, 1, "reload always reloads");
+
+const failedPage = page("0", false);
+failedPage.emit("hello", { generation: null, build: "failed", output: "\u001b[31merror\u001b[0m", how: "exit 1" });
+failedPage.emit("failed", { how: "exit 1", errors: 1, output: "error" });
+assert.equal(failedPage.reloads, 0);
+assert.equal(failedPage.hosts().length, 0, "the failed-build page shows no overlay");
+failedPage.emit("ready", { generation: 1 });
+assert.equal(failedPage.reloads, 1, "the failed-build page becomes the app");
+"#,
+        );
+    }
+
+    #[test]
+    fn a_failed_build_shows_an_overlay_made_of_text() {
+        run_client(
+            r#"
+const p = page("3", false);
+const output = "\u001b[0m\u001b[1m\u001b[38;5;9merror[E0425]\u001b[0m: <img src=x onerror=alert(1)>\r\n" +
+  "  \u001b[1m\u001b[94m-->\u001b[0m src/main.rs:12:5\n" +
+  "\u001b]8;;https://example.com\u001b\\link\u001b]8;;\u001b\\ \u001b[2K./main.go:7:2: undefined\u001b[3";
+p.emit("failed", { how: "exit 1", errors: 3, output });
+assert.equal(p.hosts().length, 1);
+const overlay = p.overlay();
+assert.ok(overlay && overlay.shadowRoot, "the overlay lives in a shadow root");
+const panel = overlay.shadowRoot.firstChild;
+assert.match(panel.style, /position:fixed/);
+assert.equal(text(panel.children[1]), "Build failed: exit 1, 3 errors");
+const pre = panel.children.find((e) => e.tag == "pre");
+assert.equal(text(pre), "error[E0425]: <img src=x onerror=alert(1)>\n  --> src/main.rs:12:5\nlink ./main.go:7:2: undefined");
+assert.ok(all(pre).every((e) => ["pre", "span"].includes(e.tag)), "only spans, text in textContent");
+const span = (t) => pre.children.find((e) => e.textContent == t);
+assert.match(span("error[E0425]").style, /font-weight:bold/);
+assert.match(span("error[E0425]").style, /color:#f77/);
+assert.match(span("-->").style, /color:#7cf/);
+for (const location of ["src/main.rs:12:5", "./main.go:7:2"])
+  assert.match(span(location).style, /background/, location + " is highlighted");
+assert.doesNotMatch(span(": undefined").style, /background/);
+
+p.emit("failed", { how: "exit 2", errors: null, output: "again" });
+assert.equal(p.hosts().length, 1, "one overlay at a time");
+assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed: exit 2");
+
+const close = p.overlay().shadowRoot.firstChild.children[0];
+assert.equal(close.tag, "button");
+close.onclick();
+assert.equal(p.hosts().length, 0, "dismissed");
+p.emit("hello", { generation: 3, build: "failed", output: "again", how: "exit 2" });
+assert.equal(p.hosts().length, 0, "dismissed until the next failure");
+p.emit("failed", { how: "exit 1", errors: 1, output: "once more" });
+assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed: exit 1, 1 error");
+p.emit("ready", { generation: 3 });
+assert.equal(p.hosts().length, 0, "a success clears it");
+assert.equal(p.reloads, 0);
+p.emit("failed", { how: "exit 1", errors: 1, output: "x" });
+p.emit("ready", { generation: 4 });
+assert.equal(p.reloads, 1, "and the next server's readiness reloads the page");
+
+const late = page("3", false);
+late.emit("hello", { generation: 3, build: "failed", output: "late", how: "exit 1" });
+assert.ok(late.overlay(), "a page loaded during the failure shows it too");
+"#,
+        );
+    }
+
+    #[test]
+    fn a_badge_shows_while_a_build_runs() {
+        run_client(
+            r#"
+const p = page("2", false);
+p.emit("building", {});
+p.emit("building", {});
+assert.equal(p.hosts().length, 1);
+assert.ok(p.badge() && p.badge().shadowRoot, "one badge, in a shadow root");
+p.emit("failed", { how: "exit 1", errors: 1, output: "e" });
+assert.ok(!p.badge(), "a failure ends the build");
+assert.ok(p.overlay());
+p.emit("building", {});
+assert.ok(p.badge() && p.overlay(), "the overlay stays while the fix builds");
+p.emit("hello", { generation: 2, build: "running", output: null, how: null });
+assert.ok(p.badge(), "still running after a reconnect");
+p.emit("hello", { generation: 2, build: "passed", output: null, how: null });
+assert.equal(p.hosts().length, 0, "a hello with nothing running or failed clears both");
+p.emit("building", {});
+p.emit("ready", { generation: 2 });
+assert.ok(!p.badge(), "ready removes it");
+"#,
+        );
+    }
+
+    #[test]
+    fn tabs_share_one_stream_through_the_worker() {
+        run_client(
+            r#"
+// The page: a SharedWorker of the script's own URL, named reload, and no stream of its own.
+const p = page("4", true);
+assert.equal(p.sources.length, 0);
+assert.equal(p.workers.length, 1);
+assert.equal(p.workers[0].url, "http://127.0.0.1:8090/__reload/client.js");
+assert.equal(p.workers[0].options.name, "reload");
+p.emit("ready", { generation: 5 });
+assert.equal(p.reloads, 1, "events through the worker's port");
+p.listeners.pagehide();
+assert.deepEqual(p.workers[0].port.sent, ["bye"]);
+p.workers[0].onerror();
+assert.equal(p.sources.length, 1, "a worker that cannot load: a stream of its own");
+
+// The worker: the same file without a document.
+const sources = [];
+class EventSource { constructor() { this.on = {}; sources.push(this); } addEventListener(t, f) { this.on[t] = f; } }
+const self = {};
+vm.runInNewContext(CLIENT, { self, EventSource });
+assert.equal(sources.length, 1);
+const send = (type, data) => sources[0].on[type]({ data: JSON.stringify(data) });
+const port = () => ({ got: [], postMessage(m) { this.got.push(m); } });
+const first = port();
+self.onconnect({ ports: [first] });
+assert.deepEqual(first.got, [], "nothing to replay before the first hello");
+send("hello", { generation: 1, build: "passed", output: null, how: null });
+send("building", {});
+send("failed", { how: "exit 1", errors: 2, output: "boom" });
+assert.deepEqual(first.got.map((m) => m.type), ["hello", "building", "failed"]);
+assert.deepEqual(first.got[2].data, { how: "exit 1", errors: 2, output: "boom" });
+
+const second = port();
+self.onconnect({ ports: [second] });
+assert.deepEqual(second.got, [{ type: "hello",
+  data: { how: "exit 1", errors: 2, output: "boom", generation: 1, build: "failed" } }],
+  "a late tab gets the failure it missed");
+send("building", {});
+send("ready", { generation: 2 });
+const third = port();
+self.onconnect({ ports: [third] });
+assert.deepEqual(third.got[0].data, { generation: 2, build: "running" });
+first.onmessage({ data: "bye" });
+send("reload", {});
+assert.equal(first.got.length, 5, "a tab that went hears no more");
+assert.deepEqual(second.got.at(-1), { type: "reload", data: {} });
+"#,
+        );
+    }
+}
