@@ -59,15 +59,8 @@ pub fn ansi_to_html(text: &str) -> String {
                     open = style;
                 }
                 for c in text.chars().filter(|&c| is_visible(c)) {
-                    match c {
-                        '&' => html.push_str("&amp;"),
-                        '<' => html.push_str("&lt;"),
-                        '>' => html.push_str("&gt;"),
-                        '"' => html.push_str("&quot;"),
-                        '\'' => html.push_str("&#39;"),
-                        '\r' => html.push('\n'),
-                        c => html.push(c),
-                    }
+                    // A lone carriage return (a progress line redrawn) reads best as a new line.
+                    push_escaped(&mut html, if c == '\r' { '\n' } else { c });
                 }
             }
         }
@@ -141,16 +134,21 @@ fn headline(how: &str, errors: Option<usize>) -> String {
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+        push_escaped(&mut out, c);
     }
     out
+}
+
+/// `c` as HTML text or attribute value.
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '"' => out.push_str("&quot;"),
+        '\'' => out.push_str("&#39;"),
+        c => out.push(c),
+    }
 }
 
 /// `text` with every escape sequence and control character gone, but newlines and tabs.
@@ -159,10 +157,11 @@ fn strip_escapes(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for piece in Pieces::new(&text) {
         if let Piece::Text(text) = piece {
-            out.extend(text.chars().filter(|&c| is_visible(c)).map(|c| {
-                // A lone carriage return (a progress line redrawn) reads best as a new line.
-                if c == '\r' { '\n' } else { c }
-            }));
+            out.extend(
+                text.chars()
+                    .filter(|&c| is_visible(c))
+                    .map(|c| if c == '\r' { '\n' } else { c }),
+            );
         }
     }
     out
@@ -441,6 +440,19 @@ mod tests {
         ] {
             assert!(!CLIENT_JS.contains(banned), "client.js uses {banned}");
         }
+    }
+
+    #[test]
+    fn the_client_has_the_same_palette() {
+        let line = CLIENT_JS
+            .lines()
+            .find(|l| l.starts_with("const PALETTE = \""))
+            .expect("client.js declares its PALETTE");
+        let short: Vec<String> = PALETTE
+            .iter()
+            .map(|&(r, g, b)| format!("#{:x}{:x}{:x}", r >> 4, g >> 4, b >> 4))
+            .collect();
+        assert!(line.contains(&format!("\"{}\"", short.join(" "))), "{line}");
     }
 
     #[test]
