@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crate::support::{DEADLINE, Project, Session, free_port};
 use crate::{BUILD, builds};
 
+mod browser;
+
 const APP: &str = include_str!("app.py");
 
 /// The stand-in project behind a proxy: `sh build.sh` "compiles" src/version.txt, `app.py`

@@ -20,6 +20,9 @@
 //! The /proc readers and the HTTP client are in `procfs.rs` and `http.rs`, plain files the
 //! dev-loop benchmark includes too.
 
+// The browser harness; only the proxy's browser tests use it, and not all of it.
+#[allow(dead_code)]
+pub(crate) mod browser;
 mod http;
 mod procfs;
 
