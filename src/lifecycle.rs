@@ -76,6 +76,8 @@ pub enum Lifecycle {
         swap: Duration,
         /// From the change that caused it (its first event) to readiness.
         since_change: Option<Duration>,
+        /// The TCP port it listens on, when reload gave it one through PORT.
+        port: Option<u16>,
     },
     /// A new server will not take over: it exited, was not ready in time, or gave way.
     /// `message` says which, with what to do.
@@ -133,6 +135,8 @@ pub struct State {
 pub struct Serving {
     pub pid: u32,
     pub generation: Generation,
+    /// Where it listens, when reload gave it a port of its own (the proxy forwards there).
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -170,11 +174,15 @@ impl State {
                 };
             }
             Lifecycle::ServerReady {
-                pid, generation, ..
+                pid,
+                generation,
+                port,
+                ..
             } => {
                 self.serving = Some(Serving {
                     pid: *pid,
                     generation: *generation,
+                    port: *port,
                 });
             }
             Lifecycle::ServerExited { generation, .. }
@@ -292,6 +300,7 @@ mod tests {
             old: None,
             swap: Duration::ZERO,
             since_change: None,
+            port: None,
         });
         bus.publish(Lifecycle::BuildFailed {
             how: "exit 1".into(),
@@ -305,7 +314,8 @@ mod tests {
             now.serving,
             Some(Serving {
                 pid: 7,
-                generation: Generation(1)
+                generation: Generation(1),
+                port: None,
             })
         );
         assert_eq!(

@@ -22,6 +22,7 @@ use crate::config::{BuildCommand, OnBuildFailure, OnExit, Readiness, RestartOrde
 use crate::lifecycle::{Generation, Lifecycle};
 use crate::status;
 use crate::supervise::ChildExit;
+use crate::supervise::PortTurn;
 use crate::terminal::{self, Key};
 
 /// Everything the loop reacts to.
@@ -55,6 +56,11 @@ pub enum Event {
         result: Result<u32, String>,
     },
     Ready(Generation),
+    /// A new server given its own port through PORT listens on the app's usual port instead.
+    IgnoresPort {
+        generation: Generation,
+        listens: u16,
+    },
     /// The readiness check itself failed (a broken notify socket).
     NotReady {
         generation: Generation,
@@ -105,6 +111,8 @@ pub enum Effect {
     Prepare {
         generation: Generation,
         executable: Option<PathBuf>,
+        /// Its turn on the two ports servers alternate on (`--overlap` behind the proxy).
+        port: Option<PortTurn>,
     },
     /// Start the prepared server; answered by [`Event::Spawned`].
     Spawn(Generation),
@@ -148,6 +156,10 @@ pub struct Policy {
     pub keys: bool,
     /// The `host:port` a new server is ready once it accepts on (`--ready tcp:`, the proxy).
     pub probed: Option<String>,
+    /// With overlap behind the proxy: the app port and a second one, which servers take turns
+    /// on (each told its own through PORT), so a new one starts while the old one serves.
+    /// `None` without, or once a server showed that it ignores PORT.
+    pub ports: Option<[u16; 2]>,
 }
 
 impl Policy {
@@ -164,6 +176,7 @@ impl Policy {
             clear,
             listening: run.is_some_and(|r| !r.listeners.is_empty()),
             keys: false,
+            ports: None,
             probed: run.and_then(|r| match &r.readiness {
                 Readiness::TcpConnect(authority) => Some(authority.clone()),
                 _ => None,
@@ -178,6 +191,8 @@ struct Server {
     generation: Generation,
     pid: u32,
     started: Instant,
+    /// Its own port, when it was given one.
+    port: Option<u16>,
 }
 
 /// A server that was sent its stop signal and whose group is not gone yet.
@@ -220,6 +235,8 @@ struct Swap {
     started: Instant,
     /// The server it replaces, when one served as it began.
     replaces: Option<u32>,
+    /// The port it was given, or the one it listens on instead.
+    port: Option<u16>,
     step: Step,
 }
 
@@ -422,6 +439,28 @@ impl Service {
                     }
                 }
             }
+            Event::IgnoresPort {
+                generation,
+                listens,
+            } => {
+                let Phase::Swapping(swap) = &mut self.phase else {
+                    return effects;
+                };
+                if swap.generation != generation {
+                    return effects;
+                }
+                let given = swap.port;
+                swap.port = Some(listens);
+                self.policy.ports = None;
+                self.policy.order = RestartOrder::StopThenStart;
+                out.push(Effect::Info(format!(
+                    "the app ignores PORT: it listens on :{listens}, not on :{} as it was told, \
+                     so two versions cannot run side by side; restarts stop the old server \
+                     before starting the new one from now on (make the app listen on PORT for \
+                     --overlap)",
+                    given.unwrap_or_default()
+                )));
+            }
             Event::Ready(generation) => {
                 let Phase::Swapping(Swap {
                     generation: new,
@@ -429,6 +468,7 @@ impl Service {
                     changed_at,
                     started,
                     replaces,
+                    port,
                 }) = self.phase
                 else {
                     return effects;
@@ -443,6 +483,7 @@ impl Service {
                     old: replaces,
                     swap: now.saturating_duration_since(started),
                     since_change: changed_at.map(|at| now.saturating_duration_since(at)),
+                    port,
                 }));
                 // Overlap: the old server stops only now that the new one takes the traffic.
                 self.stop_serving(now, out);
@@ -450,6 +491,7 @@ impl Service {
                     generation,
                     pid,
                     started: spawned,
+                    port,
                 });
             }
             Event::NotReady { generation, why } => {
@@ -571,17 +613,36 @@ impl Service {
         }
         self.last_generation = self.last_generation.next();
         let generation = self.last_generation;
+        let port = self.next_port();
         self.phase = Phase::Swapping(Swap {
             generation,
             changed_at,
             started: now,
             replaces: None,
+            port: port.map(|turn| turn.given),
             step: Step::Preparing,
         });
         out.push(Effect::Prepare {
             generation,
             executable,
+            port,
         });
+    }
+
+    /// The port the next server takes its turn on: the one the serving server does not hold
+    /// (the second one first, so the very first server already shows whether it reads PORT).
+    fn next_port(&self) -> Option<PortTurn> {
+        let [app, second] = self.policy.ports?;
+        let taken = |port: u16| {
+            self.serving.is_some_and(|s| s.port == Some(port))
+                || self.stopping.iter().any(|s| s.server.port == Some(port))
+        };
+        let given = if taken(second) && self.serving.is_none_or(|s| s.port != Some(app)) {
+            app
+        } else {
+            second
+        };
+        Some(PortTurn { given, app })
     }
 
     /// Send the serving server its stop signal; it counts as stopping until [`Event::Stopped`].

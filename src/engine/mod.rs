@@ -68,6 +68,7 @@ pub async fn run(config: Config) -> Result<Exit> {
     let run = config.run;
     let mut policy = Policy::of(config.build.as_ref(), run.as_ref(), config.output.clear);
     let env_file = run.as_ref().and_then(|run| run.env_file.clone());
+    policy.ports = alternating_ports(config.proxy.as_ref(), policy.order);
     let supervisor = run
         .map(|run| Supervisor::new(run, config.root.clone(), stdin, server_events))
         .transpose()?;
@@ -81,7 +82,14 @@ pub async fn run(config: Config) -> Result<Exit> {
         listening: supervisor.as_ref().and_then(Supervisor::describe_listeners),
     });
     if let Some(proxy) = &config.proxy {
-        status::info(&crate::proxy::describe(proxy));
+        let mut line = crate::proxy::describe(proxy);
+        if let Some([app, second]) = policy.ports {
+            line.push_str(&format!(
+                "; with --overlap, servers take turns on :{app} and :{second}, each told its \
+                 own through PORT"
+            ));
+        }
+        status::info(&line);
     }
     let keyboard = terminal::start();
     let (restore_terminal, mut keys) = match keyboard {
@@ -136,6 +144,9 @@ pub async fn run(config: Config) -> Result<Exit> {
             }
             Some(event) = from_servers.recv() => match event {
                 ServerEvent::Ready(generation) => Event::Ready(generation),
+                ServerEvent::IgnoresPort(generation, listens) => {
+                    Event::IgnoresPort { generation, listens }
+                }
                 ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
                 ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
                 ServerEvent::Stopped(generation) => Event::Stopped(generation),
@@ -190,8 +201,9 @@ impl Stages {
             Effect::Prepare {
                 generation,
                 executable,
+                port,
             } => {
-                let result = self.prepare(generation, executable.as_deref());
+                let result = self.prepare(generation, executable.as_deref(), port);
                 return Some(Event::Prepared {
                     generation,
                     result: result.map_err(|err| format!("{err:#}")),
@@ -231,6 +243,7 @@ impl Stages {
         &mut self,
         generation: crate::lifecycle::Generation,
         executable: Option<&Path>,
+        port: Option<crate::supervise::PortTurn>,
     ) -> Result<()> {
         let env = match &self.env_file {
             Some(path) => crate::config::read_env_file(path)?,
@@ -240,7 +253,7 @@ impl Stages {
             .supervisor
             .as_mut()
             .ok_or_else(|| anyhow!("internal: no server to prepare"))?;
-        supervisor.prepare(generation, executable, &env)
+        supervisor.prepare(generation, executable, &env, port)
     }
 }
 
@@ -305,6 +318,30 @@ async fn build_finished(build: &mut Option<RunningBuild>) -> BuildOutcome {
         Some(build) => build.finished().await,
         None => std::future::pending().await,
     }
+}
+
+/// With overlap behind the proxy, the app port and a second free one for servers to take turns
+/// on. The second is whatever the kernel hands out now; a server that cannot bind it later is
+/// reported as any server that is not ready.
+fn alternating_ports(
+    proxy: Option<&crate::config::ProxyConfig>,
+    order: crate::config::RestartOrder,
+) -> Option<[u16; 2]> {
+    let Some(crate::config::ProxyConfig {
+        upstream: crate::config::Upstream::AppPort(app),
+        ..
+    }) = proxy
+    else {
+        return None;
+    };
+    if order != crate::config::RestartOrder::Overlap {
+        return None;
+    }
+    let second = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .ok()?
+        .port();
+    Some([*app, second])
 }
 
 /// What a server that never accepted on `expected` listens on instead, and what to do.

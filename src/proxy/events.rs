@@ -163,6 +163,7 @@ mod tests {
             serving: Some(Serving {
                 pid: 9,
                 generation: Generation(4),
+                port: None,
             }),
             build: BuildState::Failed {
                 how: "exit 1".into(),
@@ -191,6 +192,7 @@ mod tests {
             old: None,
             swap: Duration::ZERO,
             since_change: None,
+            port: None,
         })
         .unwrap();
         assert!(ready.starts_with(b"event: ready\n"));

@@ -125,8 +125,8 @@ pub(crate) async fn forward(
     let mut refused: Option<Generation> = None;
     let mut pause = Duration::from_millis(10);
     loop {
-        let generation = match ready(shared, deadline, refused, pause, html).await {
-            Ok(generation) => generation,
+        let (generation, target) = match ready(shared, deadline, refused, pause, html).await {
+            Ok(ready) => ready,
             Err(response) => return response,
         };
         let Some(body) = outgoing.attempt() else {
@@ -137,7 +137,7 @@ pub(crate) async fn forward(
             );
         };
         let attempt = Request::from_parts(parts.clone(), body);
-        match send(shared, generation, attempt, upgrade).await {
+        match send(shared, generation, target, attempt, upgrade).await {
             Attempt::Answered(response) => {
                 return answer(shared, &original, response, generation, browser_side).await;
             }
@@ -181,12 +181,20 @@ async fn ready(
     refused: Option<Generation>,
     pause: Duration,
     html: bool,
-) -> Result<Generation, Response<Body>> {
+) -> Result<(Generation, SocketAddr), Response<Body>> {
     let mut state = shared.state.clone();
+    // A server given a port of its own (overlap behind the proxy) is reached there.
+    let target = |serving: crate::lifecycle::Serving| {
+        let port = serving.port.unwrap_or(shared.upstream.port());
+        (
+            serving.generation,
+            SocketAddr::new(shared.upstream.ip(), port),
+        )
+    };
     loop {
         let now = state.borrow_and_update().clone();
         let wait = match now.serving {
-            Some(serving) if Some(serving.generation) != refused => return Ok(serving.generation),
+            Some(serving) if Some(serving.generation) != refused => return Ok(target(serving)),
             Some(serving) => {
                 // The same server refused: most often it is being replaced and the change is
                 // on its way; if not, it is tried again after `pause`.
@@ -197,7 +205,7 @@ async fn ready(
                 match tokio::time::timeout_at(retry, state.changed()).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => return Err(exiting()),
-                    Err(_) => return Ok(serving.generation),
+                    Err(_) => return Ok(target(serving)),
                 }
             }
             None => {
@@ -247,6 +255,7 @@ fn timeout(shared: &Shared, html: bool) -> Response<Body> {
 async fn send(
     shared: &Shared,
     generation: Generation,
+    target: SocketAddr,
     request: Request<Body>,
     upgrade: bool,
 ) -> Attempt {
@@ -267,7 +276,7 @@ async fn send(
             }
         }
     }
-    let Ok(stream) = tokio::net::TcpStream::connect(shared.upstream).await else {
+    let Ok(stream) = tokio::net::TcpStream::connect(target).await else {
         return Attempt::NotSent(request.into_body());
     };
     let _ = stream.set_nodelay(true);

@@ -72,11 +72,21 @@ fn describe_status(status: Option<ExitStatus>) -> String {
 #[derive(Debug)]
 pub enum ServerEvent {
     Ready(Generation),
+    /// Given its own port through PORT, it listens on the app's usual one instead.
+    IgnoresPort(Generation, u16),
     NotReady(Generation, String),
     /// It exited while nobody was stopping it.
     Exited(Generation, ChildExit),
     /// A stop is over: the whole group is gone.
     Stopped(Generation),
+}
+
+/// The port a new server is given through PORT, and the app's usual one: a server that binds
+/// the usual port anyway ignores PORT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortTurn {
+    pub given: u16,
+    pub app: u16,
 }
 
 /// Whether the server may read reload's stdin.
@@ -99,6 +109,8 @@ struct RunningChild {
     probe: Option<tokio::task::JoinHandle<()>>,
     /// Told when the server is being stopped, so its exit is not reported as its own.
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// The port it was given through PORT, with the app's usual one.
+    port: Option<PortTurn>,
 }
 
 /// What a server's reaper task knows.
@@ -130,6 +142,7 @@ struct Launch {
     /// The listening sockets, for the shim to place at 3, 4, ...
     fds: Vec<std::os::fd::RawFd>,
     notify: Option<NotifySocket>,
+    port: Option<PortTurn>,
 }
 
 /// A program resolved to a path, checked before any server is touched.
@@ -212,6 +225,7 @@ impl Supervisor {
         generation: Generation,
         executable: Option<&Path>,
         env: &[(String, String)],
+        port: Option<PortTurn>,
     ) -> Result<()> {
         if let Some(executable) = executable {
             self.last_executable = Some(executable.to_owned());
@@ -234,6 +248,9 @@ impl Supervisor {
             .env("RELOAD", "1")
             .envs(env.iter().cloned())
             .envs(&self.config.env);
+        if let Some(turn) = port {
+            command.env("PORT", turn.given.to_string());
+        }
         if !self.listeners.is_empty() {
             let names: Vec<&str> = self
                 .listeners
@@ -254,6 +271,7 @@ impl Supervisor {
             program: invocation.program,
             fds,
             notify,
+            port,
         };
         self.prepared = Some((generation, launch));
         Ok(())
@@ -276,6 +294,7 @@ impl Supervisor {
             program,
             fds,
             notify,
+            port,
         } = launch;
         let (mut child, group) = process::spawn_group(&mut command, process::Origin::App, &fds)
             .map_err(|err| {
@@ -316,6 +335,7 @@ impl Supervisor {
                 notify: notify.map(Arc::new),
                 probe: None,
                 stopping,
+                port,
             },
         );
         Ok(pid)
@@ -333,6 +353,7 @@ impl Supervisor {
         }
         let pgid = child.group.id();
         let notify = child.notify.clone();
+        let port = child.port;
         let events = self.events.clone();
         child.probe = Some(tokio::spawn(async move {
             let ready = match (&readiness, notify) {
@@ -345,8 +366,19 @@ impl Supervisor {
                     ready::http(probe).await;
                     Ok(())
                 }
+                (Readiness::TcpConnect(_), _) if port.is_some_and(|p| p.given != p.app) => {
+                    let turn = port.unwrap_or(PortTurn { given: 0, app: 0 });
+                    if let ready::Listens::Elsewhere(app) = ready::own_port(turn, pgid).await {
+                        let _ = events.send(ServerEvent::IgnoresPort(generation, app));
+                    }
+                    Ok(())
+                }
                 (Readiness::TcpConnect(authority), _) => {
-                    ready::tcp(authority).await;
+                    let authority = match port {
+                        Some(turn) => format!("127.0.0.1:{}", turn.given),
+                        None => authority.clone(),
+                    };
+                    ready::tcp(&authority).await;
                     Ok(())
                 }
             };

@@ -183,6 +183,33 @@ pub(crate) async fn http(probe: &HttpProbe) {
     }
 }
 
+/// Where a server given its own port turned out to listen.
+pub(crate) enum Listens {
+    /// On the port it was given: it reads PORT.
+    Given,
+    /// On the app's usual port instead.
+    Elsewhere(u16),
+}
+
+/// Wait until a server given `turn.given` through PORT accepts there, or its process group
+/// listens on the app's usual port instead (it ignores PORT: nothing else of its own may hold
+/// that port, so /proc says so before a connection to it could mislead).
+pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Listens {
+    let given = format!("127.0.0.1:{}", turn.given);
+    let usual = async {
+        loop {
+            if crate::process::ports::listening_ports(pgid).contains(&turn.app) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        () = tcp(&given) => Listens::Given,
+        () = usual => Listens::Elsewhere(turn.app),
+    }
+}
+
 /// Poll `authority` until it accepts a TCP connection: for a server that binds its own port
 /// (with `--listen` the held socket accepts before the server does, so this proves nothing
 /// there). The connection is closed at once.

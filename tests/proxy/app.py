@@ -12,7 +12,10 @@ import time
 import zlib
 
 VERSION = open("build/version.txt").read().strip()
-PORT = int(os.environ["PORT"])
+# IGNORE_PORT: a server with its port written in, as `r.Run(":8080")` is.
+PORT = int(os.environ.get("IGNORE_PORT") or os.environ["PORT"])
+# START_DELAY: a server that takes a while to start (loading, connecting to a database).
+time.sleep(float(os.environ.get("START_DELAY", "0")))
 PAGE = ("<!doctype html><html><head><title>%s</title></head><body><h1>%s</h1></body></html>"
         % (VERSION, VERSION)).encode()
 

@@ -293,6 +293,167 @@ fn requests_during_the_first_build_wait_and_a_failed_build_shows_in_the_page() {
     );
 }
 
+/// Requests through the proxy every 3 ms on two threads until the returned guard is stopped:
+/// the failures, and how many were answered.
+struct Load {
+    stop: Arc<AtomicBool>,
+    failures: Arc<Mutex<Vec<String>>>,
+    answered: Arc<AtomicUsize>,
+    slowest: Arc<Mutex<Duration>>,
+    clients: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let slowest = Arc::new(Mutex::new(Duration::ZERO));
+        let clients = (0..2)
+            .map(|_| {
+                let (stop, failures, answered, slowest) = (
+                    stop.clone(),
+                    failures.clone(),
+                    answered.clone(),
+                    slowest.clone(),
+                );
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        match request(port, "GET", "/text", &[], b"") {
+                            Ok(answer) if answer.status == 200 => {
+                                answered.fetch_add(1, Ordering::Relaxed);
+                                let took = sent.elapsed();
+                                let mut slowest = slowest.lock().unwrap();
+                                *slowest = (*slowest).max(took);
+                            }
+                            Ok(answer) => failures.lock().unwrap().push(format!("{answer:?}")),
+                            Err(err) => failures.lock().unwrap().push(err.to_string()),
+                        }
+                        thread::sleep(Duration::from_millis(3));
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            failures,
+            answered,
+            slowest,
+            clients,
+        }
+    }
+
+    /// Stop, and insist that no request failed.
+    #[track_caller]
+    fn assert_none_failed(self, session: &Session) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            client.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap();
+        let answered = self.answered.load(Ordering::Relaxed);
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed: {:?}{}",
+            failures.len(),
+            failures.len() + answered,
+            &failures[..failures.len().min(5)],
+            session.context()
+        );
+        assert!(answered > 20, "only {answered} requests were answered");
+        *self.slowest.lock().unwrap()
+    }
+}
+
+#[test]
+fn with_overlap_a_server_that_reads_port_starts_beside_the_old_one_and_nothing_waits_for_it() {
+    let project = proxied("v0").config(
+        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
+         [run]\ncmd = [\"python3\", \"app.py\"]\nenv = { START_DELAY = \"0.3\" }\n",
+    );
+    let proxied = start(&project, &["--overlap"]);
+    proxied.wait_serving("v0");
+    let load = Load::start(proxied.proxy);
+    for run in 1..=4 {
+        let version = format!("v{run}");
+        project.write("src/version.txt", &format!("{version}\n"));
+        proxied.session.wait_for_start(&version);
+        proxied.wait_serving(&version);
+    }
+    load.assert_none_failed(&proxied.session);
+    let starts = project.starts();
+    let ports: Vec<&str> = starts.iter().map(|s| s.field("port")).collect();
+    let (app, other) = (proxied.app.to_string(), ports[0].to_owned());
+    assert_ne!(
+        other, app,
+        "the first server gets the second port: {ports:?}"
+    );
+    for (i, port) in ports.iter().enumerate() {
+        let expected = if i % 2 == 0 { &other } else { &app };
+        assert_eq!(port, expected, "servers take turns on two ports: {ports:?}");
+    }
+    assert!(
+        !proxied.session.stderr().contains("ignores PORT"),
+        "{}",
+        proxied.session.context()
+    );
+    assert!(
+        proxied.session.stderr().contains("servers take turns on"),
+        "{}",
+        proxied.session.context()
+    );
+}
+
+#[test]
+fn with_overlap_a_server_that_ignores_port_falls_back_to_stop_then_start_with_one_line() {
+    let proxy = free_port();
+    let app = free_port();
+    let config = format!(
+        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
+         [run]\ncmd = [\"python3\", \"app.py\"]\nenv = {{ IGNORE_PORT = \"{app}\" }}\n"
+    );
+    let project = Project::new()
+        .file("src/version.txt", "v0\n")
+        .file("build.sh", BUILD)
+        .file("app.py", APP)
+        .config(&config);
+    let session = project.start(&[
+        "--proxy",
+        &proxy.to_string(),
+        "--app-port",
+        &app.to_string(),
+        "--overlap",
+    ]);
+    let proxied = Proxied {
+        session,
+        proxy,
+        app,
+    };
+    proxied.wait_serving("v0");
+    proxied.session.wait_for_stderr("ignores PORT");
+    let load = Load::start(proxied.proxy);
+    for run in 1..=3 {
+        let version = format!("v{run}");
+        project.write("src/version.txt", &format!("{version}\n"));
+        proxied.session.wait_for_start(&version);
+        proxied.wait_serving(&version);
+    }
+    load.assert_none_failed(&proxied.session);
+    assert_eq!(
+        proxied.session.stderr().matches("ignores PORT").count(),
+        1,
+        "said once{}",
+        proxied.session.context()
+    );
+    assert!(
+        project
+            .starts()
+            .iter()
+            .all(|s| s.field("port") == app.to_string())
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The script, and everything else byte for byte
 

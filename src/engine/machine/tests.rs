@@ -23,6 +23,7 @@ fn policy() -> Policy {
         listening: false,
         keys: false,
         probed: None,
+        ports: None,
     }
 }
 
@@ -176,7 +177,8 @@ fn the_first_build_starts_at_once_and_its_success_prepares_generation_one() {
     let effects = run.build_succeeds();
     assert!(effects.contains(&Effect::Prepare {
         generation: G1,
-        executable: None
+        executable: None,
+        port: None,
     }));
     // Nothing served yet: nothing to stop, the new server is spawned at once.
     assert_eq!(run.prepared(G1), vec![Effect::Spawn(G1)]);
@@ -423,7 +425,8 @@ fn restart_after_exit_waits_the_delay_then_starts_a_new_generation() {
         effects,
         vec![Effect::Prepare {
             generation: G2,
-            executable: None
+            executable: None,
+            port: None,
         }]
     );
 }
@@ -481,7 +484,8 @@ fn an_exit_during_a_build_does_not_restart_behind_the_builds_back() {
     );
     assert!(run.build_succeeds().contains(&Effect::Prepare {
         generation: G2,
-        executable: None
+        executable: None,
+        port: None,
     }));
 }
 
@@ -505,7 +509,8 @@ fn an_exit_during_a_build_that_fails_restarts_the_last_good_build_after_the_dela
         run.wait(Duration::from_millis(1)),
         vec![Effect::Prepare {
             generation: G2,
-            executable: None
+            executable: None,
+            port: None,
         }]
     );
 }
@@ -652,7 +657,8 @@ fn without_a_build_step_a_change_restarts_the_server_directly() {
         effects,
         vec![Effect::Prepare {
             generation: G1,
-            executable: None
+            executable: None,
+            port: None,
         }]
     );
     run.prepared(G1);
@@ -661,14 +667,16 @@ fn without_a_build_step_a_change_restarts_the_server_directly() {
     let effects = run.change();
     assert!(effects.contains(&Effect::Prepare {
         generation: G2,
-        executable: None
+        executable: None,
+        port: None,
     }));
     // A change during that swap's stop drops it; the next one is generation 3.
     run.prepared(G2);
     let effects = run.change();
     assert!(effects.contains(&Effect::Prepare {
         generation: G3,
-        executable: None
+        executable: None,
+        port: None,
     }));
     run.prepared(G3);
     let effects = run.feed(Event::Stopped(G1));
@@ -720,5 +728,110 @@ fn a_server_that_never_accepts_on_the_probed_port_gets_its_ports_explained_befor
             .iter()
             .any(|e| matches!(e, Effect::ExplainPorts { .. })),
         "{effects:?}"
+    );
+}
+
+fn alternating() -> Policy {
+    Policy {
+        ports: Some([8080, 9000]),
+        probed: Some("127.0.0.1:8080".to_owned()),
+        ..overlap()
+    }
+}
+
+fn prepared_port(effects: &[Effect]) -> Option<u16> {
+    effects.iter().find_map(|e| match e {
+        Effect::Prepare { port, .. } => port.map(|turn| turn.given),
+        _ => None,
+    })
+}
+
+#[test]
+fn behind_the_proxy_overlap_servers_take_turns_on_two_ports_the_first_on_the_second_port() {
+    let (mut run, _) = Run::new(alternating());
+    let effects = run.build_succeeds();
+    assert_eq!(
+        prepared_port(&effects),
+        Some(9000),
+        "the first server shows at once whether it reads PORT"
+    );
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let ready = run.feed(Event::Ready(G1));
+    assert!(
+        published(&ready).iter().any(|e| matches!(
+            e,
+            Lifecycle::ServerReady {
+                port: Some(9000),
+                ..
+            }
+        )),
+        "the proxy learns where it listens: {ready:?}"
+    );
+    run.change();
+    assert_eq!(
+        prepared_port(&run.build_succeeds()),
+        Some(8080),
+        "the port G1 does not hold"
+    );
+    let effects = run.prepared(G2);
+    assert_eq!(
+        effects,
+        vec![Effect::Spawn(G2)],
+        "overlap: the old one serves on"
+    );
+    run.spawned(G2, 200);
+    let ready = run.feed(Event::Ready(G2));
+    assert!(ready.contains(&Effect::Stop(G1)));
+    run.change();
+    assert_eq!(
+        prepared_port(&run.build_succeeds()),
+        Some(9000),
+        "back to the second port"
+    );
+}
+
+#[test]
+fn a_server_that_ignores_port_turns_overlap_into_stop_then_start_with_one_line() {
+    let (mut run, _) = Run::new(alternating());
+    run.build_succeeds();
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.feed(Event::IgnoresPort {
+        generation: G1,
+        listens: 8080,
+    });
+    let line = effects.iter().find_map(|e| match e {
+        Effect::Info(line) => Some(line.clone()),
+        _ => None,
+    });
+    assert!(
+        line.as_deref()
+            .is_some_and(|l| l.contains("ignores PORT") && l.contains(":8080")),
+        "{effects:?}"
+    );
+    let ready = run.feed(Event::Ready(G1));
+    assert!(
+        published(&ready).iter().any(|e| matches!(
+            e,
+            Lifecycle::ServerReady {
+                port: Some(8080),
+                ..
+            }
+        )),
+        "it is reached where it listens: {ready:?}"
+    );
+    run.change();
+    let effects = run.build_succeeds();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Prepare { port: None, .. })),
+        "no port of its own any more: {effects:?}"
+    );
+    let effects = run.prepared(G2);
+    assert!(
+        effects.contains(&Effect::Stop(G1)),
+        "stop-then-start from now on: {effects:?}"
     );
 }
