@@ -13,7 +13,21 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::lifecycle::{BuildState, Lifecycle, State};
+use crate::lifecycle::{BuildState, Generation, Lifecycle, State};
+
+/// A generation as pages see it: unique across runs of reload, so that a page served by an
+/// earlier run (reload was restarted while the tab stayed open) reloads when it reconnects,
+/// even though this run counts its servers from 1 again. The run's start second, times a
+/// million, plus the generation: exact in a JavaScript number (below 2^53) until the year 2255.
+pub(crate) fn wire(generation: Generation) -> u64 {
+    static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs())
+    });
+    run * 1_000_000 + generation.0
+}
 
 /// One failed build, as a page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +64,7 @@ pub(crate) fn hello(state: &State) -> Bytes {
     frame(
         "hello",
         &json!({
-            "generation": state.serving.map(|s| s.generation.0),
+            "generation": state.serving.map(|s| wire(s.generation)),
             "build": build,
             "output": failure.as_ref().map(|f| &*f.output),
             "how": failure.as_ref().map(|f| &f.how),
@@ -72,7 +86,7 @@ pub(crate) fn of(event: &Lifecycle) -> Option<Bytes> {
             &json!({ "how": how, "errors": errors, "output": &**output }),
         ),
         Lifecycle::ServerReady { generation, .. } => {
-            frame("ready", &json!({ "generation": generation.0 }))
+            frame("ready", &json!({ "generation": wire(*generation) }))
         }
         _ => return None,
     })
@@ -148,7 +162,7 @@ impl Body for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lifecycle::{Generation, Serving};
+    use crate::lifecycle::Serving;
     use std::time::Duration;
 
     fn data(frame: &Bytes) -> serde_json::Value {
@@ -175,13 +189,24 @@ mod tests {
         assert!(hello.starts_with(b"event: hello\ndata: {"));
         assert!(hello.ends_with(b"\n\n"));
         let value = data(&hello);
-        assert_eq!(value["generation"], 4);
+        assert_eq!(value["generation"], wire(Generation(4)));
         assert_eq!(value["build"], "failed");
         assert_eq!(value["how"], "exit 1");
         assert_eq!(value["output"], "\x1b[31merror\x1b[0m: <b>\n");
         let idle = super::hello(&State::default());
         assert_eq!(data(&idle)["generation"], serde_json::Value::Null);
         assert_eq!(data(&idle)["build"], "passed");
+    }
+
+    #[test]
+    fn generations_on_the_wire_are_this_runs_own_and_keep_their_order() {
+        let (one, two) = (wire(Generation(1)), wire(Generation(2)));
+        assert_eq!(two, one + 1);
+        assert!(
+            one > 1_000_000_000_000_000,
+            "a run's numbers do not start at 1: {one}"
+        );
+        assert!(two < 1 << 53, "exact in a JavaScript number");
     }
 
     #[test]
@@ -196,7 +221,7 @@ mod tests {
         })
         .unwrap();
         assert!(ready.starts_with(b"event: ready\n"));
-        assert_eq!(data(&ready)["generation"], 2);
+        assert_eq!(data(&ready)["generation"], wire(Generation(2)));
         let failed = of(&Lifecycle::BuildFailed {
             how: "exit 2".into(),
             errors: None,

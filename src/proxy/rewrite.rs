@@ -45,7 +45,7 @@ pub(crate) async fn response(
             }
             Decision::Inject { encoding, nonce } => (encoding, nonce),
         };
-    let tag = inject::script_tag(generation.0, nonce.as_deref());
+    let tag = inject::script_tag(super::events::wire(generation), nonce.as_deref());
     if body.size_hint().exact().is_some_and(|n| n <= WHOLE) {
         let bytes = match Limited::new(body, usize::try_from(WHOLE).unwrap_or(usize::MAX))
             .collect()

@@ -59,11 +59,20 @@ fn the_overlay_shows_a_compile_error_and_goes_away_after_the_fix() {
         "a failed build does not reload the page"
     );
     assert_eq!(heading(&tab), "v1", "the old server keeps serving the page");
+    // A page loaded during the failure shows it too.
+    let late = browser.open(&format!("http://127.0.0.1:{}/", proxied.proxy));
+    late.wait_for(
+        &format!("{OVERLAY}.includes('v2-FAIL does not compile')"),
+        FOLLOW,
+    );
+    let late_mark = late.mark();
 
     project.write("src/version.txt", "v3\n");
     tab.wait_reloaded(&mark, FOLLOW);
     tab.wait_for("document.querySelector('h1')?.textContent === 'v3'", FOLLOW);
     assert_eq!(tab.eval(OVERLAY), "", "the fix clears the overlay");
+    late.wait_reloaded(&late_mark, FOLLOW);
+    late.wait_for("document.querySelector('h1')?.textContent === 'v3'", FOLLOW);
 }
 
 #[test]

@@ -147,6 +147,24 @@ fn get(port: u16, path: &str) -> Answer {
         .unwrap_or_else(|err| panic!("GET {path} through the proxy: {err}"))
 }
 
+/// The generation in the script tag of `html`, which must be the run's `n`th: pages see
+/// generations unique across runs (the run's start second times a million, plus n).
+#[track_caller]
+fn wire(html: &str, n: u64) -> u64 {
+    let at = html.find(SCRIPT).expect("a script tag") + SCRIPT.len();
+    let digits: String = html[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let generation: u64 = digits.parse().expect("a generation");
+    assert_eq!(generation % 1_000_000, n, "{html}");
+    assert!(
+        generation > 1_000_000_000_000_000,
+        "unique across runs: {generation}"
+    );
+    generation
+}
+
 const SCRIPT: &str = "<script src=\"/__reload/client.js\" data-generation=\"";
 
 impl Proxied<'_> {
@@ -468,7 +486,7 @@ fn pages_get_the_script_once_and_everything_else_passes_byte_for_byte() {
     let html = page.text();
     assert_eq!(html.matches(SCRIPT).count(), 1, "{html}");
     assert!(
-        html.contains(&format!("{SCRIPT}1\"></script></body>")),
+        html.contains(&format!("{SCRIPT}{}\"></script></body>", wire(&html, 1))),
         "{html}"
     );
     assert_eq!(
@@ -517,7 +535,8 @@ fn pages_get_the_script_once_and_everything_else_passes_byte_for_byte() {
     let streamed = get(proxy, "/stream").text();
     assert!(
         streamed.contains(&format!(
-            "<body class=\"app\">{SCRIPT}1\"></script><h1>first"
+            "<body class=\"app\">{SCRIPT}{}\"></script><h1>first",
+            wire(&streamed, 1)
         )),
         "{streamed}"
     );
@@ -651,7 +670,7 @@ fn the_event_stream_says_hello_then_building_failed_and_ready_and_the_trigger_re
     let events = EventStream::open(proxied.proxy);
     events.wait_for(
         &proxied.session,
-        "event: hello\ndata: {\"build\":\"passed\",\"generation\":1",
+        "event: hello\ndata: {\"build\":\"passed\",\"generation\":",
     );
 
     project.write("src/version.txt", "v2-FAIL\n");
@@ -659,7 +678,9 @@ fn the_event_stream_says_hello_then_building_failed_and_ready_and_the_trigger_re
     events.wait_for(&proxied.session, "event: failed");
     events.wait_for(&proxied.session, "v2-FAIL does not compile");
     project.write("src/version.txt", "v3\n");
-    events.wait_for(&proxied.session, "event: ready\ndata: {\"generation\":2}");
+    // Generation 2 of this run: the run's own numbers end in its count.
+    events.wait_for(&proxied.session, "000002}");
+    events.wait_for(&proxied.session, "event: ready\ndata: {\"generation\":");
 
     let triggered = request(proxied.proxy, "POST", "/__reload/trigger", &[], b"").unwrap();
     assert_eq!(triggered.status, 204);
