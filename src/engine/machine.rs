@@ -253,6 +253,15 @@ enum Step {
     },
 }
 
+/// What follows a new server given up on, for the line that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Afterwards {
+    /// Nothing until the next change: say so.
+    WaitForChanges,
+    /// Already under way (a newer change is built, reload is stopping): nothing to add.
+    Decided,
+}
+
 /// A server that exits sooner than this after starting "dies fast": restarting it again and
 /// again at once would only spin, so the restart delay grows while it keeps doing so.
 const FAST_EXIT: Duration = Duration::from_secs(1);
@@ -496,7 +505,7 @@ impl Service {
             }
             Event::NotReady { generation, why } => {
                 if self.awaiting_ready(generation) {
-                    self.give_up(&why, None, now, out);
+                    self.give_up(&why, None, Afterwards::WaitForChanges, now, out);
                 }
             }
             Event::Exited { generation, exit } => self.exited(generation, exit, now, out),
@@ -573,7 +582,10 @@ impl Service {
             Phase::Swapping(Swap {
                 step: Step::AwaitingReady { .. },
                 ..
-            }) => self.give_up(&format!("{gave_way} before it was ready"), None, now, out),
+            }) => {
+                let why = format!("{gave_way} before it was ready");
+                self.give_up(&why, None, Afterwards::Decided, now, out);
+            }
             Phase::ShuttingDown { .. } => return,
             // Nothing was started yet: it just does not happen.
             Phase::Swapping(_) | Phase::RestartDue { .. } | Phase::Idle => {}
@@ -662,11 +674,13 @@ impl Service {
         });
     }
 
-    /// The new server (awaiting readiness) will not take over: discard it and say why.
+    /// The new server (awaiting readiness) will not take over: discard it and say why, and what
+    /// comes next.
     fn give_up(
         &mut self,
         why: &str,
         hint: Option<&'static str>,
+        afterwards: Afterwards,
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
@@ -697,7 +711,10 @@ impl Service {
         out.push(Effect::Publish(Lifecycle::ServerFailed {
             pid: Some(pid),
             generation,
-            message: self.waiting_for_changes(&message),
+            message: match afterwards {
+                Afterwards::WaitForChanges => self.waiting_for_changes(&message),
+                Afterwards::Decided => message,
+            },
         }));
         self.phase = Phase::Idle;
     }
@@ -723,7 +740,7 @@ impl Service {
         if self.awaiting_ready(generation) {
             let why = format!("{} before it was ready", exit.describe());
             // The new server is dead already: give_up's discard only reaps what is left.
-            self.give_up(&why, exit.hint, now, out);
+            self.give_up(&why, exit.hint, Afterwards::WaitForChanges, now, out);
             return;
         }
         let Some(server) = self.serving.filter(|s| s.generation == generation) else {
@@ -803,7 +820,7 @@ impl Service {
                         expected: expected.clone(),
                     });
                 }
-                self.give_up(&why, None, now, out);
+                self.give_up(&why, None, Afterwards::WaitForChanges, now, out);
             }
             _ => {}
         }

@@ -835,3 +835,18 @@ fn a_server_that_ignores_port_turns_overlap_into_stop_then_start_with_one_line()
         "stop-then-start from now on: {effects:?}"
     );
 }
+
+#[test]
+fn a_server_that_gives_way_to_a_newer_change_is_not_said_to_wait_for_changes() {
+    let mut run = Run::serving(overlap(), 100);
+    run.swap_to_g2();
+    run.spawned(G2, 200);
+    let effects = run.change();
+    let message = failure_message(&effects).unwrap();
+    assert!(message.contains("gave way to a newer change"), "{message}");
+    assert!(
+        !message.contains("waiting for changes"),
+        "the newer change is being built already: {message}"
+    );
+    assert!(effects.contains(&Effect::StartBuild), "{effects:?}");
+}
