@@ -84,9 +84,36 @@ fn eight_tabs_all_follow_a_save() {
     let url = format!("http://127.0.0.1:{}/", proxied.proxy);
     let tabs: Vec<_> = (0..8).map(|_| browser.open(&url)).collect();
     let marks: Vec<_> = tabs.iter().map(Tab::mark).collect();
+    // One event stream for all tabs (a SharedWorker): eight of their own, with HTTP/1.1's six
+    // connections per host, would leave none for the pages.
+    let connections = established_to(proxied.proxy);
+    assert!(
+        connections <= 7,
+        "{connections} connections to the proxy for eight tabs"
+    );
     project.write("src/version.txt", "v2\n");
     for (tab, mark) in tabs.iter().zip(&marks) {
         tab.wait_reloaded(mark, FOLLOW);
         tab.wait_for("document.querySelector('h1')?.textContent === 'v2'", FOLLOW);
     }
+}
+
+/// Connections to `port` on this machine now, seen from the server's side (/proc/net/tcp).
+fn established_to(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|row| {
+                    let fields: Vec<&str> = row.split_whitespace().collect();
+                    fields.get(1).is_some_and(|a| a.ends_with(&local))
+                        && fields.get(3) == Some(&"01")
+                })
+                .count()
+        })
+        .sum()
 }
