@@ -568,7 +568,7 @@ fn pages_get_the_script_once_and_everything_else_passes_byte_for_byte() {
 }
 
 #[test]
-fn app_events_arrive_as_they_are_written_and_a_large_body_is_streamed_not_held() {
+fn app_events_arrive_as_they_are_written_and_large_bodies_are_streamed_not_held() {
     let project = proxied("v1");
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");
@@ -611,6 +611,24 @@ fn app_events_arrive_as_they_are_written_and_a_large_body_is_streamed_not_held()
         received += n;
     }
     assert!(received > size, "head and the whole body: {received}");
+
+    // And the other way: a 100 MB upload goes to the app as it arrives.
+    let mut stream = TcpStream::connect(("127.0.0.1", proxied.proxy)).unwrap();
+    write!(
+        stream,
+        "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let block = vec![b'u'; 1 << 16];
+    for _ in 0..size / block.len() {
+        stream.write_all(&block).unwrap();
+    }
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let answer = parse(&raw).unwrap();
+    assert_eq!(answer.text(), format!("v1 got {size} bytes"));
+    let peak = crate::support::peak_rss_kib(proxied.session.pid());
+    assert!(peak < 80 * 1024, "reload held a body: peak RSS {peak} KiB");
     let peak = crate::support::peak_rss_kib(proxied.session.pid());
     assert!(
         peak < 80 * 1024,
