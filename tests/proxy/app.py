@@ -12,8 +12,10 @@ import time
 import zlib
 
 VERSION = open("build/version.txt").read().strip()
-# IGNORE_PORT: a server with its port written in, as `r.Run(":8080")` is.
-PORT = int(os.environ.get("IGNORE_PORT") or os.environ["PORT"])
+# IGNORE_PORT: a server with its port written in, as `r.Run(":8080")` is. With --listen, the
+# socket reload holds comes as fd 3 (LISTEN_FDS) and there is no PORT.
+HELD = os.environ.get("LISTEN_FDS") == "1"
+PORT = 0 if HELD else int(os.environ.get("IGNORE_PORT") or os.environ["PORT"])
 # START_DELAY: a server that takes a while to start (loading, connecting to a database).
 time.sleep(float(os.environ.get("START_DELAY", "0")))
 PAGE = ("<!doctype html><html><head><title>%s</title></head><body><h1>%s</h1></body></html>"
@@ -164,7 +166,13 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
-server = Server(("127.0.0.1", PORT), Handler)
+if HELD:
+    import socket
+    server = Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
+    server.socket = socket.socket(fileno=3)
+    PORT = server.socket.getsockname()[1]
+else:
+    server = Server(("127.0.0.1", PORT), Handler)
 with open("../scratch/app.log", "a") as log:
     log.write("start pid=%d version=%s port=%d\n" % (os.getpid(), VERSION, PORT))
 server.serve_forever()

@@ -830,3 +830,31 @@ fn a_server_listening_elsewhere_is_told_where_it_listens() {
         proxied.session.context()
     );
 }
+
+#[test]
+fn with_listen_the_proxy_forwards_to_the_held_socket() {
+    let project = proxied("v1");
+    let proxy = free_port();
+    let held = free_port();
+    let session = project.start(&["--proxy", &proxy.to_string(), "--listen", &held.to_string()]);
+    session.wait_for_stderr(&format!("-> app 127.0.0.1:{held} (held by reload)"));
+    let proxied = Proxied {
+        session,
+        proxy,
+        app: held,
+    };
+    proxied.wait_serving("v1");
+    let start = proxied.session.wait_for_start("v1");
+    assert_eq!(
+        start.field("port"),
+        held.to_string(),
+        "the app serves the held socket"
+    );
+    let load = Load::start(proxied.proxy);
+    for version in ["v2", "v3", "v4", "v5"] {
+        project.write("src/version.txt", &format!("{version}\n"));
+        proxied.session.wait_for_start(version);
+        proxied.wait_serving(version);
+    }
+    load.assert_none_failed(&proxied.session);
+}
