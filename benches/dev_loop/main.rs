@@ -6,7 +6,7 @@
 )]
 
 //! The dev-loop benchmark: `reload` against its peers, watchexec and nodemon, in the seven
-//! situations a dev loop lives in. `cargo bench --bench dev_loop` runs it all; `BENCH_QUICK=1`
+//! situations a dev loop lives in, and reload's dev proxy on its own (scenario 8). `cargo bench --bench dev_loop` runs it all; `BENCH_QUICK=1`
 //! cuts repetitions for a smoke run, and words after `--` pick scenarios by name
 //! (`cargo bench --bench dev_loop -- burst idle`).
 //!
@@ -22,7 +22,8 @@
 //! `pid start-time version` to a start log as its first act and then idles. Latencies end at the
 //! server's own clock reading, so how often the bench polls adds nothing to them. The
 //! restart-gap scenario runs `examples/hello_server` instead and measures from the outside, with
-//! an HTTP client.
+//! an HTTP client; the proxy scenario runs `__bench_http`, a plain HTTP server that binds `PORT`
+//! itself and dies on SIGTERM, the way an unmodified server does.
 //!
 //! Trees live under `$TMPDIR/reload-bench-<pid>-<nanos>/<scenario>/`: `project/` is the watched
 //! root and every tool's working directory; `scratch/` beside it (never watched) holds start
@@ -65,7 +66,7 @@ use anyhow::{Context, Result, ensure};
 use crate::procfs::load_average;
 use crate::report::{Report, Value};
 use crate::session::{Area, Loan, TempBase};
-use crate::stand_in::stand_in_server;
+use crate::stand_in::{stand_in_http, stand_in_server};
 use crate::tools::{Bins, Tool};
 use crate::trees::populate;
 
@@ -75,6 +76,8 @@ pub(crate) const DEBOUNCE: Duration = Duration::from_millis(50);
 pub(crate) const EXT: &str = "rs";
 /// The argument that turns this binary into the stand-in server.
 pub(crate) const CHILD_ARG: &str = "__bench_child";
+/// The argument that turns this binary into the stand-in HTTP server.
+pub(crate) const HTTP_ARG: &str = "__bench_http";
 /// How often waits look again.
 pub(crate) const POLL: Duration = Duration::from_millis(5);
 /// Pause between measured edits, so that one restart is over before the next edit.
@@ -92,6 +95,9 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if args.first().is_some_and(|arg| arg == CHILD_ARG) {
         return stand_in_server(&args[1..]);
+    }
+    if args.first().is_some_and(|arg| arg == HTTP_ARG) {
+        return stand_in_http(&args[1..]);
     }
     // `cargo bench` passes `--bench`; plain words pick scenarios.
     let filters: Vec<String> = args
@@ -134,7 +140,7 @@ fn run(filters: &[String]) -> Result<()> {
         println!("  {:<10} {version}", tool.name());
     }
 
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("restart", scenario::restart_overhead),
         ("burst", scenario::burst),
         ("idle", scenario::idle),
@@ -142,6 +148,7 @@ fn run(filters: &[String]) -> Result<()> {
         ("ignored-bulk", scenario::ignored_bulk),
         ("restart-gap", scenario::restart_gap),
         ("build-cancel", scenario::build_cancel),
+        ("proxy", scenario::proxy),
     ];
     let began = Instant::now();
     for (name, scenario) in scenarios {

@@ -3,6 +3,7 @@
 //! tests/support/procfs.rs, included here; this module adds the bench's error context and its
 //! own readers.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::thread;
@@ -79,4 +80,46 @@ pub(crate) fn load_average() -> String {
                 .join(" ")
         },
     )
+}
+
+/// One thread's context switches, from /proc/PID/task/TID/status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Switches {
+    pub(crate) thread: String,
+    pub(crate) voluntary: u64,
+    pub(crate) involuntary: u64,
+}
+
+/// The context switches of every thread of `pid`, by thread id. /proc/PID/status counts the
+/// main thread alone, and a timer may live on any thread (the dev proxy has one of its own).
+pub(crate) fn context_switches(pid: i32) -> Result<BTreeMap<i32, Switches>> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut threads = BTreeMap::new();
+    for entry in fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+        let Some(tid) = entry?.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        // A thread that ended since the listing is simply not counted.
+        let Ok(status) = fs::read_to_string(format!("{tasks}/{tid}/status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map(str::trim)
+        };
+        let count = |name: &str| -> Result<u64> {
+            field(name)
+                .and_then(|value| value.parse().ok())
+                .with_context(|| format!("no {name} in {tasks}/{tid}/status"))
+        };
+        let switches = Switches {
+            thread: field("Name:").unwrap_or("?").to_owned(),
+            voluntary: count("voluntary_ctxt_switches:")?,
+            involuntary: count("nonvoluntary_ctxt_switches:")?,
+        };
+        threads.insert(tid, switches);
+    }
+    Ok(threads)
 }

@@ -36,6 +36,8 @@ pub(crate) enum Value {
     /// Milliseconds, one per run: shown as median and p90.
     Samples(Vec<f64>),
     Millis(f64),
+    /// Milliseconds too small for a tenth of one to show them (wrk's latencies): shown in µs.
+    Micros(f64),
     Count(u64),
     Percent(f64),
     MiB(f64),
@@ -58,6 +60,7 @@ impl fmt::Display for Value {
                 percentile(samples, 0.9)
             ),
             Value::Millis(ms) => write!(f, "{ms:.1} ms"),
+            Value::Micros(ms) => write!(f, "{:.0} µs", ms * 1e3),
             Value::Count(n) => write!(f, "{n}"),
             Value::Percent(p) => write!(f, "{p:.2} %"),
             Value::MiB(m) => write!(f, "{m:.1} MiB"),
@@ -80,7 +83,7 @@ impl Value {
                 "runs": samples.len(),
                 "samples_ms": samples,
             }),
-            Value::Millis(ms) => json!({ "ms": ms }),
+            Value::Millis(ms) | Value::Micros(ms) => json!({ "ms": ms }),
             Value::Count(n) => json!({ "count": n }),
             Value::Percent(p) => json!({ "percent": p }),
             Value::MiB(m) => json!({ "mib": m }),

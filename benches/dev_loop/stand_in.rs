@@ -1,16 +1,18 @@
-//! The stand-in server (this very binary, called with `__bench_child`) and the start log it
-//! writes: one line per server start, stamped by the server's own clock.
+//! The stand-in servers (this very binary): `__bench_child`, which only logs its start (one
+//! line per server start, stamped by the server's own clock) and idles, and `__bench_http`, an
+//! ordinary HTTP server that binds `PORT` itself; and the start log the first one writes.
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::CHILD_ARG;
 use crate::stats::unix_nanos;
+use crate::{CHILD_ARG, HTTP_ARG};
 
 /// `__bench_child START_LOG [VERSION_FILE]`: append `pid unix-nanos version` to START_LOG as the
 /// very first thing, then idle until killed. It also leaves by itself once the log's directory
@@ -74,5 +76,94 @@ impl StartLog {
 
     pub(crate) fn count(&self) -> usize {
         self.read().len()
+    }
+}
+
+/// `__bench_http DIR`: the server most users run, with nothing done for a dev loop. It binds
+/// 127.0.0.1:`PORT` itself (after `BIND_DELAY_MS`, default 0, to mimic a slow start), answers
+/// every request `hello from pid PID` with keep-alive (wrk measures requests, not connects), and
+/// keeps the default SIGTERM action: it dies at once, dropping whatever it was serving, the way a
+/// server that does not drain does. It leaves by itself once DIR is gone, so a stray one cannot
+/// outlive the bench.
+pub(crate) fn stand_in_http(args: &[OsString]) -> ExitCode {
+    let Some(dir) = args.first().map(PathBuf::from) else {
+        eprintln!("{HTTP_ARG}: no directory given");
+        return ExitCode::from(2);
+    };
+    let number = |name: &str| -> Result<u64, String> {
+        match std::env::var(name) {
+            Err(_) => Ok(0),
+            Ok(text) => text
+                .parse()
+                .map_err(|_| format!("{name}={text} is not a number")),
+        }
+    };
+    let port = match (number("PORT"), number("BIND_DELAY_MS")) {
+        (Ok(port), Ok(delay)) if port > 0 => {
+            thread::sleep(Duration::from_millis(delay));
+            port
+        }
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("{HTTP_ARG}: {err}");
+            return ExitCode::from(2);
+        }
+        _ => {
+            eprintln!("{HTTP_ARG}: PORT is not set");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match u16::try_from(port)
+        .map_err(|_| io::Error::other("out of range"))
+        .and_then(|port| TcpListener::bind(("127.0.0.1", port)))
+    {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("{HTTP_ARG}: cannot bind 127.0.0.1:{port}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    thread::spawn(move || {
+        let born = Instant::now();
+        while dir.exists() && born.elapsed() < Duration::from_secs(30 * 60) {
+            thread::sleep(Duration::from_millis(200));
+        }
+        std::process::exit(0);
+    });
+    let body = format!("hello from pid {}\n", std::process::id());
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let body = body.clone();
+        // A thread per connection: 32 at most in the bench, and no dependency.
+        thread::spawn(move || serve(stream, &body));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Answer the requests of one connection until the client closes it or asks to. Request bodies
+/// are not read: the bench sends none.
+fn serve(mut stream: TcpStream, body: &str) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut pending: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0_u8; 4096];
+    loop {
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+            let close = head.contains("\r\nconnection: close");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
+                body.len(),
+                if close { "Connection: close\r\n" } else { "" }
+            );
+            stream.write_all(answer.as_bytes())?;
+            if close {
+                return Ok(());
+            }
+            pending.drain(..end + 4);
+        }
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&chunk[..read]);
     }
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::stand_in::StartLog;
-use crate::{CHILD_ARG, DEBOUNCE, EXT};
+use crate::{CHILD_ARG, DEBOUNCE, EXT, HTTP_ARG};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Tool {
@@ -218,9 +218,19 @@ impl Bins {
         argv.extend(version.map(|v| v.as_os_str().to_owned()));
         argv
     }
+
+    /// The stand-in HTTP server's argv (see `stand_in::stand_in_http`): it leaves once `dir` is
+    /// gone.
+    pub(crate) fn stand_in_http(&self, dir: &Path) -> Vec<OsString> {
+        vec![
+            self.stand_in.clone().into_os_string(),
+            HTTP_ARG.into(),
+            dir.as_os_str().to_owned(),
+        ]
+    }
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let cargo_bin = std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo/bin"));
     std::env::split_paths(&path)

@@ -234,16 +234,16 @@ fn watchexec_socket_without_shim(bench: &mut Bench, area: &Area) -> Result<()> {
 }
 
 /// One request of the hammering client.
-struct Probe {
+pub(crate) struct Probe {
     /// When it ended.
     pub(crate) done: Instant,
     pub(crate) took: Duration,
     /// The answering server's pid, or what went wrong.
-    outcome: Result<u32, String>,
+    pub(crate) outcome: Result<u32, String>,
 }
 
 /// A thread doing sequential GETs until told to stop.
-struct Client {
+pub(crate) struct Client {
     stop: Arc<AtomicBool>,
     last_pid: Arc<AtomicU32>,
     pub(crate) thread: Option<JoinHandle<Vec<Probe>>>,
@@ -255,6 +255,11 @@ impl Client {
     const PAUSE: Duration = Duration::from_millis(5);
 
     pub(crate) fn start(address: SocketAddr) -> Client {
+        Client::start_every(address, Self::PAUSE)
+    }
+
+    /// Like [`Client::start`], with `pause` between a request's end and the next one.
+    pub(crate) fn start_every(address: SocketAddr, pause: Duration) -> Client {
         let stop = Arc::new(AtomicBool::new(false));
         let last_pid = Arc::new(AtomicU32::new(0));
         let thread = {
@@ -272,7 +277,7 @@ impl Client {
                         took: began.elapsed(),
                         outcome,
                     });
-                    thread::sleep(Self::PAUSE);
+                    thread::sleep(pause);
                 }
                 probes
             })
@@ -284,11 +289,11 @@ impl Client {
         }
     }
 
-    fn last_pid(&self) -> u32 {
+    pub(crate) fn last_pid(&self) -> u32 {
         self.last_pid.load(Ordering::SeqCst)
     }
 
-    fn finish(mut self) -> Vec<Probe> {
+    pub(crate) fn finish(mut self) -> Vec<Probe> {
         self.stop.store(true, Ordering::SeqCst);
         self.thread
             .take()
@@ -307,7 +312,7 @@ impl Drop for Client {
 }
 
 /// `GET /` from hello_server: the pid in its answer, or the kind of failure.
-fn http_get(address: SocketAddr) -> Result<u32, String> {
+pub(crate) fn http_get(address: SocketAddr) -> Result<u32, String> {
     let timeout = Duration::from_secs(5);
     let request = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
     let reply = http::exchange(address, request, timeout, timeout)
@@ -320,7 +325,7 @@ fn http_get(address: SocketAddr) -> Result<u32, String> {
         .ok_or_else(|| "bad reply".to_owned())
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
 }
