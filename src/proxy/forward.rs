@@ -1,8 +1,8 @@
 //! Forwarding one request: wait for a ready server, send it there, retry what never reached
 //! it (and what it dropped unanswered, when that is safe), and hand the answer back.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,29 +21,29 @@ use crate::lifecycle::{BuildState, Generation};
 /// The largest request body kept so that the request can be sent again to the next server.
 pub(crate) const KEPT_BODY: usize = 1024 * 1024;
 
-/// Idle connections to the app kept for the next requests.
-const POOLED: usize = 32;
-
-/// Connections to the app, each tagged with the server generation it reaches: a connection to
-/// a server that is gone is never reused.
+/// The connection to the app that one browser connection uses, tagged with the server
+/// generation it reaches (a connection to a server that is gone is never reused). HTTP/1.1
+/// sends one request at a time on a connection, so one upstream connection per browser
+/// connection is all the reuse there is to have, with no lock and no search.
 #[derive(Default)]
-pub(crate) struct Pool {
-    idle: Mutex<Vec<(Generation, SendRequest<Body>)>>,
+pub(crate) struct Link {
+    app: RefCell<Option<(Generation, SendRequest<Body>)>>,
 }
 
-impl Pool {
-    fn take(&self, generation: Generation) -> Option<SendRequest<Body>> {
-        let mut idle = lock(&self.idle);
-        idle.retain(|(g, sender)| *g == generation && !sender.is_closed());
-        let ready = idle.iter().position(|(_, sender)| sender.is_ready())?;
-        Some(idle.swap_remove(ready).1)
+impl Link {
+    /// The connection to `generation`, once its last answer is done; `None` when there is none
+    /// or the app closed it.
+    async fn take(&self, generation: Generation) -> Option<SendRequest<Body>> {
+        let (reaches, mut sender) = self.app.borrow_mut().take()?;
+        if reaches != generation {
+            return None;
+        }
+        sender.ready().await.ok()?;
+        Some(sender)
     }
 
-    fn put(&self, generation: Generation, sender: SendRequest<Body>) {
-        let mut idle = lock(&self.idle);
-        if idle.len() < POOLED && !sender.is_closed() {
-            idle.push((generation, sender));
-        }
+    fn keep(&self, generation: Generation, sender: SendRequest<Body>) {
+        *self.app.borrow_mut() = Some((generation, sender));
     }
 }
 
@@ -76,6 +76,7 @@ enum Attempt {
 
 pub(crate) async fn forward(
     shared: &Shared,
+    link: &Link,
     mut request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
@@ -84,7 +85,15 @@ pub(crate) async fn forward(
     let browser_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let html = accepts_html(&parts.headers);
-    let original = (parts.method.clone(), parts.headers.clone());
+    // What the page rewrite needs of the request: its method, and whether it asked for a
+    // partial (htmx, Datastar); not a copy of every header.
+    let mut markers = HeaderMap::new();
+    for name in ["hx-request", "datastar-request"] {
+        if let Some(value) = parts.headers.get(name) {
+            markers.insert(name, value.clone());
+        }
+    }
+    let original = (parts.method.clone(), markers);
     let host = parts.headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     add_forwarded(&mut parts.headers, peer, host);
@@ -137,7 +146,7 @@ pub(crate) async fn forward(
             );
         };
         let attempt = Request::from_parts(parts.clone(), body);
-        match send(shared, generation, target, attempt, upgrade).await {
+        match send(link, generation, target, attempt, upgrade).await {
             Attempt::Answered(response) => {
                 return answer(shared, &original, response, generation, browser_side).await;
             }
@@ -251,29 +260,27 @@ fn timeout(shared: &Shared, html: bool) -> Response<Body> {
     response
 }
 
-/// One attempt on a pooled connection to `generation`, or a new one.
+/// One attempt on the link's connection to `generation`, or a new one.
 async fn send(
-    shared: &Shared,
+    link: &Link,
     generation: Generation,
     target: SocketAddr,
     request: Request<Body>,
     upgrade: bool,
 ) -> Attempt {
     let mut request = request;
-    // A pooled connection may have been closed by the app in the meantime: hyper hands the
+    // The kept connection may have been closed by the app in the meantime: hyper hands the
     // request back when nothing of it was written, and a new connection is tried.
-    if !upgrade {
-        while let Some(mut sender) = shared.pool.take(generation) {
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    shared.pool.put(generation, sender);
-                    return Attempt::Answered(response);
-                }
-                Err(mut err) => match err.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Attempt::Dropped(err.into_error()),
-                },
+    if !upgrade && let Some(mut sender) = link.take(generation).await {
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                link.keep(generation, sender);
+                return Attempt::Answered(response);
             }
+            Err(mut err) => match err.take_message() {
+                Some(unsent) => request = unsent,
+                None => return Attempt::Dropped(err.into_error()),
+            },
         }
     }
     let Ok(stream) = tokio::net::TcpStream::connect(target).await else {
@@ -291,7 +298,7 @@ async fn send(
     match sender.try_send_request(request).await {
         Ok(response) => {
             if !upgrade {
-                shared.pool.put(generation, sender);
+                link.keep(generation, sender);
             }
             Attempt::Answered(response)
         }

@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, watch};
 
 use crate::config::{ProxyConfig, Upstream, UsageError};
 use crate::lifecycle::{Bus, Lifecycle, State};
@@ -40,20 +40,21 @@ const FRAMES_KEPT: usize = 64;
 
 /// The running proxy; dropping it stops it (open connections are closed).
 pub struct Proxy {
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    /// Threads that accept and serve connections, each with a runtime of its own: one per core
+    /// (at most four), so that the proxy is not the narrowest part between browser and app.
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        self.stop.send_replace(true);
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
         }
     }
 }
+
 
 /// What every request handler reads.
 pub(crate) struct Shared {
@@ -63,7 +64,6 @@ pub(crate) struct Shared {
     pub state: watch::Receiver<State>,
     /// Frames for the pages' event streams.
     pub frames: broadcast::Sender<Bytes>,
-    pub pool: forward::Pool,
     /// What a held request waits for, in words, for the 504 past the hold timeout.
     pub waiting_for: Mutex<String>,
     /// An encoding the proxy cannot rewrite is warned about once.
@@ -114,35 +114,44 @@ pub fn start(config: &ProxyConfig, bus: &Bus) -> Result<Proxy> {
         inject: config.inject,
         state: bus.state(),
         frames: broadcast::channel(FRAMES_KEPT).0,
-        pool: forward::Pool::default(),
         waiting_for: Mutex::new("the first build and start".to_owned()),
         warned_encoding: AtomicBool::new(false),
     });
-    let events = bus.subscribe();
-    let (stop, stopped) = oneshot::channel();
-    let thread = std::thread::Builder::new()
-        .name("proxy".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    status::error(&format!("error: the proxy cannot start: {err}"));
-                    return;
-                }
-            };
-            // Connections are tasks of this thread only (spawn_local): nothing they hold needs to
-            // be Send, and the proxy never competes with the engine's thread.
-            let local = tokio::task::LocalSet::new();
-            runtime.block_on(local.run_until(serve(listener, shared, events, stopped)));
-        })
-        .context("cannot start the proxy's thread")?;
-    Ok(Proxy {
-        stop: Some(stop),
-        thread: Some(thread),
-    })
+    let (stop, stopped) = watch::channel(false);
+    let mut proxy = Proxy {
+        stop,
+        workers: Vec::new(),
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    for worker in 0..workers {
+        let listener = listener
+            .try_clone()
+            .context("cannot share the proxy's socket between its threads")?;
+        // The first worker also relays the lifecycle events to the pages' streams.
+        let events = (worker == 0).then(|| bus.subscribe());
+        let (shared, stopped) = (shared.clone(), stopped.clone());
+        let thread = std::thread::Builder::new()
+            .name("proxy".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        status::error(&format!("error: the proxy cannot start: {err}"));
+                        return;
+                    }
+                };
+                // Connections are tasks of this thread only (spawn_local): nothing they hold
+                // needs to be Send, and the proxy never competes with the engine's thread.
+                let local = tokio::task::LocalSet::new();
+                runtime.block_on(local.run_until(serve(listener, shared, events, stopped)));
+            })
+            .context("cannot start the proxy's threads")?;
+        proxy.workers.push(thread);
+    }
+    Ok(proxy)
 }
 
 /// A held socket bound to all interfaces is reached on loopback.
@@ -162,8 +171,8 @@ fn loopback_of(addr: SocketAddr) -> SocketAddr {
 async fn serve(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
-    mut events: broadcast::Receiver<Arc<Lifecycle>>,
-    mut stopped: oneshot::Receiver<()>,
+    events: Option<broadcast::Receiver<Arc<Lifecycle>>>,
+    mut stopped: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
@@ -176,27 +185,29 @@ async fn serve(
     let frames = shared.frames.clone();
     let relay_shared = shared.clone();
     let upstream = shared.upstream;
-    let relay = tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(waiting) = waiting_for(&event, upstream) {
-                        *lock(&relay_shared.waiting_for) = waiting;
+    let relay = events.map(|mut events| {
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(event) => {
+                        if let Some(waiting) = waiting_for(&event, upstream) {
+                            *lock(&relay_shared.waiting_for) = waiting;
+                        }
+                        if let Some(frame) = events::of(&event) {
+                            let _ = frames.send(frame);
+                        }
                     }
-                    if let Some(frame) = events::of(&event) {
-                        let _ = frames.send(frame);
-                    }
+                    // Each stream sends a fresh hello when it lags itself; nothing to do here.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-                // Each stream sends a fresh hello when it lags itself; nothing to do here.
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
             }
-        }
+        })
     });
     let mut connections = Connections::default();
     loop {
         tokio::select! {
-            _ = &mut stopped => break,
+            _ = stopped.wait_for(|stop| *stop) => break,
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else {
                     // Out of descriptors, say: give the others a moment to close.
@@ -206,9 +217,12 @@ async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 connections.spawn(async move {
+                    let link = std::rc::Rc::new(forward::Link::default());
                     let service = hyper::service::service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(route(shared, request, peer).await) }
+                        let (shared, link) = (shared.clone(), link.clone());
+                        async move {
+                            Ok::<_, Infallible>(route(shared, &link, request, peer).await)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -218,7 +232,9 @@ async fn serve(
             }
         }
     }
-    relay.abort();
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     connections.abort_all();
 }
 
@@ -264,12 +280,13 @@ impl Connections {
 /// reload's own endpoints under `/__reload/`; everything else goes to the app.
 async fn route(
     shared: Arc<Shared>,
+    link: &forward::Link,
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
     let path = request.uri().path();
     let Some(own) = path.strip_prefix("/__reload/") else {
-        return forward::forward(&shared, request, peer).await;
+        return forward::forward(&shared, link, request, peer).await;
     };
     match (request.method(), own) {
         (&Method::GET | &Method::HEAD, "client.js") => respond(
