@@ -55,7 +55,6 @@ impl Drop for Proxy {
     }
 }
 
-
 /// What every request handler reads.
 pub(crate) struct Shared {
     pub upstream: SocketAddr,
