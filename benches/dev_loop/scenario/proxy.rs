@@ -55,6 +55,8 @@ pub(crate) fn proxy(bench: &mut Bench) -> Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Proxy,
+    /// Through the proxy with `--overlap`: each server told its own port through PORT.
+    ProxyOverlap,
     /// To the app port, reload without a proxy: what users have without it.
     Direct,
 }
@@ -75,14 +77,21 @@ fn job(bench: &Bench, area: &Area, route: Route, app: u16, proxy: u16, delay_ms:
     let job = Job::new(&area.project, bench.bins.stand_in_http(&area.scratch))
         .env("BIND_DELAY_MS", delay_ms);
     match route {
-        Route::Proxy => job.flags(&[
-            "--log-format",
-            "json",
-            "--proxy",
-            &proxy.to_string(),
-            "--app-port",
-            &app.to_string(),
-        ]),
+        Route::Proxy | Route::ProxyOverlap => {
+            let mut flags = vec![
+                "--log-format".to_owned(),
+                "json".to_owned(),
+                "--proxy".to_owned(),
+                proxy.to_string(),
+                "--app-port".to_owned(),
+                app.to_string(),
+            ];
+            if route == Route::ProxyOverlap {
+                flags.push("--overlap".to_owned());
+            }
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            job.flags(&flags)
+        }
         Route::Direct => job.env("PORT", app).flags(&["--log-format", "json"]),
     }
 }
@@ -102,6 +111,8 @@ struct Through {
     excess_ms: f64,
     /// That restart's slowest request and swap.
     excess_at: (f64, f64),
+    /// The slowest answered request of all.
+    max_ms: f64,
 }
 
 /// Part 1: a client every 3 ms through 10 restarts, through the proxy (a server that binds at
@@ -119,6 +130,11 @@ fn restarts(bench: &mut Bench, area: &Area) -> Result<()> {
             Route::Proxy,
             300,
         ),
+        (
+            "through the proxy with --overlap, server binds after 300 ms",
+            Route::ProxyOverlap,
+            300,
+        ),
         ("direct, no proxy", Route::Direct, 0),
     ];
     for (label, route, delay_ms) in variants {
@@ -134,7 +150,7 @@ fn restarts(bench: &mut Bench, area: &Area) -> Result<()> {
         ];
         let (app, proxy) = two_ports()?;
         let job = job(bench, area, route, app, proxy, delay_ms);
-        let target = address(if route == Route::Proxy { proxy } else { app });
+        let target = address(if route == Route::Direct { app } else { proxy });
         let name = format!("reload-{route:?}-{delay_ms}");
         let measured = bench.attempt(S, &metrics, Tool::Reload, |_, exe| {
             let session = Session::launch(Tool::Reload, exe, &job, area, &name)?;
@@ -153,6 +169,19 @@ fn restarts(bench: &mut Bench, area: &Area) -> Result<()> {
              swap {swap:.1} ms)",
             through.requests, through.errors
         );
+        if route == Route::ProxyOverlap {
+            let slowest = format!("{label}: slowest request");
+            report.add(S, &slowest, tool, Value::Millis(through.max_ms));
+            report.target(
+                S,
+                "--overlap, 300 ms start: slowest request < 20 ms",
+                format!(
+                    "{:.1} ms; {} of {} failed",
+                    through.max_ms, through.failed, through.requests
+                ),
+                through.max_ms < 20.0 && through.failed == 0,
+            );
+        }
         if route == Route::Proxy {
             let goal = if delay_ms == 0 {
                 "0 failed requests through restarts"
@@ -264,6 +293,7 @@ fn through(
         p99_ms: percentile(&answered, 0.99),
         excess_ms,
         excess_at,
+        max_ms: answered.iter().copied().fold(0.0, f64::max),
     })
 }
 
@@ -461,7 +491,7 @@ fn idle(bench: &mut Bench, area: &Area) -> Result<()> {
     let mut results = Vec::new();
     for route in [Route::Proxy, Route::Direct] {
         let label = match route {
-            Route::Proxy => format!("with proxy, {STREAMS} streams"),
+            Route::Proxy | Route::ProxyOverlap => format!("with proxy, {STREAMS} streams"),
             Route::Direct => "without proxy".to_owned(),
         };
         let metrics = [
