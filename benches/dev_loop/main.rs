@@ -42,6 +42,10 @@
 //! integration tests: they live in tests/support/ and are included here by path.
 
 mod procfs;
+// The tests' headless-browser harness, for the browser scenario; not all of it is used here.
+#[allow(dead_code)]
+#[path = "../../tests/support/browser.rs"]
+mod browser;
 mod report;
 mod scenario;
 mod session;
@@ -140,7 +144,7 @@ fn run(filters: &[String]) -> Result<()> {
         println!("  {:<10} {version}", tool.name());
     }
 
-    let scenarios: [(&str, Scenario); 8] = [
+    let scenarios: [(&str, Scenario); 9] = [
         ("restart", scenario::restart_overhead),
         ("burst", scenario::burst),
         ("idle", scenario::idle),
@@ -148,6 +152,7 @@ fn run(filters: &[String]) -> Result<()> {
         ("ignored-bulk", scenario::ignored_bulk),
         ("restart-gap", scenario::restart_gap),
         ("build-cancel", scenario::build_cancel),
+        ("browser", scenario::browser),
         ("proxy", scenario::proxy),
     ];
     let began = Instant::now();

@@ -16,8 +16,8 @@ use nix::unistd::Pid;
 #[path = "../../tests/support/procfs.rs"]
 mod shared;
 
-pub(crate) use shared::{children_of, command_line};
-use shared::{pids_under, stat_fields};
+use shared::pids_under;
+pub(crate) use shared::{all_pids, children_of, command_line, stat_fields};
 
 /// The unit of utime/stime in /proc/PID/stat (USER_HZ: 100 on every Linux ABI in use).
 pub(crate) const TICKS_PER_SECOND: f64 = 100.0;

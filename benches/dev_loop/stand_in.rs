@@ -129,19 +129,27 @@ pub(crate) fn stand_in_http(args: &[OsString]) -> ExitCode {
         }
         std::process::exit(0);
     });
-    let body = format!("hello from pid {}\n", std::process::id());
+    // HTML=1: a page (the browser scenario), which the proxy gives its script.
+    let html = std::env::var_os("HTML").is_some();
+    let pid = std::process::id();
+    let (body, content_type) = if html {
+        let page = format!("<!doctype html><html><body><h1>pid {pid}</h1></body></html>\n");
+        (page, "text/html")
+    } else {
+        (format!("hello from pid {pid}\n"), "text/plain")
+    };
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let body = body.clone();
         // A thread per connection: 32 at most in the bench, and no dependency.
-        thread::spawn(move || serve(stream, &body));
+        thread::spawn(move || serve(stream, &body, content_type));
     }
     ExitCode::SUCCESS
 }
 
 /// Answer the requests of one connection until the client closes it or asks to. Request bodies
 /// are not read: the bench sends none.
-fn serve(mut stream: TcpStream, body: &str) -> io::Result<()> {
+fn serve(mut stream: TcpStream, body: &str, content_type: &str) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut pending: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0_u8; 4096];
@@ -150,7 +158,7 @@ fn serve(mut stream: TcpStream, body: &str) -> io::Result<()> {
             let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
             let close = head.contains("\r\nconnection: close");
             let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n{body}",
                 body.len(),
                 if close { "Connection: close\r\n" } else { "" }
             );

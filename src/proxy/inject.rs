@@ -177,11 +177,13 @@ fn policy_nonce(policy: &str) -> Option<String> {
 pub fn script_tag(generation: u64, nonce: Option<&str>) -> String {
     match nonce {
         Some(nonce) => format!(
-            r#"<script src="/__reload/client.js" nonce="{}" data-generation="{generation}"></script>"#,
+            r#"<script src="/__reload/client.js" nonce="{}" data-generation="{generation}" async></script>"#,
             escape_attribute(nonce)
         ),
         None => {
-            format!(r#"<script src="/__reload/client.js" data-generation="{generation}"></script>"#)
+            format!(
+                r#"<script src="/__reload/client.js" data-generation="{generation}" async></script>"#
+            )
         }
     }
 }

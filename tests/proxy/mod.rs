@@ -486,7 +486,10 @@ fn pages_get_the_script_once_and_everything_else_passes_byte_for_byte() {
     let html = page.text();
     assert_eq!(html.matches(SCRIPT).count(), 1, "{html}");
     assert!(
-        html.contains(&format!("{SCRIPT}{}\"></script></body>", wire(&html, 1))),
+        html.contains(&format!(
+            "{SCRIPT}{}\" async></script></body>",
+            wire(&html, 1)
+        )),
         "{html}"
     );
     assert_eq!(
@@ -535,7 +538,7 @@ fn pages_get_the_script_once_and_everything_else_passes_byte_for_byte() {
     let streamed = get(proxy, "/stream").text();
     assert!(
         streamed.contains(&format!(
-            "<body class=\"app\">{SCRIPT}{}\"></script><h1>first",
+            "<body class=\"app\">{SCRIPT}{}\" async></script><h1>first",
             wire(&streamed, 1)
         )),
         "{streamed}"

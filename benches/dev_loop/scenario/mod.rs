@@ -1,5 +1,6 @@
 //! The eight scenarios, one file each, in the order they run.
 
+mod browser;
 mod build_cancel;
 mod burst;
 mod idle;
@@ -9,6 +10,7 @@ mod proxy;
 mod restart;
 mod restart_gap;
 
+pub(crate) use browser::browser;
 pub(crate) use build_cancel::build_cancel;
 pub(crate) use burst::burst;
 pub(crate) use idle::idle;

@@ -62,7 +62,7 @@ enum Route {
 }
 
 /// Two free ports, distinct: the app's and the proxy's.
-fn two_ports() -> Result<(u16, u16)> {
+pub(super) fn two_ports() -> Result<(u16, u16)> {
     let app = free_port()?;
     let proxy = (0..10)
         .map(|_| free_port())

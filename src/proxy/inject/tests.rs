@@ -8,7 +8,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::*;
 
-const TAG: &str = r#"<script src="/__reload/client.js" data-generation="7"></script>"#;
+const TAG: &str = r#"<script src="/__reload/client.js" data-generation="7" async></script>"#;
 
 #[track_caller]
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -344,11 +344,11 @@ fn the_script_tag_is_exact() {
     assert_eq!(script_tag(7, None), TAG);
     assert_eq!(
         script_tag(0, Some("r4nd0m+/=")),
-        r#"<script src="/__reload/client.js" nonce="r4nd0m+/=" data-generation="0"></script>"#
+        r#"<script src="/__reload/client.js" nonce="r4nd0m+/=" data-generation="0" async></script>"#
     );
     assert_eq!(
         script_tag(u64::MAX, None),
-        r#"<script src="/__reload/client.js" data-generation="18446744073709551615"></script>"#
+        r#"<script src="/__reload/client.js" data-generation="18446744073709551615" async></script>"#
     );
 }
 
@@ -356,7 +356,7 @@ fn the_script_tag_is_exact() {
 fn the_nonce_is_attribute_escaped() {
     assert_eq!(
         script_tag(1, Some(r#"a"b<c>&d'e"#)),
-        r#"<script src="/__reload/client.js" nonce="a&quot;b&lt;c&gt;&amp;d&#39;e" data-generation="1"></script>"#
+        r#"<script src="/__reload/client.js" nonce="a&quot;b&lt;c&gt;&amp;d&#39;e" data-generation="1" async></script>"#
     );
     // From the header through decide to the tag: a quote cannot close the attribute.
     let nonce = nonce_of(&[(
