@@ -15,7 +15,7 @@ if (typeof document == "undefined") {
     if (type == "hello") state = data;
     if (type == "building") state = { generation, build: "running" };
     if (type == "failed") state = { ...data, generation, build: "failed" };
-    if (type == "ready") state = { ...data, build: build == "running" ? build : "passed" };
+    if (type == "ready") state = { ...data, build: "passed" }; // a ready ends its build
     for (const p of ports) p.postMessage({ type, data });
   });
   self.onconnect = (e) => {

@@ -148,6 +148,18 @@ pub(crate) async fn forward(
         let attempt = Request::from_parts(parts.clone(), body);
         match send(link, generation, target, attempt, upgrade).await {
             Attempt::Answered(response) => {
+                let response = if matches!(outgoing, Outgoing::Kept(_)) {
+                    // The server died while it answered (a non-draining server stopped
+                    // mid-write): nothing reached the browser yet, so it is sent again.
+                    let Ok(response) = whole(response).await else {
+                        refused = Some(generation);
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                        continue;
+                    };
+                    response
+                } else {
+                    response.map(|body| body.map_err(BoxError::from).boxed_unsync())
+                };
                 return answer(shared, &original, response, generation, browser_side).await;
             }
             Attempt::NotSent(body) => {
@@ -311,10 +323,28 @@ async fn send(
 
 /// The app's response, on its way to the browser: hop-by-hop headers off, an upgrade spliced,
 /// an HTML page given the live-reload script.
+/// A small answer (at most [`KEPT_BODY`], its length known) read whole before any of it goes to
+/// the browser, so that an answer cut off by the server's death can still be asked again; a
+/// larger or open-ended one streams as it comes.
+async fn whole(response: Response<Incoming>) -> Result<Response<Body>, hyper::Error> {
+    let small = response.status() != StatusCode::SWITCHING_PROTOCOLS
+        && response
+            .body()
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= KEPT_BODY as u64);
+    if !small {
+        return Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()));
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    Ok(Response::from_parts(parts, super::full(bytes)))
+}
+
 async fn answer(
     shared: &Shared,
     original: &(Method, HeaderMap),
-    mut response: Response<Incoming>,
+    mut response: Response<Body>,
     generation: Generation,
     browser_side: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<Body> {
@@ -331,7 +361,7 @@ async fn answer(
                 }
             });
         }
-        return response.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        return response;
     }
     strip_hop_by_hop(response.headers_mut(), false);
     rewrite::response(shared, original, response, generation).await

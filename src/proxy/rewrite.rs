@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode, header};
 use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::inject::{self, Decision, Encoding};
 use super::{Body, BoxError, Shared, page, respond};
@@ -24,11 +23,10 @@ const WHOLE: u64 = 16 * 1024 * 1024;
 pub(crate) async fn response(
     shared: &Shared,
     original: &(Method, HeaderMap),
-    response: Response<Incoming>,
+    response: Response<Body>,
     generation: Generation,
 ) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
-    let body = body.map_err(BoxError::from).boxed_unsync();
     if !shared.inject {
         return Response::from_parts(parts, body);
     }

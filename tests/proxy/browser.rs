@@ -17,9 +17,10 @@ fn heading(tab: &Tab<'_>) -> String {
         .to_owned()
 }
 
-/// The text of the build-failure overlay, "" when none shows.
-const OVERLAY: &str = "(() => { const ui = document.querySelector('reload-ui'); \
-    return ui && ui.shadowRoot ? ui.shadowRoot.textContent : ''; })()";
+/// The text of reload's elements in the page (the build-failure overlay, the building badge),
+/// "" when none shows.
+const OVERLAY: &str = "[...document.querySelectorAll('reload-ui')]\
+    .map((ui) => (ui.shadowRoot ? ui.shadowRoot.textContent : '')).join('')";
 
 #[test]
 fn a_page_follows_a_save_without_the_test_reloading_it() {
@@ -70,9 +71,14 @@ fn the_overlay_shows_a_compile_error_and_goes_away_after_the_fix() {
     project.write("src/version.txt", "v3\n");
     tab.wait_reloaded(&mark, FOLLOW);
     tab.wait_for("document.querySelector('h1')?.textContent === 'v3'", FOLLOW);
-    assert_eq!(tab.eval(OVERLAY), "", "the fix clears the overlay");
+    tab.wait_for(&format!("{OVERLAY} === ''"), FOLLOW);
     late.wait_reloaded(&late_mark, FOLLOW);
     late.wait_for("document.querySelector('h1')?.textContent === 'v3'", FOLLOW);
+    // Nothing of reload's shows once the fix is served: no overlay, and no badge left over from
+    // the build (a page that connects after the ready hears the build passed).
+    late.wait_for(&format!("{OVERLAY} === ''"), FOLLOW);
+    assert_eq!(late.eval(OVERLAY), "");
+    assert_eq!(tab.eval(OVERLAY), "");
 }
 
 #[test]
