@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
-use super::restart_gap::{Client, Probe, free_port, http_get};
+use super::restart_gap::{Client, Probe, free_port, http_get, restart_once};
 use crate::procfs::{Switches, context_switches, cpu_ticks, rss_mib};
 use crate::report::Value;
 use crate::session::{Area, Session};
 use crate::stats::{millis, percentile};
 use crate::tools::{Job, Tool, find_on_path};
 use crate::wait::wait_for;
-use crate::{Bench, RESTART_TIMEOUT, SETTLE, STARTUP_TIMEOUT};
+use crate::{Bench, SETTLE, STARTUP_TIMEOUT};
 
 const S: &str = "8 proxy";
 /// Spacing between the client's requests, as in the measurement of failed requests.
@@ -229,16 +229,7 @@ fn measure_through(
     let mut edits: Vec<(Instant, u32)> = Vec::new();
     for restart in 0..restarts {
         let edited = Instant::now();
-        area.write("src/main.rs", &format!("// restart {restart}\n"))?;
-        let new = wait_for(RESTART_TIMEOUT, || {
-            let pid = client.last_pid();
-            (pid != 0 && !servers.contains(&pid)).then_some(pid)
-        });
-        let Some(new) = new else {
-            session.check_alive()?;
-            bail!("no new server answered within 10 s after restart {restart}");
-        };
-        servers.insert(new);
+        let new = restart_once(&mut session, area, &client, &mut servers, restart)?;
         edits.push((edited, new));
         thread::sleep(SETTLE);
     }

@@ -134,18 +134,7 @@ fn measure_gap(mut session: Session, area: &Area, port: u16, restarts: usize) ->
     let client = Client::start(address);
     thread::sleep(SETTLE);
     for restart in 0..restarts {
-        area.write("src/main.rs", &format!("// restart {restart}\n"))?;
-        // A pid not seen before answered: the new server serves. (With overlap the old one may
-        // still answer a few requests meanwhile, so "different from the last" is not enough.)
-        let new = wait_for(RESTART_TIMEOUT, || {
-            let pid = client.last_pid();
-            (pid != 0 && !servers.contains(&pid)).then_some(pid)
-        });
-        let Some(new) = new else {
-            session.check_alive()?;
-            bail!("no new server answered within 10 s after restart {restart}");
-        };
-        servers.insert(new);
+        restart_once(&mut session, area, &client, &mut servers, restart)?;
         thread::sleep(SETTLE);
     }
     let probes = client.finish();
@@ -309,6 +298,29 @@ impl Drop for Client {
             let _ = thread.join();
         }
     }
+}
+
+/// Edit the project once and wait until a server not seen before answers `client`: the new
+/// server serves. (With overlap the old one may still answer a few requests meanwhile, so
+/// "different from the last" is not enough.) Its pid, now among `servers`.
+pub(crate) fn restart_once(
+    session: &mut Session,
+    area: &Area,
+    client: &Client,
+    servers: &mut HashSet<u32>,
+    restart: usize,
+) -> Result<u32> {
+    area.write("src/main.rs", &format!("// restart {restart}\n"))?;
+    let new = wait_for(RESTART_TIMEOUT, || {
+        let pid = client.last_pid();
+        (pid != 0 && !servers.contains(&pid)).then_some(pid)
+    });
+    let Some(new) = new else {
+        session.check_alive()?;
+        bail!("no new server answered within 10 s after restart {restart}");
+    };
+    servers.insert(new);
+    Ok(new)
 }
 
 /// `GET /` from hello_server: the pid in its answer, or the kind of failure.
