@@ -56,8 +56,9 @@ pub enum Lifecycle {
         how: String,
         errors: Option<usize>,
         elapsed: Duration,
-        /// The server that still serves, if one does.
-        serving: Option<u32>,
+        /// What follows: the old server serves on, the last good build starts again, or
+        /// nothing runs until a change.
+        then: AfterFailure,
         /// The last [`OUTPUT_KEPT`] bytes of the build's output, ANSI colours included.
         output: Arc<str>,
     },
@@ -129,6 +130,18 @@ pub struct State {
     /// The server taking the traffic.
     pub serving: Option<Serving>,
     pub build: BuildState,
+}
+
+/// What follows a failed build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// The server that was serving keeps serving.
+    Serving(u32),
+    /// The server had exited by itself and, with `restart_on_exit`, the last good build starts
+    /// again after this delay, as it would have without the build.
+    RestartIn(Duration),
+    /// Nothing runs until the next change (or `r`).
+    WaitForChanges,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,7 +319,7 @@ mod tests {
             how: "exit 1".into(),
             errors: Some(1),
             elapsed: Duration::ZERO,
-            serving: Some(7),
+            then: AfterFailure::Serving(7),
             output: "boom".into(),
         });
         let now = state.borrow().clone();

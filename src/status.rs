@@ -21,7 +21,7 @@ use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
 use crate::config::{LogFormat, Output};
-use crate::lifecycle::{Lifecycle, Subscriber};
+use crate::lifecycle::{AfterFailure, Lifecycle, Subscriber};
 
 /// Something reload reports.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ pub enum Note<'a> {
         how: &'a str,
         errors: Option<usize>,
         elapsed: Duration,
-        serving: Option<u32>,
+        then: AfterFailure,
     },
     /// A server process was started (it may not be ready yet).
     Spawned {
@@ -134,21 +134,21 @@ impl Note<'_> {
             ),
             Note::BuildSucceeded { elapsed } => (Tone::Good, format!("built in {}", d(*elapsed))),
             Note::BuildFailed {
-                how,
-                errors,
-                serving,
-                ..
+                how, errors, then, ..
             } => {
                 let count = match errors {
                     Some(1) => ": 1 error".to_owned(),
                     Some(n) => format!(": {n} errors"),
                     None => String::new(),
                 };
-                let serving = match serving {
-                    Some(pid) => format!("still serving pid {pid}"),
-                    None => "waiting for changes".to_owned(),
+                let then = match then {
+                    AfterFailure::Serving(pid) => format!("still serving pid {pid}"),
+                    AfterFailure::RestartIn(delay) => {
+                        format!("the last good build starts again in {}", d(*delay))
+                    }
+                    AfterFailure::WaitForChanges => "waiting for changes".to_owned(),
                 };
-                (Tone::Bad, format!("build failed ({how}){count}; {serving}"))
+                (Tone::Bad, format!("build failed ({how}){count}; {then}"))
             }
             Note::Spawned { .. } => return None,
             Note::Ready {
@@ -236,11 +236,19 @@ impl Note<'_> {
                 how,
                 errors,
                 elapsed,
-                serving,
-            } => json!({
-                "event": "build_finish", "success": false, "status": how, "errors": errors,
-                "duration_ms": ms(elapsed), "serving_pid": serving,
-            }),
+                then,
+            } => {
+                let (serving, restart_in) = match then {
+                    AfterFailure::Serving(pid) => (Some(*pid), None),
+                    AfterFailure::RestartIn(delay) => (None, Some(ms(delay))),
+                    AfterFailure::WaitForChanges => (None, None),
+                };
+                json!({
+                    "event": "build_finish", "success": false, "status": how, "errors": errors,
+                    "duration_ms": ms(elapsed), "serving_pid": serving,
+                    "restart_in_ms": restart_in,
+                })
+            }
             Note::Spawned { pid } => json!({"event": "spawn", "pid": pid}),
             Note::Ready {
                 pid,
@@ -418,13 +426,13 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
             how,
             errors,
             elapsed,
-            serving,
+            then,
             ..
         } => tell(&Note::BuildFailed {
             how,
             errors: *errors,
             elapsed: *elapsed,
-            serving: *serving,
+            then: *then,
         }),
         Lifecycle::ServerStarting { pid, .. } => tell(&Note::Spawned { pid: *pid }),
         Lifecycle::ServerReady {
@@ -558,7 +566,7 @@ mod tests {
             how: "exit 101",
             errors: Some(3),
             elapsed: Duration::from_secs(1),
-            serving: Some(42),
+            then: AfterFailure::Serving(42),
         };
         let (_, line) = note.human().unwrap();
         assert_eq!(
@@ -569,6 +577,25 @@ mod tests {
         assert_eq!(json["event"], "build_finish");
         assert_eq!(json["success"], false);
         assert_eq!(json["errors"], 3);
+        assert_eq!(json["serving_pid"], 42);
+    }
+
+    #[test]
+    fn a_failed_build_after_the_server_exited_says_when_the_last_good_build_restarts() {
+        let note = Note::BuildFailed {
+            how: "exit 1",
+            errors: None,
+            elapsed: Duration::from_secs(1),
+            then: AfterFailure::RestartIn(Duration::from_millis(1420)),
+        };
+        let (_, line) = note.human().unwrap();
+        assert_eq!(
+            line,
+            "build failed (exit 1); the last good build starts again in 1.42s"
+        );
+        let json = note.json();
+        assert_eq!(json["restart_in_ms"], 1420);
+        assert_eq!(json["serving_pid"], serde_json::Value::Null);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::Exit;
 use crate::build::BuildResult;
 use crate::config::{BuildCommand, OnBuildFailure, OnExit, Readiness, RestartOrder, RunConfig};
-use crate::lifecycle::{Generation, Lifecycle};
+use crate::lifecycle::{AfterFailure, Generation, Lifecycle};
 use crate::status;
 use crate::supervise::ChildExit;
 use crate::supervise::PortTurn;
@@ -371,17 +371,25 @@ impl Service {
                         if self.policy.on_build_failure == OnBuildFailure::Stop {
                             self.stop_serving(now, out);
                         }
+                        // The last good build runs again, as it would have without this build.
+                        let restart = restart_at.filter(|_| {
+                            self.policy.on_build_failure == OnBuildFailure::KeepServing
+                        });
+                        let then = match (self.serving, restart) {
+                            (Some(serving), _) => AfterFailure::Serving(serving.pid),
+                            (None, Some(at)) => {
+                                AfterFailure::RestartIn(at.saturating_duration_since(now))
+                            }
+                            (None, None) => AfterFailure::WaitForChanges,
+                        };
                         out.push(Effect::Publish(Lifecycle::BuildFailed {
                             how,
                             errors,
                             elapsed,
-                            serving: self.serving.map(|s| s.pid),
+                            then,
                             output,
                         }));
-                        // The last good build runs again, as it would have without this build.
-                        if let Some(at) = restart_at
-                            && self.policy.on_build_failure == OnBuildFailure::KeepServing
-                        {
+                        if let Some(at) = restart {
                             self.phase = Phase::RestartDue { at };
                         }
                     }

@@ -226,7 +226,7 @@ mod tests {
             how: "exit 2".into(),
             errors: None,
             elapsed: Duration::ZERO,
-            serving: None,
+            then: crate::lifecycle::AfterFailure::WaitForChanges,
             output: "line one\nline two".into(),
         })
         .unwrap();

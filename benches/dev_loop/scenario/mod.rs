@@ -7,6 +7,7 @@ mod idle;
 mod ignored_bulk;
 mod large_tree;
 mod proxy;
+mod proxy_overhead;
 mod restart;
 mod restart_gap;
 

@@ -8,7 +8,6 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,11 +18,11 @@ use crate::procfs::{Switches, context_switches, cpu_ticks, rss_mib};
 use crate::report::Value;
 use crate::session::{Area, Session};
 use crate::stats::{millis, percentile};
-use crate::tools::{Job, Tool, find_on_path};
+use crate::tools::{Job, Tool};
 use crate::wait::wait_for;
 use crate::{Bench, SETTLE, STARTUP_TIMEOUT};
 
-const S: &str = "8 proxy";
+pub(super) const S: &str = "8 proxy";
 /// Spacing between the client's requests, as in the issue's measurement of failed requests.
 const PAUSE: Duration = Duration::from_millis(3);
 /// How long reload is watched while idle.
@@ -46,14 +45,14 @@ pub(crate) fn proxy(bench: &mut Bench) -> Result<()> {
         Value::Text("not installed here (no network beyond package registries)".to_owned()),
     );
     restarts(bench, &area)?;
-    overhead(bench, &area)?;
+    super::proxy_overhead::overhead(bench, &area)?;
     idle(bench, &area)?;
     Ok(())
 }
 
 /// Where the client and wrk send their requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+pub(super) enum Route {
     Proxy,
     /// Through the proxy with `--overlap`: each server told its own port through PORT.
     ProxyOverlap,
@@ -73,7 +72,14 @@ pub(super) fn two_ports() -> Result<(u16, u16)> {
 
 /// The job: the stand-in HTTP server, which binds `PORT` after `bind_delay_ms`, behind the
 /// proxy or not. reload logs JSON events, for the swap times.
-fn job(bench: &Bench, area: &Area, route: Route, app: u16, proxy: u16, delay_ms: u64) -> Job {
+pub(super) fn job(
+    bench: &Bench,
+    area: &Area,
+    route: Route,
+    app: u16,
+    proxy: u16,
+    delay_ms: u64,
+) -> Job {
     let job = Job::new(&area.project, bench.bins.stand_in_http(&area.scratch))
         .env("BIND_DELAY_MS", delay_ms);
     match route {
@@ -96,7 +102,7 @@ fn job(bench: &Bench, area: &Area, route: Route, app: u16, proxy: u16, delay_ms:
     }
 }
 
-fn address(port: u16) -> SocketAddr {
+pub(super) fn address(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
@@ -309,153 +315,6 @@ fn swaps_by_pid(log: &Path) -> Result<BTreeMap<u32, f64>> {
         }
     }
     Ok(swaps)
-}
-
-/// Part 2: wrk against the stand-in, on its own port and through the proxy, alternately, with
-/// one reload running both. Rows are skipped, with a note, when wrk is missing.
-fn overhead(bench: &mut Bench, area: &Area) -> Result<()> {
-    const LATENCY: &str = "overhead: median latency at 1 connection";
-    const DIRECT_LATENCY: &str = "overhead: direct median latency at 1 connection";
-    const THROUGHPUT: &str = "overhead: req/s at 32 connections";
-    const DIRECT_THROUGHPUT: &str = "overhead: direct req/s at 32 connections";
-    let cpus = thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let Some(wrk) = find_on_path("wrk") else {
-        println!("  wrk is not installed (apt-get install -y wrk): overhead rows skipped");
-        let note = Value::Text("skipped: wrk is not installed".to_owned());
-        bench.report.add(S, "overhead", Tool::Reload.name(), note);
-        return Ok(());
-    };
-    let (seconds, runs) = (bench.runs(5, 2), bench.runs(3, 1));
-    println!(
-        "  -- overhead: wrk {seconds} s per run, {runs} run(s) each way, alternating; wrk, the \
-         proxy and the app share the {cpus} CPUs"
-    );
-    let (app, proxy) = two_ports()?;
-    let job = job(bench, area, Route::Proxy, app, proxy, 0);
-    let metrics = [LATENCY, DIRECT_LATENCY, THROUGHPUT, DIRECT_THROUGHPUT];
-    let measured = bench.attempt(S, &metrics, Tool::Reload, |_, exe| {
-        let mut session = Session::launch(Tool::Reload, exe, &job, area, "reload-wrk")?;
-        wait_for(STARTUP_TIMEOUT, || http_get(address(proxy)).ok()).ok_or_else(|| {
-            anyhow!(
-                "the proxy never answered; reload said:\n{}",
-                session.output_tail()
-            )
-        })?;
-        // Direct first, then through the proxy, in each.
-        let mut latency: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        let mut throughput: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        for _ in 0..runs {
-            for (i, port) in [app, proxy].into_iter().enumerate() {
-                let one = run_wrk(&wrk, port, 1, 1, seconds)?;
-                latency[i].push(one.median_ms);
-                let many = run_wrk(&wrk, port, 2, 32, seconds)?;
-                throughput[i].push(many.requests_per_second);
-            }
-        }
-        session.check_alive()?;
-        Ok((latency, throughput))
-    });
-    let Some((latency, throughput)) = measured else {
-        return Ok(());
-    };
-    let tool = Tool::Reload.name();
-    let report = &mut bench.report;
-    let median = |samples: &[f64]| percentile(samples, 0.5);
-    let (direct_ms, proxy_ms) = (median(&latency[0]), median(&latency[1]));
-    let (direct_rps, proxy_rps) = (median(&throughput[0]), median(&throughput[1]));
-    println!(
-        "  {tool:<10} (each run, direct then proxy: median latency {:?} and {:?} ms, \
-         {:?} and {:?} req/s)",
-        latency[0], latency[1], throughput[0], throughput[1]
-    );
-    report.add(S, DIRECT_LATENCY, tool, Value::Micros(direct_ms));
-    report.add(S, LATENCY, tool, Value::Micros(proxy_ms));
-    report.add(S, DIRECT_THROUGHPUT, tool, Value::Count(direct_rps as u64));
-    report.add(S, THROUGHPUT, tool, Value::Count(proxy_rps as u64));
-    let shared = format!("wrk, the proxy and the app share {cpus} CPUs");
-    report.add(S, "overhead: machine", tool, Value::Text(shared));
-    let added = proxy_ms - direct_ms;
-    report.target(
-        S,
-        "proxy adds <= 0.1 ms median latency (1 conn)",
-        format!("{added:+.3} ms ({proxy_ms:.3} vs {direct_ms:.3} direct)"),
-        added <= 0.1,
-    );
-    let kept = proxy_rps / direct_rps;
-    report.target(
-        S,
-        "proxy keeps >= 1/2 the req/s (32 conns)",
-        format!(
-            "{:.0} % ({proxy_rps:.0} vs {direct_rps:.0} req/s; {cpus} CPUs shared)",
-            kept * 100.0
-        ),
-        kept >= 0.5,
-    );
-    Ok(())
-}
-
-/// What one wrk run reports.
-struct WrkRun {
-    median_ms: f64,
-    requests_per_second: f64,
-}
-
-fn run_wrk(
-    wrk: &Path,
-    port: u16,
-    threads: u32,
-    connections: u32,
-    seconds: usize,
-) -> Result<WrkRun> {
-    let url = format!("http://127.0.0.1:{port}/");
-    let output = Command::new(wrk)
-        .args(["-t", &threads.to_string(), "-c", &connections.to_string()])
-        .args(["-d", &format!("{seconds}s"), "--latency", &url])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", wrk.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    ensure!(
-        output.status.success(),
-        "wrk on {url} failed ({}): {text}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // Any refused, reset or non-2xx request would make the figures meaningless.
-    ensure!(
-        !text.contains("Socket errors") && !text.contains("Non-2xx"),
-        "wrk on {url} saw errors:\n{text}"
-    );
-    let field = |prefix: &str| {
-        text.lines()
-            .find_map(|line| line.trim().strip_prefix(prefix))
-            .map(str::trim)
-            .with_context(|| format!("no `{prefix}` in wrk's output:\n{text}"))
-    };
-    let median = field("50%")?;
-    let requests_per_second = field("Requests/sec:")?
-        .parse()
-        .with_context(|| format!("wrk's Requests/sec is not a number:\n{text}"))?;
-    Ok(WrkRun {
-        median_ms: wrk_duration_ms(median)
-            .with_context(|| format!("wrk's median latency `{median}` does not parse"))?,
-        requests_per_second,
-    })
-}
-
-/// A wrk duration (`45.00us`, `1.20ms`, `2.00s`, `1.00m`) in milliseconds.
-fn wrk_duration_ms(text: &str) -> Option<f64> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit {
-        "us" => 1e-3,
-        "ms" => 1.0,
-        "s" => 1e3,
-        "m" => 60e3,
-        _ => return None,
-    };
-    Some(number * scale)
 }
 
 /// reload's cost over the idle window.

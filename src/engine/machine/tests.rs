@@ -214,15 +214,10 @@ fn a_failed_build_keeps_the_old_server_serving() {
     let mut run = Run::serving(policy(), 100);
     run.change();
     let effects = run.build_fails();
-    let [
-        Lifecycle::BuildFailed {
-            serving, output, ..
-        },
-    ] = published(&effects)[..]
-    else {
+    let [Lifecycle::BuildFailed { then, output, .. }] = published(&effects)[..] else {
         panic!("{effects:?}")
     };
-    assert_eq!(*serving, Some(100));
+    assert_eq!(*then, AfterFailure::Serving(100));
     assert!(output.contains("\x1b[31merror"), "the output, colours kept");
     assert!(
         !effects
@@ -248,11 +243,15 @@ fn with_stop_on_build_failure_a_failed_build_stops_the_server() {
     let failed = published(&effects)
         .into_iter()
         .find_map(|e| match e {
-            Lifecycle::BuildFailed { serving, .. } => Some(*serving),
+            Lifecycle::BuildFailed { then, .. } => Some(*then),
             _ => None,
         })
         .expect("build failed published");
-    assert_eq!(failed, None, "nothing serves any more");
+    assert_eq!(
+        failed,
+        AfterFailure::WaitForChanges,
+        "nothing serves any more"
+    );
 }
 
 #[test]
@@ -503,8 +502,19 @@ fn an_exit_during_a_build_that_fails_restarts_the_last_good_build_after_the_dela
         generation: G1,
         exit: exit(100, 1, Duration::from_secs(5)),
     });
-    run.build_fails();
-    assert!(run.wait(Duration::from_millis(999)).is_empty());
+    // The build took 100 ms of the second: the line says when the restart comes, not that
+    // reload waits for changes.
+    run.now += Duration::from_millis(100);
+    let effects = run.build_fails();
+    let then = published(&effects).into_iter().find_map(|e| match e {
+        Lifecycle::BuildFailed { then, .. } => Some(*then),
+        _ => None,
+    });
+    assert_eq!(
+        then,
+        Some(AfterFailure::RestartIn(Duration::from_millis(900)))
+    );
+    assert!(run.wait(Duration::from_millis(899)).is_empty());
     assert_eq!(
         run.wait(Duration::from_millis(1)),
         vec![Effect::Prepare {
