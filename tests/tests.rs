@@ -904,6 +904,28 @@ fn an_env_file_is_read_again_at_every_start() {
 }
 
 #[test]
+fn an_env_file_value_that_run_env_overrides_is_warned_about_once() {
+    let project = served(APP)
+        .file("dev.env", "GREETING=from-file\n")
+        .config(&CONFIG.replace(
+            "env = { GREETING = \"hello\" }",
+            "env = { GREETING = \"hello\" }\nenv_file = \"dev.env\"",
+        ));
+    let session = project.start(&[]);
+    let first = session.wait_for_start("v1");
+    assert_eq!(first.fields["GREETING"], "hello", "[run] env wins");
+    session.wait_for_stderr("dev.env: the server gets GREETING=hello, not GREETING=from-file");
+    project.write("src/version.txt", "v2\n");
+    session.wait_for_start("v2");
+    assert_eq!(
+        session.stderr().matches("not GREETING=from-file").count(),
+        1,
+        "said once, not at every start{}",
+        session.context()
+    );
+}
+
+#[test]
 fn a_missing_env_file_is_a_config_error_naming_it() {
     let project = served(APP)
         .config(&CONFIG.replace("env = { GREETING = \"hello\" }", "env_file = \"nope.env\""));

@@ -9,7 +9,7 @@
 
 pub mod machine;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,9 @@ struct Stages {
     supervisor: Option<Supervisor>,
     /// Read again at every start.
     env_file: Option<PathBuf>,
+    /// The env file's `NAME=value`s already warned about because reload sets NAME otherwise:
+    /// said once, not at every start.
+    env_overridden: BTreeSet<String>,
 }
 
 /// Run the dev loop until a shutdown. Returns the exit code to use.
@@ -108,6 +111,7 @@ pub async fn run(config: Config) -> Result<Exit> {
             build: None,
             supervisor,
             env_file,
+            env_overridden: BTreeSet::new(),
         },
     };
     let mut effects = unit.machine.start(Instant::now());
@@ -253,6 +257,19 @@ impl Stages {
             .supervisor
             .as_mut()
             .ok_or_else(|| anyhow!("internal: no server to prepare"))?;
+        if let Some(path) = &self.env_file {
+            // A PORT=3000 in .env beside --app-port 8080 would otherwise vanish silently.
+            for (name, written, given) in supervisor.overridden(&env, port) {
+                if self.env_overridden.insert(format!("{name}={written}")) {
+                    status::warning(&format!(
+                        "{}: the server gets {name}={given}, not {name}={written} as written \
+                         there: reload's own setting ([run] env, or the proxy's app port for \
+                         PORT) wins over the env file",
+                        path.display()
+                    ));
+                }
+            }
+        }
         supervisor.prepare(generation, executable, &env, port)
     }
 }

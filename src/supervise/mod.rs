@@ -216,6 +216,25 @@ impl Supervisor {
         !self.listeners.is_empty()
     }
 
+    /// The env file's variables the server does not get as written, because reload sets them
+    /// itself: `(name, the file's value, the value given)`. `[run] env` (where the proxy puts
+    /// its app port as PORT) and a port turn of `--overlap` behind the proxy win over the file.
+    pub fn overridden<'a>(
+        &self,
+        file: &'a [(String, String)],
+        port: Option<PortTurn>,
+    ) -> Vec<(&'a str, &'a str, String)> {
+        file.iter()
+            .filter_map(|(name, written)| {
+                let given = match (name.as_str(), port) {
+                    ("PORT", Some(turn)) => turn.given.to_string(),
+                    _ => self.config.env.get(name)?.clone(),
+                };
+                (given != *written).then_some((name.as_str(), written.as_str(), given))
+            })
+            .collect()
+    }
+
     /// Make everything generation `generation` needs to start (the program found, the notify
     /// socket, the command), before the serving server is touched. `executable` is what the
     /// build produced, for `Program::CargoArtifact` (a restart without a build runs the last
