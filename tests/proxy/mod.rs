@@ -148,7 +148,7 @@ fn get(port: u16, path: &str) -> Answer {
 }
 
 /// The generation in the script tag of `html`, which must be the run's `n`th: pages see
-/// generations unique across runs (the run's start second times a million, plus n).
+/// generations unique across runs (the run's start in milliseconds times a thousand, plus n).
 #[track_caller]
 fn wire(html: &str, n: u64) -> u64 {
     let at = html.find(SCRIPT).expect("a script tag") + SCRIPT.len();
@@ -157,7 +157,7 @@ fn wire(html: &str, n: u64) -> u64 {
         .take_while(char::is_ascii_digit)
         .collect();
     let generation: u64 = digits.parse().expect("a generation");
-    assert_eq!(generation % 1_000_000, n, "{html}");
+    assert_eq!(generation % 1000, n, "{html}");
     assert!(
         generation > 1_000_000_000_000_000,
         "unique across runs: {generation}"
@@ -700,7 +700,7 @@ fn the_event_stream_says_hello_then_building_failed_and_ready_and_the_trigger_re
     events.wait_for(&proxied.session, "v2-FAIL does not compile");
     project.write("src/version.txt", "v3\n");
     // Generation 2 of this run: the run's own numbers end in its count.
-    events.wait_for(&proxied.session, "000002}");
+    events.wait_for(&proxied.session, "002}");
     events.wait_for(&proxied.session, "event: ready\ndata: {\"generation\":");
 
     let triggered = request(proxied.proxy, "POST", "/__reload/trigger", &[], b"").unwrap();
