@@ -17,18 +17,34 @@ use crate::lifecycle::{BuildState, Generation, Lifecycle, State};
 
 /// A generation as pages see it: unique across runs of reload, so that a page served by an
 /// earlier run (reload was restarted while the tab stayed open) reloads when it reconnects,
-/// even though this run counts its servers from 1 again. The run's start second, times a
-/// million, plus the generation: exact in a JavaScript number (below 2^53) until the year 2255.
+/// even though this run counts its servers from 1 again. See [`wire_at`].
 pub(crate) fn wire(generation: Generation) -> u64 {
     static RUN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let run = RUN.get_or_init(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs())
+            .ok()
+            .and_then(|since| u64::try_from(since.as_millis()).ok())
+            .unwrap_or(0)
     });
-    run * 1_000_000 + generation.0
+    wire_at(*run, generation)
 }
 
+/// The generation on the wire of a run that started `run` milliseconds after the epoch: the
+/// milliseconds times a thousand, plus the generation. Milliseconds, not seconds: a developer
+/// stops reload and starts it again within a second, and two runs that started in the same
+/// second would give the same numbers, so a tab left open across the restart would not
+/// reload although its server is new.
+///
+/// Strictly increasing across successive runs, not only unique: a run's `n`th server took a
+/// build and a restart each, more than a millisecond, so `n` is below the milliseconds that
+/// run has lasted, and its last number (`start * 1000 + n`) is below the next run's first
+/// (`next_start * 1000 + 1`, with `next_start > start + n / 1000`). Exact in a JavaScript
+/// number (below 2^53) while the milliseconds are below 2^53 / 1000, about 9.007e12: into
+/// the year 2255 (2255 starts at 8.994e12, 2256 at 9.025e12).
+fn wire_at(run: u64, generation: Generation) -> u64 {
+    run * 1000 + generation.0
+}
 /// One failed build, as a page shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
@@ -202,11 +218,56 @@ mod tests {
     fn generations_on_the_wire_are_this_runs_own_and_keep_their_order() {
         let (one, two) = (wire(Generation(1)), wire(Generation(2)));
         assert_eq!(two, one + 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let run = u128::from(one / 1000);
         assert!(
-            one > 1_000_000_000_000_000,
-            "a run's numbers do not start at 1: {one}"
+            run <= now && run + 60_000 > now,
+            "a run's numbers start at its start in milliseconds ({run}), now {now}"
         );
-        assert!(two < 1 << 53, "exact in a JavaScript number");
+        assert_eq!(one % 1000, 1);
+    }
+
+    #[test]
+    fn runs_a_millisecond_apart_get_numbers_of_their_own_in_order() {
+        // The same second, a millisecond apart: a quick restart of reload.
+        let first = 1_796_138_180_000;
+        let next = first + 1;
+        assert_ne!(
+            wire_at(first, Generation(1)),
+            wire_at(next, Generation(1)),
+            "a tab of the first run reloads when the next one serves"
+        );
+        assert!(wire_at(first, Generation(1)) < wire_at(next, Generation(1)));
+        // A run that made n servers lasted more than n milliseconds: its last number is
+        // below the first of a run started after it.
+        for (n, lasted) in [(1, 2), (999, 1000), (5_000, 5_001), (1_000_000, 1_000_001)] {
+            assert!(
+                wire_at(first, Generation(n)) < wire_at(first + lasted, Generation(1)),
+                "{n} servers in {lasted} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn generations_on_the_wire_stay_exact_in_a_javascript_number_into_2255() {
+        const EXACT: u64 = 1 << 53;
+        // The first millisecond of 2255 and of 2256, UTC.
+        let (y2255, y2256) = (8_993_721_600_000, 9_025_257_600_000);
+        let generous = Generation(1_000_000);
+        assert!(wire_at(y2255, generous) < EXACT);
+        assert!(wire_at(y2256, Generation(1)) > EXACT, "the bound is tight");
+        // f64, as a JavaScript number holds it, gives back the same integer.
+        let late = wire_at(y2255, generous);
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let round_trip = late as f64 as u64;
+        assert_eq!(round_trip, late);
     }
 
     #[test]

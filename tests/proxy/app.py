@@ -76,6 +76,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send(200, gzip.compress(PAGE), headers=[("Content-Encoding", "gzip")])
         elif path == "/deflate":
             self.send(200, zlib.compress(PAGE), headers=[("Content-Encoding", "deflate")])
+        elif path == "/brotli":
+            # Python's stdlib has no brotli: the test leaves the page, compressed, in page.br.
+            with open("page.br", "rb") as page:
+                self.send(200, page.read(), headers=[("Content-Encoding", "br")])
         elif path == "/unknown-encoding":
             self.send(200, b"\x00zstd?", headers=[("Content-Encoding", "zstd")])
         elif path == "/csp":

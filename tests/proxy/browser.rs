@@ -1,10 +1,17 @@
 //! The proxy with a real browser (headless chromium, tests/support/browser.rs): a page follows a
-//! save by itself, a failed build shows over the page and goes away with the fix, and every tab
-//! follows.
+//! save by itself, a failed build shows over the page and goes away with the fix, every tab
+//! follows, and a page that reconnects reloads only when another server answers.
 
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
 use std::time::Duration;
 
-use super::{proxied, start};
+use serde_json::json;
+
+use super::{Proxied, proxied, start};
 use crate::support::browser::{BROWSER_DEADLINE, Browser, Tab};
 
 /// Far above what a save takes to reach the page, for a loaded 2-core machine.
@@ -122,4 +129,169 @@ fn established_to(port: u16) -> usize {
                 .count()
         })
         .sum()
+}
+
+#[test]
+fn after_a_reconnect_a_page_reloads_only_when_the_generation_changed() {
+    let project = proxied("v1");
+    let mut first = start(&project, &[]);
+    first.wait_serving("v1");
+    let (proxy, app) = (first.proxy, first.app);
+    let relay = Relay::start(proxy);
+    let browser = Browser::launch();
+    let tab = browser.open(&format!("http://127.0.0.1:{}/", relay.port));
+    // Connected: a failed build reaches the page through the worker's stream. It fails, so the
+    // same server keeps serving, and the failure gives the page something to show again when
+    // a hello tells it the state after the reconnect.
+    project.write("src/version.txt", "v1-FAIL\n");
+    tab.wait_for(
+        &format!("{OVERLAY}.includes('v1-FAIL does not compile')"),
+        FOLLOW,
+    );
+    let mark = tab.mark();
+    tab.eval("window.__kept = 1; document.querySelector('reload-ui').__before = 1");
+    // The worker's network, to see its stream come back. Enabled only now: a hello seen from
+    // here on is a new stream's.
+    let worker = browser.shared_worker("/__reload/client.js", BROWSER_DEADLINE);
+    worker.command("Network.enable", json!({}));
+
+    // (a) The network goes away and comes back; reload and its server stay as they were.
+    let cut = relay.cut();
+    assert!(cut >= 1, "the event stream went through the relay");
+    first
+        .session
+        .wait_until("the worker's event stream to come back", || {
+            worker
+                .events("Network.eventSourceMessageReceived")
+                .into_iter()
+                .find(|message| message["eventName"] == "hello")
+        });
+    // The page has handled that hello once the overlay is shown afresh (a hello with a failed
+    // build shows it again; nothing else happened that would), or else it has reloaded on it
+    // and lost the marker.
+    tab.wait_for(
+        "!window.__kept || [...document.querySelectorAll('reload-ui')].some((ui) => !ui.__before)",
+        FOLLOW,
+    );
+    assert_eq!(
+        tab.eval("window.__kept"),
+        json!(1),
+        "the same generation after a reconnect: no reload"
+    );
+    assert!(!tab.reloaded_since(&mark), "no reload: {}", tab.console());
+    assert_eq!(
+        project.starts().len(),
+        1,
+        "one server throughout{}",
+        first.session.context()
+    );
+
+    // (b) reload is restarted: stopped, and a new one started at once on the same ports, with
+    // the app serving other content. Its servers count from 1 again, maybe within the second
+    // the first run started in: the page must still see another generation.
+    first.session.terminate();
+    first.session.wait_no_processes();
+    assert!(
+        TcpStream::connect(("127.0.0.1", app)).is_err(),
+        "the first run's server is gone"
+    );
+    drop(first);
+    project.write("src/version.txt", "v2\n");
+    let second = Proxied {
+        session: project.start(&[
+            "--proxy",
+            &proxy.to_string(),
+            "--app-port",
+            &app.to_string(),
+        ]),
+        proxy,
+        app,
+    };
+    tab.wait_reloaded(&mark, FOLLOW);
+    tab.wait_for("document.querySelector('h1')?.textContent === 'v2'", FOLLOW);
+    assert_eq!(tab.eval("window.__kept ?? null"), json!(null), "a new page");
+    tab.wait_for(&format!("{OVERLAY} === ''"), FOLLOW);
+    assert_eq!(project.starts().len(), 2, "{}", second.session.context());
+}
+
+/// A TCP relay in front of the proxy for the browser to go through: [`Relay::cut`] ends every
+/// connection it carries at once, as a network that goes away does (Wi-Fi that drops, a laptop
+/// that sleeps), while reload and its server keep running; new connections pass again at once.
+/// chromium has nothing of the kind: its offline emulation (`Network.emulateNetworkConditions`,
+/// tried on the shared worker's target) fails new requests only and leaves an open event
+/// stream connected.
+struct Relay {
+    port: u16,
+    /// Both ends of every connection carried so far.
+    carried: Arc<Mutex<Vec<TcpStream>>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(to: u16) -> Relay {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind the relay's port");
+        let port = listener.local_addr().expect("the relay's address").port();
+        let carried = Arc::new(Mutex::new(Vec::new()));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (into, stop) = (Arc::clone(&carried), Arc::clone(&stopped));
+        thread::spawn(move || {
+            for browser in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                // While reload restarts, nothing listens on the proxy's port: the browser's
+                // connection ends unanswered, and the browser tries again later.
+                let Ok(browser) = browser else { continue };
+                let Ok(proxy) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                if let Err(err) = carry(browser, proxy, &into) {
+                    eprintln!("the relay could not carry a connection: {err}");
+                }
+            }
+        });
+        Relay {
+            port,
+            carried,
+            stopped,
+        }
+    }
+
+    /// End every connection carried so far, both ways; how many there were.
+    fn cut(&self) -> usize {
+        let mut carried = self.carried.lock().unwrap_or_else(PoisonError::into_inner);
+        for stream in carried.iter() {
+            // A connection that has ended by itself is already shut down.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let cut = carried.len() / 2;
+        carried.clear();
+        cut
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wake the accepting thread, which then sees it is stopped.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.cut();
+    }
+}
+
+/// Copy bytes between `browser` and `proxy` both ways on two threads, each passing an end of
+/// stream on as it comes; keep both ends in `carried` for [`Relay::cut`].
+fn carry(browser: TcpStream, proxy: TcpStream, carried: &Mutex<Vec<TcpStream>>) -> io::Result<()> {
+    let (browser_out, proxy_out) = (browser.try_clone()?, proxy.try_clone()?);
+    carried
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend([browser.try_clone()?, proxy.try_clone()?]);
+    for (mut from, mut to) in [(browser, proxy_out), (proxy, browser_out)] {
+        thread::spawn(move || {
+            let _ = io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+    }
+    Ok(())
 }

@@ -148,7 +148,7 @@ fn get(port: u16, path: &str) -> Answer {
 }
 
 /// The generation in the script tag of `html`, which must be the run's `n`th: pages see
-/// generations unique across runs (the run's start second times a million, plus n).
+/// generations unique across runs (the run's start in milliseconds times a thousand, plus n).
 #[track_caller]
 fn wire(html: &str, n: u64) -> u64 {
     let at = html.find(SCRIPT).expect("a script tag") + SCRIPT.len();
@@ -157,7 +157,7 @@ fn wire(html: &str, n: u64) -> u64 {
         .take_while(char::is_ascii_digit)
         .collect();
     let generation: u64 = digits.parse().expect("a generation");
-    assert_eq!(generation % 1_000_000, n, "{html}");
+    assert_eq!(generation % 1000, n, "{html}");
     assert!(
         generation > 1_000_000_000_000_000,
         "unique across runs: {generation}"
@@ -571,6 +571,66 @@ fn pages_get_the_script_once_and_everything_else_passes_byte_for_byte() {
 }
 
 #[test]
+fn a_brotli_page_gets_the_script_once_and_stays_brotli() {
+    // Large (about 180 KB plain, several reads compressed), so that the proxy's decoder and
+    // encoder each see the page in pieces.
+    let mut rows = String::new();
+    for i in 0..4000 {
+        let noise = i * 7919 % 10007;
+        rows.push_str(&format!(
+            "<li id=\"row-{i}\">row {i} of the list, {noise}</li>\n"
+        ));
+    }
+    let original = format!(
+        "<!doctype html><html><head><title>br</title></head><body><h1>br</h1><ul>\n{rows}</ul>\
+         </body></html>"
+    );
+    let mut compressed = Vec::new();
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut compressed, 4096, 5, 22);
+        writer.write_all(original.as_bytes()).unwrap();
+    }
+    let project = proxied("v1");
+    std::fs::write(project.path("page.br"), &compressed).expect("write page.br for the app");
+    let proxied = start(&project, &[]);
+    proxied.wait_serving("v1");
+
+    let direct = request(proxied.app, "GET", "/brotli", &["Accept-Encoding: br"], b"").unwrap();
+    assert_eq!(direct.body, compressed, "the app serves the file as it is");
+    let page = request(
+        proxied.proxy,
+        "GET",
+        "/brotli",
+        &["Accept: text/html", "Accept-Encoding: br"],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(page.status, 200, "{page:?}");
+    assert_eq!(page.header("content-encoding"), Some("br"), "{}", page.head);
+    assert_eq!(
+        page.header("content-length"),
+        Some(page.body.len().to_string().as_str()),
+        "{}",
+        page.head
+    );
+    let mut plain = String::new();
+    brotli::Decompressor::new(&page.body[..], 4096)
+        .read_to_string(&mut plain)
+        .expect("still brotli");
+    assert_eq!(plain.matches(SCRIPT).count(), 1, "the script once");
+    let tag = format!("{SCRIPT}{}\" async></script>", wire(&plain, 1));
+    assert_eq!(
+        plain.replacen(&tag, "", 1),
+        original,
+        "the page is otherwise intact"
+    );
+    assert!(
+        plain.ends_with(&format!("</ul>{tag}</body></html>")),
+        "before </body>"
+    );
+}
+
+#[test]
 fn app_events_arrive_as_they_are_written_and_large_bodies_are_streamed_not_held() {
     let project = proxied("v1");
     let proxied = start(&project, &[]);
@@ -700,7 +760,7 @@ fn the_event_stream_says_hello_then_building_failed_and_ready_and_the_trigger_re
     events.wait_for(&proxied.session, "v2-FAIL does not compile");
     project.write("src/version.txt", "v3\n");
     // Generation 2 of this run: the run's own numbers end in its count.
-    events.wait_for(&proxied.session, "000002}");
+    events.wait_for(&proxied.session, "002}");
     events.wait_for(&proxied.session, "event: ready\ndata: {\"generation\":");
 
     let triggered = request(proxied.proxy, "POST", "/__reload/trigger", &[], b"").unwrap();

@@ -634,3 +634,99 @@ fn truthy(value: &Value) -> bool {
         Value::Array(_) | Value::Object(_) => true,
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared workers
+
+/// A shared worker of the browser (a page's `new SharedWorker(...)`), attached with a flat
+/// session of its own as a tab is: commands sent through it run in the worker (its Network
+/// domain, for one), and its events are filed under its session. Dropping it detaches and
+/// leaves the worker running.
+// The proxy's browser tests use it; the harness's own test binary and the benchmark include
+// this file too and do not.
+#[allow(dead_code)]
+pub(crate) struct Worker<'b> {
+    browser: &'b Browser,
+    session: String,
+}
+
+#[allow(dead_code)]
+impl Browser {
+    /// Attach to the shared worker whose script address contains `url`, waiting up to
+    /// `deadline` for a page to start it. Panics when none appears.
+    #[track_caller]
+    pub(crate) fn shared_worker(&self, url: &str, deadline: Duration) -> Worker<'_> {
+        let began = Instant::now();
+        let target = loop {
+            let targets = self.command(None, "Target.getTargets", json!({}));
+            let found = targets
+                .get("targetInfos")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|info| {
+                    info.get("type").and_then(Value::as_str) == Some("shared_worker")
+                        && info
+                            .get("url")
+                            .and_then(Value::as_str)
+                            .is_some_and(|address| address.contains(url))
+                })
+                .map(|info| text_field(info, "targetId").to_owned());
+            if let Some(target) = found {
+                break target;
+            }
+            assert!(
+                began.elapsed() <= deadline,
+                "no shared worker at {url} within {deadline:?}: chromium lists {targets}"
+            );
+            thread::sleep(POLL);
+        };
+        let attached = self.command(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target, "flatten": true}),
+        );
+        Worker {
+            browser: self,
+            session: text_field(&attached, "sessionId").to_owned(),
+        }
+    }
+}
+
+#[allow(dead_code)]
+impl Worker<'_> {
+    /// Send a CDP command to the worker's session and return its result.
+    #[track_caller]
+    pub(crate) fn command(&self, method: &str, params: Value) -> Value {
+        self.browser.command(Some(&self.session), method, params)
+    }
+
+    /// The parameters of every event `method` the worker's session has had so far.
+    #[track_caller]
+    pub(crate) fn events(&self, method: &str) -> Vec<Value> {
+        let mut connection = self.browser.lock();
+        if let Err(err) = connection.drain() {
+            drop(connection);
+            panic!("{err}; {}", self.browser.stderr_tail());
+        }
+        connection
+            .events
+            .get(&self.session)
+            .into_iter()
+            .flatten()
+            .filter(|event| event.method == method)
+            .map(|event| event.params.clone())
+            .collect()
+    }
+}
+
+impl Drop for Worker<'_> {
+    fn drop(&mut self) {
+        // Detach only: the worker holds the pages' event stream and must outlive the session.
+        let _ = self.browser.lock().command(
+            None,
+            "Target.detachFromTarget",
+            json!({"sessionId": self.session}),
+        );
+    }
+}
