@@ -6,7 +6,7 @@ use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{MsgFlags, recvmsg};
@@ -175,11 +175,44 @@ fn parse(message: &[u8]) -> Result<bool, String> {
 /// Poll `probe` until it answers with any HTTP response. A bare TCP connect proves nothing: with
 /// an inherited socket the kernel accepts connections before the server does.
 pub(crate) async fn http(probe: &HttpProbe) {
+    let mut pauses = Pauses::new();
     loop {
         if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(2), answers(probe)).await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pauses.next()).await;
+    }
+}
+
+/// The pauses between two attempts of a probe: [`Pauses::FIRST`] during the first
+/// [`Pauses::EAGER`] of the wait, then doubling up to [`Pauses::LONGEST`]. A server a dev loop
+/// restarts mostly listens within a few tens of milliseconds, and every pause it listens in
+/// comes on top of the save -> page time (half a pause on average); an attempt on a loopback
+/// port nobody listens on yet is a refused connect, a few microseconds of work. A server slow
+/// to start is tried at most every 10 ms from then on, as before.
+struct Pauses {
+    began: Instant,
+    pause: Duration,
+}
+
+impl Pauses {
+    const FIRST: Duration = Duration::from_millis(1);
+    const EAGER: Duration = Duration::from_millis(50);
+    const LONGEST: Duration = Duration::from_millis(10);
+
+    fn new() -> Pauses {
+        Pauses {
+            began: Instant::now(),
+            pause: Self::FIRST,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let pause = self.pause;
+        if self.began.elapsed() >= Self::EAGER {
+            self.pause = (self.pause * 2).min(Self::LONGEST);
+        }
+        pause
     }
 }
 
@@ -214,12 +247,13 @@ pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Lis
 /// (with `--listen` the held socket accepts before the server does, so this proves nothing
 /// there). The connection is closed at once.
 pub(crate) async fn tcp(authority: &str) {
+    let mut pauses = Pauses::new();
     loop {
         let connect = tokio::net::TcpStream::connect(authority);
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(pauses.next()).await;
     }
 }
 
@@ -245,6 +279,22 @@ async fn answers(probe: &HttpProbe) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_try_every_millisecond_at_first_then_back_off_to_ten() {
+        let mut pauses = Pauses::new();
+        assert_eq!(pauses.next(), Duration::from_millis(1));
+        assert_eq!(
+            pauses.next(),
+            Duration::from_millis(1),
+            "still within the eager part"
+        );
+        pauses.began -= Pauses::EAGER;
+        let later: Vec<u64> = (0..6)
+            .map(|_| u64::try_from(pauses.next().as_millis()).unwrap())
+            .collect();
+        assert_eq!(later, [1, 2, 4, 8, 10, 10]);
+    }
 
     #[test]
     fn notify_messages() {
