@@ -751,7 +751,7 @@ fn the_event_stream_says_hello_then_building_failed_and_ready_and_the_trigger_re
     let events = EventStream::open(proxied.proxy);
     events.wait_for(
         &proxied.session,
-        "event: hello\ndata: {\"build\":\"passed\",\"generation\":",
+        "retry: 1000\n\nevent: hello\ndata: {\"build\":\"passed\",\"generation\":",
     );
 
     project.write("src/version.txt", "v2-FAIL\n");
