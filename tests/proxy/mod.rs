@@ -14,6 +14,7 @@ use crate::support::{DEADLINE, Project, Session, free_port};
 use crate::{BUILD, builds};
 
 mod browser;
+mod gin;
 
 const APP: &str = include_str!("app.py");
 
