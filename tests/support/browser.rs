@@ -186,6 +186,25 @@ impl Browser {
         outcome.unwrap_or_else(|err| panic!("{err}; {}", self.stderr_tail()))
     }
 
+    /// The parameters of every event `method` that `session` (a tab's or a worker's) has had
+    /// so far.
+    #[track_caller]
+    fn events(&self, session: &str, method: &str) -> Vec<Value> {
+        let mut connection = self.lock();
+        if let Err(err) = connection.drain() {
+            drop(connection);
+            panic!("{err}; {}", self.stderr_tail());
+        }
+        connection
+            .events
+            .get(session)
+            .into_iter()
+            .flatten()
+            .filter(|event| event.method == method)
+            .map(|event| event.params.clone())
+            .collect()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.connection
             .lock()
@@ -492,19 +511,7 @@ impl Tab<'_> {
     /// Runtime domains: e.g. `Runtime.consoleAPICalled`, `Page.frameNavigated`).
     #[track_caller]
     pub(crate) fn events(&self, method: &str) -> Vec<Value> {
-        let mut connection = self.browser.lock();
-        if let Err(err) = connection.drain() {
-            drop(connection);
-            panic!("{err}; {}", self.browser.stderr_tail());
-        }
-        connection
-            .events
-            .get(&self.session)
-            .into_iter()
-            .flatten()
-            .filter(|event| event.method == method)
-            .map(|event| event.params.clone())
-            .collect()
+        self.browser.events(&self.session, method)
     }
 
     /// Mark the page as it is now: a global only this document has, and its load count. The
@@ -704,19 +711,7 @@ impl Worker<'_> {
     /// The parameters of every event `method` the worker's session has had so far.
     #[track_caller]
     pub(crate) fn events(&self, method: &str) -> Vec<Value> {
-        let mut connection = self.browser.lock();
-        if let Err(err) = connection.drain() {
-            drop(connection);
-            panic!("{err}; {}", self.browser.stderr_tail());
-        }
-        connection
-            .events
-            .get(&self.session)
-            .into_iter()
-            .flatten()
-            .filter(|event| event.method == method)
-            .map(|event| event.params.clone())
-            .collect()
+        self.browser.events(&self.session, method)
     }
 }
 
