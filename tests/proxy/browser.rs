@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Proxied, proxied, start};
+use super::{ESTABLISHED, Proxied, proxied, sockets_on, start};
 use crate::support::browser::{BROWSER_DEADLINE, Browser, Tab};
 
 /// Far above what a save takes to reach the page, for a loaded 2-core machine.
@@ -99,7 +99,7 @@ fn eight_tabs_all_follow_a_save() {
     let marks: Vec<_> = tabs.iter().map(Tab::mark).collect();
     // One event stream for all tabs (a SharedWorker): eight of their own, with HTTP/1.1's six
     // connections per host, would leave none for the pages.
-    let connections = established_to(proxied.proxy);
+    let connections = sockets_on(proxied.proxy, ESTABLISHED).len();
     assert!(
         connections <= 7,
         "{connections} connections to the proxy for eight tabs"
@@ -109,26 +109,6 @@ fn eight_tabs_all_follow_a_save() {
         tab.wait_reloaded(mark, FOLLOW);
         tab.wait_for("document.querySelector('h1')?.textContent === 'v2'", FOLLOW);
     }
-}
-
-/// Connections to `port` on this machine now, seen from the server's side (/proc/net/tcp).
-fn established_to(port: u16) -> usize {
-    let local = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter(|row| {
-                    let fields: Vec<&str> = row.split_whitespace().collect();
-                    fields.get(1).is_some_and(|a| a.ends_with(&local))
-                        && fields.get(3) == Some(&"01")
-                })
-                .count()
-        })
-        .sum()
 }
 
 #[test]

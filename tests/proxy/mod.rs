@@ -793,6 +793,47 @@ fn the_trigger_refuses_a_connection_from_another_machine() {
     assert_eq!(answer.status, 403, "{answer:?}");
 }
 
+#[test]
+fn by_default_the_proxy_listens_on_loopback_only() {
+    let project = proxied("v1");
+    let proxied = start(&project, &[]);
+    proxied.wait_serving("v1");
+    // 127.0.0.1 as /proc/net/tcp writes it (little-endian hex), and the port.
+    let loopback = format!("0100007F:{:04X}", proxied.proxy);
+    assert_eq!(
+        sockets_on(proxied.proxy, LISTEN),
+        [loopback],
+        "one listening socket, on loopback, none on all interfaces{}",
+        proxied.session.context()
+    );
+}
+
+/// `/proc/net/tcp`'s socket states.
+const ESTABLISHED: &str = "01";
+const LISTEN: &str = "0A";
+
+/// The local addresses (`ADDR:PORT` in /proc/net/tcp's hex) of this machine's TCP sockets on
+/// `port` in `state`, IPv4 and IPv6.
+fn sockets_on(port: u16, state: &str) -> Vec<String> {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|row| {
+                    let fields: Vec<&str> = row.split_whitespace().collect();
+                    let address = fields.get(1)?;
+                    (address.ends_with(&local) && fields.get(3) == Some(&state))
+                        .then(|| (*address).to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// This machine's address on the network, when it has one (no packet is sent).
 fn non_loopback_address() -> Option<std::net::IpAddr> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
