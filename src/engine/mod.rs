@@ -60,7 +60,10 @@ pub async fn run(config: Config) -> Result<Exit> {
     let _proxy = config
         .proxy
         .as_ref()
-        .map(|proxy| crate::proxy::start(proxy, &bus))
+        .map(|proxy| {
+            let readiness = config.run.as_ref().map(|run| &run.readiness);
+            crate::proxy::start(proxy, readiness, &bus)
+        })
         .transpose()?;
     let (server_events, mut from_servers) = mpsc::unbounded_channel();
     let stdin = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {

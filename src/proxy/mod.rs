@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{broadcast, watch};
 
-use crate::config::{ProxyConfig, Upstream, UsageError};
+use crate::config::{ProxyConfig, Readiness, Upstream, UsageError};
 use crate::lifecycle::{Bus, Lifecycle, State};
 use crate::status;
 
@@ -86,7 +86,7 @@ pub fn describe(config: &ProxyConfig) -> String {
 
 /// Bind the proxy's port (a port in use is a usage error: nothing has started yet) and serve
 /// on a thread of its own until the returned [`Proxy`] is dropped.
-pub fn start(config: &ProxyConfig, bus: &Bus) -> Result<Proxy> {
+pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> Result<Proxy> {
     let listener = std::net::TcpListener::bind(config.listen).map_err(|err| {
         let what = if err.kind() == std::io::ErrorKind::AddrInUse {
             "the port is in use (another reload, or the app itself?): pick another with --proxy \
@@ -127,7 +127,8 @@ pub fn start(config: &ProxyConfig, bus: &Bus) -> Result<Proxy> {
             .try_clone()
             .context("cannot share the proxy's socket between its threads")?;
         // The first worker also relays the lifecycle events to the pages' streams.
-        let events = (worker == 0).then(|| bus.subscribe());
+        // (The server's readiness check, for saying what a held request waits for.)
+        let events = (worker == 0).then(|| (bus.subscribe(), readiness.cloned()));
         let (shared, stopped) = (shared.clone(), stopped.clone());
         let thread = std::thread::Builder::new()
             .name("proxy".into())
@@ -170,7 +171,7 @@ fn loopback_of(addr: SocketAddr) -> SocketAddr {
 async fn serve(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
-    events: Option<broadcast::Receiver<Arc<Lifecycle>>>,
+    events: Option<(broadcast::Receiver<Arc<Lifecycle>>, Option<Readiness>)>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -183,13 +184,12 @@ async fn serve(
     // The lifecycle events, relayed to the pages' streams as frames.
     let frames = shared.frames.clone();
     let relay_shared = shared.clone();
-    let upstream = shared.upstream;
-    let relay = events.map(|mut events| {
+    let relay = events.map(|(mut events, readiness)| {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
                     Ok(event) => {
-                        if let Some(waiting) = waiting_for(&event, upstream) {
+                        if let Some(waiting) = waiting_for(&event, readiness.as_ref()) {
                             *lock(&relay_shared.waiting_for) = waiting;
                         }
                         if let Some(frame) = events::of(&event) {
@@ -238,13 +238,10 @@ async fn serve(
 }
 
 /// What a request held now would be waiting for, after `event`.
-fn waiting_for(event: &Lifecycle, upstream: SocketAddr) -> Option<String> {
+fn waiting_for(event: &Lifecycle, readiness: Option<&Readiness>) -> Option<String> {
     Some(match event {
         Lifecycle::BuildStarted { command } => format!("the build (`{command}`) is running"),
-        Lifecycle::ServerStarting { pid, .. } => format!(
-            "the app (pid {pid}) has started but does not accept connections on {upstream}; \
-             if it listens on another port, give that one to --app-port"
-        ),
+        Lifecycle::ServerStarting { pid, .. } => not_ready(*pid, readiness),
         Lifecycle::ServerExited { description, .. } => {
             format!("the app {description}; reload starts it again on the next save")
         }
@@ -254,6 +251,26 @@ fn waiting_for(event: &Lifecycle, upstream: SocketAddr) -> Option<String> {
         Lifecycle::Stopping { pid, .. } => format!("the old app (pid {pid}) is stopping"),
         _ => return None,
     })
+}
+
+/// What a server that has started, and is not ready yet, is waited on for: its readiness
+/// check, in words.
+fn not_ready(pid: u32, readiness: Option<&Readiness>) -> String {
+    let started = format!("the app (pid {pid}) has started");
+    match readiness {
+        Some(Readiness::TcpConnect(address)) => format!(
+            "{started} but does not accept connections on {address}; if it listens on another \
+             port, give that one to --app-port"
+        ),
+        Some(Readiness::Notify) => {
+            format!("{started} and has not sent READY=1 yet, which `--ready notify` waits for")
+        }
+        Some(Readiness::Http(probe)) => format!(
+            "{started} and http://{}{} does not answer yet, which `--ready http` waits for",
+            probe.authority, probe.path
+        ),
+        Some(Readiness::Spawned) | None => started,
+    }
 }
 
 /// The connections being served, so that they end with the proxy.

@@ -179,4 +179,9 @@ else:
     server = Server(("127.0.0.1", PORT), Handler)
 with open("../scratch/app.log", "a") as log:
     log.write("start pid=%d version=%s port=%d\n" % (os.getpid(), VERSION, PORT))
+# NOTIFY_READY: a server that says when it is ready (sd_notify), for `--ready notify`.
+if os.environ.get("NOTIFY_READY") and os.environ.get("NOTIFY_SOCKET"):
+    import socket
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
 server.serve_forever()

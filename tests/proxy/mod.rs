@@ -794,6 +794,54 @@ fn the_trigger_refuses_a_connection_from_another_machine() {
 }
 
 #[test]
+fn ready_notify_overrides_the_proxys_tcp_readiness() {
+    let config = "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
+                  [run]\ncmd = [\"python3\", \"app.py\"]\n\n[proxy]\nhold_timeout = \"2s\"\n";
+    // A server that listens at once but never says READY=1: with the proxy's default it would
+    // be ready on its first accepted connection; with --ready notify nothing reaches it.
+    let project = proxied("v1").config(config);
+    let silent = start(&project, &["--ready", "notify"]);
+    silent.session.wait_for_start("v1");
+    silent
+        .session
+        .wait_until("the app to answer on its own port", || {
+            request(silent.app, "GET", "/text", &[], b"")
+                .ok()
+                .filter(|a| a.status == 200)
+        });
+    let held = request(silent.proxy, "GET", "/text", &[], b"").expect("the proxy answers");
+    assert_eq!(held.status, 504, "{held:?}{}", silent.session.context());
+    assert!(
+        held.text().contains("has not sent READY=1 yet"),
+        "the 504 says what reload waits for: {}",
+        held.text()
+    );
+    drop(silent);
+    project.wait_no_processes();
+
+    // The same server, saying READY=1: the proxy forwards to it.
+    let project = proxied("v1").config(config);
+    let proxy = free_port();
+    let app = free_port();
+    let ready = Proxied {
+        session: project.start_with_env(
+            &[
+                "--proxy",
+                &proxy.to_string(),
+                "--app-port",
+                &app.to_string(),
+                "--ready",
+                "notify",
+            ],
+            &[("NOTIFY_READY", "1")],
+        ),
+        proxy,
+        app,
+    };
+    ready.wait_serving("v1");
+}
+
+#[test]
 fn by_default_the_proxy_listens_on_loopback_only() {
     let project = proxied("v1");
     let proxied = start(&project, &[]);
