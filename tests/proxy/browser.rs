@@ -1,5 +1,6 @@
 //! The proxy with a real browser (headless chromium, tests/support/browser.rs): a page follows a
-//! save by itself, a failed build shows over the page and goes away with the fix, every tab
+//! save by itself, a badge shows while a build runs, a failed build shows over the page and goes
+//! away with the fix, every tab
 //! follows, and a page that reconnects reloads only when another server answers.
 
 use std::io;
@@ -86,6 +87,29 @@ fn the_overlay_shows_a_compile_error_and_goes_away_after_the_fix() {
     late.wait_for(&format!("{OVERLAY} === ''"), FOLLOW);
     assert_eq!(late.eval(OVERLAY), "");
     assert_eq!(tab.eval(OVERLAY), "");
+}
+
+#[test]
+fn a_badge_shows_while_a_build_runs_and_goes_when_the_page_follows() {
+    let project = proxied("v1");
+    let proxied = start(&project, &[]);
+    proxied.wait_serving("v1");
+    let browser = Browser::launch();
+    let tab = browser.open(&format!("http://127.0.0.1:{}/", proxied.proxy));
+    let mark = tab.mark();
+    // A build that runs until the next save cancels it. A page whose stream connects after it
+    // began hears it in the hello, so the badge shows either way.
+    project.write("src/version.txt", "v2-HANG\n");
+    tab.wait_for(&format!("{OVERLAY}.includes('building')"), FOLLOW);
+    assert!(
+        !tab.reloaded_since(&mark),
+        "a build that runs does not reload the page"
+    );
+    assert_eq!(heading(&tab), "v1");
+    project.write("src/version.txt", "v3\n");
+    tab.wait_reloaded(&mark, FOLLOW);
+    tab.wait_for("document.querySelector('h1')?.textContent === 'v3'", FOLLOW);
+    tab.wait_for(&format!("{OVERLAY} === ''"), FOLLOW);
 }
 
 #[test]
