@@ -1,7 +1,7 @@
 //! The proxy with a real browser (headless chromium, tests/support/browser.rs): a page follows a
 //! save by itself, a badge shows while a build runs, a failed build shows over the page and goes
-//! away with the fix, every tab
-//! follows, and a page that reconnects reloads only when another server answers.
+//! away with the fix, every tab follows, and a page that reconnects reloads only when another
+//! server answers.
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
