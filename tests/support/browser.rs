@@ -83,12 +83,20 @@ impl Browser {
     /// [`BROWSER_DEADLINE`].
     #[track_caller]
     pub(crate) fn launch() -> Browser {
+        Browser::launch_with(&[])
+    }
+
+    /// [`Browser::launch`] with more flags, such as `--host-resolver-rules=MAP evil.example
+    /// 127.0.0.1` to give a page a foreign name that resolves to this machine.
+    #[track_caller]
+    pub(crate) fn launch_with(extra: &[&str]) -> Browser {
         let profile = tempfile::Builder::new()
             .prefix("reload-test-chromium-")
             .tempdir()
             .expect("create a temporary profile directory for chromium");
         let mut child = Command::new("chromium")
             .args(FLAGS)
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("--remote-debugging-port=0")
             .arg("about:blank")
