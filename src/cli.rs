@@ -115,6 +115,12 @@ pub struct Args {
     #[arg(long = "app-port", value_name = "PORT")]
     pub app_port: Option<String>,
 
+    /// With --proxy, also answer requests for NAME (the proxy answers localhost, *.localhost
+    /// and IP addresses only, so that no other web page can read it): a LAN name, a tunnel's
+    /// name, or *.NAME for every name under it. Repeatable.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_host: Vec<String>,
+
     /// With --proxy, leave pages alone: no live-reload script.
     #[arg(long = "no-inject")]
     pub no_inject: bool,

@@ -83,6 +83,9 @@ pub fn run() -> Exit {
             }),
         None => config::resolve(&args).and_then(|config| {
             status::init(config.output);
+            // Before anything opens a descriptor that counts: the proxy's connections, builds,
+            // servers. Children get the limit reload was given back.
+            process::limits::raise_descriptor_limit();
             process::guard::start();
             process::adopt_orphans();
             // One thread: children are spawned from it, and their parent-death signal is tied

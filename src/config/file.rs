@@ -98,6 +98,8 @@ pub(crate) struct ProxySection {
     pub(crate) hold_timeout: Option<Spanned<String>>,
     /// Put the live-reload script into HTML pages.
     pub(crate) inject: Option<bool>,
+    /// Names the proxy answers to besides localhost and IP addresses.
+    pub(crate) allowed_hosts: Option<Vec<Spanned<String>>>,
 }
 
 /// A port as written: `8090`, or a string (`"8090"`, `"127.0.0.1:8090"`). Kept as written so

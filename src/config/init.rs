@@ -352,7 +352,9 @@ mod tests {
              listen).\n# app_port = 8080\n\n\
              # How long a request waits for a ready server before it gets a 504.\n\
              # hold_timeout = \"30s\"\n\n\
-             # Put the live-reload script into HTML pages.\n# inject = true\n\n"
+             # Put the live-reload script into HTML pages.\n# inject = true\n\n\
+             # Other names the proxy answers than localhost and IP addresses (\"*.NAME\": all \
+             under it).\n# allowed_hosts = [\"myapp.test\", \"*.myapp.test\"]\n\n"
         );
     }
 

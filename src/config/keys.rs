@@ -199,6 +199,7 @@ pub(crate) static KEYS: &[Key] = &[
     PROXY_APP_PORT,
     PROXY_HOLD_TIMEOUT,
     PROXY_INJECT,
+    PROXY_ALLOWED_HOSTS,
 ];
 
 pub(crate) const ROOT: Key = Key {
@@ -609,6 +610,21 @@ pub(crate) const PROXY_INJECT: Key = Key {
     example: None,
     flag: Some("--no-inject"),
     written: |file| file.proxy.inject.map(|b| b.to_string()),
+};
+
+pub(crate) const PROXY_ALLOWED_HOSTS: Key = Key {
+    section: Section::Proxy,
+    name: "allowed_hosts",
+    doc: "Other names the proxy answers than localhost and IP addresses (\"*.NAME\": all under it).",
+    default: Default::Toml("[]"),
+    example: Some(r#"["myapp.test", "*.myapp.test"]"#),
+    flag: Some("--allow-host"),
+    written: |file| {
+        file.proxy.allowed_hosts.as_ref().map(|names| {
+            let names: Vec<&str> = names.iter().map(|name| name.get_ref().as_str()).collect();
+            toml_list(&names)
+        })
+    },
 };
 
 #[cfg(test)]

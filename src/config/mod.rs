@@ -15,9 +15,12 @@ pub(crate) mod keys;
 mod values;
 
 pub use values::{
-    MAX_DURATION, parse_duration, parse_listen, parse_readiness, parse_signal, read_env_file,
+    HostPattern, MAX_DURATION, parse_duration, parse_listen, parse_readiness, parse_signal,
+    read_env_file,
 };
-use values::{check_exists, parse_format, parse_glob, parse_port, parse_proxy_address};
+use values::{
+    check_exists, parse_format, parse_glob, parse_host_pattern, parse_port, parse_proxy_address,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,6 +78,8 @@ pub struct ProxyConfig {
     pub hold_timeout: Duration,
     /// Whether HTML pages get the live-reload script.
     pub inject: bool,
+    /// Names the proxy answers besides localhost, `*.localhost` and IP addresses.
+    pub allowed_hosts: Vec<HostPattern>,
 }
 
 /// Where the proxy finds the server.
@@ -879,6 +884,7 @@ fn resolve_proxy(
         parse_duration,
     )?;
     let inject = !args.no_inject && switch(&keys::PROXY_INJECT, false, section.inject)?;
+    let allowed_hosts = allowed_hosts(place, &args.allow_host, section.allowed_hosts.as_deref())?;
 
     let Some(listen) = listen else {
         // A flag that would silently do nothing: the user expects a proxy (or PORT) and gets
@@ -886,6 +892,7 @@ fn resolve_proxy(
         for (given, flag) in [
             (args.app_port.is_some(), "--app-port"),
             (args.no_inject, "--no-inject"),
+            (!args.allow_host.is_empty(), "--allow-host"),
         ] {
             if given {
                 return Err(usage(format!(
@@ -973,7 +980,25 @@ fn resolve_proxy(
         upstream,
         hold_timeout,
         inject,
+        allowed_hosts,
     }))
+}
+
+/// `[proxy] allowed_hosts` and every `--allow-host`, each refused at its line or flag.
+fn allowed_hosts(
+    place: &Place<'_>,
+    flags: &[String],
+    file: Option<&[Spanned<String>]>,
+) -> Result<Vec<HostPattern>> {
+    let label = keys::PROXY_ALLOWED_HOSTS.label();
+    let from_file = file.unwrap_or_default().iter().map(|name| {
+        parse_host_pattern(name.get_ref())
+            .map_err(|err| place.file(name.span(), format!("{label}: {err}")))
+    });
+    let from_flags = flags
+        .iter()
+        .map(|name| parse_host_pattern(name).map_err(|err| usage(format!("--allow-host: {err}"))));
+    from_file.chain(from_flags).collect()
 }
 
 /// `--proxy` when the flag gave the setting, else its label in the file.
@@ -1483,6 +1508,7 @@ mod tests {
                 upstream: Upstream::AppPort(8080),
                 hold_timeout: Duration::from_secs(30),
                 inject: true,
+                allowed_hosts: Vec::new(),
             }
         );
         let run = config.run.unwrap();
@@ -1504,6 +1530,58 @@ mod tests {
         )
         .unwrap();
         assert_proxies_8090_to_8080(config);
+    }
+
+    #[test]
+    fn allowed_hosts_add_up_from_the_file_and_the_flags_and_bad_ones_are_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
+                    allowed_hosts = [\"a.test\"]\n";
+        let config = resolve_in(dir.path(), &["--allow-host", "*.b.test"], Some(toml)).unwrap();
+        assert_eq!(
+            proxy_of(&config).allowed_hosts,
+            [
+                HostPattern::Name("a.test".into()),
+                HostPattern::Under("b.test".into())
+            ]
+        );
+
+        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
+                    allowed_hosts = [\"a.test\",\n  \"*\"]\n";
+        let err = resolve_in(dir.path(), &[], Some(toml)).unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(shown.contains("reload.toml:7"), "{shown}");
+        assert!(
+            shown.contains("[proxy] allowed_hosts: `*` would let"),
+            "{shown}"
+        );
+
+        let err = resolve_in(
+            dir.path(),
+            &[
+                "--proxy",
+                "8090",
+                "--app-port",
+                "8080",
+                "--allow-host",
+                "a.test:80",
+                "--",
+                "app",
+            ],
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("--allow-host: `a.test:80`"),
+            "{err:#}"
+        );
+
+        let err =
+            resolve_in(dir.path(), &["--allow-host", "a.test", "--", "app"], None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("--allow-host is a setting of the dev proxy"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -1542,7 +1620,8 @@ mod tests {
     fn the_files_proxy_section_and_the_flags_over_it() {
         let dir = tempfile::tempdir().unwrap();
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = \"127.0.0.1:9000\"\napp_port = 3000\n\
-                    hold_timeout = \"5s\"\ninject = false\n";
+                    hold_timeout = \"5s\"\ninject = false\nallowed_hosts = [\"MyApp.test\", \
+                    \"*.tunnel.example\"]\n";
         let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
         assert_eq!(
             proxy_of(&config),
@@ -1551,6 +1630,10 @@ mod tests {
                 upstream: Upstream::AppPort(3000),
                 hold_timeout: Duration::from_secs(5),
                 inject: false,
+                allowed_hosts: vec![
+                    HostPattern::Name("myapp.test".into()),
+                    HostPattern::Under("tunnel.example".into()),
+                ],
             }
         );
         let config = resolve_in(

@@ -244,6 +244,87 @@ pub(crate) fn parse_proxy_address(text: &str) -> Result<std::net::SocketAddr, St
     Ok(SocketAddr::new(ip, port))
 }
 
+/// A name the dev proxy answers to besides `localhost`, `*.localhost` and IP addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// This name only: lowercase, without a trailing dot.
+    Name(String),
+    /// Every name under this one (`*.example.test`: `a.example.test`, `a.b.example.test`), not
+    /// the name itself, as the `*` says.
+    Under(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (lowercase, no port, no trailing dot) is one this pattern allows.
+    pub fn allows(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Name(name) => host == name,
+            HostPattern::Under(parent) => host
+                .strip_suffix(parent.as_str())
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|head| !head.is_empty()),
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Name(name) => f.write_str(name),
+            HostPattern::Under(parent) => write!(f, "*.{parent}"),
+        }
+    }
+}
+
+/// A name for `--allow-host` or `[proxy] allowed_hosts`: `myapp.test`, or `*.myapp.test` for
+/// every name under it. No port (every port of an allowed name is allowed) and no scheme. A
+/// bare `*` is refused: it would let any web page read the proxy through DNS rebinding.
+pub(crate) fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
+    let written = text.trim();
+    let lower = written.to_ascii_lowercase();
+    let lower = lower.strip_suffix('.').unwrap_or(&lower);
+    if lower == "*" {
+        return Err(
+            "`*` would let any web page read your app and its build output through DNS \
+             rebinding; name the hosts you use, like myapp.test or *.myapp.test"
+                .to_owned(),
+        );
+    }
+    if let Some((scheme, _)) = lower.split_once("://") {
+        return Err(format!(
+            "`{written}`: write the name alone, without `{scheme}://`"
+        ));
+    }
+    let (under, name) = match lower.strip_prefix("*.") {
+        Some(parent) => (true, parent),
+        None => (false, lower),
+    };
+    if name.contains(':') || name.contains('/') {
+        return Err(format!(
+            "`{written}`: write the name alone, without a port or a path: every port of an \
+             allowed name is allowed"
+        ));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "`{written}` is not a host name; write one like myapp.test, or *.myapp.test for \
+             every name under it"
+        ));
+    }
+    Ok(if under {
+        HostPattern::Under(name.to_owned())
+    } else {
+        HostPattern::Name(name.to_owned())
+    })
+}
+
 /// `none`, `notify` or `http://host:port/path`.
 pub fn parse_readiness(text: &str) -> Result<Readiness, String> {
     let text = text.trim();
@@ -338,6 +419,41 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_patterns_are_names_or_every_name_under_one() {
+        let name = parse_host_pattern(" MyApp.Test. ").unwrap();
+        assert_eq!(name, HostPattern::Name("myapp.test".into()));
+        assert!(name.allows("myapp.test"));
+        assert!(!name.allows("www.myapp.test"));
+        let under = parse_host_pattern("*.myapp.test").unwrap();
+        assert_eq!(under.to_string(), "*.myapp.test");
+        assert!(under.allows("a.myapp.test"));
+        assert!(under.allows("a.b.myapp.test"));
+        assert!(
+            !under.allows("myapp.test"),
+            "the name itself is not under itself"
+        );
+        assert!(!under.allows("evilmyapp.test"));
+        assert!(!under.allows(".myapp.test"));
+    }
+
+    #[test]
+    fn host_patterns_that_are_no_names_are_refused_saying_what_to_write() {
+        for (text, says) in [
+            ("*", "DNS rebinding"),
+            ("http://myapp.test", "without `http://`"),
+            ("myapp.test:8090", "without a port"),
+            ("my app", "is not a host name"),
+            ("", "is not a host name"),
+            ("*.", "DNS rebinding"),
+            ("*..", "is not a host name"),
+            ("a..b", "is not a host name"),
+        ] {
+            let err = parse_host_pattern(text).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
     use globset::GlobSetBuilder;
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod command;
 pub mod guard;
+pub mod limits;
 mod path;
 pub mod ports;
 #[cfg(target_os = "linux")]

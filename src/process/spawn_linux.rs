@@ -80,6 +80,8 @@ struct Plan {
     /// `SIG_DFL` with an empty mask and no flags.
     default_action: libc::sigaction,
     empty_mask: libc::sigset_t,
+    /// The descriptor limit reload was started with, when it raised its own (see `limits`).
+    nofile: Option<libc::rlimit>,
     /// The failed step (`STEP_*`), 0 when none.
     step: AtomicI32,
     errno: AtomicI32,
@@ -269,6 +271,10 @@ pub(super) fn spawn(command: &Command, inherit: &[RawFd]) -> io::Result<Child> {
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         last_signal: libc::SIGRTMAX(),
+        nofile: super::limits::given().map(|(soft, hard)| libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        }),
         default_action,
         empty_mask,
         step: AtomicI32::new(0),
@@ -609,6 +615,10 @@ unsafe fn prepare_and_exec(plan: &Plan) -> c_int {
                 return fail(plan, STEP_INHERIT);
             }
             next = next.wrapping_add(1);
+        }
+        // Lowering a soft limit cannot fail; if it did, the program would only get more.
+        if let Some(nofile) = &plan.nofile {
+            libc::setrlimit(libc::RLIMIT_NOFILE, nofile);
         }
         if !plan.directory.is_null() && libc::chdir(plan.directory) != 0 {
             return fail(plan, STEP_DIRECTORY);

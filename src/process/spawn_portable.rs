@@ -87,6 +87,21 @@ pub(super) fn spawn(command: &Command, inherit: &[RawFd]) -> io::Result<Child> {
             });
         }
     }
+    if let Some((soft, hard)) = super::limits::given() {
+        // SAFETY: runs in the forked child before exec: only setrlimit, an async-signal-safe
+        // syscall, on values copied before the fork. Lowering a soft limit cannot fail; if it
+        // did, the program would only get more descriptors.
+        unsafe {
+            spawned.pre_exec(move || {
+                let _ = nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    soft,
+                    hard,
+                );
+                Ok(())
+            });
+        }
+    }
     let mut inner = tokio::process::Command::from(spawned)
         .kill_on_drop(true)
         .spawn()?;

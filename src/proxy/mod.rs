@@ -6,6 +6,7 @@
 //! It runs on a thread and a runtime of its own, so that no request ever delays the engine's
 //! events, and stops when reload does ([`Proxy`] is dropped).
 
+mod access;
 mod events;
 mod forward;
 pub mod inject;
@@ -38,6 +39,12 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Frames for the pages' event streams that may wait for a slow page before it misses some.
 const FRAMES_KEPT: usize = 64;
 
+/// How long a browser connection may take to send a request's head, counted from when it
+/// opens or its last answer ended. hyper starts this timer whenever it waits for a head, so it
+/// is also the idle keep-alive timeout: a connection that sends nothing (a slow or idle client)
+/// gives its descriptors back. A browser opens a new connection when it finds one closed.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The running proxy; dropping it stops it (open connections are closed).
 pub struct Proxy {
     stop: watch::Sender<bool>,
@@ -67,6 +74,8 @@ pub(crate) struct Shared {
     pub waiting_for: Mutex<String>,
     /// An encoding the proxy cannot rewrite is warned about once.
     pub warned_encoding: AtomicBool,
+    /// The names the proxy answers to.
+    hosts: access::Hosts,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,7 +124,11 @@ pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> 
         frames: broadcast::channel(FRAMES_KEPT).0,
         waiting_for: Mutex::new("the first build and start".to_owned()),
         warned_encoding: AtomicBool::new(false),
+        hosts: access::Hosts::new(config.allowed_hosts.clone()),
     });
+    let slots = Arc::new(access::Slots::for_limit(
+        crate::process::limits::descriptor_limit(),
+    ));
     let (stop, stopped) = watch::channel(false);
     let mut proxy = Proxy {
         stop,
@@ -129,7 +142,7 @@ pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> 
         // The first worker also relays the lifecycle events to the pages' streams.
         // (The server's readiness check, for saying what a held request waits for.)
         let events = (worker == 0).then(|| (bus.subscribe(), readiness.cloned()));
-        let (shared, stopped) = (shared.clone(), stopped.clone());
+        let (shared, stopped, slots) = (shared.clone(), stopped.clone(), slots.clone());
         let thread = std::thread::Builder::new()
             .name("proxy".into())
             .spawn(move || {
@@ -146,7 +159,7 @@ pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> 
                 // Connections are tasks of this thread only (spawn_local): nothing they hold
                 // needs to be Send, and the proxy never competes with the engine's thread.
                 let local = tokio::task::LocalSet::new();
-                runtime.block_on(local.run_until(serve(listener, shared, events, stopped)));
+                runtime.block_on(local.run_until(serve(listener, shared, slots, events, stopped)));
             })
             .context("cannot start the proxy's threads")?;
         proxy.workers.push(thread);
@@ -171,6 +184,7 @@ fn loopback_of(addr: SocketAddr) -> SocketAddr {
 async fn serve(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
+    slots: Arc<access::Slots>,
     events: Option<(broadcast::Receiver<Arc<Lifecycle>>, Option<Readiness>)>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -213,9 +227,14 @@ async fn serve(
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
+                let Some(slot) = slots.take() else {
+                    refuse_past_cap(&stream, &slots);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 connections.spawn(async move {
+                    let _slot = slot;
                     let link = std::rc::Rc::new(forward::Link::default());
                     let service = hyper::service::service_fn(move |request| {
                         let (shared, link) = (shared.clone(), link.clone());
@@ -224,6 +243,8 @@ async fn serve(
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEAD_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades()
                         .await;
@@ -235,6 +256,23 @@ async fn serve(
         relay.abort();
     }
     connections.abort_all();
+}
+
+/// A connection past the cap gets its 503 at once and is closed: written without waiting (a
+/// new socket's send buffer is empty), after reading what request already came, so that
+/// closing does not reset the connection before the client reads the answer.
+fn refuse_past_cap(stream: &tokio::net::TcpStream, slots: &access::Slots) {
+    if slots.first_time_full() {
+        status::warning(&format!(
+            "proxy: {} browser connections are open, the most reload's descriptor limit allows \
+             (ulimit -n) while keeping descriptors for builds and servers; new ones get 503 \
+             until some close",
+            slots.cap()
+        ));
+    }
+    let mut request = [0; 4096];
+    let _ = stream.try_read(&mut request);
+    let _ = stream.try_write(access::full_answer(slots.cap()).as_bytes());
 }
 
 /// What a request held now would be waiting for, after `event`.
@@ -301,9 +339,20 @@ async fn route(
     peer: SocketAddr,
 ) -> Response<Body> {
     let path = request.uri().path();
+    if let Err(refusal) = shared.hosts.check(request.uri(), request.headers()) {
+        warn_refused(&shared.hosts, &refusal);
+        return access::forbidden(&refusal, path);
+    }
     let Some(own) = path.strip_prefix("/__reload/") else {
         return forward::forward(&shared, link, request, peer).await;
     };
+    let checked = match own {
+        "trigger" => access::same_site(request.headers()),
+        _ => access::same_origin(request.headers()),
+    };
+    if let Err(refusal) = checked {
+        return access::forbidden(&refusal, path);
+    }
     match (request.method(), own) {
         (&Method::GET | &Method::HEAD, "client.js") => respond(
             StatusCode::OK,
@@ -344,6 +393,25 @@ async fn route(
             "reload: no such endpoint; reload serves /__reload/client.js, /__reload/events and \
              POST /__reload/trigger\n",
         ),
+    }
+}
+
+/// One line in the terminal per refused name, so that a developer who reaches the proxy by a
+/// new name learns what to allow, and a page trying names by the thousand floods nothing.
+fn warn_refused(hosts: &access::Hosts, refusal: &access::Refusal) {
+    let access::Refusal::ForeignHost(host) = refusal else {
+        return;
+    };
+    match hosts.first_refusal(host) {
+        access::FirstRefusal::Yes => status::warning(&format!(
+            "proxy: refused a request for host `{host}` (403): only localhost, *.localhost and \
+             IP addresses are answered, so that no other web page can read your app; if you \
+             use this name, add --allow-host or [proxy] allowed_hosts"
+        )),
+        access::FirstRefusal::TooMany => status::warning(
+            "proxy: more requests for other hosts were refused; they are not listed one by one",
+        ),
+        access::FirstRefusal::No => {}
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::{DEADLINE, Project, Session, free_port};
 use crate::{BUILD, builds};
 
+mod access;
 mod browser;
 mod gin;
 
