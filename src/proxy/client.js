@@ -52,15 +52,16 @@ const show = (css, text) => {
   return host;
 };
 
+// What shows is decided in Rust: the headline's words, and the output with nothing left but
+// text and SGR. Long lines wrap, even without spaces; the box scrolls down only.
 const showFailure = (data) => {
   if (own == "0") return; // it shows the output
   drop(overlay);
-  const pre = el("pre", "white-space:pre-wrap"), close = el("button", "float:right", "close");
+  const pre = el("pre", "white-space:pre-wrap;overflow-wrap:anywhere"), close = el("button", "float:right", "close");
   close.onclick = () => (overlay = drop(overlay), dismissed = true);
   render(pre, data.output || "");
   overlay = show("top:0;left:0;right:0;max-height:75vh;overflow:auto");
-  const n = data.errors, count = n == null ? "" : `, ${n} error${n == 1 ? "" : "s"}`;
-  overlay.shadowRoot.firstChild.append(close, el("b", "color:#f77", `Build failed: ${data.how}${count}`), pre);
+  overlay.shadowRoot.firstChild.append(close, el("b", "color:#f77", data.headline), pre);
 };
 
 // page.rs's palette (of 38;5;n only these 16: rustc's).
@@ -86,14 +87,12 @@ const sgr = (s, params) => {
   return s;
 };
 
-// Drop every escape but SGR (an OSC 8 link keeps its text), even one cut off.
-const OTHER = /\x1b(?!\[[\d;:]*m)(?:\[[0-?]*[ -\/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -\/]*[0-~]?)/g;
 const LOCATION = /([\w.\/-]+\.[a-z]\w*:\d+(?::\d+)?)/i;
 const render = (pre, text, style = {}) =>
-  text.replace(/\r\n?/g, "\n").replace(OTHER, "").split(/\x1b\[([\d;:]*)m/).forEach((part, i) => {
+  text.split(/\x1b\[([\d;:]*)m/).forEach((part, i) => {
     if (i % 2) return (style = sgr(style, part));
     const look = Object.values(style).join(";") + ";";
-    part.replace(/[\0-\x08\x0b-\x1f\x7f]/g, "").split(LOCATION) // locations at odd indexes
+    part.split(LOCATION) // locations at odd indexes
       .forEach((bit, j) => bit && pre.append(el("span", look + (j % 2 ? "background:#553" : ""), bit)));
   });
 

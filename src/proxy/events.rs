@@ -1,7 +1,10 @@
 //! The live-reload stream, `/__reload/events`: the lifecycle events a page cares about, as
 //! server-sent events. Each connection starts with a `hello` (the state now, so that a page
 //! that connects late or reconnects knows where things stand), then gets one event per change.
-//! Nothing but lifecycle events and build output ever goes out on it.
+//! Nothing but lifecycle events and build output ever goes out on it. A failure goes out the
+//! same in a hello and in a `failed` event: its headline in the page's words
+//! ([`page::headline`]) and its output as [`page::clean`] leaves it, so the overlay shows what
+//! the 503 page shows.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,10 +12,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::page;
 use crate::lifecycle::{BuildState, Generation, Lifecycle, State};
 
 /// A generation as pages see it: unique across runs of reload, so that a page served by an
@@ -76,16 +80,24 @@ pub(crate) fn hello(state: &State) -> Bytes {
         BuildState::Running => "running",
         BuildState::Failed { .. } => "failed",
     };
-    let failure = failure(state);
-    frame(
-        "hello",
-        &json!({
-            "generation": state.serving.map(|s| wire(s.generation)),
-            "build": build,
-            "output": failure.as_ref().map(|f| &*f.output),
-            "how": failure.as_ref().map(|f| &f.how),
-        }),
-    )
+    let mut data = json!({
+        "generation": state.serving.map(|s| wire(s.generation)),
+        "build": build,
+    });
+    if let (Some(failure), Value::Object(fields)) = (failure(state), &mut data) {
+        fields.extend(failed(&failure.how, failure.errors, &failure.output));
+    }
+    frame("hello", &data)
+}
+
+/// What a page is told of a failure, in a hello or a `failed` event alike.
+fn failed(how: &str, errors: Option<usize>, output: &str) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("how".into(), how.into());
+    fields.insert("errors".into(), errors.into());
+    fields.insert("headline".into(), page::headline(how, errors).into());
+    fields.insert("output".into(), page::clean(output).into());
+    fields
 }
 
 /// The frame a page gets for `event`, if it cares.
@@ -97,10 +109,7 @@ pub(crate) fn of(event: &Lifecycle) -> Option<Bytes> {
             errors,
             output,
             ..
-        } => frame(
-            "failed",
-            &json!({ "how": how, "errors": errors, "output": &**output }),
-        ),
+        } => frame("failed", &failed(how, *errors, output).into()),
         Lifecycle::ServerReady { generation, .. } => {
             frame("ready", &json!({ "generation": wire(*generation) }))
         }
@@ -113,7 +122,7 @@ pub(crate) fn reload() -> Bytes {
     frame("reload", &json!({}))
 }
 
-fn frame(name: &str, data: &serde_json::Value) -> Bytes {
+fn frame(name: &str, data: &Value) -> Bytes {
     // serde_json never writes a raw newline inside a value, so the data is one line.
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
@@ -214,10 +223,51 @@ mod tests {
         assert_eq!(value["generation"], wire(Generation(4)));
         assert_eq!(value["build"], "failed");
         assert_eq!(value["how"], "exit 1");
+        assert_eq!(
+            value["errors"], 2,
+            "a page loaded after the failure counts its errors"
+        );
+        assert_eq!(value["headline"], "Build failed: exit 1, 2 errors");
         assert_eq!(value["output"], "\x1b[31merror\x1b[0m: <b>\n");
         let idle = super::hello(&State::default());
         assert_eq!(data(&idle)["generation"], serde_json::Value::Null);
         assert_eq!(data(&idle)["build"], "passed");
+    }
+
+    #[test]
+    fn a_failure_reads_the_same_in_a_hello_and_in_a_failed_event() {
+        // Every control character, C0, DEL and C1, and escapes of each kind.
+        let mut output: String = ('\0'..='\u{a0}').collect();
+        output.push_str("\x1b[1;31merror\x1b[0m\x1b]8;;https://x\x1b\\link\x1b]8;;\x07\x1b[2K\r\n");
+        for errors in [None, Some(1), Some(3)] {
+            let hello = hello(&State {
+                serving: None,
+                build: BuildState::Failed {
+                    how: "exit 1".into(),
+                    errors,
+                    output: output.as_str().into(),
+                },
+            });
+            let failed = of(&Lifecycle::BuildFailed {
+                how: "exit 1".into(),
+                errors,
+                elapsed: Duration::ZERO,
+                then: crate::lifecycle::AfterFailure::WaitForChanges,
+                output: output.as_str().into(),
+            })
+            .unwrap();
+            let (hello, failed) = (data(&hello), data(&failed));
+            for key in ["how", "errors", "headline", "output"] {
+                assert_eq!(hello[key], failed[key], "{key} with {errors:?} errors");
+            }
+            assert_eq!(failed["errors"], serde_json::json!(errors));
+            assert_eq!(failed["headline"], page::headline("exit 1", errors));
+            assert_eq!(
+                failed["output"],
+                page::clean(&output),
+                "cleaned by the page's rule"
+            );
+        }
     }
 
     #[test]

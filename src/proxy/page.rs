@@ -1,10 +1,11 @@
 //! What the proxy shows in place of the app: the failed-build page, and the client script.
 //!
-//! A build's output is terminal text: colours, cursor movements, OSC 8 links. `ansi_to_html`
-//! turns it into escaped HTML with the colours as balanced `<span>`s and every other escape
-//! gone; `failed_build_text` keeps only the text. Both read the output through one parser
-//! (`Pieces`), so the page and the plain body never disagree about what is visible. Nothing
-//! here does I/O.
+//! A build's output is terminal text: colours, cursor movements, OSC 8 links, stray control
+//! characters. `clean` alone decides what of it a page sees (text and SGR colours); the events
+//! carry its result to the overlay in client.js, `ansi_to_html` turns it into escaped HTML with
+//! the colours as balanced `<span>`s, and `failed_build_text` keeps only the text. So the 503
+//! page, the plain body and the overlay never disagree about what is visible; `headline` is
+//! likewise the one wording of a failure. Nothing here does I/O.
 
 use std::fmt::Write as _;
 
@@ -35,9 +36,9 @@ const PALETTE: [(u8, u8, u8); 16] = [
 
 /// `text` (a build's output) as HTML for a `<pre>`: every character escaped, SGR colours and
 /// attributes as `<span style>`s (closed at each change and at the end, so never unbalanced),
-/// every other escape sequence removed with its visible text kept, `\r\n` as newlines.
+/// the rest as [`clean`] leaves it.
 pub fn ansi_to_html(text: &str) -> String {
-    let text = text.replace("\r\n", "\n");
+    let text = clean(text);
     let mut html = String::with_capacity(text.len() + text.len() / 4);
     let mut style = Style::default();
     // The style of the span now open; the default style means no span is open.
@@ -46,9 +47,6 @@ pub fn ansi_to_html(text: &str) -> String {
         match piece {
             Piece::Sgr(parameters) => style.apply(parameters),
             Piece::Text(text) => {
-                if !text.chars().any(is_visible) {
-                    continue;
-                }
                 if style != open {
                     if open != Style::default() {
                         html.push_str("</span>");
@@ -58,9 +56,8 @@ pub fn ansi_to_html(text: &str) -> String {
                     }
                     open = style;
                 }
-                for c in text.chars().filter(|&c| is_visible(c)) {
-                    // A lone carriage return (a progress line redrawn) reads best as a new line.
-                    push_escaped(&mut html, if c == '\r' { '\n' } else { c });
+                for c in text.chars() {
+                    push_escaped(&mut html, c);
                 }
             }
         }
@@ -69,6 +66,39 @@ pub fn ansi_to_html(text: &str) -> String {
         html.push_str("</span>");
     }
     html
+}
+
+/// `text` (a build's output) as every renderer shows it: the one place that decides which
+/// characters a page sees. The 503 page renders what this leaves, and the events carry it to
+/// the overlay, which only has SGR left to parse. Kept: text, newlines, tabs, and SGR
+/// sequences (colours and attributes), each rewritten as `ESC [ parameters m`. Gone: every
+/// other escape sequence (its visible text stays) and every other control character, C0, DEL
+/// and C1 alike. `\r\n` and a lone `\r` (a progress line redrawn) become newlines.
+///
+/// Cleaning what is clean changes nothing: no `ESC` is left but the SGRs' own.
+pub(crate) fn clean(text: &str) -> String {
+    let text = text.replace("\r\n", "\n");
+    let mut out = String::with_capacity(text.len());
+    for piece in Pieces::new(&text) {
+        match piece {
+            Piece::Sgr(parameters) => {
+                let _ = write!(out, "\x1b[{parameters}m");
+            }
+            Piece::Text(text) => out.extend(text.chars().filter_map(shown)),
+        }
+    }
+    out
+}
+
+/// What a page shows of one character of text: itself, a newline for a lone `\r`, or nothing
+/// for any other control character (NUL, BEL, backspace, DEL, NEL, CSI and the rest of C1).
+fn shown(c: char) -> Option<char> {
+    match c {
+        '\n' | '\t' => Some(c),
+        '\r' => Some('\n'),
+        c if c.is_control() => None,
+        c => Some(c),
+    }
 }
 
 /// The body of the 503 an HTML request gets while the build failed and no server runs: the
@@ -144,8 +174,9 @@ pub fn failed_build_text(how: &str, errors: Option<usize>, output: &str) -> Stri
     text
 }
 
-/// "Build failed: exit 1, 3 errors", counted the way the status line counts.
-fn headline(how: &str, errors: Option<usize>) -> String {
+/// "Build failed: exit 1, 3 errors", counted the way the status line counts: the words the
+/// 503 page and the overlay both show (the events carry them).
+pub(crate) fn headline(how: &str, errors: Option<usize>) -> String {
     match errors {
         Some(1) => format!("Build failed: {how}, 1 error"),
         Some(n) => format!("Build failed: {how}, {n} errors"),
@@ -173,26 +204,16 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
-/// `text` with every escape sequence and control character gone, but newlines and tabs.
+/// `text` as [`clean`] leaves it, without its colours.
 fn strip_escapes(text: &str) -> String {
-    let text = text.replace("\r\n", "\n");
+    let text = clean(text);
     let mut out = String::with_capacity(text.len());
     for piece in Pieces::new(&text) {
         if let Piece::Text(text) = piece {
-            out.extend(
-                text.chars()
-                    .filter(|&c| is_visible(c))
-                    .map(|c| if c == '\r' { '\n' } else { c }),
-            );
+            out.push_str(text);
         }
     }
     out
-}
-
-/// What a page shows of a character: text, newlines and tabs; a lone `\r` (turned into a
-/// newline by the callers); no other control character (BEL, backspace, C1 controls).
-fn is_visible(c: char) -> bool {
-    matches!(c, '\n' | '\t' | '\r') || !c.is_control()
 }
 
 /// A stretch of terminal output: text to show, or the parameters of an SGR sequence. Every
@@ -552,6 +573,99 @@ mod tests {
     }
 
     #[test]
+    fn clean_keeps_text_newlines_tabs_and_colours_and_drops_every_other_control() {
+        // C0 but newline and tab, DEL, C1 (NEL, CSI, DCS, ST...): gone, whatever follows. (ESC
+        // starts a sequence, which takes the `b`: below.)
+        for c in ('\0'..' ')
+            .chain('\x7f'..='\u{9f}')
+            .filter(|&c| c != '\x1b')
+        {
+            let kept = match c {
+                '\n' | '\t' => c.to_string(),
+                '\r' => "\n".to_owned(),
+                _ => String::new(),
+            };
+            assert_eq!(clean(&format!("a{c}b")), format!("a{kept}b"), "{c:?}");
+        }
+        assert_eq!(clean("\u{85}\u{9b}31mred\u{90}1;2|x\u{9c}"), "31mred1;2|x");
+        // SGR stays for the overlay's palette, in the one form it parses; the rest goes.
+        assert_eq!(
+            clean("\x1b[1;38:5:9merr\x1b[m\x1b[2K\x1b[?25l\x1b]8;;u\x1b\\link\x1b]8;;\x07\x1b(B."),
+            "\x1b[1;38:5:9merr\x1b[mlink."
+        );
+        assert_eq!(clean("a\r\nb\rc\td\u{a0}é"), "a\nb\nc\td\u{a0}é");
+        // A cut-off sequence goes whole; a private or intermediate CSI ending in `m` is no SGR.
+        assert_eq!(clean("x\x1b[31"), "x");
+        assert_eq!(clean("\x1b[?31m\x1b[31 mx"), "x");
+        // Cleaning what is clean changes nothing, so the overlay's parse sees what the page's does.
+        let messy = "\x1b\x07[31m\x1b\x1b[32mx\u{9b}\x1b[\x1b[0m\x1b]0;t\x1b[1my\r";
+        assert_eq!(clean(&clean(messy)), clean(messy));
+        assert!(!clean(messy).replace("\x1b[", "").contains('\x1b'));
+    }
+
+    /// `html` (what `ansi_to_html` made) as the text a browser shows of it.
+    fn html_text(html: &str) -> String {
+        let mut text = String::new();
+        let mut rest = html;
+        while let Some(at) = rest.find('<') {
+            text.push_str(&rest[..at]);
+            let end = rest[at..].find('>').expect("tags are closed") + at;
+            let tag = &rest[at..=end];
+            assert!(
+                tag.starts_with("<span style=\"") || tag == "</span>",
+                "{tag}"
+            );
+            rest = &rest[end + 1..];
+        }
+        text.push_str(rest);
+        text.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+    }
+
+    /// Every control character, C0, DEL and C1, between letters; escapes of every kind.
+    fn full_of_controls() -> String {
+        let mut text: String = ('\0'..='\u{a0}').flat_map(|c| [c, 'x']).collect();
+        text.push_str(
+            "\u{85}\u{9b}31m\u{90}\x1b[1;31merror\x1b[0m: <b>&\x1b]8;;https://x\x1b\\link\x1b]8;;\x07\
+             \x1b[2K\x1b7\x1bP1$q\x1b\\\r\nend\x1b[3",
+        );
+        text
+    }
+
+    #[test]
+    fn the_page_and_the_events_agree_on_a_string_full_of_control_characters() {
+        let output = full_of_controls();
+        let page = failed_build_page("exit 1", Some(1), &output, "");
+        let pre = &page[page.find("<pre>").unwrap() + 5..page.find("</pre>").unwrap()];
+        let shown = html_text(pre);
+        assert_eq!(shown, strip_escapes(&output));
+        assert!(
+            !shown
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "{shown:?}"
+        );
+        // The events carry the same text: what is left once their SGRs go.
+        let failed: serde_json::Value =
+            serde_json::from_str(&failed_data("exit 1", Some(1), &output)).unwrap();
+        let carried = failed["output"].as_str().unwrap();
+        assert_eq!(
+            Pieces::new(carried)
+                .filter_map(|p| match p {
+                    Piece::Text(t) => Some(t),
+                    Piece::Sgr(_) => None,
+                })
+                .collect::<String>(),
+            shown
+        );
+        assert_eq!(failed["headline"], "Build failed: exit 1, 1 error");
+        assert!(page.contains("<h1>Build failed: exit 1, 1 error</h1>"));
+    }
+
+    #[test]
     fn spans_never_unbalance_whatever_the_bytes() {
         // Every short mixture of escape fragments and text: spans open and close in pairs, and
         // no raw `<` or ESC reaches the HTML.
@@ -748,22 +862,61 @@ assert.equal(failedPage.reloads, 1, "the failed-build page becomes the app");
         );
     }
 
+    /// The data of the `failed` event a page gets for a build that failed `how` printing
+    /// `output`, as events.rs writes it: a JavaScript object literal.
+    fn failed_data(how: &str, errors: Option<usize>, output: &str) -> String {
+        let frame = crate::proxy::events::of(&crate::lifecycle::Lifecycle::BuildFailed {
+            how: how.into(),
+            errors,
+            elapsed: std::time::Duration::ZERO,
+            then: crate::lifecycle::AfterFailure::WaitForChanges,
+            output: output.into(),
+        })
+        .expect("a failed build is an event for pages");
+        data_line(&frame)
+    }
+
+    /// The data of the hello a page gets while the last build failed and no server runs.
+    fn hello_data(how: &str, errors: Option<usize>, output: &str) -> String {
+        let frame = crate::proxy::events::hello(&crate::lifecycle::State {
+            serving: None,
+            build: crate::lifecycle::BuildState::Failed {
+                how: how.into(),
+                errors,
+                output: output.into(),
+            },
+        });
+        data_line(&frame)
+    }
+
+    fn data_line(frame: &[u8]) -> String {
+        let frame = std::str::from_utf8(frame).expect("frames are UTF-8");
+        frame
+            .lines()
+            .find_map(|line| line.strip_prefix("data: "))
+            .expect("a frame has data")
+            .to_owned()
+    }
+
     #[test]
     fn a_failed_build_shows_an_overlay_made_of_text() {
+        let output = "\x1b[0m\x1b[1m\x1b[38;5;9merror[E0425]\x1b[0m: <img src=x onerror=alert(1)>\r\n\
+                      \x20 \x1b[1m\x1b[94m-->\x1b[0m src/main.rs:12:5\n\
+                      \x1b]8;;https://example.com\x1b\\link\x1b]8;;\x1b\\ \x1b[2K./main.go:7:2: \
+                      undefined\x1b[3";
         run_client(
-            r#"
+            &r#"
 const p = page("3", false);
-const output = "\u001b[0m\u001b[1m\u001b[38;5;9merror[E0425]\u001b[0m: <img src=x onerror=alert(1)>\r\n" +
-  "  \u001b[1m\u001b[94m-->\u001b[0m src/main.rs:12:5\n" +
-  "\u001b]8;;https://example.com\u001b\\link\u001b]8;;\u001b\\ \u001b[2K./main.go:7:2: undefined\u001b[3";
-p.emit("failed", { how: "exit 1", errors: 3, output });
+p.emit("failed", FAILED_DATA);
 assert.equal(p.hosts().length, 1);
 const overlay = p.overlay();
 assert.ok(overlay && overlay.shadowRoot, "the overlay lives in a shadow root");
 const panel = overlay.shadowRoot.firstChild;
 assert.match(panel.style, /position:fixed/);
+assert.match(panel.style, /overflow:auto/);
 assert.equal(text(panel.children[1]), "Build failed: exit 1, 3 errors");
 const pre = panel.children.find((e) => e.tag == "pre");
+assert.match(pre.style, /white-space:pre-wrap;overflow-wrap:anywhere/, "long lines wrap");
 assert.equal(text(pre), "error[E0425]: <img src=x onerror=alert(1)>\n  --> src/main.rs:12:5\nlink ./main.go:7:2: undefined");
 assert.ok(all(pre).every((e) => ["pre", "span"].includes(e.tag)), "only spans, text in textContent");
 const span = (t) => pre.children.find((e) => e.textContent == t);
@@ -774,7 +927,7 @@ for (const location of ["src/main.rs:12:5", "./main.go:7:2"])
   assert.match(span(location).style, /background/, location + " is highlighted");
 assert.doesNotMatch(span(": undefined").style, /background/);
 
-p.emit("failed", { how: "exit 2", errors: null, output: "again" });
+p.emit("failed", { how: "exit 2", errors: null, headline: "Build failed: exit 2", output: "again" });
 assert.equal(p.hosts().length, 1, "one overlay at a time");
 assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed: exit 2");
 
@@ -782,9 +935,9 @@ const close = p.overlay().shadowRoot.firstChild.children[0];
 assert.equal(close.tag, "button");
 close.onclick();
 assert.equal(p.hosts().length, 0, "dismissed");
-p.emit("hello", { generation: 3, build: "failed", output: "again", how: "exit 2" });
+p.emit("hello", { generation: 3, build: "failed", output: "again", how: "exit 2", headline: "Build failed: exit 2" });
 assert.equal(p.hosts().length, 0, "dismissed until the next failure");
-p.emit("failed", { how: "exit 1", errors: 1, output: "once more" });
+p.emit("failed", { how: "exit 1", errors: 1, headline: "Build failed: exit 1, 1 error", output: "once more" });
 assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed: exit 1, 1 error");
 p.emit("ready", { generation: 3 });
 assert.equal(p.hosts().length, 0, "a success clears it");
@@ -794,9 +947,32 @@ p.emit("ready", { generation: 4 });
 assert.equal(p.reloads, 1, "and the next server's readiness reloads the page");
 
 const late = page("3", false);
-late.emit("hello", { generation: 3, build: "failed", output: "late", how: "exit 1" });
+late.emit("hello", { generation: 3, build: "failed", output: "late", how: "exit 1", headline: "Build failed: exit 1" });
 assert.ok(late.overlay(), "a page loaded during the failure shows it too");
-"#,
+"#
+            .replace("FAILED_DATA", &failed_data("exit 1", Some(3), output)),
+        );
+    }
+
+    #[test]
+    fn the_overlay_after_a_hello_shows_what_the_503_page_shows() {
+        let output = full_of_controls();
+        let page = failed_build_page("exit 1", Some(1), &output, "");
+        let h1 = &page[page.find("<h1>").unwrap() + 4..page.find("</h1>").unwrap()];
+        let pre = &page[page.find("<pre>").unwrap() + 5..page.find("</pre>").unwrap()];
+        let expected = serde_json::json!({ "headline": html_text(h1), "text": html_text(pre) });
+        run_client(
+            &r#"
+const p = page("3", false);
+p.emit("hello", { ...HELLO, generation: null });
+const panel = p.overlay().shadowRoot.firstChild;
+const page503 = EXPECTED;
+assert.equal(text(panel.children[1]), page503.headline);
+assert.equal(page503.headline, "Build failed: exit 1, 1 error");
+assert.equal(text(panel.children.find((e) => e.tag == "pre")), page503.text);
+"#
+            .replace("HELLO", &hello_data("exit 1", Some(1), &output))
+            .replace("EXPECTED", &expected.to_string()),
         );
     }
 

@@ -16,6 +16,7 @@ use crate::{BUILD, builds};
 mod access;
 mod browser;
 mod gin;
+mod overlay;
 
 const APP: &str = include_str!("app.py");
 
