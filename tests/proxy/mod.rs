@@ -641,7 +641,7 @@ fn app_events_arrive_as_they_are_written_and_large_bodies_are_streamed_not_held(
 
     let mut stream = TcpStream::connect(("127.0.0.1", proxied.proxy)).unwrap();
     stream
-        .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut lines = BufReader::new(stream);
     let mut arrivals = Vec::new();
@@ -664,7 +664,7 @@ fn app_events_arrive_as_they_are_written_and_large_bodies_are_streamed_not_held(
     let mut stream = TcpStream::connect(("127.0.0.1", proxied.proxy)).unwrap();
     write!(
         stream,
-        "GET /big HTTP/1.1\r\nHost: x\r\nX-Size: {size}\r\nConnection: close\r\n\r\n"
+        "GET /big HTTP/1.1\r\nHost: localhost\r\nX-Size: {size}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut received = 0;
@@ -682,7 +682,7 @@ fn app_events_arrive_as_they_are_written_and_large_bodies_are_streamed_not_held(
     let mut stream = TcpStream::connect(("127.0.0.1", proxied.proxy)).unwrap();
     write!(
         stream,
-        "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+        "PUT /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let block = vec![b'u'; 1 << 16];
@@ -719,7 +719,7 @@ fn echo(port: u16, message: &str) -> String {
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream
         .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
               Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         )
         .unwrap();
@@ -786,7 +786,7 @@ fn the_trigger_refuses_a_connection_from_another_machine() {
     let answer = session.wait_until("the proxy to answer on its own address", || {
         let mut stream = TcpStream::connect((own, proxy)).ok()?;
         stream
-            .write_all(b"POST /__reload/trigger HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .write_all(b"POST /__reload/trigger HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).ok()?;
@@ -901,7 +901,7 @@ impl EventStream {
     fn open(port: u16) -> EventStream {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream
-            .write_all(b"GET /__reload/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /__reload/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
         let seen = Arc::new(Mutex::new(String::new()));
         let into = seen.clone();

@@ -466,7 +466,7 @@ fn open_events(proxy: SocketAddr) -> Result<TcpStream> {
         .with_context(|| format!("cannot connect to the proxy on {proxy}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let request =
-        "GET /__reload/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n";
+        "GET /__reload/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n";
     stream.write_all(request.as_bytes())?;
     let mut head = Vec::new();
     let mut byte = [0_u8; 1];
