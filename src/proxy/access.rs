@@ -145,7 +145,7 @@ pub(crate) enum FirstRefusal {
 
 /// The name in an authority (`Name:8090`, `[::1]:8090`, `name.`), lowercase, without its
 /// port or a trailing dot; an IPv6 literal keeps its brackets.
-fn host_name(authority: &str) -> String {
+pub(crate) fn host_name(authority: &str) -> String {
     let authority = authority.trim();
     let name = if authority.starts_with('[') {
         authority

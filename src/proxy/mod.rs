@@ -405,8 +405,10 @@ fn warn_refused(hosts: &access::Hosts, refusal: &access::Refusal) {
     match hosts.first_refusal(host) {
         access::FirstRefusal::Yes => status::warning(&format!(
             "proxy: refused a request for host `{host}` (403): only localhost, *.localhost and \
-             IP addresses are answered, so that no other web page can read your app; if you \
-             use this name, add --allow-host or [proxy] allowed_hosts"
+             IP addresses are answered, so that no other web page can read your app (DNS \
+             rebinding); if you reach the proxy by this name, add --allow-host {} or [proxy] \
+             allowed_hosts",
+            access::host_name(host)
         )),
         access::FirstRefusal::TooMany => status::warning(
             "proxy: more requests for other hosts were refused; they are not listed one by one",
