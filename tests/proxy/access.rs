@@ -115,6 +115,10 @@ fn a_request_for_a_foreign_host_gets_403_naming_it_and_one_warning_line() {
         .session
         .wait_for_stderr("refused a request for host `evil.example");
     let stderr = proxied.session.stderr();
+    assert!(
+        stderr.contains("add --allow-host evil.example or"),
+        "{stderr}"
+    );
     assert_eq!(
         stderr
             .matches("refused a request for host `evil.example")
