@@ -15,6 +15,7 @@ use crate::{BUILD, builds};
 
 mod browser;
 mod gin;
+mod requests;
 
 const APP: &str = include_str!("app.py");
 
