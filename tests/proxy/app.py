@@ -165,6 +165,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
 
 
+# /drop and /body, for tests/proxy/requests.rs: a request the app takes and closes the connection
+# on without answering (each arrival logged to ../scratch/drop.log), and a body read whole,
+# chunked or not, before the answer (one cut short or malformed gets no answer at all).
+class Handler(Handler):
+    def do_GET(self):
+        if self.path.split("?")[0] != "/drop":
+            return super().do_GET()
+        with open("../scratch/drop.log", "a") as log:
+            log.write("%s %s\n" % (self.command, VERSION))
+        self.close_connection = True
+
+    def do_POST(self):
+        if self.path.split("?")[0] != "/body":
+            return super().do_POST()
+        body = self.whole_body()
+        if body is None:
+            self.close_connection = True
+        else:
+            self.send(200, ("%s got %d bytes" % (VERSION, len(body))).encode(), "text/plain")
+
+    def whole_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            length = int(self.headers.get("Content-Length", "0"))
+            data = self.rfile.read(length)
+            return data if len(data) == length else None
+        data = b""
+        while True:
+            try:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+            except ValueError:
+                return None
+            if size == 0:
+                self.rfile.readline()
+                return data
+            chunk = self.rfile.read(size + 2)
+            if len(chunk) < size + 2:
+                return None
+            data += chunk[:size]
+
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True

@@ -17,6 +17,7 @@ mod access;
 mod browser;
 mod gin;
 mod overlay;
+mod requests;
 
 const APP: &str = include_str!("app.py");
 
