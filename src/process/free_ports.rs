@@ -54,12 +54,9 @@ pub fn is_free(port: u16) -> bool {
             // No socket at all (no IPv6 on this machine): no server binds there either.
             return true;
         };
-        match bind(fd.as_raw_fd(), address) {
-            Ok(()) => true,
-            // An IPv6 wildcard on a machine without IPv6 addresses.
-            Err(Errno::EADDRNOTAVAIL | Errno::EAFNOSUPPORT) => true,
-            Err(_) => false,
-        }
+        // Only "in use" counts: an IPv6 wildcard on a machine without IPv6 addresses fails
+        // otherwise, and no server binds there either.
+        bind(fd.as_raw_fd(), address) != Err(Errno::EADDRINUSE)
     };
     bindable(AddressFamily::Inet, &v4) && bindable(AddressFamily::Inet6, &v6)
 }
