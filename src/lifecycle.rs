@@ -80,6 +80,15 @@ pub enum Lifecycle {
         /// The TCP port it listens on, when reload gave it one through PORT.
         port: Option<u16>,
     },
+    /// A new server's port (`--overlap` behind the proxy) was taken by someone else: found
+    /// before its start, or after it exited before it was ready (`pid`). It starts (again) on
+    /// `instead`, which takes the taken one's place from now on.
+    PortTaken {
+        generation: Generation,
+        pid: Option<u32>,
+        port: u16,
+        instead: u16,
+    },
     /// A new server will not take over: it exited, was not ready in time, or gave way.
     /// `message` says which, with what to do.
     ServerFailed {

@@ -83,6 +83,12 @@ pub enum Note<'a> {
     Stopped {
         pid: u32,
     },
+    /// A new server's port was taken; it starts (again, if `pid` exited for it) on `instead`.
+    PortTaken {
+        pid: Option<u32>,
+        port: u16,
+        instead: u16,
+    },
     Info(&'a str),
     Warning(&'a str),
     Error(&'a str),
@@ -200,6 +206,28 @@ impl Note<'_> {
                 ),
             ),
             Note::Stopped { pid } => (Tone::Info, format!("stopped app (pid {pid})")),
+            Note::PortTaken {
+                pid: None,
+                port,
+                instead,
+            } => (
+                Tone::Info,
+                format!(
+                    "the new app's port :{port} is in use ({IN_USE}): starting it on \
+                     :{instead} instead"
+                ),
+            ),
+            Note::PortTaken {
+                pid: Some(pid),
+                port,
+                instead,
+            } => (
+                Tone::Info,
+                format!(
+                    "new app (pid {pid}) exited before it was ready, and its port :{port} is in \
+                     use ({IN_USE}): starting it again on :{instead}"
+                ),
+            ),
             Note::Info(text) => (Tone::Info, (*text).to_owned()),
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
@@ -274,6 +302,9 @@ impl Note<'_> {
                 "asked": asked,
             }),
             Note::Stopped { pid } => json!({"event": "stop", "pid": pid}),
+            Note::PortTaken { pid, port, instead } => {
+                json!({"event": "port_taken", "pid": pid, "port": port, "instead": instead})
+            }
             Note::Info(text) => json!({"event": "info", "message": text}),
             Note::Warning(text) => json!({"event": "warning", "message": text}),
             Note::Error(text) => json!({"event": "error", "message": text}),
@@ -488,7 +519,23 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
             ..
         } => tell(&Note::Stopped { pid: *pid }),
         Lifecycle::Stopping { .. } | Lifecycle::Stopped { .. } => {}
+        Lifecycle::PortTaken {
+            pid, port, instead, ..
+        } => tell(&Note::PortTaken {
+            pid: *pid,
+            port: *port,
+            instead: *instead,
+        }),
     }
+}
+
+/// Who holds a port that a server cannot bind although nothing of reload's listens there.
+const IN_USE: &str = "another program listens there, or a connection on it waits in TIME_WAIT";
+
+/// Why a new server was not started, or did not start, on `port`: "its port :N is in use
+/// (...)".
+pub fn port_in_use(port: u16) -> String {
+    format!("its port :{port} is in use ({IN_USE})")
 }
 
 pub fn info(message: &str) {
@@ -611,6 +658,39 @@ mod tests {
             "restarted (pid 1 -> 2) in 12ms; ready 340ms after the change"
         );
         assert_eq!(note.json()["since_change_ms"], 340);
+    }
+
+    #[test]
+    fn a_taken_port_says_which_and_where_the_new_server_starts_instead() {
+        let before = Note::PortTaken {
+            pid: None,
+            port: 30001,
+            instead: 30002,
+        };
+        let (_, line) = before.human().unwrap();
+        assert!(
+            line.starts_with("the new app's port :30001 is in use (")
+                && line.contains("TIME_WAIT")
+                && line.ends_with("starting it on :30002 instead"),
+            "{line}"
+        );
+        let after_exit = Note::PortTaken {
+            pid: Some(7),
+            port: 30001,
+            instead: 30002,
+        };
+        let (_, line) = after_exit.human().unwrap();
+        assert!(
+            line.starts_with("new app (pid 7) exited before it was ready, and its port :30001")
+                && line.ends_with("starting it again on :30002"),
+            "{line}"
+        );
+        let json = after_exit.json();
+        assert_eq!(json["event"], "port_taken");
+        assert_eq!(
+            (json["pid"].clone(), json["instead"].clone()),
+            (7.into(), 30002.into())
+        );
     }
 
     #[test]

@@ -56,6 +56,16 @@ pub enum Event {
         result: Result<u32, String>,
     },
     Ready(Generation),
+    /// The port the prepared server was to be given is taken (found before its spawn).
+    PortTaken {
+        generation: Generation,
+        port: u16,
+    },
+    /// [`Effect::ChoosePort`] is done: a port free now, or none was found.
+    PortChosen {
+        generation: Generation,
+        port: Option<u16>,
+    },
     /// A new server given its own port through PORT listens on the app's usual port instead.
     IgnoresPort {
         generation: Generation,
@@ -114,8 +124,14 @@ pub enum Effect {
         /// Its turn on the two ports servers alternate on (`--overlap` behind the proxy).
         port: Option<PortTurn>,
     },
-    /// Start the prepared server; answered by [`Event::Spawned`].
+    /// Start the prepared server; answered by [`Event::Spawned`], or by [`Event::PortTaken`]
+    /// when the port it is to be given is taken.
     Spawn(Generation),
+    /// Find a port free now that is none of `avoid`; answered by [`Event::PortChosen`].
+    ChoosePort {
+        generation: Generation,
+        avoid: Vec<u16>,
+    },
     /// Check its readiness; answered by [`Event::Ready`] or [`Event::NotReady`].
     AwaitReady(Generation),
     /// Send the stop signal; answered by [`Event::Stopped`] once its group is gone.
@@ -156,10 +172,20 @@ pub struct Policy {
     pub keys: bool,
     /// The `host:port` a new server is ready once it accepts on (`--ready tcp:`, the proxy).
     pub probed: Option<String>,
-    /// With overlap behind the proxy: the app port and a second one, which servers take turns
-    /// on (each told its own through PORT), so a new one starts while the old one serves.
-    /// `None` without, or once a server showed that it ignores PORT.
-    pub ports: Option<[u16; 2]>,
+    /// With overlap behind the proxy: the ports servers take turns on (each told its own
+    /// through PORT), so a new one starts while the old one serves. `None` without, or once a
+    /// server showed that it ignores PORT.
+    pub ports: Option<Turns>,
+}
+
+/// The ports servers take turns on, with `--overlap` behind the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turns {
+    /// The app's usual port (`--app-port`): a server that listens there ignores PORT.
+    pub app: u16,
+    /// The two ports given in turn: the app port and a second one, until one of them is found
+    /// taken by someone else and replaced by a free one.
+    pub ports: [u16; 2],
 }
 
 impl Policy {
@@ -237,12 +263,20 @@ struct Swap {
     replaces: Option<u32>,
     /// The port it was given, or the one it listens on instead.
     port: Option<u16>,
+    /// A port it was given was found taken: it was moved to another once, and is not again.
+    moved: bool,
     step: Step,
 }
 
 #[derive(Debug, PartialEq)]
 enum Step {
     Preparing,
+    /// Its port was taken (`port`; `pid`: the server that exited for it, if it was started):
+    /// a free one is being chosen to start it again on.
+    ChoosingPort {
+        port: u16,
+        pid: Option<u32>,
+    },
     /// Stop-then-start: the old server is being stopped.
     AwaitingStop,
     Spawning,
@@ -456,6 +490,14 @@ impl Service {
                     }
                 }
             }
+            Event::PortTaken { generation, port } => {
+                if matches!(&self.phase, Phase::Swapping(swap)
+                    if swap.generation == generation && swap.step == Step::Spawning)
+                {
+                    self.port_taken(port, None, out);
+                }
+            }
+            Event::PortChosen { generation, port } => self.port_chosen(generation, port, out),
             Event::IgnoresPort {
                 generation,
                 listens,
@@ -486,6 +528,7 @@ impl Service {
                     started,
                     replaces,
                     port,
+                    ..
                 }) = self.phase
                 else {
                     return effects;
@@ -640,6 +683,7 @@ impl Service {
             started: now,
             replaces: None,
             port: port.map(|turn| turn.given),
+            moved: false,
             step: Step::Preparing,
         });
         out.push(Effect::Prepare {
@@ -652,17 +696,115 @@ impl Service {
     /// The port the next server takes its turn on: the one the serving server does not hold
     /// (the second one first, so the very first server already shows whether it reads PORT).
     fn next_port(&self) -> Option<PortTurn> {
-        let [app, second] = self.policy.ports?;
+        let Turns {
+            app,
+            ports: [first, second],
+        } = self.policy.ports?;
         let taken = |port: u16| {
             self.serving.is_some_and(|s| s.port == Some(port))
                 || self.stopping.iter().any(|s| s.server.port == Some(port))
         };
-        let given = if taken(second) && self.serving.is_none_or(|s| s.port != Some(app)) {
-            app
+        let given = if taken(second) && self.serving.is_none_or(|s| s.port != Some(first)) {
+            first
         } else {
             second
         };
         Some(PortTurn { given, app })
+    }
+
+    /// Whether the new server may be moved to another port: it has its turn on one, and was
+    /// not moved before (a second taken port is a failure, not a loop).
+    fn may_move_port(&self) -> bool {
+        self.policy.ports.is_some() && matches!(&self.phase, Phase::Swapping(swap) if !swap.moved)
+    }
+
+    /// The new server's port is taken by someone else: found before its spawn (`pid` `None`),
+    /// or after it exited before it was ready (`pid`: that server, already reaped). The first
+    /// time, it starts again, as a new generation, on a port chosen free; the next, it will
+    /// not take over.
+    fn port_taken(&mut self, port: u16, pid: Option<u32>, out: &mut Vec<Effect>) {
+        if !self.may_move_port() {
+            self.not_started(&format!("not started: {}", status::port_in_use(port)), out);
+            return;
+        }
+        let Phase::Swapping(swap) = &mut self.phase else {
+            return;
+        };
+        // A new generation: nothing the first start's tasks still report can be taken for it.
+        self.last_generation = self.last_generation.next();
+        swap.generation = self.last_generation;
+        swap.moved = true;
+        swap.step = Step::ChoosingPort { port, pid };
+        let avoid = self
+            .policy
+            .ports
+            .map(|turns| vec![turns.app, turns.ports[0], turns.ports[1]])
+            .unwrap_or_default();
+        out.push(Effect::ChoosePort {
+            generation: swap.generation,
+            avoid,
+        });
+    }
+
+    /// A port to start the new server on instead of its taken one: it takes that one's place
+    /// in the turns from now on.
+    fn port_chosen(&mut self, generation: Generation, chosen: Option<u16>, out: &mut Vec<Effect>) {
+        let Phase::Swapping(swap) = &mut self.phase else {
+            return;
+        };
+        let Step::ChoosingPort { port, pid } = swap.step else {
+            return;
+        };
+        if swap.generation != generation {
+            return;
+        }
+        let (Some(instead), Some(turns)) = (chosen, self.policy.ports.as_mut()) else {
+            let why = format!(
+                "not started: {}, and no other port was free",
+                status::port_in_use(port)
+            );
+            self.not_started(&why, out);
+            return;
+        };
+        for slot in &mut turns.ports {
+            if *slot == port {
+                *slot = instead;
+            }
+        }
+        swap.port = Some(instead);
+        swap.step = Step::Preparing;
+        out.push(Effect::Publish(Lifecycle::PortTaken {
+            generation,
+            pid,
+            port,
+            instead,
+        }));
+        out.push(Effect::Prepare {
+            generation,
+            executable: None,
+            port: Some(PortTurn {
+                given: instead,
+                app: turns.app,
+            }),
+        });
+    }
+
+    /// The new server, not running, will not take over: say why (`why` follows "new app").
+    fn not_started(&mut self, why: &str, out: &mut Vec<Effect>) {
+        let Phase::Swapping(swap) = &self.phase else {
+            return;
+        };
+        let generation = swap.generation;
+        let message = match self.serving {
+            Some(old) => format!("new app {why}; pid {} keeps serving", old.pid),
+            None => format!("app {why}"),
+        };
+        out.push(Effect::Publish(Lifecycle::ServerFailed {
+            pid: None,
+            generation,
+            message: self.waiting_for_changes(&message),
+        }));
+        self.phase = Phase::Idle;
     }
 
     /// Send the serving server its stop signal; it counts as stopping until [`Event::Stopped`].
@@ -746,7 +888,16 @@ impl Service {
         out: &mut Vec<Effect>,
     ) {
         if self.awaiting_ready(generation) {
-            let why = format!("{} before it was ready", exit.describe());
+            let mut why = format!("{} before it was ready", exit.describe());
+            if let Some(port) = exit.port_taken {
+                if self.may_move_port() {
+                    // Dead already: the discard only reaps what it left.
+                    out.push(Effect::Discard(generation));
+                    self.port_taken(port, Some(exit.pid), out);
+                    return;
+                }
+                why = format!("{why}: {}", status::port_in_use(port));
+            }
             // The new server is dead already: give_up's discard only reaps what is left.
             self.give_up(&why, exit.hint, Afterwards::WaitForChanges, now, out);
             return;

@@ -74,7 +74,7 @@ pub async fn run(config: Config) -> Result<Exit> {
     let run = config.run;
     let mut policy = Policy::of(config.build.as_ref(), run.as_ref(), config.output.clear);
     let env_file = run.as_ref().and_then(|run| run.env_file.clone());
-    policy.ports = alternating_ports(config.proxy.as_ref(), policy.order);
+    policy.ports = turns(config.proxy.as_ref(), &mut policy.order);
     let supervisor = run
         .map(|run| Supervisor::new(run, config.root.clone(), stdin, server_events))
         .transpose()?;
@@ -89,7 +89,11 @@ pub async fn run(config: Config) -> Result<Exit> {
     });
     if let Some(proxy) = &config.proxy {
         let mut line = crate::proxy::describe(proxy);
-        if let Some([app, second]) = policy.ports {
+        if let Some(machine::Turns {
+            ports: [app, second],
+            ..
+        }) = policy.ports
+        {
             line.push_str(&format!(
                 "; with --overlap, servers take turns on :{app} and :{second}, each told its \
                  own through PORT"
@@ -217,10 +221,20 @@ impl Stages {
                 });
             }
             Effect::Spawn(generation) => {
-                let result = self.supervisor.as_mut()?.start(generation);
+                let supervisor = self.supervisor.as_mut()?;
+                if let Some(port) = supervisor.prepared_port_taken(generation) {
+                    return Some(Event::PortTaken { generation, port });
+                }
+                let result = supervisor.start(generation);
                 return Some(Event::Spawned {
                     generation,
                     result: result.map_err(|err| format!("{err:#}")),
+                });
+            }
+            Effect::ChoosePort { generation, avoid } => {
+                return Some(Event::PortChosen {
+                    generation,
+                    port: process::free_ports::choose(&avoid),
                 });
             }
             Effect::AwaitReady(generation) => {
@@ -340,13 +354,14 @@ async fn build_finished(build: &mut Option<RunningBuild>) -> BuildOutcome {
     }
 }
 
-/// With overlap behind the proxy, the app port and a second free one for servers to take turns
-/// on. The second is whatever the kernel hands out now; a server that cannot bind it later is
-/// reported as any server that is not ready.
-fn alternating_ports(
+/// With overlap behind the proxy, the ports for servers to take turns on: the app port and a
+/// second one, free now and below the kernel's ephemeral range, where no outgoing connection
+/// can leave it in TIME_WAIT. Without one, `order` falls back to stop-then-start, with a
+/// warning.
+fn turns(
     proxy: Option<&crate::config::ProxyConfig>,
-    order: crate::config::RestartOrder,
-) -> Option<[u16; 2]> {
+    order: &mut crate::config::RestartOrder,
+) -> Option<machine::Turns> {
     let Some(crate::config::ProxyConfig {
         upstream: crate::config::Upstream::AppPort(app),
         ..
@@ -354,14 +369,22 @@ fn alternating_ports(
     else {
         return None;
     };
-    if order != crate::config::RestartOrder::Overlap {
+    if *order != crate::config::RestartOrder::Overlap {
         return None;
     }
-    let second = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .ok()?
-        .port();
-    Some([*app, second])
+    let Some(second) = process::free_ports::choose(&[*app]) else {
+        *order = crate::config::RestartOrder::StopThenStart;
+        status::warning(
+            "--overlap behind the proxy needs a second port for the new server, and none is \
+             free below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range): \
+             restarts stop the old server before starting the new one",
+        );
+        return None;
+    };
+    Some(machine::Turns {
+        app: *app,
+        ports: [*app, second],
+    })
 }
 
 /// What a server that never accepted on `expected` listens on instead, and what to do.

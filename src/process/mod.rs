@@ -11,6 +11,7 @@
 //!   *thread* that forked exits, and the main thread lives as long as reload does.
 
 mod command;
+pub mod free_ports;
 pub mod guard;
 pub mod limits;
 mod path;

@@ -37,6 +37,9 @@ pub struct ChildExit {
     pub ran: Duration,
     /// What may explain the exit, for the user (see [`Supervisor::hint`]).
     pub hint: Option<&'static str>,
+    /// It failed, and the port it was given through PORT cannot be bound now: most likely
+    /// what it failed on.
+    pub port_taken: Option<u16>,
 }
 
 impl ChildExit {
@@ -296,6 +299,14 @@ impl Supervisor {
         Ok(())
     }
 
+    /// The port the prepared `generation` is to be given through PORT, if it cannot be bound
+    /// now: it would fail to start on it.
+    pub fn prepared_port_taken(&self, generation: Generation) -> Option<u16> {
+        let (prepared, launch) = self.prepared.as_ref()?;
+        let given = launch.port?.given;
+        (*prepared == generation && !process::free_ports::is_free(given)).then_some(given)
+    }
+
     /// Start the prepared generation in its own process group. Returns its pid.
     pub fn start(&mut self, generation: Generation) -> Result<u32> {
         let Some((prepared, launch)) = self.prepared.take() else {
@@ -336,11 +347,15 @@ impl Supervisor {
             tx.send_replace(Reaped::Ended(status));
             if !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 let ran = started.elapsed();
+                let failed = status.is_none_or(|status| !status.success());
                 let exit = ChildExit {
                     pid,
                     status,
                     ran,
                     hint: hint(status, ran, listening),
+                    port_taken: port
+                        .map(|turn| turn.given)
+                        .filter(|given| failed && !process::free_ports::is_free(*given)),
                 };
                 let _ = events.send(ServerEvent::Exited(generation, exit));
             }

@@ -210,6 +210,18 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
+# NO_REUSE_ADDRESS: a server that binds without SO_REUSEADDR, as many do: a connection in
+# TIME_WAIT on its port makes its bind fail with "Address already in use" (Errno 98).
+# GATED_VERSION: that version says so in ../scratch/gate.log before it binds, then waits until
+# ../scratch/gate exists, so that a test can take its port in between.
+if os.environ.get("NO_REUSE_ADDRESS"):
+    Server.allow_reuse_address = False
+if os.environ.get("GATED_VERSION") == VERSION and not HELD:
+    with open("../scratch/gate.log", "a") as log:
+        log.write("waiting pid=%d version=%s port=%d\n" % (os.getpid(), VERSION, PORT))
+    while not os.path.exists("../scratch/gate"):
+        time.sleep(0.02)
+
 if HELD:
     import socket
     server = Server(("127.0.0.1", 0), Handler, bind_and_activate=False)

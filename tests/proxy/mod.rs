@@ -16,6 +16,7 @@ use crate::{BUILD, builds};
 mod access;
 mod browser;
 mod gin;
+mod overlap_ports;
 mod overlay;
 mod requests;
 

@@ -8,6 +8,7 @@ use super::*;
 const G1: Generation = Generation(1);
 const G2: Generation = Generation(2);
 const G3: Generation = Generation(3);
+const G4: Generation = Generation(4);
 
 fn policy() -> Policy {
     Policy {
@@ -128,6 +129,7 @@ fn exit(pid: u32, code: i32, ran: Duration) -> ChildExit {
         status: Some(ExitStatus::from_raw(code << 8)),
         ran,
         hint: None,
+        port_taken: None,
     }
 }
 
@@ -743,7 +745,10 @@ fn a_server_that_never_accepts_on_the_probed_port_gets_its_ports_explained_befor
 
 fn alternating() -> Policy {
     Policy {
-        ports: Some([8080, 9000]),
+        ports: Some(Turns {
+            app: 8080,
+            ports: [8080, 9000],
+        }),
         probed: Some("127.0.0.1:8080".to_owned()),
         ..overlap()
     }
@@ -859,4 +864,215 @@ fn a_server_that_gives_way_to_a_newer_change_is_not_said_to_wait_for_changes() {
         "the newer change is being built already: {message}"
     );
     assert!(effects.contains(&Effect::StartBuild), "{effects:?}");
+}
+
+/// Generation 1 serving on the second port (9000), generation 2 prepared on the app port and
+/// asked to spawn.
+fn turns_serving_then_g2_spawning() -> Run {
+    let mut run = Run::serving(alternating(), 100);
+    run.change();
+    assert_eq!(prepared_port(&run.build_succeeds()), Some(8080));
+    assert_eq!(run.prepared(G2), vec![Effect::Spawn(G2)]);
+    run
+}
+
+fn moved(effects: &[Effect]) -> Option<(Option<u32>, u16, u16)> {
+    published(effects)
+        .into_iter()
+        .find_map(|event| match event {
+            Lifecycle::PortTaken {
+                pid, port, instead, ..
+            } => Some((*pid, *port, *instead)),
+            _ => None,
+        })
+}
+
+#[test]
+fn a_port_found_taken_before_the_spawn_is_replaced_by_a_free_one_for_good() {
+    let mut run = turns_serving_then_g2_spawning();
+    let effects = run.feed(Event::PortTaken {
+        generation: G2,
+        port: 8080,
+    });
+    assert_eq!(
+        effects,
+        vec![Effect::ChoosePort {
+            generation: G3,
+            avoid: vec![8080, 8080, 9000],
+        }],
+        "a new generation, on a port neither turn holds"
+    );
+    let effects = run.feed(Event::PortChosen {
+        generation: G3,
+        port: Some(7000),
+    });
+    assert_eq!(moved(&effects), Some((None, 8080, 7000)), "{effects:?}");
+    assert!(
+        effects.contains(&Effect::Prepare {
+            generation: G3,
+            executable: None,
+            port: Some(PortTurn {
+                given: 7000,
+                app: 8080
+            }),
+        }),
+        "still told the app port, to see whether it ignores PORT: {effects:?}"
+    );
+    assert!(failure_message(&effects).is_none(), "{effects:?}");
+    assert_eq!(run.prepared(G3), vec![Effect::Spawn(G3)]);
+    run.spawned(G3, 300);
+    let ready = run.feed(Event::Ready(G3));
+    assert!(
+        published(&ready).iter().any(|e| matches!(
+            e,
+            Lifecycle::ServerReady {
+                port: Some(7000),
+                old: Some(100),
+                ..
+            }
+        )),
+        "the proxy is told the new port: {ready:?}"
+    );
+    assert!(ready.contains(&Effect::Stop(G1)), "{ready:?}");
+    run.feed(Event::Stopped(G1));
+    run.change();
+    assert_eq!(
+        prepared_port(&run.build_succeeds()),
+        Some(9000),
+        "the turns are 7000 and 9000 now"
+    );
+    run.prepared(G4);
+    run.spawned(G4, 400);
+    run.feed(Event::Ready(G4));
+    run.change();
+    assert_eq!(prepared_port(&run.build_succeeds()), Some(7000));
+}
+
+#[test]
+fn a_new_server_that_exits_on_a_taken_port_starts_once_more_on_another_then_gives_up() {
+    let mut run = turns_serving_then_g2_spawning();
+    run.spawned(G2, 200);
+    let effects = run.feed(Event::Exited {
+        generation: G2,
+        exit: ChildExit {
+            port_taken: Some(8080),
+            ..exit(200, 1, Duration::from_millis(80))
+        },
+    });
+    assert!(
+        failure_message(&effects).is_none(),
+        "not a failure yet: {effects:?}"
+    );
+    assert!(
+        effects.contains(&Effect::Discard(G2)),
+        "reaped: {effects:?}"
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::ChoosePort { generation: G3, .. })),
+        "{effects:?}"
+    );
+    let effects = run.feed(Event::PortChosen {
+        generation: G3,
+        port: Some(7000),
+    });
+    assert_eq!(moved(&effects), Some((Some(200), 8080, 7000)));
+    run.prepared(G3);
+    run.spawned(G3, 300);
+    let effects = run.feed(Event::Exited {
+        generation: G3,
+        exit: ChildExit {
+            port_taken: Some(7000),
+            ..exit(300, 1, Duration::from_millis(80))
+        },
+    });
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::ChoosePort { .. })),
+        "moved once, not again: {effects:?}"
+    );
+    assert!(effects.contains(&Effect::Discard(G3)), "{effects:?}");
+    let message = failure_message(&effects).unwrap();
+    for part in [
+        "new app (pid 300) exited with 1 before it was ready",
+        "its port :7000 is in use",
+        "TIME_WAIT",
+        "pid 100 keeps serving",
+        "waiting for changes",
+    ] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
+    assert!(
+        run.change().contains(&Effect::StartBuild),
+        "the next change builds again"
+    );
+}
+
+#[test]
+fn a_port_taken_again_before_the_spawn_or_no_free_port_means_not_started() {
+    let mut run = turns_serving_then_g2_spawning();
+    run.feed(Event::PortTaken {
+        generation: G2,
+        port: 8080,
+    });
+    run.feed(Event::PortChosen {
+        generation: G3,
+        port: Some(7000),
+    });
+    run.prepared(G3);
+    let effects = run.feed(Event::PortTaken {
+        generation: G3,
+        port: 7000,
+    });
+    let message = failure_message(&effects).unwrap();
+    assert!(
+        message.starts_with("new app not started: its port :7000 is in use")
+            && message.contains("pid 100 keeps serving"),
+        "{message}"
+    );
+    assert_eq!(run.service.phase, Phase::Idle);
+
+    let mut run = turns_serving_then_g2_spawning();
+    run.feed(Event::PortTaken {
+        generation: G2,
+        port: 8080,
+    });
+    let effects = run.feed(Event::PortChosen {
+        generation: G3,
+        port: None,
+    });
+    let message = failure_message(&effects).unwrap();
+    assert!(
+        message.contains(":8080 is in use") && message.contains("no other port was free"),
+        "{message}"
+    );
+    assert_eq!(run.service.phase, Phase::Idle);
+}
+
+#[test]
+fn an_exit_with_its_port_free_is_an_ordinary_failure_and_stale_port_events_are_ignored() {
+    let mut run = turns_serving_then_g2_spawning();
+    let stale = run.feed(Event::PortChosen {
+        generation: G2,
+        port: Some(7000),
+    });
+    assert!(stale.is_empty(), "no port was asked for: {stale:?}");
+    run.spawned(G2, 200);
+    let stale = run.feed(Event::PortTaken {
+        generation: G2,
+        port: 8080,
+    });
+    assert!(stale.is_empty(), "it is past its spawn: {stale:?}");
+    let effects = run.feed(Event::Exited {
+        generation: G2,
+        exit: exit(200, 1, Duration::from_millis(80)),
+    });
+    let message = failure_message(&effects).unwrap();
+    assert!(
+        message.contains("exited with 1 before it was ready") && !message.contains("in use"),
+        "{message}"
+    );
 }
