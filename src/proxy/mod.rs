@@ -235,19 +235,7 @@ async fn serve(
                 let shared = shared.clone();
                 connections.spawn(async move {
                     let _slot = slot;
-                    let link = std::rc::Rc::new(forward::Link::default());
-                    let service = hyper::service::service_fn(move |request| {
-                        let (shared, link) = (shared.clone(), link.clone());
-                        async move {
-                            Ok::<_, Infallible>(route(shared, &link, request, peer).await)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(HEAD_TIMEOUT)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                    serve_connection(stream, peer, shared).await;
                 });
             }
         }
@@ -256,6 +244,40 @@ async fn serve(
         relay.abort();
     }
     connections.abort_all();
+}
+
+/// One browser connection, until it closes; meanwhile its idle connection to the app is
+/// closed as soon as another server takes over.
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let link = std::rc::Rc::new(forward::Link::default());
+    let mut state = shared.state.clone();
+    let service = {
+        let link = link.clone();
+        hyper::service::service_fn(move |request| {
+            let (shared, link) = (shared.clone(), link.clone());
+            async move { Ok::<_, Infallible>(route(shared, &link, request, peer).await) }
+        })
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    loop {
+        tokio::select! {
+            _ = &mut connection => return,
+            changed = state.changed() => {
+                if changed.is_err() {
+                    // reload is exiting: nothing more will change.
+                    let _ = (&mut connection).await;
+                    return;
+                }
+                let serving = state.borrow_and_update().serving.map(|s| s.generation);
+                link.forget_unless(serving);
+            }
+        }
+    }
 }
 
 /// A connection past the cap gets its 503 at once and is closed: written without waiting (a

@@ -205,3 +205,60 @@ fn time_wait_on(port: u16) -> nix::Result<()> {
     let _ = std::io::Read::read(&mut accepted, &mut [0u8; 1]);
     Ok(())
 }
+
+#[test]
+fn with_overlap_a_browsers_kept_alive_connections_leave_no_server_port_in_time_wait() {
+    let project = proxied("v0").config(
+        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
+         [run]\ncmd = [\"python3\", \"app.py\"]\nenv = { NO_REUSE_ADDRESS = \"1\" }\n",
+    );
+    let proxied = start(&project, &["--overlap"]);
+    proxied.wait_serving("v0");
+    // As a browser does: one connection kept open, a request on it now and then, so the proxy
+    // keeps its own connection to the server that answered.
+    let mut browser = std::net::TcpStream::connect(("127.0.0.1", proxied.proxy)).unwrap();
+    browser
+        .set_read_timeout(Some(crate::support::DEADLINE))
+        .unwrap();
+    for run in 1..=4 {
+        assert_eq!(
+            kept_alive_get(&mut browser, proxied.proxy),
+            format!("version v{}", run - 1)
+        );
+        let version = format!("v{run}");
+        project.write("src/version.txt", &format!("{version}\n"));
+        proxied.wait_serving(&version);
+    }
+    let stderr = proxied.session.stderr();
+    assert!(
+        !stderr.contains("is in use"),
+        "the proxy closed its idle connections to the old server before it stopped, so no \
+         server's port was left in TIME_WAIT{}",
+        proxied.session.context()
+    );
+}
+
+/// GET /text on a kept-alive connection: the body.
+fn kept_alive_get(stream: &mut std::net::TcpStream, port: u16) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    stream
+        .write_all(format!("GET /text HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
