@@ -85,15 +85,19 @@ pub(crate) async fn forward(
     let browser_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let html = accepts_html(&parts.headers);
-    // What the page rewrite needs of the request: its method, and whether it asked for a
-    // partial (htmx, Datastar); not a copy of every header.
+    // What the page rewrite needs of the request: its method, its path (for a warning), and
+    // whether it asked for a partial (htmx, Datastar); not a copy of every header.
     let mut markers = HeaderMap::new();
     for name in ["hx-request", "datastar-request"] {
         if let Some(value) = parts.headers.get(name) {
             markers.insert(name, value.clone());
         }
     }
-    let original = (parts.method.clone(), markers);
+    let original = rewrite::Asked {
+        method: parts.method.clone(),
+        markers,
+        path: parts.uri.path().to_owned(),
+    };
     let host = parts.headers.get(header::HOST).cloned();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     add_forwarded(&mut parts.headers, peer, host);
@@ -182,7 +186,7 @@ pub(crate) async fn forward(
                         format!(
                             "reload: the app (generation {}) closed the connection before \
                              answering ({err}); the {} request was not sent again: {why}\n",
-                            generation.0, original.0
+                            generation.0, original.method
                         ),
                     );
                 }
@@ -343,7 +347,7 @@ async fn whole(response: Response<Incoming>) -> Result<Response<Body>, hyper::Er
 
 async fn answer(
     shared: &Shared,
-    original: &(Method, HeaderMap),
+    original: &rewrite::Asked,
     mut response: Response<Body>,
     generation: Generation,
     browser_side: Option<hyper::upgrade::OnUpgrade>,

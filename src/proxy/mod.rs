@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub waiting_for: Mutex<String>,
     /// An encoding the proxy cannot rewrite is warned about once.
     pub warned_encoding: AtomicBool,
+    /// Pages whose Content-Security-Policy blocks the script are warned about once per path.
+    pub warned_csp: rewrite::WarnedPaths,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,6 +117,7 @@ pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> 
         frames: broadcast::channel(FRAMES_KEPT).0,
         waiting_for: Mutex::new("the first build and start".to_owned()),
         warned_encoding: AtomicBool::new(false),
+        warned_csp: rewrite::WarnedPaths::default(),
     });
     let (stop, stopped) = watch::channel(false);
     let mut proxy = Proxy {
