@@ -15,6 +15,7 @@ use crate::{BUILD, builds};
 
 mod browser;
 mod gin;
+mod pages;
 
 const APP: &str = include_str!("app.py");
 
