@@ -389,7 +389,11 @@ pub(crate) async fn forward(
     let browser_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let html = accepts_html(&parts.headers);
-    let original = (parts.method.clone(), markers(&parts.headers));
+    let original = rewrite::Asked {
+        method: parts.method.clone(),
+        markers: markers(&parts.headers),
+        path: parts.uri.path().to_owned(),
+    };
     let fault = Fault::default();
     let mut outgoing = match Outgoing::of(&parts.method, body, upgrade, &fault).await {
         Ok(outgoing) => outgoing,
@@ -444,7 +448,7 @@ pub(crate) async fn forward(
             &outgoing,
             server,
             &unanswered,
-            &original.0,
+            &original.method,
         ) {
             return response;
         }
@@ -684,7 +688,7 @@ async fn whole(response: Response<Incoming>) -> Result<Response<Body>, hyper::Er
 /// an HTML page given the live-reload script.
 async fn answer(
     shared: &Shared,
-    original: &(Method, HeaderMap),
+    original: &rewrite::Asked,
     mut response: Response<Body>,
     generation: Generation,
     browser_side: Option<hyper::upgrade::OnUpgrade>,

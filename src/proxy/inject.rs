@@ -1,16 +1,20 @@
 //! Putting the live-reload script into HTML responses.
 //!
 //! Pure functions and small state machines, no I/O: `decide` says whether a response gets the
-//! script (and in which encoding, with which CSP nonce); `insert_complete` places it in a whole
-//! body and `Streaming` in one that arrives in chunks; `decode`/`encode` and `StreamCodec` take
-//! gzip, deflate and br bodies apart and put them back together; `fix_headers` makes the headers
-//! true again afterwards. The proxy's forwarding code calls these and owns every socket.
+//! script (and in which encoding, with which CSP nonce, or why its CSP would block it);
+//! `insert_complete` places it in a whole body and `Streaming` in one that arrives in chunks,
+//! where lol_html's tokenizer finds the `<body>` and `</body>` tags; `decode`/`encode` and
+//! `StreamCodec` take gzip, deflate and br bodies apart and put them back together;
+//! `fix_headers` makes the headers true again afterwards. The proxy's forwarding code calls
+//! these and owns every socket.
 //!
 //! Invariants: a body either gets the tag exactly once or comes out byte for byte as it went in;
-//! decoding never holds more than 64 MiB of output, so a compressed bomb cannot eat memory.
+//! decoding never holds more than 64 MiB of output, so a compressed bomb cannot eat memory, and
+//! the tokenizer never more than `TOKENIZER_MEMORY`.
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::header::{
     CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HeaderName,
@@ -20,13 +24,10 @@ use http::{HeaderMap, Method, StatusCode};
 /// The most decoded output `decode` builds, and the most one `StreamCodec::decode` call returns.
 pub const MAX_DECODED: usize = 64 << 20;
 
-/// How far into a streamed body `Streaming` looks for `<body`: a page that has not opened its
-/// body by then is not one the script belongs in, and everything after passes straight through.
+/// How far into a streamed body `Streaming` looks for the `<body ...>` start tag (the whole tag
+/// within it): a page that has not opened its body by then is not one the script belongs in,
+/// and everything after passes straight through.
 pub const STREAM_SEARCH_LIMIT: usize = 64 << 10;
-
-/// The longest possibly-partial `<body ...>` start tag `Streaming` holds back. Longer ones are
-/// given up on, so a page that never closes its start tag is not held back without end.
-pub const MAX_HELD_TAG: usize = 4 << 10;
 
 /// A Content-Encoding this module can take apart and put back together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub enum Decision {
     },
     /// An HTML page in an encoding this module cannot handle: forward it untouched, warn once.
     Unsupported(String),
+    /// An HTML page whose Content-Security-Policy blocks the script: forward it untouched (the
+    /// tag would only add an error to its console), and say what to change.
+    Blocked(Blocked),
 }
 
 const HX_REQUEST: HeaderName = HeaderName::from_static("hx-request");
@@ -85,12 +89,10 @@ pub fn decide(
     if method == Method::HEAD || no_body || partial || !is_html(response) {
         return Decision::Pass;
     }
-    match content_encoding(response) {
-        Ok(encoding) => Decision::Inject {
-            encoding,
-            nonce: csp_nonce(response),
-        },
-        Err(why) => Decision::Unsupported(why),
+    match (content_encoding(response), script_policy(response)) {
+        (Err(why), _) => Decision::Unsupported(why),
+        (Ok(_), ScriptPolicy::Blocked(blocked)) => Decision::Blocked(blocked),
+        (Ok(encoding), ScriptPolicy::Allowed(nonce)) => Decision::Inject { encoding, nonce },
     }
 }
 
@@ -100,7 +102,9 @@ fn is_html(response: &HeaderMap) -> bool {
         return false;
     };
     let value = value.as_bytes().trim_ascii_start();
-    starts_with_ignore_case(value, b"text/html")
+    value
+        .get(..9)
+        .is_some_and(|start| start.eq_ignore_ascii_case(b"text/html"))
         && matches!(value.get(9), None | Some(b';' | b' ' | b'\t'))
 }
 
@@ -134,41 +138,125 @@ fn content_encoding(response: &HeaderMap) -> Result<Encoding, String> {
     }
 }
 
-/// The nonce the page's scripts must carry, from the first Content-Security-Policy that has one.
-/// Report-Only policies are not read: they block nothing, so nothing needs their nonce.
-fn csp_nonce(response: &HeaderMap) -> Option<String> {
-    response
-        .get_all(CONTENT_SECURITY_POLICY)
-        .iter()
-        .find_map(|value| {
-            // One header may carry several policies, separated by commas.
-            String::from_utf8_lossy(value.as_bytes())
-                .split(',')
-                .find_map(policy_nonce)
-        })
+/// What the page's enforced Content-Security-Policy says about the script tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ScriptPolicy {
+    /// It may load, carrying this nonce when a policy asks for one.
+    Allowed(Option<String>),
+    Blocked(Blocked),
 }
 
-/// The nonce of the directive that governs `<script src>` in one policy: `script-src-elem`
+/// A Content-Security-Policy directive that certainly blocks reload's script: none of its
+/// sources can match a script of the page's own origin, and it has no nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// The directive as the page sent it (`script-src 'none'`), shortened when long.
+    pub directive: String,
+    /// The directive the fix goes into: `script-src-elem`, `script-src` or `default-src`.
+    pub name: &'static str,
+    /// It has `'strict-dynamic'`, under which `'self'` does not count: only a nonce helps.
+    pub nonce_only: bool,
+}
+
+impl Blocked {
+    /// What to change so that the page gets live reload.
+    pub fn fix(&self) -> String {
+        if self.nonce_only {
+            format!(
+                "add a nonce to {} ('strict-dynamic' ignores 'self'); reload puts it on its script",
+                self.name
+            )
+        } else {
+            format!(
+                "add 'self' or a nonce to {} (reload puts the nonce on its script)",
+                self.name
+            )
+        }
+    }
+}
+
+/// The longest directive a warning quotes.
+const DIRECTIVE_SHOWN: usize = 120;
+
+/// Reads the enforced policies: each header may carry several, separated by commas.
+/// Report-Only policies block nothing, so they are not read. The nonce comes from the first
+/// policy that has one; a policy that certainly blocks the script decides.
+fn script_policy(response: &HeaderMap) -> ScriptPolicy {
+    let mut nonce = None;
+    for value in response.get_all(CONTENT_SECURITY_POLICY) {
+        for policy in String::from_utf8_lossy(value.as_bytes()).split(',') {
+            let Some((name, tokens)) = governing_directive(policy) else {
+                continue;
+            };
+            let sources = &tokens[1..];
+            if let Some(found) = sources.iter().find_map(|source| source_nonce(source)) {
+                nonce.get_or_insert(found);
+            } else if let Some(blocked) = blocks(name, &tokens) {
+                return ScriptPolicy::Blocked(blocked);
+            }
+        }
+    }
+    ScriptPolicy::Allowed(nonce)
+}
+
+/// The directive that governs `<script src>` in one policy, with its name: `script-src-elem`
 /// when present, else `script-src`, else `default-src`. The first present one decides, as in a
 /// browser: a `script-src-elem` without a nonce means the others' nonces do not apply.
-fn policy_nonce(policy: &str) -> Option<String> {
+fn governing_directive(policy: &str) -> Option<(&'static str, Vec<&str>)> {
     let directives: Vec<Vec<&str>> = policy
         .split(';')
         .map(|directive| directive.split_ascii_whitespace().collect::<Vec<_>>())
         .filter(|tokens| !tokens.is_empty())
         .collect();
-    let governing = ["script-src-elem", "script-src", "default-src"]
-        .iter()
+    ["script-src-elem", "script-src", "default-src"]
+        .into_iter()
         .find_map(|name| {
             // A repeated directive is ignored by browsers after its first occurrence.
             directives
                 .iter()
                 .find(|tokens| tokens[0].eq_ignore_ascii_case(name))
-        })?;
-    governing[1..].iter().find_map(|source| {
-        let inner = source.strip_prefix('\'')?.strip_suffix('\'')?;
-        let (prefix, nonce) = inner.split_at_checked(6)?;
-        (prefix.eq_ignore_ascii_case("nonce-") && !nonce.is_empty()).then(|| nonce.to_owned())
+                .map(|tokens| (name, tokens.clone()))
+        })
+}
+
+/// The nonce in a source expression `'nonce-...'`.
+fn source_nonce(source: &str) -> Option<String> {
+    let inner = source.strip_prefix('\'')?.strip_suffix('\'')?;
+    let (prefix, nonce) = inner.split_at_checked(6)?;
+    (prefix.eq_ignore_ascii_case("nonce-") && !nonce.is_empty()).then(|| nonce.to_owned())
+}
+
+/// Whether a directive without a nonce (`tokens`: its name, then its sources) certainly blocks
+/// `<script src="/__reload/client.js">`. Only what is certain counts: `'self'` matches it, and
+/// so may a host, `*` or `http:`, so any of those is no block.
+fn blocks(name: &'static str, tokens: &[&str]) -> Option<Blocked> {
+    let sources = &tokens[1..];
+    // Under 'strict-dynamic' a script in the page's HTML loads by nonce or hash only, and a
+    // hash cannot match a script loaded by URL without an integrity attribute.
+    let nonce_only = sources
+        .iter()
+        .any(|source| source.eq_ignore_ascii_case("'strict-dynamic'"));
+    let never_matches = |source: &&str| {
+        // Quoted sources are keywords, nonces and hashes: of them only 'self' matches a URL.
+        if source.starts_with('\'') {
+            !source.eq_ignore_ascii_case("'self'")
+        } else {
+            ["data:", "blob:", "filesystem:", "mediastream:"]
+                .iter()
+                .any(|scheme| source.eq_ignore_ascii_case(scheme))
+        }
+    };
+    (nonce_only || sources.iter().all(never_matches)).then(|| {
+        let directive = tokens.join(" ");
+        let directive = match directive.char_indices().nth(DIRECTIVE_SHOWN) {
+            Some((cut, _)) => format!("{}...", &directive[..cut]),
+            None => directive,
+        };
+        Blocked {
+            directive,
+            name,
+            nonce_only,
+        }
     })
 }
 
@@ -205,24 +293,37 @@ fn escape_attribute(value: &str) -> String {
     escaped
 }
 
-/// Inserts `tag` into a complete body: before the last `</body`, else right after the first
-/// `<body ...>` start tag, else at the end when there is an `<html`. `None` when the body has
-/// neither `<html` nor `<body` (a fragment, not a page), and when its only `<body` start tag
-/// never ends (there is no safe place in a tag cut off mid-attribute).
+/// Inserts `tag` into a complete body: before its `</body>` end tag; else at the end, when the
+/// body has an `<html>` or `<body>` element and ends where a tag may go (`</body>` may be
+/// omitted); else right after its `<body ...>` start tag. Only what an HTML tokenizer reads as
+/// a tag counts: not a `</body>` in a comment, a script, a style, a title, a textarea or an
+/// attribute value. `None`, and the body goes as it came, when it does not begin like HTML, when
+/// it is a fragment with neither element, and when the tokenizer found no place before it gave
+/// up (on its memory limit).
 pub fn insert_complete(body: &[u8], tag: &str) -> Option<Vec<u8>> {
-    let at = match last_body_end_tag(body) {
-        Some(at) => at,
-        None => match scan_body_start(body) {
-            BodyScan::Found { end, .. } => end,
-            BodyScan::Unterminated { .. } => return None,
-            BodyScan::Prefix { .. } | BodyScan::NotFound => {
-                find_tag(body, b"<html")?;
-                body.len()
-            }
-        },
-    };
+    if Sniff::default().feed(body) != Some(true) {
+        return None;
+    }
+    let mut tokenizer = Tokenizer::new(TOKENIZER_MEMORY);
+    // A start tag after the end is read as one only where a tag placed there would be, and not
+    // inside an unclosed comment, script or attribute value.
+    let complete = tokenizer.write(body) && tokenizer.write(END_PROBE);
+    let found = tokenizer.found();
+    let at_end =
+        complete && (found.html || found.body_start.is_some()) && found.probe == Some(body.len());
+    let at = found
+        .body_end
+        .or(at_end.then_some(body.len()))
+        .or(found.body_start)?;
     Some(spliced(body, at, tag))
 }
+
+/// The most memory lol_html may take by its own count: it buffers only a token cut off by the
+/// end of a chunk. Past it, the tokenizer gives up and the page goes as it came.
+const TOKENIZER_MEMORY: usize = 256 << 10;
+
+/// What `insert_complete` writes after a body to learn whether its end is a place for a tag.
+const END_PROBE: &[u8] = b"<reload-end-probe>";
 
 /// `body` with `tag` inserted at byte `at`.
 fn spliced(body: &[u8], at: usize, tag: &str) -> Vec<u8> {
@@ -233,160 +334,226 @@ fn spliced(body: &[u8], at: usize, tag: &str) -> Vec<u8> {
     out
 }
 
-/// Where the last `</body` end tag begins.
-fn last_body_end_tag(body: &[u8]) -> Option<usize> {
-    (0..body.len())
-        .rev()
-        .find(|&at| is_tag_at(body, at, b"</body"))
+/// Whether a body begins like HTML: `<` after an optional UTF-8 byte order mark and ASCII
+/// whitespace. JSON, text or binary served as text/html does not, and is never touched.
+#[derive(Debug, Default)]
+struct Sniff {
+    /// How many bytes came, all of them the BOM or whitespace.
+    read: usize,
+    /// How many of them are the BOM (all 3 once it is whole).
+    bom: usize,
+    answer: Option<bool>,
 }
 
-/// Where the first `name` tag (`<html`, not `<htmlx`) begins.
-fn find_tag(body: &[u8], name: &[u8]) -> Option<usize> {
-    (0..body.len()).find(|&at| is_tag_at(body, at, name))
-}
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// `body[at..]` begins with `name` (case-insensitive) and the tag name ends right after it.
-/// The end of the input counts as an end of the name.
-fn is_tag_at(body: &[u8], at: usize, name: &[u8]) -> bool {
-    starts_with_ignore_case(&body[at..], name)
-        && body
-            .get(at + name.len())
-            .is_none_or(|&byte| ends_tag_name(byte))
-}
-
-fn starts_with_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.len() >= needle.len() && haystack[..needle.len()].eq_ignore_ascii_case(needle)
-}
-
-/// The bytes that end a tag name in HTML's tokenizer.
-fn ends_tag_name(byte: u8) -> bool {
-    matches!(byte, b'\t' | b'\n' | b'\x0C' | b'\r' | b' ' | b'/' | b'>')
-}
-
-/// The first `<body` start tag in a buffer that may be cut anywhere.
-#[derive(Debug, PartialEq, Eq)]
-enum BodyScan {
-    /// A whole start tag from `start` to `end` (just past its `>`).
-    Found { start: usize, end: usize },
-    /// The buffer ends inside what begins like `<body` (`<`, `<bo`, `<body`): more bytes decide.
-    Prefix { start: usize },
-    /// A `<body` start tag begins at `start` and the buffer ends before its `>`.
-    Unterminated { start: usize },
-    /// No `<body` start tag, and no beginning of one at the end.
-    NotFound,
-}
-
-fn scan_body_start(buf: &[u8]) -> BodyScan {
-    const NAME: &[u8] = b"<body";
-    for start in (0..buf.len()).filter(|&at| buf[at] == b'<') {
-        let rest = &buf[start..];
-        if rest.len() <= NAME.len() {
-            // Too short to tell whether the name ends here: `<body` may yet become `<bodyx`.
-            if NAME[..rest.len()].eq_ignore_ascii_case(rest) {
-                return BodyScan::Prefix { start };
+impl Sniff {
+    /// The answer, once a byte decided it; `None` while only a BOM and whitespace came.
+    fn feed(&mut self, bytes: &[u8]) -> Option<bool> {
+        for &byte in bytes {
+            if self.answer.is_some() {
+                break;
             }
-            continue;
+            if self.read == self.bom && BOM.get(self.bom) == Some(&byte) {
+                self.bom += 1;
+            } else if self.bom == 0 || self.bom == BOM.len() {
+                if !byte.is_ascii_whitespace() {
+                    self.answer = Some(byte == b'<');
+                }
+            } else {
+                // Part of a BOM, then something else.
+                self.answer = Some(false);
+            }
+            self.read += 1;
         }
-        if starts_with_ignore_case(rest, NAME) && ends_tag_name(rest[NAME.len()]) {
-            return match start_tag_end(rest, NAME.len()) {
-                Some(end) => BodyScan::Found {
-                    start,
-                    end: start + end,
-                },
-                None => BodyScan::Unterminated { start },
-            };
+        self.answer
+    }
+}
+
+/// Where the tags that place the script are, in bytes of the body.
+#[derive(Debug, Default, Clone, Copy)]
+struct Found {
+    html: bool,
+    /// Just past the `>` of the first `<body ...>` start tag.
+    body_start: Option<usize>,
+    /// Where the last `</body>` end tag begins.
+    body_end: Option<usize>,
+    /// Where the `END_PROBE` start tag begins, when it was read as a tag.
+    probe: Option<usize>,
+}
+
+/// lol_html run as a tokenizer: its handlers note where the tags that matter are (lol_html's
+/// source locations, in bytes of the input) and its output is dropped. What reaches the browser
+/// is always the app's bytes, with the tag spliced in at most once, so no error of lol_html can
+/// cut or change a page.
+struct Tokenizer {
+    /// `None` once lol_html gave up: it must not be written to again.
+    rewriter: Option<lol_html::send::HtmlRewriter<'static, Discard>>,
+    found: Arc<Mutex<Found>>,
+}
+
+/// lol_html's output, not needed: the places it found are.
+struct Discard;
+
+impl lol_html::OutputSink for Discard {
+    fn handle_chunk(&mut self, _: &[u8]) {}
+}
+
+impl Tokenizer {
+    /// A tokenizer that gives up past `memory` bytes of buffers.
+    fn new(memory: usize) -> Self {
+        use lol_html::{element, end_tag};
+        let found = Arc::new(Mutex::new(Found::default()));
+        let (html, body, probe) = (found.clone(), found.clone(), found.clone());
+        let settings = lol_html::send::Settings::new_send()
+            .append_element_content_handler(element!("html", move |_| {
+                note(&html, |found| found.html = true);
+                Ok(())
+            }))
+            .append_element_content_handler(element!("body", move |element| {
+                let end = element.source_location().bytes().end;
+                note(&body, |found| {
+                    found.body_start.get_or_insert(end);
+                });
+                let body = body.clone();
+                element.on_end_tag(end_tag!(move |end_tag| {
+                    let start = end_tag.source_location().bytes().start;
+                    note(&body, |found| found.body_end = Some(start));
+                    Ok(())
+                }))
+            }))
+            .append_element_content_handler(element!("reload-end-probe", move |element| {
+                let start = element.source_location().bytes().start;
+                note(&probe, |found| {
+                    found.probe = Some(start);
+                });
+                Ok(())
+            }))
+            .with_memory_settings(
+                lol_html::MemorySettings::new().with_max_allowed_memory_usage(memory),
+            )
+            // Strict mode gives up on markup whose parsing it cannot be sure of; a best guess at
+            // where `<body>` is beats no live reload.
+            .with_strict(false);
+        Self {
+            rewriter: Some(lol_html::send::HtmlRewriter::new(settings, Discard)),
+            found,
         }
     }
-    BodyScan::NotFound
-}
 
-/// Just past the `>` that ends the start tag whose name ends at `from`, following HTML's
-/// tokenizer closely enough that a `>` inside a quoted attribute value does not count.
-fn start_tag_end(tag: &[u8], from: usize) -> Option<usize> {
-    enum State {
-        /// Between attributes or in a name.
-        Attributes,
-        /// After `=`, before the value begins.
-        BeforeValue,
-        Quoted(u8),
-        Unquoted,
-    }
-    let mut state = State::Attributes;
-    for (at, &byte) in tag.iter().enumerate().skip(from) {
-        state = match (state, byte) {
-            (State::Attributes | State::BeforeValue | State::Unquoted, b'>') => {
-                return Some(at + 1);
-            }
-            (State::Attributes, b'=')
-            | (State::BeforeValue, b'\t' | b'\n' | b'\x0C' | b'\r' | b' ') => State::BeforeValue,
-            (State::BeforeValue, quote @ (b'"' | b'\'')) => State::Quoted(quote),
-            (State::BeforeValue, _) => State::Unquoted,
-            (State::Quoted(quote), byte) if byte == quote => State::Attributes,
-            (State::Unquoted, b'\t' | b'\n' | b'\x0C' | b'\r' | b' ') => State::Attributes,
-            (state, _) => state,
+    /// Reads more of the body; `false` once lol_html gave up.
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        let Some(rewriter) = &mut self.rewriter else {
+            return false;
         };
+        if rewriter.write(bytes).is_err() {
+            self.rewriter = None;
+            return false;
+        }
+        true
     }
-    None
+
+    /// What was found so far, still true after lol_html gave up.
+    fn found(&self) -> Found {
+        *self.found.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-/// Inserts the tag into a body that arrives in chunks, right after its first `<body ...>` start
-/// tag, holding back nothing but a possibly-partial start tag at the end of what came so far.
-#[derive(Debug)]
+fn note(found: &Mutex<Found>, change: impl FnOnce(&mut Found)) {
+    change(&mut found.lock().unwrap_or_else(PoisonError::into_inner));
+}
+
+/// Inserts the tag into a body that arrives in chunks, right after its `<body ...>` start tag,
+/// into the chunk that ends that tag. Nothing is held back: each chunk goes out as it came
+/// (lol_html keeps its own copy of a tag cut between chunks, and only reads).
 pub struct Streaming {
-    /// The tag while it is still to be placed; `None` once placed or given up on, after which
-    /// every chunk passes straight through.
-    tag: Option<String>,
-    /// The end of what came so far, held back because it may be the beginning of `<body ...>`.
-    held: Vec<u8>,
-    /// How many bytes of the body came before `held`.
+    /// `None` once the tag is placed or given up on: every chunk then passes as it is.
+    search: Option<Search>,
+    /// How many bytes of the body came before the next chunk.
     passed: usize,
+}
+
+struct Search {
+    tag: String,
+    sniff: Sniff,
+    tokenizer: Tokenizer,
 }
 
 impl Streaming {
     pub fn new(tag: String) -> Self {
+        Self::with_memory(tag, TOKENIZER_MEMORY)
+    }
+
+    fn with_memory(tag: String, memory: usize) -> Self {
         Self {
-            tag: Some(tag),
-            held: Vec::new(),
+            search: Some(Search {
+                tag,
+                sniff: Sniff::default(),
+                tokenizer: Tokenizer::new(memory),
+            }),
             passed: 0,
         }
     }
 
-    /// What may go to the browser now that `chunk` came.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let Some(tag) = &self.tag else {
-            return chunk.to_vec();
+    /// What goes to the browser now that `chunk` came: the chunk, with the tag in it when it
+    /// ends the `<body ...>` start tag.
+    pub fn push(&mut self, mut chunk: Vec<u8>) -> Vec<u8> {
+        let start = self.passed;
+        self.passed += chunk.len();
+        let Some(search) = &mut self.search else {
+            return chunk;
         };
-        let mut buf = std::mem::take(&mut self.held);
-        buf.extend_from_slice(chunk);
-        match scan_body_start(&buf) {
-            BodyScan::Found { start, end } if self.passed + start < STREAM_SEARCH_LIMIT => {
-                let out = spliced(&buf, end, tag);
-                self.tag = None;
-                out
+        let searched = chunk.len().min(STREAM_SEARCH_LIMIT.saturating_sub(start));
+        match search.read(start, &chunk[..searched]) {
+            Step::Place(at) => {
+                chunk.splice(at..at, search.tag.bytes());
+                self.search = None;
             }
-            BodyScan::Prefix { start } | BodyScan::Unterminated { start }
-                if self.passed + start < STREAM_SEARCH_LIMIT
-                    && buf.len() - start <= MAX_HELD_TAG =>
-            {
-                self.held = buf.split_off(start);
-                self.passed += start;
-                buf
-            }
-            BodyScan::NotFound if self.passed + buf.len() < STREAM_SEARCH_LIMIT => {
-                self.passed += buf.len();
-                buf
-            }
-            // Past the search limit, or a start tag too long to hold: give up on this page.
-            _ => {
-                self.tag = None;
-                buf
-            }
+            Step::NotYet if self.passed < STREAM_SEARCH_LIMIT => {}
+            // No `<body>` in time, or not a page, or the tokenizer gave up.
+            Step::NotYet | Step::GiveUp => self.search = None,
         }
+        chunk
     }
 
-    /// What was held back when the body ended (the tag was not placed, then).
-    pub fn finish(self) -> Vec<u8> {
-        self.held
+    /// Whether the tag is still to be placed (for tests).
+    #[cfg(test)]
+    fn searching(&self) -> bool {
+        self.search.is_some()
+    }
+}
+
+impl fmt::Debug for Streaming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streaming")
+            .field("searching", &self.search.is_some())
+            .field("passed", &self.passed)
+            .finish()
+    }
+}
+
+/// What one chunk told a `Search`.
+enum Step {
+    /// The tag goes at this byte of the chunk.
+    Place(usize),
+    NotYet,
+    /// Not a page, or the tokenizer gave up: pass the rest as it is.
+    GiveUp,
+}
+
+impl Search {
+    /// Reads the next `bytes` of the body, which begin at byte `start` of it.
+    fn read(&mut self, start: usize, bytes: &[u8]) -> Step {
+        if self.sniff.feed(bytes) == Some(false) || !self.tokenizer.write(bytes) {
+            return Step::GiveUp;
+        }
+        match self.tokenizer.found().body_start {
+            None => Step::NotYet,
+            // The `>` that ends the start tag is in the bytes lol_html just read, so the place
+            // is in them; one in bytes already sent could not take the tag any more.
+            Some(end) if end > start && end <= start + bytes.len() => Step::Place(end - start),
+            Some(_) => Step::GiveUp,
+        }
     }
 }
 

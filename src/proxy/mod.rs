@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub warned_encoding: AtomicBool,
     /// The names the proxy answers to.
     hosts: access::Hosts,
+    /// Pages whose Content-Security-Policy blocks the script are warned about once per path.
+    pub warned_csp: rewrite::WarnedPaths,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -125,6 +127,7 @@ pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> 
         waiting_for: Mutex::new("the first build and start".to_owned()),
         warned_encoding: AtomicBool::new(false),
         hosts: access::Hosts::new(config.allowed_hosts.clone()),
+        warned_csp: rewrite::WarnedPaths::default(),
     });
     let slots = Arc::new(access::Slots::for_limit(
         crate::process::limits::descriptor_limit(),

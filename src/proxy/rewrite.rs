@@ -1,7 +1,9 @@
 //! What the proxy changes in an answer: the live-reload script in an HTML page (whole, or as
 //! it streams; decoded and encoded again when compressed), and the pages it makes itself.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
@@ -11,18 +13,43 @@ use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, Limited};
 
 use super::inject::{self, Decision, Encoding};
-use super::{Body, BoxError, Shared, page, respond};
+use super::{Body, BoxError, Shared, lock, page, respond};
 use crate::lifecycle::Generation;
 use crate::status;
 
-/// A page up to this size with a known length is rewritten whole (the script before its last
+/// A page up to this size with a known length is rewritten whole (the script before its
 /// `</body>`); a larger one, or one that streams, gets it right after `<body>` as it passes.
 const WHOLE: u64 = 16 * 1024 * 1024;
+
+/// How many page paths a blocking Content-Security-Policy is warned about.
+const WARNED_PATHS: usize = 256;
+
+/// What the page rewrite needs of the request: not a copy of every header.
+pub(crate) struct Asked {
+    pub method: Method,
+    /// The headers that mark a partial (htmx, Datastar).
+    pub markers: HeaderMap,
+    /// The path, without the query, for the terminal.
+    pub path: String,
+}
+
+/// Page paths already named in a warning, so that each is named once. Bounded, so that a
+/// crawler cannot grow it without end: past `WARNED_PATHS` paths, no more are named.
+#[derive(Default)]
+pub(crate) struct WarnedPaths(Mutex<HashSet<String>>);
+
+impl WarnedPaths {
+    /// Whether `path` is to be named now: it was not yet, and there is room to remember it.
+    fn first(&self, path: &str) -> bool {
+        let mut paths = lock(&self.0);
+        paths.len() < WARNED_PATHS && paths.insert(path.to_owned())
+    }
+}
 
 /// The app's response with the script put in, when it is a page that takes one.
 pub(crate) async fn response(
     shared: &Shared,
-    original: &(Method, HeaderMap),
+    asked: &Asked,
     response: Response<Body>,
     generation: Generation,
 ) -> Response<Body> {
@@ -31,8 +58,20 @@ pub(crate) async fn response(
         return Response::from_parts(parts, body);
     }
     let (encoding, nonce) =
-        match inject::decide(&original.0, &original.1, parts.status, &parts.headers) {
+        match inject::decide(&asked.method, &asked.markers, parts.status, &parts.headers) {
             Decision::Pass => return Response::from_parts(parts, body),
+            Decision::Blocked(blocked) => {
+                if shared.warned_csp.first(&asked.path) {
+                    status::warning(&format!(
+                        "proxy: {} has a Content-Security-Policy ({}) that blocks reload's \
+                         script, so this page gets no live reload: {}",
+                        asked.path,
+                        blocked.directive,
+                        blocked.fix()
+                    ));
+                }
+                return Response::from_parts(parts, body);
+            }
             Decision::Unsupported(why) => {
                 if !shared.warned_encoding.swap(true, Ordering::Relaxed) {
                     status::warning(&format!(
@@ -83,11 +122,11 @@ fn whole(encoding: Encoding, body: &[u8], tag: &str) -> Option<Vec<u8>> {
 }
 
 /// A page that streams, rewritten chunk by chunk: each chunk reaches the browser as soon as it
-/// arrives (only a possibly cut `<body` tag is held back), so a streamed page still streams.
+/// arrives, so a streamed page still streams.
 struct Streamed {
     inner: Body,
     codec: Option<inject::StreamCodec>,
-    /// Taken at the end, when what it held back goes out.
+    /// Taken at the end.
     injector: Option<inject::Streaming>,
 }
 
@@ -98,7 +137,7 @@ impl Streamed {
             None => chunk.to_vec(),
         };
         let out = match &mut self.injector {
-            Some(injector) => injector.push(&plain),
+            Some(injector) => injector.push(plain),
             None => plain,
         };
         match &mut self.codec {
@@ -108,19 +147,10 @@ impl Streamed {
     }
 
     fn finish(&mut self) -> std::io::Result<Vec<u8>> {
-        let rest = self
-            .injector
+        self.injector = None;
+        self.codec
             .take()
-            .map(inject::Streaming::finish)
-            .unwrap_or_default();
-        match self.codec.take() {
-            Some(mut codec) => {
-                let mut out = codec.encode(&rest)?;
-                out.extend(codec.finish()?);
-                Ok(out)
-            }
-            None => Ok(rest),
-        }
+            .map_or(Ok(Vec::new()), inject::StreamCodec::finish)
     }
 }
 
@@ -201,4 +231,24 @@ pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Re
         &[(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         Bytes::from(page::message_page(title, message, &script)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_is_warned_about_once_and_the_set_is_bounded() {
+        let warned = WarnedPaths::default();
+        assert!(warned.first("/admin"));
+        assert!(!warned.first("/admin"), "once per path");
+        for n in 1..WARNED_PATHS {
+            assert!(warned.first(&format!("/page/{n}")), "{n}");
+        }
+        assert!(
+            !warned.first("/one-too-many"),
+            "past the cap, no more lines"
+        );
+        assert_eq!(lock(&warned.0).len(), WARNED_PATHS);
+    }
 }

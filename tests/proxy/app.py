@@ -117,6 +117,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 n = min(left, len(block))
                 self.wfile.write(block[:n])
                 left -= n
+        # Pages where a byte search for </body> or <body goes wrong (tests/proxy/pages.rs).
+        elif path == "/script-body":
+            # Its script holds "</body>" in a string, and its own </body> is omitted.
+            self.send(200, (
+                "<!doctype html><html><head><title>%s</title></head><body><h1>%s</h1>"
+                "<script>var end = \"</body>\"; window.ok = true;</script><p>after</p>\n"
+                % (VERSION, VERSION)).encode())
+        elif path == "/trailing-comment":
+            self.send(200, (
+                "<!doctype html><html><head><title>%s</title></head><body><h1>%s</h1>"
+                "<script>window.ok = true;</script></body></html>\n"
+                "<!-- the old layout ended here: </body></html> -->\n"
+                % (VERSION, VERSION)).encode())
+        elif path == "/json-as-html":
+            self.send(200, b'{"html": "<html><body>x</body></html>"}\n', "text/html")
+        elif path.startswith("/csp-none"):
+            self.send(200, PAGE, headers=[("Content-Security-Policy", "script-src 'none'")])
+        elif path == "/stream-script":
+            # A streamed page whose head script holds "<body>" before its real <body>.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.chunk(b"<!doctype html><html><head><script>var start = \"<body>\";")
+            self.chunk(b" window.ok = true;</script></head><bo")
+            self.chunk(("dy><h1>%s</h1></body></html>" % VERSION).encode())
+            self.chunk(b"")
         elif path == "/ws":
             self.websocket()
         else:

@@ -18,6 +18,7 @@ mod browser;
 mod gin;
 mod overlap_ports;
 mod overlay;
+mod pages;
 mod requests;
 
 const APP: &str = include_str!("app.py");

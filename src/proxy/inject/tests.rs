@@ -328,13 +328,157 @@ fn no_nonce_without_one() {
     assert_eq!(nonce_of(&[]), None);
     for csp in [
         "script-src 'self'",
-        "script-src 'nonce-'",
         "script-src nonce-unquoted",
         "style-src 'nonce-style'",
         "",
     ] {
         assert_eq!(nonce_of(&[("content-security-policy", csp)]), None, "{csp}");
     }
+}
+
+// ---- a CSP that blocks the script ----
+
+fn blocked_by(response: &[(&str, &str)]) -> Option<Blocked> {
+    let mut pairs = vec![("content-type", "text/html")];
+    pairs.extend_from_slice(response);
+    match decide_response(&pairs) {
+        Decision::Blocked(blocked) => Some(blocked),
+        Decision::Inject { .. } => None,
+        other => panic!("an HTML page was passed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_csp_that_allows_no_script_of_the_page_blocks_it() {
+    for (csp, directive, name) in [
+        ("script-src 'none'", "script-src 'none'", "script-src"),
+        ("default-src 'none'", "default-src 'none'", "default-src"),
+        (
+            "default-src 'self'; script-src 'unsafe-inline' 'sha256-abc=' 'report-sample'",
+            "script-src 'unsafe-inline' 'sha256-abc=' 'report-sample'",
+            "script-src",
+        ),
+        (
+            "script-src 'self'; script-src-elem 'none'",
+            "script-src-elem 'none'",
+            "script-src-elem",
+        ),
+        ("Script-Src", "Script-Src", "script-src"),
+        (
+            "script-src data: blob: 'nonce-'",
+            "script-src data: blob: 'nonce-'",
+            "script-src",
+        ),
+        (
+            "img-src *, script-src 'none'",
+            "script-src 'none'",
+            "script-src",
+        ),
+    ] {
+        let blocked = blocked_by(&[("content-security-policy", csp)])
+            .unwrap_or_else(|| panic!("{csp} does not block"));
+        assert_eq!(
+            blocked,
+            Blocked {
+                directive: directive.to_owned(),
+                name,
+                nonce_only: false
+            },
+            "{csp}"
+        );
+    }
+    // A second header blocks as much as the first.
+    let blocked = blocked_by(&[
+        ("content-security-policy", "script-src 'self'"),
+        ("content-security-policy", "default-src 'none'"),
+    ]);
+    assert_eq!(blocked.unwrap().name, "default-src");
+}
+
+#[test]
+fn under_strict_dynamic_only_a_nonce_lets_the_script_in() {
+    let blocked = blocked_by(&[(
+        "content-security-policy",
+        "script-src 'strict-dynamic' 'self' https: 'sha256-x='",
+    )])
+    .unwrap();
+    assert!(blocked.nonce_only);
+    assert!(
+        blocked.fix().starts_with("add a nonce to script-src"),
+        "{}",
+        blocked.fix()
+    );
+    assert_eq!(
+        blocked_by(&[(
+            "content-security-policy",
+            "script-src 'strict-dynamic' 'nonce-n'"
+        )]),
+        None
+    );
+}
+
+#[test]
+fn what_may_let_the_script_in_is_no_block() {
+    for csp in [
+        "script-src 'self'",
+        "script-src 'SELF' 'unsafe-inline'",
+        "script-src *",
+        "script-src http:",
+        "script-src https:",
+        "script-src localhost:8090",
+        "script-src https://cdn.example",
+        "script-src 'nonce-abc'",
+        "default-src 'none'; script-src 'self'",
+        "script-src-elem 'self'; script-src 'none'",
+        "style-src 'none'; img-src 'none'",
+        "",
+    ] {
+        assert_eq!(
+            blocked_by(&[("content-security-policy", csp)]),
+            None,
+            "{csp}"
+        );
+    }
+}
+
+#[test]
+fn report_only_policies_block_nothing() {
+    let response = [("content-security-policy-report-only", "script-src 'none'")];
+    assert_eq!(blocked_by(&response), None);
+}
+
+#[test]
+fn a_blocked_page_in_an_unknown_encoding_is_unsupported() {
+    assert_unsupported(
+        &[
+            ("content-type", "text/html"),
+            ("content-encoding", "zstd"),
+            ("content-security-policy", "script-src 'none'"),
+        ],
+        "`zstd`",
+    );
+}
+
+#[test]
+fn the_fix_names_the_governing_directive() {
+    let blocked = blocked_by(&[("content-security-policy", "default-src 'none'")]).unwrap();
+    assert_eq!(
+        blocked.fix(),
+        "add 'self' or a nonce to default-src (reload puts the nonce on its script)"
+    );
+}
+
+#[test]
+fn a_long_directive_is_shortened() {
+    let csp = format!("script-src {}", "'sha256-é=' ".repeat(50));
+    let blocked = blocked_by(&[("content-security-policy", &csp)]).unwrap();
+    assert_eq!(
+        blocked.directive.chars().count(),
+        123,
+        "{}",
+        blocked.directive
+    );
+    assert!(blocked.directive.ends_with("..."));
 }
 
 // ---- the tag ----
@@ -384,20 +528,59 @@ fn with_tag(before: &str, after: &str) -> String {
 }
 
 #[test]
-fn the_tag_goes_before_the_last_body_end_tag() {
-    let body = "<html><body><pre>&lt;/body&gt; and </body> in a script</pre></body></html>";
+fn the_tag_goes_before_the_body_end_tag() {
     assert_inserted(
-        body.as_bytes(),
-        with_tag(
-            "<html><body><pre>&lt;/body&gt; and </body> in a script</pre>",
-            "</body></html>",
-        )
-        .as_bytes(),
+        b"<!doctype html><html><body><p>hi</p></body></html>\n",
+        with_tag("<!doctype html><html><body><p>hi</p>", "</body></html>\n").as_bytes(),
     );
 }
 
 #[test]
-fn an_uppercase_body_end_tag_is_found() {
+fn a_body_end_tag_in_a_script_string_does_not_count() {
+    // The page omits its own `</body>`, which HTML allows: the tag goes at the end, not into
+    // the string (where it would end the script early and break it).
+    let body = r#"<!doctype html><html><body><script>window.ok = true; var s = "</body>";</script><p>x</p>"#;
+    assert_inserted(body.as_bytes(), with_tag(body, "").as_bytes());
+    let with_end = format!("{body}</body></html>");
+    assert_inserted(
+        with_end.as_bytes(),
+        with_tag(body, "</body></html>").as_bytes(),
+    );
+}
+
+#[test]
+fn a_body_end_tag_in_a_trailing_comment_does_not_count() {
+    let body = "<html><body><p>x</p></body></html>\n<!-- old layout: </body></html> -->\n";
+    assert_inserted(
+        body.as_bytes(),
+        with_tag("<html><body><p>x</p>", &body[20..]).as_bytes(),
+    );
+    // Without a real `</body>`, the tag goes after the comment, not into it.
+    let body = "<html><body><p>x</p>\n<!-- </body> -->\n";
+    assert_inserted(body.as_bytes(), with_tag(body, "").as_bytes());
+}
+
+#[test]
+fn tags_in_raw_text_and_attribute_values_do_not_count() {
+    for inside in [
+        "<style>p::after { content: '</body>' }</style>",
+        "<textarea></body></textarea>",
+        "<title></body></title>",
+        r#"<div title="</body>"></div>"#,
+        "<script>document.write('<body>')</script>",
+    ] {
+        let body = format!("<html><body>{inside}<p>x</p>");
+        assert_inserted(body.as_bytes(), with_tag(&body, "").as_bytes());
+    }
+    // A `<body` start tag in a comment is none either: the real one takes the tag.
+    assert_inserted(
+        b"<html><!-- <body> --><body>a<script>x = 1",
+        with_tag("<html><!-- <body> --><body>", "a<script>x = 1").as_bytes(),
+    );
+}
+
+#[test]
+fn uppercase_tags_are_tags() {
     assert_inserted(
         b"<HTML><BODY>hi</BODY></HTML>",
         with_tag("<HTML><BODY>hi", "</BODY></HTML>").as_bytes(),
@@ -406,51 +589,18 @@ fn an_uppercase_body_end_tag_is_found() {
         b"<body>hi</Body >",
         with_tag("<body>hi", "</Body >").as_bytes(),
     );
+    assert_inserted(
+        b"<Body Class=x><SCRIPT>'</BODY>'</SCRIPT>",
+        with_tag("<Body Class=x><SCRIPT>'</BODY>'</SCRIPT>", "").as_bytes(),
+    );
 }
 
 #[test]
-fn without_an_end_tag_the_tag_goes_after_the_body_start_tag() {
+fn an_omitted_body_end_tag_puts_the_tag_at_the_end() {
     assert_inserted(
         b"<!doctype html><body>content",
-        with_tag("<!doctype html><body>", "content").as_bytes(),
+        with_tag("<!doctype html><body>content", "").as_bytes(),
     );
-}
-
-#[test]
-fn a_quoted_gt_does_not_end_the_body_start_tag() {
-    assert_inserted(
-        br#"<body class="a>b">x"#,
-        with_tag(r#"<body class="a>b">"#, "x").as_bytes(),
-    );
-    assert_inserted(
-        b"<body data-x='1>2' id=main>x",
-        with_tag("<body data-x='1>2' id=main>", "x").as_bytes(),
-    );
-    assert_inserted(
-        br#"<BODY onload = "go('>')">x"#,
-        with_tag(r#"<BODY onload = "go('>')">"#, "x").as_bytes(),
-    );
-    // A quote inside an unquoted value is part of the value, not the start of a quoted one.
-    assert_inserted(
-        br#"<body data-x=a"b>x"#,
-        with_tag(r#"<body data-x=a"b>"#, "x").as_bytes(),
-    );
-    assert_inserted(b"<body\n>x", with_tag("<body\n>", "x").as_bytes());
-    assert_inserted(b"<body/>x", with_tag("<body/>", "x").as_bytes());
-}
-
-#[test]
-fn bodyx_is_not_a_body_tag() {
-    assert_inserted(
-        b"<html><bodyx>a</bodyx><body>b",
-        with_tag("<html><bodyx>a</bodyx><body>", "b").as_bytes(),
-    );
-    assert_eq!(insert_complete(b"<bodyx>a</bodyx>", TAG), None);
-    assert_eq!(insert_complete(b"<htmlx>a", TAG), None);
-}
-
-#[test]
-fn without_a_body_tag_but_with_html_the_tag_goes_at_the_end() {
     assert_inserted(
         b"<!DOCTYPE html><HTML><head><title>t</title></head>",
         with_tag("<!DOCTYPE html><HTML><head><title>t</title></head>", "").as_bytes(),
@@ -458,12 +608,57 @@ fn without_a_body_tag_but_with_html_the_tag_goes_at_the_end() {
 }
 
 #[test]
+fn a_page_that_ends_inside_a_script_or_comment_gets_the_tag_after_the_body_start_tag() {
+    for rest in [
+        "<script>var unfinished = '",
+        "<!-- never closed",
+        "<textarea>never closed",
+        r#"<div class="never closed"#,
+    ] {
+        let body = format!("<html><body class=\"a>b\">{rest}");
+        assert_inserted(
+            body.as_bytes(),
+            with_tag("<html><body class=\"a>b\">", rest).as_bytes(),
+        );
+    }
+    // With no `<body>` tag, there is no place at all.
+    assert_eq!(insert_complete(b"<html><script>var s = '", TAG), None);
+}
+
+#[test]
+fn a_quoted_gt_does_not_end_the_body_start_tag() {
+    for start in [
+        r#"<body class="a>b">"#,
+        "<body data-x='1>2' id=main>",
+        r#"<BODY onload = "go('>')">"#,
+        r#"<body data-x=a"b>"#,
+        "<body\n>",
+        "<body/>",
+    ] {
+        let body = format!("{start}x<script>'");
+        assert_inserted(body.as_bytes(), with_tag(start, "x<script>'").as_bytes());
+    }
+}
+
+#[test]
+fn bodyx_is_not_a_body_tag() {
+    assert_inserted(
+        b"<html><bodyx>a</bodyx><body>b<script>",
+        with_tag("<html><bodyx>a</bodyx><body>", "b<script>").as_bytes(),
+    );
+    assert_eq!(insert_complete(b"<bodyx>a</bodyx>", TAG), None);
+    assert_eq!(insert_complete(b"<htmlx>a", TAG), None);
+}
+
+#[test]
 fn a_body_with_neither_html_nor_body_passes() {
     for body in [
         &b""[..],
         b"<div>a fragment</div>",
-        b"plain text with <bo",
+        b"<p>fragment</p>",
         b"<p>a <b>bold</b> claim</p>",
+        b"<!-- <html><body> -->",
+        b"<script>'<html><body></body>'</script>",
     ] {
         assert_eq!(
             insert_complete(body, TAG),
@@ -475,8 +670,65 @@ fn a_body_with_neither_html_nor_body_passes() {
 }
 
 #[test]
-fn a_body_start_tag_cut_off_mid_attribute_passes() {
-    assert_eq!(insert_complete(br#"<html><body class="x>"#, TAG), None);
+fn a_body_that_does_not_begin_like_html_passes() {
+    for body in [
+        &br#"{"html": "<html><body></body></html>"}"#[..],
+        br#"["</body>"]"#,
+        b"plain text <html><body>",
+        b"   \n\t",
+        b"\xEF\xBB",
+        b"\xEF\xBB<html><body>",
+        b"\xEF\xBB\xBF\xEF\xBB\xBF<html><body>",
+        b"\x00<html><body>",
+        b"\xff\xfe<\x00h\x00t\x00m\x00l\x00>\x00",
+    ] {
+        assert_eq!(
+            insert_complete(body, TAG),
+            None,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn a_bom_and_whitespace_before_the_page_are_allowed() {
+    for start in ["\u{feff}", "\u{feff} \r\n\t\x0c", "\n\n  ", ""] {
+        let body = format!("{start}<!doctype html><html><body>x</body></html>");
+        assert_inserted(
+            body.as_bytes(),
+            with_tag(
+                &format!("{start}<!doctype html><html><body>x"),
+                "</body></html>",
+            )
+            .as_bytes(),
+        );
+    }
+}
+
+#[test]
+fn a_page_the_tokenizer_gives_up_on_passes_byte_for_byte() {
+    // A `<body>` start tag cut off by the end of the input is what lol_html buffers whole.
+    let mut body = b"<html><head></head><body data-x=\"".to_vec();
+    body.resize(body.len() + TOKENIZER_MEMORY * 2, b'y');
+    let mut tokenizer = Tokenizer::new(TOKENIZER_MEMORY);
+    assert!(!tokenizer.write(&body), "lol_html did not give up");
+    assert_eq!(insert_complete(&body, TAG), None);
+    // What it found before it gave up is still a place.
+    let mut body = b"<html><body>x</body><body data-x=\"".to_vec();
+    body.resize(body.len() + TOKENIZER_MEMORY * 2, b'y');
+    assert_eq!(insert_complete(&body, TAG), Some(spliced(&body, 13, TAG)));
+}
+
+#[test]
+fn a_large_page_gets_the_tag_once() {
+    let mut body = b"<html><body>".to_vec();
+    for line in 0..200_000 {
+        body.extend_from_slice(format!("<p class=line>line {line}</p>\n").as_bytes());
+    }
+    let end = body.len();
+    body.extend_from_slice(b"</body></html>");
+    assert_eq!(insert_complete(&body, TAG), Some(spliced(&body, end, TAG)));
 }
 
 #[test]
@@ -488,27 +740,25 @@ fn non_utf8_bytes_are_kept() {
     expected.extend_from_slice(b"</body>\xc3(</html>");
     assert_eq!(insert_complete(&body, TAG), Some(expected));
 
-    let latin1 = b"<body title=\"\xe9>\xe8\">\xff";
+    let latin1 = b"<body title=\"\xe9>\xe8\">\xff<!--";
     let mut expected = b"<body title=\"\xe9>\xe8\">".to_vec();
     expected.extend_from_slice(TAG.as_bytes());
-    expected.push(0xff);
+    expected.extend_from_slice(b"\xff<!--");
     assert_eq!(insert_complete(latin1, TAG), Some(expected));
 }
 
 // ---- streaming bodies ----
 
-/// Pushes `chunks` through a `Streaming`, then finishes it: the whole output.
+/// Pushes `chunks` through a `Streaming`: the whole output.
 fn stream(chunks: &[&[u8]]) -> Vec<u8> {
     let mut streaming = Streaming::new(TAG.to_owned());
-    let mut out = Vec::new();
-    for chunk in chunks {
-        out.extend(streaming.push(chunk));
-    }
-    out.extend(streaming.finish());
-    out
+    chunks
+        .iter()
+        .flat_map(|chunk| streaming.push(chunk.to_vec()))
+        .collect()
 }
 
-const PAGE: &str = r#"<!doctype html><html><head><title>a > b</title></head><body class="a>b" id=x>hello</body></html>"#;
+const PAGE: &str = r#"<!doctype html><html><head><title>a > b <body></title><script>"<body>"</script></head><!-- <body> --><BODY class="a>b" id=x>hello</body></html>"#;
 
 fn page_injected() -> Vec<u8> {
     let at = PAGE.find("id=x>").unwrap() + "id=x>".len();
@@ -521,21 +771,22 @@ fn streaming_places_the_tag_after_the_body_start_tag() {
 }
 
 #[test]
-fn streaming_handles_bo_and_dy_in_different_chunks() {
+fn streaming_passes_each_chunk_at_once() {
     let mut streaming = Streaming::new(TAG.to_owned());
-    let first = streaming.push(b"<html><head></head><bo");
     assert_eq!(
-        first, b"<html><head></head>",
-        "only the partial tag is held"
+        streaming.push(b"<html><head></head><bo".to_vec()),
+        b"<html><head></head><bo"
     );
-    let second = streaming.push(b"dy>text");
-    assert_eq!(second, with_tag("<body>", "text").as_bytes());
     assert_eq!(
-        streaming.push(b"</body>"),
-        b"</body>",
+        streaming.push(b"dy>text".to_vec()),
+        with_tag("dy>", "text").as_bytes()
+    );
+    assert!(!streaming.searching());
+    assert_eq!(
+        streaming.push(b"<body>".to_vec()),
+        b"<body>",
         "then it passes through"
     );
-    assert!(streaming.finish().is_empty());
 }
 
 #[test]
@@ -562,19 +813,26 @@ fn streaming_places_the_tag_wherever_the_chunks_are_cut() {
 }
 
 #[test]
-fn streaming_holds_back_only_the_partial_tag() {
-    let mut streaming = Streaming::new(TAG.to_owned());
-    assert_eq!(streaming.push(b"a < b <"), b"a < b ");
-    assert_eq!(streaming.push(b"p>c<body"), b"<p>c");
-    assert_eq!(
-        streaming.push(b" x=\"1>"),
-        b"",
-        "inside a quoted value the tag is not over"
-    );
-    assert_eq!(
-        streaming.push(b"\">d"),
-        with_tag("<body x=\"1>\">", "d").as_bytes()
-    );
+fn streaming_a_page_that_does_not_begin_like_html_passes_unchanged() {
+    for body in [
+        &br#"{"a": "<html><body>"}"#[..],
+        b"a < b <body>c",
+        b"\xEF\xBB<body>",
+    ] {
+        for cut in 0..=body.len() {
+            assert_eq!(stream(&[&body[..cut], &body[cut..]]), body, "cut at {cut}");
+        }
+    }
+    // A BOM and whitespace, cut anywhere, are allowed.
+    let body = b"\xEF\xBB\xBF \n<body>x";
+    let expected = [&body[..11], TAG.as_bytes(), b"x"].concat();
+    for cut in 0..=body.len() {
+        assert_eq!(
+            stream(&[&body[..cut], &body[cut..]]),
+            expected,
+            "cut at {cut}"
+        );
+    }
 }
 
 #[test]
@@ -589,22 +847,24 @@ fn streaming_places_the_tag_once() {
 fn streaming_without_a_body_within_64_kib_passes_unchanged() {
     let filler = vec![b'x'; 1024];
     let mut streaming = Streaming::new(TAG.to_owned());
-    let mut input = Vec::new();
-    let mut output = Vec::new();
+    let mut input = b"<html>".to_vec();
+    let mut output = streaming.push(input.clone());
     for _ in 0..64 {
         input.extend_from_slice(&filler);
-        output.extend(streaming.push(&filler));
+        output.extend(streaming.push(filler.clone()));
     }
     assert_eq!(output, input, "nothing held back");
-    // Once the limit went by, a `<body` is just bytes, and every chunk passes as it is.
-    assert_eq!(streaming.push(b"<bo"), b"<bo");
-    assert_eq!(streaming.push(b"dy>"), b"dy>");
-    assert!(streaming.finish().is_empty());
+    assert!(!streaming.searching());
+    // Once the limit went by, a `<body>` is just bytes.
+    assert_eq!(streaming.push(b"<body>".to_vec()), b"<body>");
 
-    let mut late = vec![b'x'; STREAM_SEARCH_LIMIT];
+    // The whole start tag must be within the limit.
+    let mut late = b"<html>".to_vec();
+    late.resize(STREAM_SEARCH_LIMIT - 5, b'x');
     late.extend_from_slice(b"<body>late");
     assert_eq!(stream(&[&late]), late, "in one chunk as in many");
-    let mut early = vec![b'x'; STREAM_SEARCH_LIMIT - 1];
+    let mut early = b"<html>".to_vec();
+    early.resize(STREAM_SEARCH_LIMIT - 6, b'x');
     early.extend_from_slice(b"<body>in time");
     assert_eq!(
         stream(&[&early]),
@@ -613,26 +873,29 @@ fn streaming_without_a_body_within_64_kib_passes_unchanged() {
 }
 
 #[test]
-fn streaming_gives_up_on_a_start_tag_too_long_to_hold() {
-    let mut streaming = Streaming::new(TAG.to_owned());
-    let mut out = streaming.push(b"<body class=\"");
-    assert!(out.is_empty());
-    let long = vec![b'y'; MAX_HELD_TAG];
-    out.extend(streaming.push(&long));
-    assert_eq!(out.len(), 13 + MAX_HELD_TAG, "everything went out");
-    assert_eq!(
-        streaming.push(b"\">"),
-        b"\">",
-        "and the rest passes through"
-    );
-    assert!(streaming.finish().is_empty());
+fn streaming_passes_byte_for_byte_when_there_is_no_place() {
+    let body = b"<!doctype html><html><head><script>'<body>'</script></head><!-- <body> -->";
+    for cut in 0..=body.len() {
+        assert_eq!(stream(&[&body[..cut], &body[cut..]]), body, "cut at {cut}");
+    }
 }
 
 #[test]
-fn streaming_returns_what_it_held_when_the_body_ends() {
-    let mut streaming = Streaming::new(TAG.to_owned());
-    assert_eq!(streaming.push(b"text <bod"), b"text ");
-    assert_eq!(streaming.finish(), b"<bod");
+fn streaming_passes_byte_for_byte_when_the_tokenizer_gives_up() {
+    // A start tag cut between chunks is what lol_html buffers: past its memory limit it gives
+    // up, and every byte still goes out as it came, in order.
+    let mut streaming = Streaming::with_memory(TAG.to_owned(), 4096);
+    let mut input = b"<html><body data-x=\"".to_vec();
+    let mut output = streaming.push(input.clone());
+    let chunk = vec![b'y'; 1000];
+    for _ in 0..16 {
+        input.extend_from_slice(&chunk);
+        output.extend(streaming.push(chunk.clone()));
+    }
+    assert!(!streaming.searching(), "lol_html did not give up");
+    input.extend_from_slice(b"\">text</body></html>");
+    output.extend(streaming.push(b"\">text</body></html>".to_vec()));
+    assert_eq!(output, input);
 }
 
 // ---- codecs ----
@@ -827,9 +1090,8 @@ fn a_compressed_streamed_page_gets_the_tag() {
         let mut out = Vec::new();
         for chunk in compressed.chunks(5) {
             let plain = codec.decode(chunk).unwrap();
-            out.extend(codec.encode(&streaming.push(&plain)).unwrap());
+            out.extend(codec.encode(&streaming.push(plain)).unwrap());
         }
-        out.extend(codec.encode(&streaming.finish()).unwrap());
         out.extend(codec.finish().unwrap());
         assert_eq!(
             decode(encoding, &out).unwrap(),
