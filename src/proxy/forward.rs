@@ -59,21 +59,6 @@ impl Link {
     fn keep(&self, generation: Generation, sender: SendRequest<Body>) {
         *self.app.borrow_mut() = Some((generation, sender));
     }
-
-    /// Close the idle connection to a server that no longer serves, now rather than at this
-    /// browser connection's next request. The proxy then closes first, so the TIME_WAIT that a
-    /// closed TCP connection leaves falls on the proxy's side, not on the server's port, where
-    /// it would stop a server that binds without SO_REUSEADDR from taking the port again. (A
-    /// connection with a request in flight holds its sender outside the link meanwhile.)
-    pub(crate) fn forget_unless(&self, serving: Option<Generation>) {
-        let mut app = self.app.borrow_mut();
-        if app
-            .as_ref()
-            .is_some_and(|(reaches, _)| Some(*reaches) != serving)
-        {
-            *app = None;
-        }
-    }
 }
 
 /// The request's body, kept when it can be sent twice.
@@ -641,8 +626,10 @@ async fn send(
         return Attempt::NotSent(request.into_body());
     };
     let _ = stream.set_nodelay(true);
-    let Ok((mut sender, connection)) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(
+        super::upstream::AppStream::new(stream),
+    ))
+    .await
     else {
         return Attempt::NotSent(request.into_body());
     };

@@ -12,6 +12,7 @@ mod forward;
 pub mod inject;
 pub mod page;
 mod rewrite;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -249,38 +250,19 @@ async fn serve(
     connections.abort_all();
 }
 
-/// One browser connection, until it closes; meanwhile its idle connection to the app is
-/// closed as soon as another server takes over.
+/// One browser connection, until it closes.
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let link = std::rc::Rc::new(forward::Link::default());
-    let mut state = shared.state.clone();
-    let service = {
-        let link = link.clone();
-        hyper::service::service_fn(move |request| {
-            let (shared, link) = (shared.clone(), link.clone());
-            async move { Ok::<_, Infallible>(route(shared, &link, request, peer).await) }
-        })
-    };
-    let connection = hyper::server::conn::http1::Builder::new()
+    let service = hyper::service::service_fn(move |request| {
+        let (shared, link) = (shared.clone(), link.clone());
+        async move { Ok::<_, Infallible>(route(shared, &link, request, peer).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    loop {
-        tokio::select! {
-            _ = &mut connection => return,
-            changed = state.changed() => {
-                if changed.is_err() {
-                    // reload is exiting: nothing more will change.
-                    let _ = (&mut connection).await;
-                    return;
-                }
-                let serving = state.borrow_and_update().serving.map(|s| s.generation);
-                link.forget_unless(serving);
-            }
-        }
-    }
+        .with_upgrades()
+        .await;
 }
 
 /// A connection past the cap gets its 503 at once and is closed: written without waiting (a
