@@ -326,7 +326,7 @@ pub(crate) fn restart_once(
 /// `GET /` from hello_server: the pid in its answer, or the kind of failure.
 pub(crate) fn http_get(address: SocketAddr) -> Result<u32, String> {
     let timeout = Duration::from_secs(5);
-    let request = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    let request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let reply = http::exchange(address, request, timeout, timeout)
         .map_err(|err| format!("{:?}", err.kind()))?;
     reply
