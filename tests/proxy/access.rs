@@ -409,3 +409,42 @@ fn past_the_connection_cap_new_connections_get_503_and_builds_still_run() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_event_stream_outlives_the_head_timeout() {
+    let project = proxied("v1");
+    let proxied = start(&project, &[]);
+    proxied.wait_serving("v1");
+    let port = proxied.proxy;
+    let mut stream = connect(port);
+    stream
+        .write_all(
+            format!("GET /__reload/events HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: hello") {
+        let n = stream.read(&mut buffer).expect("the stream says hello");
+        assert_ne!(n, 0, "the stream ended: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    // Longer than the 10 s a connection may take to send a request's head: the stream has had
+    // its head, and a page keeps it open all day.
+    thread::sleep(Duration::from_secs(12));
+    let trigger = raw(
+        port,
+        &format!("POST /__reload/trigger HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 0"),
+    );
+    assert_eq!(trigger.status, 204);
+    while !String::from_utf8_lossy(&seen).contains("event: reload") {
+        let n = stream.read(&mut buffer).expect("the stream is still open");
+        assert_ne!(
+            n,
+            0,
+            "the stream was closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buffer[..n]);
+    }
+}
