@@ -4,27 +4,24 @@
 //! past a cap new ones get a 503 at once, and builds never run out of descriptors.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use super::{Answer, Proxied, parse, proxied, start};
+use super::{Answer, EventStream, Proxied, proxied, send_raw, start};
 use crate::support::browser::Browser;
 use crate::support::{DEADLINE, free_port};
 
 /// `head` (request line and headers, without the blank line) sent to the proxy with
 /// `Connection: close`, and the whole answer.
+#[track_caller]
 fn raw(port: u16, head: &str) -> Answer {
-    let mut stream = connect(port);
-    stream
-        .write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes())
-        .expect("send the request");
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .expect("read the proxy's answer");
-    parse(&answer).unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&answer)))
+    send_raw(
+        port,
+        format!("{head}\r\nConnection: close\r\n\r\n").as_bytes(),
+        false,
+    )
 }
 
 /// The status and head of an answer whose body does not end (the event stream).
@@ -50,11 +47,7 @@ fn head_only(port: u16, head: &str) -> (u16, String) {
 }
 
 fn connect(port: u16) -> TcpStream {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let stream =
-        TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("connect to the proxy");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream
+    super::connect(port).expect("connect to the proxy")
 }
 
 #[track_caller]
@@ -416,19 +409,8 @@ fn an_event_stream_outlives_the_head_timeout() {
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");
     let port = proxied.proxy;
-    let mut stream = connect(port);
-    stream
-        .write_all(
-            format!("GET /__reload/events HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes(),
-        )
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buffer = [0; 4096];
-    while !String::from_utf8_lossy(&seen).contains("event: hello") {
-        let n = stream.read(&mut buffer).expect("the stream says hello");
-        assert_ne!(n, 0, "the stream ended: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buffer[..n]);
-    }
+    let stream = EventStream::open(port);
+    stream.wait_for(&proxied.session, "event: hello");
     // Longer than the 10 s a connection may take to send a request's head: the stream has had
     // its head, and a page keeps it open all day.
     thread::sleep(Duration::from_secs(12));
@@ -437,14 +419,5 @@ fn an_event_stream_outlives_the_head_timeout() {
         &format!("POST /__reload/trigger HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 0"),
     );
     assert_eq!(trigger.status, 204);
-    while !String::from_utf8_lossy(&seen).contains("event: reload") {
-        let n = stream.read(&mut buffer).expect("the stream is still open");
-        assert_ne!(
-            n,
-            0,
-            "the stream was closed: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buffer[..n]);
-    }
+    stream.wait_for(&proxied.session, "event: reload");
 }

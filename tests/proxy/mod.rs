@@ -87,24 +87,56 @@ fn request(
     headers: &[&str],
     body: &[u8],
 ) -> std::io::Result<Answer> {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(DEADLINE))?;
-    let mut head =
+    let mut raw =
         format!("{method} {path} HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n");
     for header in headers {
-        head.push_str(header);
-        head.push_str("\r\n");
+        raw.push_str(header);
+        raw.push_str("\r\n");
     }
     if !body.is_empty() || method == "POST" || method == "PUT" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse(&raw)
+    raw.push_str("\r\n");
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    exchange(port, &raw, false)
+}
+
+/// A new connection to 127.0.0.1:`port`, whose reads give up after [`DEADLINE`].
+fn connect(port: u16) -> std::io::Result<TcpStream> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(DEADLINE))?;
+    Ok(stream)
+}
+
+/// `raw` written to 127.0.0.1:`port` as it is, then the write side shut when `shut` (a client
+/// that has sent all it will), and the answer, read until the proxy closes.
+fn exchange(port: u16, raw: &[u8], shut: bool) -> std::io::Result<Answer> {
+    let mut stream = connect(port)?;
+    stream.write_all(raw)?;
+    if shut {
+        stream.shutdown(std::net::Shutdown::Write)?;
+    }
+    let mut answer = Vec::new();
+    if let Err(err) = stream.read_to_end(&mut answer) {
+        // The proxy may reset the connection right after its answer: what came is the answer.
+        if answer.is_empty() {
+            return Err(err);
+        }
+    }
+    parse(&answer)
+}
+
+/// [`exchange`], for a test that needs its answer: panics, showing what was sent, without one.
+#[track_caller]
+fn send_raw(port: u16, raw: &[u8], shut: bool) -> Answer {
+    exchange(port, raw, shut).unwrap_or_else(|err| {
+        panic!(
+            "no answer from the proxy to {:?}: {err}",
+            String::from_utf8_lossy(raw)
+        )
+    })
 }
 
 fn parse(raw: &[u8]) -> std::io::Result<Answer> {

@@ -16,12 +16,18 @@ use crate::support::{AppStart, Project};
 /// `/proc/net/tcp`'s TIME_WAIT state.
 const TIME_WAIT: &str = "06";
 
+/// The proxy tests' project at v0, its server binding without SO_REUSEADDR (as many small
+/// servers do, and so failing on a port in TIME_WAIT), with `more` app.py settings (TOML).
+fn binding_without_reuse(more: &str) -> Project {
+    proxied("v0").config(&format!(
+        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
+         [run]\ncmd = [\"python3\", \"app.py\"]\nenv = {{ NO_REUSE_ADDRESS = \"1\"{more} }}\n"
+    ))
+}
+
 #[test]
 fn with_overlap_every_save_swaps_while_the_second_port_is_held_in_time_wait() {
-    let project = proxied("v0").config(
-        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
-         [run]\ncmd = [\"python3\", \"app.py\"]\nenv = { NO_REUSE_ADDRESS = \"1\" }\n",
-    );
+    let project = binding_without_reuse("");
     let proxied = start(&project, &["--overlap"]);
     proxied.wait_serving("v0");
     let second = second_port(&proxied);
@@ -86,11 +92,7 @@ fn with_overlap_every_save_swaps_while_the_second_port_is_held_in_time_wait() {
 
 #[test]
 fn with_overlap_a_server_whose_port_is_taken_as_it_starts_is_started_again_on_another() {
-    let project = proxied("v0").config(
-        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
-         [run]\ncmd = [\"python3\", \"app.py\"]\n\
-         env = { NO_REUSE_ADDRESS = \"1\", GATED_VERSION = \"v1\" }\n",
-    );
+    let project = binding_without_reuse(", GATED_VERSION = \"v1\"");
     let proxied = start(&project, &["--overlap"]);
     proxied.wait_serving("v0");
     let second = second_port(&proxied);
@@ -208,10 +210,7 @@ fn time_wait_on(port: u16) -> nix::Result<()> {
 
 #[test]
 fn with_overlap_a_browsers_kept_alive_connections_leave_no_server_port_in_time_wait() {
-    let project = proxied("v0").config(
-        "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
-         [run]\ncmd = [\"python3\", \"app.py\"]\nenv = { NO_REUSE_ADDRESS = \"1\" }\n",
-    );
+    let project = binding_without_reuse("");
     let proxied = start(&project, &["--overlap"]);
     proxied.wait_serving("v0");
     // As a browser does: one connection kept open, a request on it now and then, so the proxy

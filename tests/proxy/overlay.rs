@@ -3,12 +3,11 @@
 //! the window wraps instead of scrolling sideways.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{APP, Proxied, start};
+use super::{Proxied, proxied, start};
 use crate::support::Project;
 use crate::support::browser::{BROWSER_DEADLINE, Browser, Tab};
 
@@ -38,15 +37,9 @@ const DROPPED: &[char] = &[
     '\u{85}', '\u{9b}', '\u{90}', '\u{7}', '\u{8}', '\u{7f}', '\u{1b}',
 ];
 
+/// The proxy tests' project, built by this file's BUILD.
 fn project(version: &str) -> Project {
-    Project::new()
-        .file("src/version.txt", &format!("{version}\n"))
-        .file("build.sh", BUILD)
-        .file("app.py", APP)
-        .config(
-            "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n\
-             [run]\ncmd = [\"python3\", \"app.py\"]\n",
-        )
+    proxied(version).file("build.sh", BUILD)
 }
 
 /// The headline and the output's text as a page shows them, and whether the box holding the
@@ -89,10 +82,9 @@ const OVERLAY: &str = "(() => { const root = [...document.querySelectorAll('relo
 
 /// The first event of a new `/__reload/events` stream, the hello, up to its blank line.
 fn hello(port: u16) -> String {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+    let Ok(mut stream) = super::connect(port) else {
         return String::new();
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     if stream
         .write_all(b"GET /__reload/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .is_err()

@@ -3,36 +3,9 @@
 //! server that listens nowhere. Each gets an answer that says what happened, and nothing is
 //! sent to the app twice unless a newer server takes it.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::thread;
-use std::time::Duration;
 
-use super::{Answer, parse, proxied, request, start};
-use crate::support::DEADLINE;
-
-/// `raw` written to 127.0.0.1:`port` as it is, then the write side shut when `shut` (a client
-/// that has sent all it will), and the answer.
-fn send_raw(port: u16, raw: &[u8], shut: bool) -> Answer {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-        .unwrap_or_else(|err| panic!("connect to the proxy: {err}"));
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    stream.write_all(raw).unwrap();
-    if shut {
-        stream.shutdown(Shutdown::Write).unwrap();
-    }
-    let mut answer = Vec::new();
-    // The proxy may close as soon as it has answered: what was read is the answer.
-    let _ = stream.read_to_end(&mut answer);
-    parse(&answer).unwrap_or_else(|err| {
-        panic!(
-            "no answer to {:?}: {err}: {:?}",
-            String::from_utf8_lossy(raw),
-            String::from_utf8_lossy(&answer)
-        )
-    })
-}
+use super::{Answer, proxied, request, send_raw, start};
 
 #[track_caller]
 fn assert_malformed(answer: &Answer, why: &str) {
