@@ -112,13 +112,7 @@ mod tests {
         for port in &chosen {
             assert!((UNPRIVILEGED..start).contains(port), "{port} below {start}");
             // Bound without SO_REUSEADDR, as the servers that fail on TIME_WAIT bind.
-            let fd = socket(
-                AddressFamily::Inet,
-                SockType::Stream,
-                SockFlag::empty(),
-                None,
-            )
-            .unwrap();
+            let fd = ipv4_socket();
             bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, *port))
                 .unwrap_or_else(|errno| panic!("bind :{port}: {errno}"));
         }
@@ -159,16 +153,21 @@ mod tests {
         }
     }
 
-    /// A connected client socket bound to 127.0.0.1:`port` with `SO_REUSEADDR`.
-    fn time_wait_client(port: u16, to: std::net::SocketAddr) -> std::net::TcpStream {
-        use nix::sys::socket::{connect, setsockopt, sockopt};
-        let fd = socket(
+    /// A TCP socket, IPv4, with no option set (no SO_REUSEADDR).
+    fn ipv4_socket() -> std::os::fd::OwnedFd {
+        socket(
             AddressFamily::Inet,
             SockType::Stream,
             SockFlag::empty(),
             None,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A connected client socket bound to 127.0.0.1:`port` with `SO_REUSEADDR`.
+    fn time_wait_client(port: u16, to: std::net::SocketAddr) -> std::net::TcpStream {
+        use nix::sys::socket::{connect, setsockopt, sockopt};
+        let fd = ipv4_socket();
         setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
         bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
         let std::net::SocketAddr::V4(to) = to else {
