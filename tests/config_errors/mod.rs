@@ -390,6 +390,49 @@ fn a_proxy_port_that_does_not_parse_names_the_flag_or_the_line() {
 }
 
 #[test]
+fn an_allowed_host_that_is_no_name_is_refused_naming_the_flag_or_the_line() {
+    let project = Project::new();
+    for (name, says) in [
+        ("*", "`*` would let any web page read your app"),
+        ("myapp.test:8090", "without a port"),
+        ("http://myapp.test", "without `http://`"),
+    ] {
+        refused(
+            &project,
+            &[
+                "--proxy",
+                "8090",
+                "--app-port",
+                "8080",
+                "--allow-host",
+                name,
+                "--",
+                "sleep",
+                "1000",
+            ],
+            &["--allow-host: ", says],
+        );
+    }
+    // Without a proxy the flag would do nothing: said, not ignored.
+    refused(
+        &project,
+        &["--allow-host", "myapp.test", "--", "sleep", "1000"],
+        &["--allow-host is a setting of the dev proxy"],
+    );
+    let project = Project::new().config(&format!(
+        "{SLEEPER}[proxy]\nport = 8090\napp_port = 8080\nallowed_hosts = [\"a.test\", \"my app\"]\n"
+    ));
+    refused(
+        &project,
+        &[],
+        &[
+            "reload.toml:6:",
+            "[proxy] allowed_hosts: `my app` is not a host name",
+        ],
+    );
+}
+
+#[test]
 fn a_proxy_without_a_server_or_its_port_says_what_is_missing() {
     let project = Project::new();
     refused(
