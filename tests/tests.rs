@@ -10,6 +10,7 @@ mod config_errors;
 mod init_cmd;
 mod lifecycle;
 mod proxy;
+mod python;
 mod sockets;
 mod support;
 mod ux;

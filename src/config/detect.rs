@@ -1,6 +1,11 @@
 //! Zero-config: what a project directory says about how to build and run it, when no config
-//! file does. Checked in this order: a Cargo package or workspace, `go.mod`, `package.json`, a
-//! Makefile with a `run` target.
+//! file does. Checked in this order: a Cargo package or workspace, `go.mod`, a Python web app
+//! (Django, Flask, FastAPI: see `python.rs`), `package.json`, a Makefile with a `run` target,
+//! any other Python project. A web framework goes before `package.json` because Django and
+//! Flask projects often carry one for their frontend's tooling; a plain script goes after the
+//! Makefile, which says more about how the project wants to be run.
+
+mod python;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,12 +17,14 @@ use anyhow::Result;
 use serde::Deserialize;
 
 use super::{BuildCommand, Program, usage};
+pub(crate) use python::PythonProject;
 
 /// A project kind reload knows how to build and run.
 #[derive(Debug)]
 pub(crate) enum Project {
     Cargo(CargoProject),
     Go,
+    Python(PythonProject),
     Node { program: Program },
     Make,
 }
@@ -55,6 +62,10 @@ pub(crate) fn detect(root: &Path) -> Option<Project> {
     if root.join("go.mod").is_file() {
         return Some(Project::Go);
     }
+    let python = PythonProject::detect(root);
+    if let Some(python) = python.as_ref().filter(|python| python.has_framework()) {
+        return Some(Project::Python(python.clone()));
+    }
     if let Some(program) = node_program(root) {
         return Some(Project::Node { program });
     }
@@ -62,7 +73,10 @@ pub(crate) fn detect(root: &Path) -> Option<Project> {
         std::fs::read_to_string(root.join(name))
             .is_ok_and(|text| text.lines().any(|line| line.starts_with("run:")))
     });
-    has_run_target.then_some(Project::Make)
+    if has_run_target {
+        return Some(Project::Make);
+    }
+    python.map(Project::Python)
 }
 
 impl Project {
@@ -118,6 +132,31 @@ impl Project {
                     cargo_binary: None,
                 }
             }
+            Project::Python(python) => {
+                let (command, what) = python
+                    .command()
+                    .ok_or_else(|| usage(python.nothing_to_serve()))?;
+                let (program, shown) = match command {
+                    python::Command::Argv(argv) => {
+                        let shown = argv.join(" ");
+                        (Program::Argv(argv), shown)
+                    }
+                    // `exec` so that the stop signal reaches the server, not the shell; the
+                    // user reads the server's command.
+                    python::Command::Shell(line) => {
+                        let shown = line.strip_prefix("exec ").unwrap_or(&line).to_owned();
+                        (Program::Shell(line), shown)
+                    }
+                };
+                Plan {
+                    build: None,
+                    program,
+                    env: self.run_env(root),
+                    description: format!("{what}: no build, run {shown}"),
+                    build_line: None,
+                    cargo_binary: None,
+                }
+            }
             Project::Make => Plan {
                 build: None,
                 program: Program::Argv(vec!["make".to_owned(), "run".to_owned()]),
@@ -130,16 +169,37 @@ impl Project {
     }
 
     /// Environment the server needs whatever the config says: for Node, the package's own
-    /// tools come first on PATH, as `npm run` does.
+    /// tools come first on PATH, as `npm run` does; for Python, the virtualenv's, as its
+    /// `activate` does (so `-- python app.py` and the server's own subprocesses use it), and
+    /// unbuffered output, so a `print` shows when it runs rather than when a buffer fills.
     pub(crate) fn run_env(&self, root: &Path) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        if let Project::Node { .. } = self {
-            let mut path = root.join("node_modules/.bin").into_os_string();
+        let first_on_path = |dir: PathBuf| {
+            let mut path = dir.into_os_string();
             if let Some(old) = std::env::var_os("PATH") {
                 path.push(":");
                 path.push(old);
             }
-            env.insert("PATH".to_owned(), path.to_string_lossy().into_owned());
+            path.to_string_lossy().into_owned()
+        };
+        match self {
+            Project::Node { .. } => {
+                env.insert(
+                    "PATH".to_owned(),
+                    first_on_path(root.join("node_modules/.bin")),
+                );
+            }
+            Project::Python(python) => {
+                env.insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
+                if let Some(venv) = python.venv() {
+                    env.insert("PATH".to_owned(), first_on_path(venv.join("bin")));
+                    env.insert(
+                        "VIRTUAL_ENV".to_owned(),
+                        venv.to_string_lossy().into_owned(),
+                    );
+                }
+            }
+            Project::Cargo(_) | Project::Go | Project::Make => {}
         }
         env
     }
@@ -149,7 +209,7 @@ impl Project {
         match self {
             Project::Cargo(_) => Some(BuildCommand::Shell("cargo build".to_owned())),
             Project::Go => Some(BuildCommand::Shell(format!("go build -o {GO_BINARY} ."))),
-            Project::Node { .. } | Project::Make => None,
+            Project::Python(_) | Project::Node { .. } | Project::Make => None,
         }
     }
 
@@ -160,6 +220,8 @@ impl Project {
         match self {
             Project::Cargo(cargo) => vec![cargo.target_directory.clone(), root.join("Cargo.lock")],
             Project::Go => vec![root.join("tmp")],
+            // Already never entered when named `.venv` or `venv`; others by their pyvenv.cfg.
+            Project::Python(python) => python.venvs().to_vec(),
             Project::Node { .. } | Project::Make => vec![],
         }
     }
@@ -175,7 +237,7 @@ impl Project {
     ) -> Vec<PathBuf> {
         match self {
             Project::Cargo(cargo) => cargo.sources(root, package, bin),
-            Project::Go | Project::Node { .. } | Project::Make => None,
+            Project::Go | Project::Python(_) | Project::Node { .. } | Project::Make => None,
         }
         .unwrap_or_else(|| vec![root.to_owned()])
     }
@@ -197,6 +259,23 @@ impl Project {
                 ]),
                 include: Vec::new(),
                 ignore: strings(&["node_modules"]),
+            },
+            // Templates are read once by Django and by Flask outside debug mode, so an edit
+            // to one is a restart, whatever its extension; static files too, so the dev
+            // proxy reloads the page. The tools' caches and reports hold Python and HTML that
+            // no server reads.
+            Project::Python(_) => WatchDefaults {
+                extensions: strings(&["py", "html", "htm", "jinja", "jinja2", "j2"]),
+                include: strings(&["**/templates/**", "**/static/**", ".env", ".flaskenv"]),
+                ignore: strings(&[
+                    ".tox",
+                    ".nox",
+                    ".mypy_cache",
+                    ".pytest_cache",
+                    ".ruff_cache",
+                    "htmlcov",
+                    "*.egg-info",
+                ]),
             },
         }
     }

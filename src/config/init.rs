@@ -257,10 +257,10 @@ fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)
         }
         (None, None, None) => {
             return Err(usage(format!(
-                "cannot tell what kind of project {} is (no Cargo.toml, go.mod, package.json or \
-                 Makefile with a run target)\n  help: say what to build and run, as you would \
-                 to reload: `reload init -e py -- python3 app.py`, or `reload init --build CMD \
-                 -- PROGRAM`",
+                "cannot tell what kind of project {} is (no Cargo.toml, go.mod, Python files, \
+                 package.json or Makefile with a run target)\n  help: say what to build and \
+                 run, as you would to reload: `reload init -e sh -- ./server.sh`, or `reload \
+                 init --build CMD -- PROGRAM`",
                 dir.display()
             )));
         }
@@ -356,6 +356,35 @@ mod tests {
              # Other names the proxy answers than localhost and IP addresses (\"*.NAME\": all \
              under it).\n# allowed_hosts = [\"myapp.test\", \"*.myapp.test\"]\n\n"
         );
+    }
+
+    #[test]
+    fn init_in_a_flask_project_writes_flask_run_and_the_templates_down() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("app.py"),
+            "from flask import Flask\napp = Flask(__name__)\n",
+        )
+        .unwrap();
+        let init = InitArgs {
+            force: false,
+            from_air: false,
+            project: ProjectFlags::default(),
+        };
+        let (path, what) = write(dir.path(), &init).unwrap();
+        assert!(what.contains("Flask app (app.py)"), "{what}");
+        let text = std::fs::read_to_string(path).unwrap();
+        let run = text.split_once("\n[run]\n").unwrap().1;
+        assert!(
+            run.contains(
+                "\ncmd = \"exec python3 -m flask --debug run --no-reload --host 127.0.0.1 \
+                 --port ${PORT:-5000}\"\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\ninclude = [\"**/templates/**\""), "{text}");
+        let build = text.split_once("\n[build]\n").unwrap().1;
+        assert!(build.contains("\n# cmd = \"\"\n"), "no build step:\n{text}");
     }
 
     #[test]

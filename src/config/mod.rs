@@ -610,7 +610,7 @@ fn choose_commands(
             }
             return Err(usage(format!(
                 "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, \
-                 Go, Node or Makefile project\n  help: run `reload init` to write a \
+                 Go, Python, Node or Makefile project\n  help: run `reload init` to write a \
                  {CONFIG_FILE}, or say what to do: `reload --build 'make' -- ./server`",
                 root.display()
             )));
