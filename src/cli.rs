@@ -16,7 +16,8 @@ use crate::config::keys;
     args_conflicts_with_subcommands = true,
     mut_args = show_defaults,
     after_help = "Examples:\n  \
-        reload                  # reload.toml, .air.toml, or a Cargo, Go, Node or Make project\n  \
+        reload                  # reload.toml, .air.toml, or a Cargo, Go, Python, Node or Make \
+        project\n  \
         reload -b 'go build -o tmp/app .' -- ./tmp/app\n  \
         reload -e py -- python3 server.py       # no build step, restart on .py changes\n  \
         reload --stop-timeout 10s -c dev.toml\n  \

@@ -593,6 +593,27 @@ mod tests {
     }
 
     #[test]
+    fn a_python_framework_goes_before_package_json_and_a_plain_script_after_the_makefile() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("package.json", r#"{"main":"index.js"}"#);
+        write("Makefile", "run:\n\t./server\n");
+        write("requirements.txt", "requests\n");
+        write("main.py", "print('hi')\n");
+        assert!(matches!(detect(dir.path()), Some(Project::Node { .. })));
+        std::fs::remove_file(dir.path().join("package.json")).unwrap();
+        assert!(matches!(detect(dir.path()), Some(Project::Make)));
+        std::fs::remove_file(dir.path().join("Makefile")).unwrap();
+        assert!(matches!(detect(dir.path()), Some(Project::Python(_))));
+        write("package.json", r#"{"main":"index.js"}"#);
+        write("manage.py", "");
+        let Some(Project::Python(python)) = detect(dir.path()) else {
+            panic!("Django beside a package.json is served by Django");
+        };
+        assert!(python.has_framework());
+    }
+
+    #[test]
     fn a_chosen_workspace_package_is_watched_with_its_path_dependencies_only() {
         let dir = std::env::temp_dir().join(format!("reload-ws-{}", std::process::id()));
         for member in ["api", "worker", "shared", "common"] {
