@@ -100,7 +100,7 @@ fn a_flask_app_runs_in_its_virtualenv_and_restarts_on_a_py_or_template_edit() {
     );
     let venv = project.path(".venv");
     let venv = venv.display();
-    let session = project.start_with_env(&[], &[("PORT", &port.to_string())]);
+    let mut session = project.start_with_env(&[], &[("PORT", &port.to_string())]);
 
     wait_for_body(&session, port, &format!("one v1 {venv}"));
     let line = first_status_line(&session);
@@ -120,6 +120,10 @@ fn a_flask_app_runs_in_its_virtualenv_and_restarts_on_a_py_or_template_edit() {
     // Debug mode reloads templates by itself; reload restarts the server too, which is what
     // makes the proxy reload the page.
     session.wait_for_stderr_count("restarted (pid", 2);
+
+    // Flask stops on the stop signal, through the `exec` of its shell line.
+    session.terminate();
+    project.wait_no_processes();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,7 +151,7 @@ fn a_fastapi_app_runs_under_uvicorn_and_restarts_on_an_edit() {
             "[project]\nname = \"api\"\ndependencies = [\"fastapi\", \"uvicorn\"]\n",
         )
         .file("main.py", &fastapi_app("v1"));
-    let session = project.start_with_env(&[], &[("PORT", &port.to_string())]);
+    let mut session = project.start_with_env(&[], &[("PORT", &port.to_string())]);
 
     wait_for_body(&session, port, "fastapi v1");
     let line = first_status_line(&session);
@@ -165,6 +169,9 @@ fn a_fastapi_app_runs_under_uvicorn_and_restarts_on_an_edit() {
     project.write("main.py", &fastapi_app("v2"));
     wait_for_body(&session, port, "fastapi v2");
     session.wait_for_stderr_count("restarted (pid", 1);
+
+    session.terminate();
+    project.wait_no_processes();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -136,10 +136,6 @@ impl PythonProject {
     /// server.
     pub(crate) fn command(&self) -> Option<(Command, String)> {
         let python = self.python();
-        let through = match &self.used {
-            Some((_, python)) => format!(", through {python}"),
-            None => String::new(),
-        };
         let (command, what) = match self.server.as_ref()? {
             Server::Django => (
                 Command::Shell(format!(
@@ -174,7 +170,7 @@ impl PythonProject {
                 format!("Python script ({file})"),
             ),
         };
-        Some((command, format!("{what}{through}")))
+        Some((command, what))
     }
 
     /// Why nothing runs, and the Python lines that would: for the error of a bare `reload`.
@@ -580,7 +576,7 @@ mod tests {
                     .into()
             )
         );
-        assert_eq!(what, "Django project (manage.py), through .venv/bin/python");
+        assert_eq!(what, "Django project (manage.py)");
     }
 
     #[test]
