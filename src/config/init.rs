@@ -377,7 +377,7 @@ mod tests {
         let run = text.split_once("\n[run]\n").unwrap().1;
         assert!(
             run.contains(
-                "\ncmd = \"exec python3 -m flask --debug run --no-reload --host 127.0.0.1 \
+                "\ncmd = \"exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
                  --port ${PORT:-5000}\"\n"
             ),
             "{text}"

@@ -106,7 +106,7 @@ fn a_flask_app_runs_in_its_virtualenv_and_restarts_on_a_py_or_template_edit() {
     let line = first_status_line(&session);
     assert!(
         line.contains("Flask app (app.py)")
-            && line.contains(".venv/bin/python -m flask --debug run --no-reload"),
+            && line.contains(".venv/bin/python -m flask run --debug --no-reload"),
         "the first status line says what was detected: {line}{}",
         session.context()
     );

@@ -149,7 +149,7 @@ impl PythonProject {
                     .map_or_else(String::new, |app| format!(" --app {app}"));
                 (
                     Command::Shell(format!(
-                        "exec {python} -m flask{app} --debug run --no-reload --host 127.0.0.1 \
+                        "exec {python} -m flask{app} run --debug --no-reload --host 127.0.0.1 \
                          --port ${{PORT:-5000}}"
                     )),
                     format!("Flask app ({found})"),
@@ -587,7 +587,7 @@ mod tests {
         assert_eq!(
             command,
             Command::Shell(
-                "exec python3 -m flask --debug run --no-reload --host 127.0.0.1 \
+                "exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
                  --port ${PORT:-5000}"
                     .into()
             )
