@@ -15,6 +15,7 @@ use crate::{BUILD, builds};
 
 mod access;
 mod browser;
+mod caching;
 mod gin;
 mod overlap_ports;
 mod overlay;
