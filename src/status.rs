@@ -89,9 +89,23 @@ pub enum Note<'a> {
         port: u16,
         instead: u16,
     },
+    /// Pages were told to reload by `POST /__reload/trigger`: one burst of triggers.
+    Triggered {
+        callers: &'a [Caller],
+        /// Triggers from callers not named one by one.
+        others: usize,
+    },
     Info(&'a str),
     Warning(&'a str),
     Error(&'a str),
+}
+
+/// Who asked for a reload of the pages through the proxy's trigger, and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// As the caller sent it (cut short), `None` without one.
+    pub user_agent: Option<String>,
+    pub times: usize,
 }
 
 /// How a human line treats line breaks in its text.
@@ -228,6 +242,7 @@ impl Note<'_> {
                      use ({IN_USE}): starting it again on :{instead}"
                 ),
             ),
+            Note::Triggered { callers, others } => (Tone::Info, triggered(callers, *others)),
             Note::Info(text) => (Tone::Info, (*text).to_owned()),
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
@@ -304,6 +319,13 @@ impl Note<'_> {
             Note::Stopped { pid } => json!({"event": "stop", "pid": pid}),
             Note::PortTaken { pid, port, instead } => {
                 json!({"event": "port_taken", "pid": pid, "port": port, "instead": instead})
+            }
+            Note::Triggered { callers, others } => {
+                let callers: Vec<Value> = callers
+                    .iter()
+                    .map(|caller| json!({"user_agent": caller.user_agent, "times": caller.times}))
+                    .collect();
+                json!({"event": "trigger", "callers": callers, "others": others})
             }
             Note::Info(text) => json!({"event": "info", "message": text}),
             Note::Warning(text) => json!({"event": "warning", "message": text}),
@@ -529,6 +551,35 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
     }
 }
 
+/// "reloading the pages, asked by curl/8.5.0 (3 times) and watcher/1 through
+/// /__reload/trigger".
+fn triggered(callers: &[Caller], others: usize) -> String {
+    let mut named: Vec<String> = callers
+        .iter()
+        .map(|caller| {
+            let who = caller
+                .user_agent
+                .as_deref()
+                .unwrap_or("a caller without a User-Agent");
+            match caller.times {
+                1 => who.to_owned(),
+                n => format!("{who} ({n} times)"),
+            }
+        })
+        .collect();
+    match others {
+        0 => {}
+        1 => named.push("1 more trigger".to_owned()),
+        n => named.push(format!("{n} more triggers")),
+    }
+    let who = match named.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "nobody".to_owned(),
+    };
+    format!("reloading the pages, asked by {who} through /__reload/trigger")
+}
+
 /// Who holds a port that a server cannot bind although nothing of reload's listens there.
 const IN_USE: &str = "another program listens there, or a connection on it waits in TIME_WAIT";
 
@@ -691,6 +742,40 @@ mod tests {
             (json["pid"].clone(), json["instead"].clone()),
             (7.into(), 30002.into())
         );
+    }
+
+    #[test]
+    fn a_burst_of_triggers_is_one_line_naming_its_callers() {
+        let caller = |user_agent: Option<&str>, times| Caller {
+            user_agent: user_agent.map(str::to_owned),
+            times,
+        };
+        let line =
+            |callers: &[Caller], others| Note::Triggered { callers, others }.human().unwrap().1;
+        assert_eq!(
+            line(&[caller(Some("curl/8.5.0"), 3)], 0),
+            "reloading the pages, asked by curl/8.5.0 (3 times) through /__reload/trigger"
+        );
+        assert_eq!(
+            line(&[caller(Some("watcher/1"), 1), caller(None, 2)], 5),
+            "reloading the pages, asked by watcher/1, a caller without a User-Agent (2 times) \
+             and 5 more triggers through /__reload/trigger"
+        );
+        // A User-Agent is the caller's to write: it cannot start a line of its own.
+        let forged = [caller(Some("x\n[reload] started (pid 1)\x1b]0;t\x07"), 1)];
+        let note = Note::Triggered {
+            callers: &forged,
+            others: 0,
+        };
+        let shown = escape(&note.human().unwrap().1, note.breaks());
+        assert!(
+            shown.contains("x\\n[reload] started (pid 1)\\x1b]0;t\\x07 through"),
+            "{shown}"
+        );
+        let json = note.json();
+        assert_eq!(json["event"], "trigger");
+        assert_eq!(json["callers"][0]["times"], 1);
+        assert_eq!(json["others"], 0);
     }
 
     #[test]

@@ -80,6 +80,17 @@ pub(crate) fn detect(root: &Path) -> Option<Project> {
 }
 
 impl Project {
+    /// What the project was recognised by, for the start line.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Project::Cargo(_) => "Cargo project",
+            Project::Go => "Go module",
+            Project::Node { .. } => "package.json",
+            Project::Make => "Makefile",
+            Project::Python(_) => "Python project",
+        }
+    }
+
     /// Build and run the project with nothing else to go on.
     pub(crate) fn plan(
         &self,

@@ -260,6 +260,33 @@ pub enum Program {
     CargoArtifact,
 }
 
+/// The program as a user would type it, for the start line: `./server --port 3000`, a word
+/// with a space or a quote in single quotes.
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Program::Argv(argv) => {
+                let words: Vec<String> = argv.iter().map(|word| shell_word(word)).collect();
+                f.write_str(&words.join(" "))
+            }
+            Program::Shell(line) => f.write_str(line),
+            Program::CargoArtifact => f.write_str("the built binary"),
+        }
+    }
+}
+
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// A command-line mistake (as opposed to one in a file): exit code 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -529,6 +556,28 @@ struct Commands {
     what: String,
 }
 
+/// What builds and what runs, in words: "build with `make`, run `./server`". `detected`
+/// names the project kind the build was taken from, when it was.
+fn plan_in_words(
+    build: Option<&BuildCommand>,
+    detected: Option<&str>,
+    program: Option<&Program>,
+) -> String {
+    let build = match (build, detected) {
+        (Some(build), Some(kind)) => format!("build with `{build}` ({kind})"),
+        (Some(build), None) => format!("build with `{build}`"),
+        (None, _) => "no build step".to_owned(),
+    };
+    match (program, build.as_str()) {
+        (Some(Program::CargoArtifact), _) => format!("{build}, run the binary it builds"),
+        (Some(program), _) => format!("{build}, run `{program}`"),
+        (None, "no build step") => {
+            "no build step and no program: changes are only reported".to_owned()
+        }
+        (None, _) => format!("{build}, nothing to run (no program given: build only)"),
+    }
+}
+
 /// Flags over the file, both over zero-config detection: the build command and the program.
 fn choose_commands(
     args: &Args,
@@ -575,17 +624,18 @@ fn choose_commands(
     let (build, program, what) = match (explicit_build, explicit_program, project) {
         (Some(build), program, _) => {
             let build = (!build.is_empty()).then_some(BuildCommand::Shell(build));
-            (build, program, "build and run as configured".to_owned())
+            let what = plan_in_words(build.as_ref(), None, program.as_ref());
+            (build, program, what)
         }
         (None, Some(program), Some(project)) => {
             let build = project.build_for_program();
-            let what = match &build {
-                Some(build) => format!("build with `{build}`"),
-                None => "no build step".to_owned(),
-            };
+            let what = plan_in_words(build.as_ref(), Some(project.kind()), Some(&program));
             (build, Some(program), what)
         }
-        (None, Some(program), None) => (None, Some(program), "no build step".to_owned()),
+        (None, Some(program), None) => {
+            let what = plan_in_words(None, None, Some(&program));
+            (None, Some(program), what)
+        }
         (None, None, Some(project)) => {
             // Run by another reload (RELOAD=1) in a project whose zero-config would start this
             // very program again: reload's own checkout would nest copies without end.
@@ -1358,6 +1408,36 @@ mod tests {
             .transpose()?
             .unwrap_or_default();
         resolve_with(&args, dir, source.as_ref(), file)
+    }
+
+    #[test]
+    fn the_plan_in_words_says_what_builds_and_what_runs() {
+        let make = BuildCommand::Shell("make".to_owned());
+        let server = Program::Argv(vec!["./server".into(), "--name".into(), "it's".into()]);
+        assert_eq!(
+            plan_in_words(Some(&make), None, Some(&server)),
+            r"build with `make`, run `./server --name 'it'\''s'`"
+        );
+        assert_eq!(
+            plan_in_words(
+                Some(&make),
+                Some("Go module"),
+                Some(&Program::CargoArtifact)
+            ),
+            "build with `make` (Go module), run the binary it builds"
+        );
+        assert_eq!(
+            plan_in_words(None, None, Some(&Program::Shell("npm start".into()))),
+            "no build step, run `npm start`"
+        );
+        assert_eq!(
+            plan_in_words(Some(&make), None, None),
+            "build with `make`, nothing to run (no program given: build only)"
+        );
+        assert_eq!(
+            plan_in_words(None, None, None),
+            "no build step and no program: changes are only reported"
+        );
     }
 
     #[test]

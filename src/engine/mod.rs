@@ -62,7 +62,7 @@ pub async fn run(config: Config) -> Result<Exit> {
         .as_ref()
         .map(|proxy| {
             let readiness = config.run.as_ref().map(|run| &run.readiness);
-            crate::proxy::start(proxy, readiness, &bus)
+            crate::proxy::start(proxy, readiness, config.watch.debounce, &bus)
         })
         .transpose()?;
     let (server_events, mut from_servers) = mpsc::unbounded_channel();

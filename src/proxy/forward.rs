@@ -696,7 +696,25 @@ async fn answer(
         return response;
     }
     strip_hop_by_hop(response.headers_mut(), false);
+    revalidate_by_default(response.headers_mut());
     rewrite::response(shared, original, response, generation).await
+}
+
+/// `Cache-Control: no-cache` on an answer that says nothing of its freshness (no
+/// Cache-Control, no Expires), so that the browser asks again every time and gets a 304 when
+/// nothing changed. Such an answer is otherwise fresh for a tenth of its Last-Modified age
+/// (RFC 9111 4.2.2), and `location.reload()` revalidates only the page itself: a stylesheet
+/// that Gin's `r.Static` served would stay the old one after the reload. An app that chose
+/// (`max-age`, `no-store`, `immutable`, an Expires) is left alone.
+///
+/// A 304 gets it too: the browser replaces the stored answer's headers with the 304's
+/// (RFC 9111 4.3.4), so a copy stored before this proxy stood in front (fresh by the same
+/// heuristic) becomes one that is asked again. An app that sends a Cache-Control with its 200
+/// sends it with its 304 as well (RFC 9110 15.4.5), so its choice stays.
+fn revalidate_by_default(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CACHE_CONTROL) && !headers.contains_key(header::EXPIRES) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
 }
 
 /// Whether the browser would rather have a page than text (a navigation, not a fetch).
@@ -909,6 +927,26 @@ mod tests {
                 .describe(&Method::POST)
                 .contains("a POST is not idempotent")
         );
+    }
+
+    #[test]
+    fn only_an_answer_silent_on_its_freshness_gets_no_cache() {
+        let with = |name: HeaderName, value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_static(value));
+            headers.insert(header::LAST_MODIFIED, HeaderValue::from_static("x"));
+            revalidate_by_default(&mut headers);
+            headers
+        };
+        let silent = with(header::ETAG, "\"v\"");
+        assert_eq!(silent[header::CACHE_CONTROL], "no-cache");
+        for own in ["max-age=3600, immutable", "no-store", "private"] {
+            let headers = with(header::CACHE_CONTROL, own);
+            assert_eq!(headers[header::CACHE_CONTROL], own);
+            assert_eq!(headers.get_all(header::CACHE_CONTROL).iter().count(), 1);
+        }
+        let expires = with(header::EXPIRES, "Thu, 01 Jan 2099 00:00:00 GMT");
+        assert!(!expires.contains_key(header::CACHE_CONTROL));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod forward;
 pub mod inject;
 pub mod page;
 mod rewrite;
+mod trigger;
 mod upstream;
 
 use std::convert::Infallible;
@@ -79,6 +80,8 @@ pub(crate) struct Shared {
     hosts: access::Hosts,
     /// Pages whose Content-Security-Policy blocks the script are warned about once per path.
     pub warned_csp: rewrite::WarnedPaths,
+    /// `POST /__reload/trigger`s not yet answered with a reload.
+    triggers: trigger::Triggers,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,8 +100,14 @@ pub fn describe(config: &ProxyConfig) -> String {
 }
 
 /// Bind the proxy's port (a port in use is a usage error: nothing has started yet) and serve
-/// on a thread of its own until the returned [`Proxy`] is dropped.
-pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> Result<Proxy> {
+/// on a thread of its own until the returned [`Proxy`] is dropped. Triggers less than `quiet`
+/// apart (the watch stage's quiet window) reload the pages once.
+pub fn start(
+    config: &ProxyConfig,
+    readiness: Option<&Readiness>,
+    quiet: Duration,
+    bus: &Bus,
+) -> Result<Proxy> {
     let listener = std::net::TcpListener::bind(config.listen).map_err(|err| {
         let what = if err.kind() == std::io::ErrorKind::AddrInUse {
             "the port is in use (another reload, or the app itself?): pick another with --proxy \
@@ -129,6 +138,7 @@ pub fn start(config: &ProxyConfig, readiness: Option<&Readiness>, bus: &Bus) -> 
         warned_encoding: AtomicBool::new(false),
         hosts: access::Hosts::new(config.allowed_hosts.clone()),
         warned_csp: rewrite::WarnedPaths::default(),
+        triggers: trigger::Triggers::new(quiet),
     });
     let slots = Arc::new(access::Slots::for_limit(
         crate::process::limits::descriptor_limit(),
@@ -384,7 +394,10 @@ async fn route(
             response
         }
         (&Method::POST, "trigger") if is_loopback(peer) => {
-            let _ = shared.frames.send(events::reload());
+            let user_agent = request.headers().get(header::USER_AGENT);
+            if shared.triggers.ask(user_agent, std::time::Instant::now()) {
+                tokio::spawn(trigger::fire_when_quiet(shared.clone()));
+            }
             respond(StatusCode::NO_CONTENT, &[], Bytes::new())
         }
         (_, "trigger") if !is_loopback(peer) => text(

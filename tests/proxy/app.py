@@ -2,6 +2,7 @@
 # does not drain (SIGTERM kills it mid-request), and serves a few kinds of answers. Its version
 # is build/version.txt, read at start. Each start is logged to ../scratch/app.log.
 import base64
+import email.utils
 import gzip
 import hashlib
 import http.server
@@ -68,6 +69,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if VERSION == "v1":
                 hanging("GET")
             self.send(200, ("answered by " + VERSION).encode(), "text/plain")
+        elif path == "/cached":
+            self.send(200, b"cached", "text/plain", [("Cache-Control", "max-age=3600, immutable")])
+        elif path == "/no-store":
+            self.send(200, b"not stored", "text/plain", [("Cache-Control", "no-store")])
+        elif path == "/styled":
+            self.send(200, (
+                "<!doctype html><html><head><title>%s</title>"
+                "<link rel=\"stylesheet\" href=\"/static/style.css\"></head>"
+                "<body><h1>%s</h1></body></html>" % (VERSION, VERSION)).encode())
+        elif path.startswith("/static/"):
+            self.static(path[len("/static/"):])
         elif path == "/not-modified":
             self.send_response(304)
             self.send_header("ETag", '"v"')
@@ -148,6 +160,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.websocket()
         else:
             self.send(404, b"no such page", "text/plain")
+
+    def static(self, name):
+        # As Gin's r.Static (Go's http.FileServer) serves a file: Last-Modified from its mtime, a
+        # 304 to an If-Modified-Since that is not older, and no Cache-Control.
+        try:
+            with open(os.path.join("static", os.path.basename(name)), "rb") as file:
+                body = file.read()
+                modified = int(os.fstat(file.fileno()).st_mtime)
+        except OSError:
+            return self.send(404, b"no such file", "text/plain")
+        since = self.headers.get("If-Modified-Since")
+        try:
+            unchanged = since and email.utils.parsedate_to_datetime(since).timestamp() >= modified
+        except (TypeError, ValueError):
+            unchanged = False
+        last_modified = email.utils.formatdate(modified, usegmt=True)
+        with open("../scratch/static.log", "a") as log:
+            log.write("%s %s\n" % (name, 304 if unchanged else 200))
+        if unchanged:
+            self.send_response(304)
+            self.send_header("Last-Modified", last_modified)
+            self.end_headers()
+        else:
+            self.send(200, body, "text/css; charset=utf-8", [("Last-Modified", last_modified)])
 
     def do_POST(self):
         path = self.path.split("?")[0]

@@ -15,6 +15,7 @@ use crate::{BUILD, builds};
 
 mod access;
 mod browser;
+mod caching;
 mod gin;
 mod overlap_ports;
 mod overlay;
@@ -807,6 +808,75 @@ fn the_event_stream_says_hello_then_building_failed_and_ready_and_the_trigger_re
 }
 
 #[test]
+fn a_burst_of_triggers_is_one_reload_and_one_line_and_each_later_trigger_another() {
+    let window = Duration::from_secs(1);
+    let project = proxied("v1");
+    let proxied = start(&project, &["--debounce", "1s"]);
+    proxied.wait_serving("v1");
+    let events = EventStream::open(proxied.proxy);
+    events.wait_for(&proxied.session, "event: hello");
+    let trigger = |user_agent: &str| {
+        let agent = format!("User-Agent: {user_agent}");
+        let answer = request(proxied.proxy, "POST", "/__reload/trigger", &[&agent], b"")
+            .expect("the trigger answers");
+        assert_eq!(answer.status, 204, "{answer:?}");
+    };
+
+    // Five triggers, each sent as soon as the one before is answered. Two of them are at
+    // most the time from sending the first to the answer of the second apart.
+    let (mut longest, mut sent) = (Duration::ZERO, None::<Instant>);
+    for _ in 0..5 {
+        let now = Instant::now();
+        trigger("burst-watcher/1.0");
+        if let Some(before) = sent {
+            longest = longest.max(before.elapsed());
+        }
+        sent = Some(now);
+    }
+    events.wait_for(&proxied.session, "event: reload");
+    if longest >= window {
+        println!("note: a stall of {longest:?} could have split the burst; not judged");
+        return;
+    }
+    proxied
+        .session
+        .assert_holds_for(window, "one reload for the burst", || {
+            events.count("event: reload") == 1
+        });
+    proxied
+        .session
+        .wait_for_stderr("asked by burst-watcher/1.0");
+    let lines = || {
+        proxied
+            .session
+            .stderr()
+            .lines()
+            .filter(|line| line.starts_with("[reload] reloading the pages"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    proxied
+        .session
+        .assert_holds_for(window, "one line for the burst", || lines().len() == 1);
+    assert_eq!(
+        lines(),
+        [
+            "[reload] reloading the pages, asked by burst-watcher/1.0 (5 times) through \
+          /__reload/trigger"
+        ]
+    );
+
+    // A watcher that posts again after the window: a reload and a line each time.
+    for n in 2..=3 {
+        trigger("curl/8.5.0");
+        events.wait_for_count(&proxied.session, "event: reload", n);
+        proxied
+            .session
+            .wait_for_stderr_count("asked by curl/8.5.0 through /__reload/trigger", n - 1);
+    }
+}
+
+#[test]
 fn the_trigger_refuses_a_connection_from_another_machine() {
     let Some(own) = non_loopback_address() else {
         println!("note: this machine has no address but loopback; not judged");
@@ -955,9 +1025,17 @@ impl EventStream {
     }
 
     fn wait_for(&self, session: &Session, needle: &str) {
-        session.wait_until(&format!("`{needle}` on the event stream"), || {
-            self.seen.lock().unwrap().contains(needle).then_some(())
+        self.wait_for_count(session, needle, 1);
+    }
+
+    fn wait_for_count(&self, session: &Session, needle: &str, count: usize) {
+        session.wait_until(&format!("{count}x `{needle}` on the event stream"), || {
+            (self.count(needle) >= count).then_some(())
         });
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.seen.lock().unwrap().matches(needle).count()
     }
 }
 

@@ -351,6 +351,81 @@ fn a_makefile_with_a_run_target_is_run_with_make_run_and_restarted_on_an_edit() 
 }
 
 // ---------------------------------------------------------------------------------------------
+// The start line
+
+/// reload's first status line in `project` with `args` (what it builds and runs, and from
+/// where), up to `; watching`.
+fn start_line(project: &Project, args: &[&str]) -> String {
+    let session = project.start(args);
+    session.wait_for_stderr("; watching");
+    let stderr = session.stderr();
+    let line = status_lines(&stderr)
+        .into_iter()
+        .find_map(|line| line.split_once("; watching"))
+        .map(|(plan, _)| plan.to_owned());
+    line.unwrap_or_else(|| panic!("no start line{}", session.context()))
+}
+
+#[test]
+fn the_start_line_names_a_config_file_only_when_one_was_read_and_says_what_runs() {
+    let bare = Project::new();
+    let go = Project::new().file("go.mod", GO_MOD);
+    let make = Project::new().file("Makefile", "run:\n\tsleep 1000\n");
+    let file =
+        Project::new().config("[build]\ncmd = \"true\"\n\n[run]\ncmd = [\"sleep\", \"1000\"]\n");
+    let config = file.path("reload.toml");
+    let cases: [(&Project, &[&str], String); 8] = [
+        (
+            &bare,
+            &["--build", "true", "--", "sleep", "1000"],
+            "build with `true`, run `sleep 1000`".into(),
+        ),
+        (
+            &bare,
+            &["--", "sleep", "1 000"],
+            "no build step, run `sleep '1 000'`".into(),
+        ),
+        (
+            &bare,
+            &["--build", "true"],
+            "build with `true`, nothing to run (no program given: build only)".into(),
+        ),
+        (
+            &bare,
+            &["--build", "", "--", "sleep", "1000"],
+            "no build step, run `sleep 1000`".into(),
+        ),
+        (
+            &go,
+            &["--", "sleep", "1000"],
+            "build with `go build -o ./tmp/main .` (Go module), run `sleep 1000`".into(),
+        ),
+        (&make, &[], "Makefile: run `make run`".into()),
+        (
+            &file,
+            &[],
+            format!("{}: build with `true`, run `sleep 1000`", config.display()),
+        ),
+        (
+            &file,
+            &["--build", "echo hi", "--", "sleep", "999"],
+            format!(
+                "{}: build with `echo hi`, run `sleep 999`",
+                config.display()
+            ),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (project, args, expected) in cases {
+        let line = start_line(project, args);
+        if line != format!("[reload] {expected}") {
+            wrong.push(format!("reload {args:?}: {line:?}, not {expected:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Keys on a terminal
 
 /// Logs each start to `../scratch/app.log` in the harness's format, then waits quietly.
