@@ -403,11 +403,14 @@ mod tests {
 
     #[test]
     fn only_lines_a_shell_would_not_change_skip_the_shell() {
+        // Programs every Unix has: a unit test needs nothing but Rust.
         let root = Path::new("/");
-        let (program, args) = plain_command("true", root).expect("plain");
+        let (program, args) = plain_command("true", root).expect("`true` is on PATH");
         assert!(program.ends_with("true") && args.is_empty());
-        let (_, args) = plain_command("go build -o ./tmp/main .", root).expect("plain");
-        assert_eq!(args, ["build", "-o", "./tmp/main", "."]);
+        let line = "cp -p ./tmp/main ./tmp/main.old";
+        let (program, args) = plain_command(line, root).expect("`cp` is on PATH");
+        assert!(program.ends_with("cp"), "{}", program.display());
+        assert_eq!(args, ["-p", "./tmp/main", "./tmp/main.old"]);
         for shell in [
             "make && ./deploy",
             "echo $HOME",

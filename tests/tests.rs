@@ -9,6 +9,7 @@
 mod config_errors;
 mod init_cmd;
 mod lifecycle;
+mod needs;
 mod proxy;
 mod python;
 mod sockets;
@@ -19,6 +20,7 @@ mod watching;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use support::needs::{Tool, require};
 use support::{AppStart, CARGO_DEADLINE, Project, Session, alive, http_get};
 
 /// The stand-in compiler. A version containing FAIL does not compile; one containing HANG
@@ -839,6 +841,7 @@ fn a_plain_cargo_server_is_built_served_and_reloaded_with_no_configuration() {
 
 #[test]
 fn a_vim_save_with_backup_and_writebackup_rebuilds_once_and_stays_watched() {
+    let vim = require(Tool::Vim).to_str().expect("a UTF-8 path");
     let project = served(APP);
     let session = project.start(&[]);
     session.wait_for_start("v1");
@@ -847,7 +850,7 @@ fn a_vim_save_with_backup_and_writebackup_rebuilds_once_and_stays_watched() {
     // new file written in its place, the backup deleted. One save, one build.
     for (previous, next) in [("v1", "v2"), ("v2", "v3")] {
         project.run_tool(
-            "vim",
+            vim,
             &[
                 "-Es",
                 "-u",

@@ -46,6 +46,11 @@ mod procfs;
 #[allow(dead_code)]
 #[path = "../../tests/support/browser.rs"]
 mod browser;
+// Required by the browser harness (which the browser scenario only launches once it has found
+// chromium); the other tools are the tests'.
+#[allow(dead_code)]
+#[path = "../../tests/support/needs.rs"]
+mod needs;
 mod report;
 mod scenario;
 mod session;

@@ -11,6 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::support::needs::{Tool, require};
 use crate::support::{CARGO_DEADLINE, Project, Session};
 
 /// A path inside the project root (the root is the scratch directory's sibling).
@@ -61,6 +62,7 @@ while True:
 
 #[test]
 fn init_with_ext_and_a_program_in_a_python_project_writes_them_and_a_bare_reload_runs_them() {
+    require(Tool::Python3);
     let project = Project::new().file("app.py", PYTHON_APP);
     let said = run_ok(&project, &["init", "-e", "py", "--", "python3", "app.py"]);
     assert!(said.contains("wrote"), "{said}");
@@ -204,6 +206,7 @@ fn init_for_a_node_project_writes_a_plain_start_script_as_an_argv() {
 
 #[test]
 fn a_bare_reload_runs_a_plain_node_start_script_as_node_itself() {
+    require(Tool::Node);
     let project = Project::new()
         .file("package.json", PACKAGE_JSON)
         .file("server.js", NODE_SERVER);

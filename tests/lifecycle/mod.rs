@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::support::needs::{Tool, require};
 use crate::support::{Project, Session, alive, free_port};
 use crate::{APP, builds, served};
 
@@ -43,6 +44,7 @@ fn start_with_build<'p>(project: &'p Project, build: &str) -> Session<'p> {
 
 #[test]
 fn a_restart_and_an_exit_wait_for_a_server_under_sh_to_finish_its_shutdown() {
+    require(Tool::Python3);
     let project = draining_project();
     let mut session = project.start(&[]);
     session.wait_for("the v1 server to start", || {
@@ -408,6 +410,7 @@ fn a_script_whose_interpreter_is_missing_is_reported_as_such() {
 
 #[test]
 fn with_listen_a_server_that_binds_the_port_itself_is_told_to_take_fd_3() {
+    require(Tool::Python3);
     let port = free_port();
     let project = Project::new().file("src/a.txt", "1\n").file(
         "server.py",
@@ -641,6 +644,7 @@ while True:
 
 #[test]
 fn a_change_while_the_old_server_stops_starts_only_the_newest_version() {
+    require(Tool::Python3);
     let project = Project::new()
         .file("src/version.txt", "v1\n")
         .file("server.py", SERVER_HELD_IN_ITS_STOP)
@@ -689,6 +693,7 @@ fn a_change_while_the_old_server_stops_starts_only_the_newest_version() {
 
 #[test]
 fn with_ready_tcp_a_new_server_counts_as_started_once_its_port_accepts() {
+    require(Tool::Python3);
     let port = free_port();
     // It binds its port only after 300 ms: ready must wait for that, not for the spawn.
     let project = Project::new().file("src/version.txt", "v1\n").file(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::{Answer, EventStream, Proxied, proxied, send_raw, start};
 use crate::support::browser::Browser;
+use crate::support::needs::{Tool, require};
 use crate::support::{DEADLINE, free_port};
 
 /// `head` (request line and headers, without the blank line) sent to the proxy with
@@ -218,6 +219,7 @@ fn reloads_own_endpoints_answer_only_their_own_pages() {
 
 #[test]
 fn in_a_browser_a_page_on_a_foreign_name_can_read_neither_the_app_nor_the_event_stream() {
+    require(Tool::Chromium);
     let project = proxied("v1");
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");

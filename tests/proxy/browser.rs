@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::{ESTABLISHED, Proxied, proxied, sockets_on, start};
 use crate::support::browser::{BROWSER_DEADLINE, Browser, Tab};
+use crate::support::needs::{Tool, require};
 
 /// Far above what a save takes to reach the page, for a loaded 2-core machine.
 const FOLLOW: Duration = Duration::from_secs(60);
@@ -32,6 +33,7 @@ const OVERLAY: &str = "[...document.querySelectorAll('reload-ui')]\
 
 #[test]
 fn a_page_follows_a_save_without_the_test_reloading_it() {
+    require(Tool::Chromium);
     let project = proxied("v1");
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");
@@ -52,6 +54,7 @@ fn a_page_follows_a_save_without_the_test_reloading_it() {
 
 #[test]
 fn the_overlay_shows_a_compile_error_and_goes_away_after_the_fix() {
+    require(Tool::Chromium);
     let project = proxied("v1");
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");
@@ -91,6 +94,7 @@ fn the_overlay_shows_a_compile_error_and_goes_away_after_the_fix() {
 
 #[test]
 fn a_badge_shows_while_a_build_runs_and_goes_when_the_page_follows() {
+    require(Tool::Chromium);
     let project = proxied("v1");
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");
@@ -114,6 +118,7 @@ fn a_badge_shows_while_a_build_runs_and_goes_when_the_page_follows() {
 
 #[test]
 fn eight_tabs_all_follow_a_save() {
+    require(Tool::Chromium);
     let project = proxied("v1");
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");
@@ -137,6 +142,7 @@ fn eight_tabs_all_follow_a_save() {
 
 #[test]
 fn after_a_reconnect_a_page_reloads_only_when_the_generation_changed() {
+    require(Tool::Chromium);
     let project = proxied("v1");
     let mut first = start(&project, &[]);
     first.wait_serving("v1");

@@ -7,10 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{Load, SCRIPT, get, request};
+use crate::support::needs::{GOPATH, Tool, require};
 use crate::support::{Project, Session, free_port};
-
-/// Where Debian puts Gin and its dependencies.
-const GOPATH: &str = "/usr/share/gocode";
 
 /// The first build compiles Gin and its dependencies when Go's cache is cold.
 const FIRST_BUILD: Duration = Duration::from_secs(300);
@@ -83,12 +81,8 @@ fn wait_version(session: &Session, proxy: u16, version: &str, within: Duration) 
 
 #[test]
 fn a_gin_project_with_airs_proxy_section_works_unchanged_under_a_bare_reload() {
-    assert!(
-        Path::new(GOPATH)
-            .join("src/github.com/gin-gonic/gin")
-            .is_dir(),
-        "Gin is not installed: apt-get install golang-github-gin-gonic-gin-dev (.ci/run does)"
-    );
+    require(Tool::Go);
+    require(Tool::Gin);
     let (proxy, app) = (free_port(), free_port());
     let project = Project::new()
         .file("main.go", &gin_app(app, "v1"))

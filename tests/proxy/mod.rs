@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::needs::{Tool, require};
 use crate::support::{DEADLINE, Project, Session, free_port};
 use crate::{BUILD, builds};
 
 mod access;
 mod browser;
 mod caching;
+mod client;
 mod gin;
 mod overlap_ports;
 mod overlay;
@@ -25,8 +27,9 @@ mod requests;
 const APP: &str = include_str!("app.py");
 
 /// The stand-in project behind a proxy: `sh build.sh` "compiles" src/version.txt, `app.py`
-/// serves it.
+/// serves it (so every test that uses it needs python3).
 fn proxied(version: &str) -> Project {
+    require(Tool::Python3);
     Project::new()
         .file("src/version.txt", &format!("{version}\n"))
         .file("build.sh", BUILD)
@@ -464,6 +467,7 @@ fn with_overlap_a_server_that_reads_port_starts_beside_the_old_one_and_nothing_w
 
 #[test]
 fn with_overlap_a_server_that_ignores_port_falls_back_to_stop_then_start_with_one_line() {
+    require(Tool::Python3);
     let proxy = free_port();
     let app = free_port();
     let config = format!(
@@ -1036,6 +1040,16 @@ impl EventStream {
 
     fn count(&self, needle: &str) -> usize {
         self.seen.lock().unwrap().matches(needle).count()
+    }
+
+    /// The data of the first `event` on the stream, once it has come whole.
+    fn data_of(&self, session: &Session, event: &str) -> String {
+        let head = format!("event: {event}\ndata: ");
+        session.wait_until(&format!("a whole `{event}` event on the stream"), || {
+            let seen = self.seen.lock().unwrap();
+            let data = &seen[seen.find(&head)? + head.len()..];
+            data.find('\n').map(|end| data[..end].to_owned())
+        })
     }
 }
 

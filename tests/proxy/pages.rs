@@ -4,6 +4,7 @@
 
 use super::{SCRIPT, get, proxied, request, start, wire};
 use crate::support::browser::{BROWSER_DEADLINE, Browser};
+use crate::support::needs::{Tool, require};
 
 /// Far above what a save takes to reach the page, for a loaded 2-core machine.
 const FOLLOW: std::time::Duration = std::time::Duration::from_secs(60);
@@ -102,6 +103,7 @@ fn a_page_whose_csp_blocks_the_script_is_named_once_with_what_to_change() {
 
 #[test]
 fn pages_with_body_tags_in_scripts_and_comments_follow_a_save_and_keep_working() {
+    require(Tool::Chromium);
     let project = proxied("v1");
     let proxied = start(&project, &[]);
     proxied.wait_serving("v1");

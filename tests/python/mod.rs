@@ -8,23 +8,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{Project, Session, free_port, http_get};
-
-/// Fail at once, in one line, when the Python module `name` cannot be imported.
-#[track_caller]
-fn require_module(name: &str) {
-    let imports = Command::new("python3")
-        .args(["-c", &format!("import {name}")])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    assert!(
-        imports,
-        "this test needs the Python module `{name}`: python3 -m pip install {name}"
-    );
-}
 
 /// Wait until `GET /` on `port` answers exactly `body`.
 #[track_caller]
@@ -80,7 +66,7 @@ fn flask_app(version: &str) -> String {
 
 #[test]
 fn a_flask_app_runs_in_its_virtualenv_and_restarts_on_a_py_or_template_edit() {
-    require_module("flask");
+    crate::support::needs::require_python("flask");
     let port = free_port();
     let project = Project::new()
         .file("requirements.txt", "flask\n")
@@ -142,8 +128,8 @@ fn fastapi_app(version: &str) -> String {
 
 #[test]
 fn a_fastapi_app_runs_under_uvicorn_and_restarts_on_an_edit() {
-    require_module("fastapi");
-    require_module("uvicorn");
+    crate::support::needs::require_python("fastapi");
+    crate::support::needs::require_python("uvicorn");
     let port = free_port();
     let project = Project::new()
         .file(
@@ -206,7 +192,7 @@ fn django_project() -> Project {
 
 #[test]
 fn a_django_project_behind_the_proxy_gets_the_app_port_and_restarts_on_an_edit() {
-    require_module("django");
+    crate::support::needs::require_python("django");
     let (proxy, app) = (free_port(), free_port());
     let project = django_project();
     let session = project.start(&[
@@ -238,7 +224,7 @@ fn a_django_project_behind_the_proxy_gets_the_app_port_and_restarts_on_an_edit()
 
 #[test]
 fn reload_init_in_a_django_project_writes_the_server_down_and_a_bare_reload_runs_it() {
-    require_module("django");
+    crate::support::needs::require_python("django");
     let port = free_port();
     let project = django_project();
     let init = project.run_to_exit(&["init"]);

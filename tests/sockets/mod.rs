@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::support::needs::{Tool, require};
 use crate::support::{Project, Session, alive, free_port};
 
 /// How long a single request may take before it counts as failed: far beyond any restart.
@@ -57,12 +58,13 @@ fn hello_server() -> String {
 #[track_caller]
 fn python() -> String {
     static PYTHON: OnceLock<String> = OnceLock::new();
+    require(Tool::Python3);
     PYTHON
         .get_or_init(|| {
             let output = Command::new("python3")
                 .args(["-c", "import sys; print(sys.executable)"])
                 .output()
-                .unwrap_or_else(|err| panic!("these tests need python3: {err}"));
+                .unwrap_or_else(|err| panic!("cannot run python3: {err}"));
             assert!(output.status.success(), "python3 failed: {output:?}");
             String::from_utf8(output.stdout)
                 .expect("a UTF-8 path")

@@ -17,7 +17,8 @@
 //! panicked.
 //!
 //! Shared as `support::browser`, or included through `#[path]` by a test file that also
-//! includes `procfs.rs` beside it: this module reads /proc through `super::procfs`.
+//! includes `procfs.rs` and `needs.rs` beside it: this module reads /proc through
+//! `super::procfs`, and requires chromium through `super::needs`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -36,6 +37,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tungstenite::{Message, WebSocket};
 
+use super::needs::{Tool, require};
 use super::procfs;
 
 /// How long chromium may take to start listening, and any one CDP command to be answered.
@@ -90,11 +92,12 @@ impl Browser {
     /// 127.0.0.1` to give a page a foreign name that resolves to this machine.
     #[track_caller]
     pub(crate) fn launch_with(extra: &[&str]) -> Browser {
+        let chromium = require(Tool::Chromium);
         let profile = tempfile::Builder::new()
             .prefix("reload-test-chromium-")
             .tempdir()
             .expect("create a temporary profile directory for chromium");
-        let mut child = Command::new("chromium")
+        let mut child = Command::new(chromium)
             .args(FLAGS)
             .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -106,12 +109,7 @@ impl Browser {
             // Its own process group, so that Drop reaches every process chromium starts.
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start chromium (Debian's package `chromium`; .ci/run installs it): \
-                     {err}"
-                )
-            });
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", chromium.display()));
         let (stderr, endpoint) = watch_stderr(&mut child);
         // From here on a panic drops `browser`, which kills chromium and removes the profile.
         let mut browser = Browser {

@@ -18,12 +18,15 @@
 //! Dropping a `Session` stops reload and SIGKILLs anything still running in the project.
 //!
 //! The /proc readers and the HTTP client are in `procfs.rs` and `http.rs`, plain files the
-//! dev-loop benchmark includes too.
+//! dev-loop benchmark includes too. A test that needs a tool (go, node, chromium, python3...)
+//! says so first with [`needs::require`], which fails it at once, in one line, where the tool
+//! is missing.
 
 // The browser harness; only the proxy's browser tests use it, and not all of it.
 #[allow(dead_code)]
 pub(crate) mod browser;
 mod http;
+pub(crate) mod needs;
 mod procfs;
 
 use std::collections::HashMap;

@@ -19,6 +19,7 @@ use nix::pty::openpty;
 use nix::sys::termios::{LocalFlags, tcgetattr};
 use serde_json::Value;
 
+use crate::support::needs::{Tool, require};
 use crate::support::{Project, Session, alive, free_port, http_get};
 
 /// Deadline for waits that include a real `go build` on a loaded machine.
@@ -127,6 +128,7 @@ fn start_go<'p>(project: &'p Project, args: &[&str]) -> Session<'p> {
 
 #[test]
 fn an_air_project_is_built_served_and_reloaded_by_a_bare_reload() {
+    require(Tool::Go);
     let port = free_port();
     let project = go_project(port).file(".air.toml", AIR_TOML);
     let session = start_go(&project, &[]);
@@ -163,6 +165,7 @@ fn an_air_project_is_built_served_and_reloaded_by_a_bare_reload() {
 
 #[test]
 fn an_air_file_named_with_dash_c_wins_over_reload_toml() {
+    require(Tool::Go);
     let port = free_port();
     // Without -c, this reload.toml would be read first, and it does not even parse.
     let project = go_project(port)
@@ -184,6 +187,7 @@ fn an_air_file_named_with_dash_c_wins_over_reload_toml() {
 
 #[test]
 fn a_go_module_with_no_configuration_is_built_into_tmp_main_and_served() {
+    require(Tool::Go);
     let port = free_port();
     let project = go_project(port);
     let session = start_go(&project, &[]);
@@ -208,6 +212,7 @@ fn a_go_module_with_no_configuration_is_built_into_tmp_main_and_served() {
 
 #[test]
 fn reload_init_writes_reload_toml_once_and_a_bare_reload_then_uses_it() {
+    require(Tool::Go);
     let port = free_port();
     let project = go_project(port);
     let reload_toml = in_project(&project, "reload.toml");
@@ -256,6 +261,7 @@ fn reload_init_writes_reload_toml_once_and_a_bare_reload_then_uses_it() {
 
 #[test]
 fn reload_init_from_air_writes_a_reload_toml_that_builds_and_serves() {
+    require(Tool::Go);
     let port = free_port();
     let project = go_project(port).file(".air.toml", AIR_TOML);
 
@@ -312,6 +318,7 @@ fn node_server(port: u16, body: &str) -> String {
 
 #[test]
 fn a_package_json_start_script_is_served_and_restarted_on_an_edit() {
+    require(Tool::Node);
     let port = free_port();
     let project = Project::new()
         .file("package.json", PACKAGE_JSON)
@@ -334,6 +341,7 @@ fn a_package_json_start_script_is_served_and_restarted_on_an_edit() {
 
 #[test]
 fn a_makefile_with_a_run_target_is_run_with_make_run_and_restarted_on_an_edit() {
+    require(Tool::Make);
     let project = quiet_project().file("Makefile", "run:\n\t./app.sh\n");
     let session = project.start(&[]);
     session.wait_for_start("v1");
