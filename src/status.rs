@@ -12,7 +12,7 @@
 //! characters are shown as `\n`, `\x1b`, `\u{9b}`. JSON needs nothing more: serde escapes.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +20,7 @@ use anstream::{AutoStream, ColorChoice};
 use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
-use crate::config::{LogFormat, Output};
+use crate::config::{Change, LogFormat, Output};
 use crate::lifecycle::{AfterFailure, Lifecycle, Subscriber};
 
 /// Something reload reports.
@@ -88,6 +88,13 @@ pub enum Note<'a> {
         pid: Option<u32>,
         port: u16,
         instead: u16,
+    },
+    /// A file that decides the configuration changed (`file`, as the user reads it), and the
+    /// configuration read again differs from the one in force in `change`.
+    Reconfigured {
+        file: &'a str,
+        root: &'a Path,
+        change: &'a Change,
     },
     Info(&'a str),
     Warning(&'a str),
@@ -228,6 +235,7 @@ impl Note<'_> {
                      use ({IN_USE}): starting it again on :{instead}"
                 ),
             ),
+            Note::Reconfigured { file, root, change } => reconfigured(file, root, change),
             Note::Info(text) => (Tone::Info, (*text).to_owned()),
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
@@ -305,11 +313,51 @@ impl Note<'_> {
             Note::PortTaken { pid, port, instead } => {
                 json!({"event": "port_taken", "pid": pid, "port": port, "instead": instead})
             }
+            Note::Reconfigured { file, change, .. } => {
+                let (kind, value) = match change {
+                    Change::Watched(path) => ("watched", json!(path)),
+                    Change::Unwatched(path) => ("unwatched", json!(path)),
+                    Change::Build(command) => ("build", json!(command)),
+                    Change::Program(command) => ("program", json!(command)),
+                    Change::Settings(section) => ("settings", json!(section)),
+                    Change::NeedsRestart(setting) => ("needs_restart", json!(setting)),
+                };
+                json!({"event": "reconfigure", "file": file, "change": kind, "value": value})
+            }
             Note::Info(text) => json!({"event": "info", "message": text}),
             Note::Warning(text) => json!({"event": "warning", "message": text}),
             Note::Error(text) => json!({"event": "error", "message": text}),
         }
     }
+}
+
+/// One line per difference that a configuration read again brings.
+fn reconfigured(file: &str, root: &Path, change: &Change) -> (Tone, String) {
+    let relative = |path: &Path| match path.strip_prefix(root) {
+        Ok(inside) if inside.as_os_str().is_empty() => ".".to_owned(),
+        Ok(inside) => inside.display().to_string(),
+        Err(_) => path.display().to_string(),
+    };
+    let line = match change {
+        Change::Watched(path) => format!("now watching {} (added by {file})", relative(path)),
+        Change::Unwatched(path) => {
+            format!("no longer watching {} (dropped by {file})", relative(path))
+        }
+        Change::Build(Some(command)) => format!("{file}: now building with `{command}`"),
+        Change::Build(None) => format!("{file}: no build step any more"),
+        Change::Program(command) => format!("{file}: now running `{command}`"),
+        Change::Settings(section) => format!("{file}: new {section} settings applied"),
+        Change::NeedsRestart(setting) => {
+            return (
+                Tone::Bad,
+                format!(
+                    "{file}: {setting} changed, which reload sets up only at start: restart \
+                     reload to apply it; keeping the running configuration"
+                ),
+            );
+        }
+    };
+    (Tone::Info, line)
 }
 
 #[derive(Debug, Clone, Copy)]

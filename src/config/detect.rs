@@ -48,6 +48,32 @@ pub(crate) struct Plan {
 /// Where Go builds go, as air does it.
 pub(crate) const GO_BINARY: &str = "./tmp/main";
 
+/// The files at a project's root that [`detect`] reads to tell its kind and plan: a change to
+/// one (or one appearing) can change what zero-config decides. A new project kind adds the
+/// files it reads here, so that reload follows them while it runs.
+pub(crate) const MARKERS: &[&str] = &[
+    "Cargo.toml",
+    "go.mod",
+    "package.json",
+    "Makefile",
+    "makefile",
+    "GNUmakefile",
+];
+
+/// Every file that detection read (or looked for) in `root`: the [`MARKERS`], and in a Cargo
+/// project the manifest of every member and path dependency, which decide what is watched.
+pub(crate) fn files_read(root: &Path, project: Option<&Project>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = MARKERS.iter().map(|name| root.join(name)).collect();
+    if let Some(Project::Cargo(cargo)) = project {
+        for manifest in cargo.manifests() {
+            if !files.contains(&manifest) {
+                files.push(manifest);
+            }
+        }
+    }
+    files
+}
+
 pub(crate) fn detect(root: &Path) -> Option<Project> {
     if root.join("Cargo.toml").is_file() {
         return Some(Project::Cargo(CargoProject::read(root)));
@@ -58,7 +84,7 @@ pub(crate) fn detect(root: &Path) -> Option<Project> {
     if let Some(program) = node_program(root) {
         return Some(Project::Node { program });
     }
-    let has_run_target = ["Makefile", "makefile", "GNUmakefile"].iter().any(|name| {
+    let has_run_target = MARKERS[3..].iter().any(|name| {
         std::fs::read_to_string(root.join(name))
             .is_ok_and(|text| text.lines().any(|line| line.starts_with("run:")))
     });
@@ -174,10 +200,22 @@ impl Project {
         bin: Option<&str>,
     ) -> Vec<PathBuf> {
         match self {
-            Project::Cargo(cargo) => cargo.sources(root, package, bin),
+            Project::Cargo(cargo) => cargo
+                .sources(root, package, bin)
+                .or_else(|| Some(cargo.with_outside_dependencies(root))),
             Project::Go | Project::Node { .. } | Project::Make => None,
         }
         .unwrap_or_else(|| vec![root.to_owned()])
+    }
+
+    /// Why the project's own files could not be read (cargo's message), if they could not.
+    pub(crate) fn unreadable(&self) -> Option<&str> {
+        match self {
+            Project::Cargo(CargoProject {
+                packages: Err(err), ..
+            }) => Some(err),
+            _ => None,
+        }
     }
 
     /// Watch settings used when no config file exists.
@@ -413,6 +451,50 @@ impl CargoProject {
         }
         Some(dirs)
     }
+}
+
+impl CargoProject {
+    /// The manifests of every member and of every path dependency: adding a path dependency
+    /// to one changes what a build reads.
+    fn manifests(&self) -> Vec<PathBuf> {
+        let Ok(packages) = &self.packages else {
+            return Vec::new();
+        };
+        let mut manifests: Vec<PathBuf> = packages
+            .iter()
+            .flat_map(|p| std::iter::once(&p.dir).chain(&p.path_dependencies))
+            .map(|dir| canonical(dir).join("Cargo.toml"))
+            .collect();
+        manifests.sort();
+        manifests.dedup();
+        manifests
+    }
+
+    /// The root, and the path dependencies outside it: a crate at `../shared` is part of every
+    /// build, and nothing under the root would see its edits.
+    fn with_outside_dependencies(&self, root: &Path) -> Vec<PathBuf> {
+        let root = canonical(root);
+        let mut dirs: Vec<PathBuf> = self
+            .packages
+            .iter()
+            .flatten()
+            .flat_map(|p| &p.path_dependencies)
+            .map(|dir| canonical(dir))
+            .filter(|dir| !dir.starts_with(&root) && dir.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let all = dirs.clone();
+        dirs.retain(|dir| !all.iter().any(|o| o != dir && dir.starts_with(o)));
+        dirs.insert(0, root);
+        dirs
+    }
+}
+
+/// `path` without symlinks or `..`, as watched paths and events name it; as it is when that
+/// cannot be said (it does not exist).
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_owned())
 }
 
 impl From<MetadataPackage> for Package {

@@ -51,8 +51,9 @@ struct Stages {
     env_overridden: BTreeSet<String>,
 }
 
-/// Run the dev loop until a shutdown. Returns the exit code to use.
-pub async fn run(config: Config) -> Result<Exit> {
+/// Run the dev loop until a shutdown. Returns the exit code to use. `read_again` resolves the
+/// configuration anew, as at start, when a file that decides it changes.
+pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Result<Exit> {
     let mut shutdowns = listen_for_shutdown()?;
     let mut bus = Bus::new(status::subscribers());
     // Bound before anything starts: a proxy port in use stops reload with nothing to clean up.
@@ -71,21 +72,101 @@ pub async fn run(config: Config) -> Result<Exit> {
     } else {
         Stdin::Inherit
     };
-    let run = config.run;
-    let mut policy = Policy::of(config.build.as_ref(), run.as_ref(), config.output.clear);
-    let env_file = run.as_ref().and_then(|run| run.env_file.clone());
+    let mut policy = Policy::of(
+        config.build.as_ref(),
+        config.run.as_ref(),
+        config.output.clear,
+    );
     policy.ports = turns(config.proxy.as_ref(), &mut policy.order);
-    let supervisor = run
+    let supervisor = config
+        .run
+        .clone()
         .map(|run| Supervisor::new(run, config.root.clone(), stdin, server_events))
         .transpose()?;
-    let (mut changes, watched) = watch::start(config.watch)?;
+    let watching = watch::start(config.watch.clone())?;
+    let mut changes = watching.changes;
+    announce(&config, watching.directories, supervisor.as_ref(), &policy);
+    let keyboard = terminal::start();
+    let (restore_terminal, mut keys) = match keyboard {
+        Some((guard, keys)) => {
+            status::info(terminal::HELP);
+            (Some(guard), keys)
+        }
+        None => (None, mpsc::unbounded_channel().1),
+    };
+    policy.keys = restore_terminal.is_some();
+    let mut unit = Unit {
+        machine: Service::new(policy),
+        stages: Stages {
+            root: config.root.clone(),
+            build_command: config.build.clone(),
+            build: None,
+            supervisor,
+            env_file: config.run.as_ref().and_then(|run| run.env_file.clone()),
+            env_overridden: BTreeSet::new(),
+        },
+    };
+    let mut following = Following {
+        config,
+        read_again,
+        watch: watching.control,
+    };
+    let mut effects = unit.machine.start(Instant::now());
+    loop {
+        if let Some(exit) = unit.carry_out(effects, &mut bus).await {
+            let config = &following.config;
+            finish(
+                &config.root,
+                &config.post,
+                &config.clean_on_exit,
+                &mut shutdowns,
+            )
+            .await;
+            return Ok(exit);
+        }
+        let deadline = unit.machine.next_deadline();
+        let event = tokio::select! {
+            Some(shutdown) = shutdowns.recv() => Some(Event::Shutdown(shutdown)),
+            changed = changes.recv() => match changed {
+                Some(changed) => following.on_changes(changed, &mut unit),
+                None => return Err(anyhow!("the file watcher stopped unexpectedly")),
+            },
+            Some(key) = keys.recv() => Some(Event::Key(key)),
+            outcome = build_finished(&mut unit.stages.build) => {
+                unit.stages.build = None;
+                Some(Event::BuildFinished {
+                    result: outcome.result,
+                    elapsed: outcome.elapsed,
+                    output: outcome.output,
+                })
+            }
+            Some(event) = from_servers.recv() => Some(match event {
+                ServerEvent::Ready(generation) => Event::Ready(generation),
+                ServerEvent::IgnoresPort(generation, listens) => {
+                    Event::IgnoresPort { generation, listens }
+                }
+                ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
+                ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
+                ServerEvent::Stopped(generation) => Event::Stopped(generation),
+            }),
+            () = sleep_until(deadline) => Some(Event::Tick),
+        };
+        effects = match event {
+            Some(event) => unit.machine.handle(event, Instant::now()),
+            None => Vec::new(),
+        };
+    }
+}
+
+/// The startup lines: the config's warnings, where it came from and what is watched, the proxy.
+fn announce(config: &Config, watched: usize, supervisor: Option<&Supervisor>, policy: &Policy) {
     for warning in &config.warnings {
         status::warning(warning);
     }
     status::emit(&status::Note::Watching {
         origin: &config.origin,
         directories: watched,
-        listening: supervisor.as_ref().and_then(Supervisor::describe_listeners),
+        listening: supervisor.and_then(Supervisor::describe_listeners),
     });
     if let Some(proxy) = &config.proxy {
         let mut line = crate::proxy::describe(proxy);
@@ -101,70 +182,132 @@ pub async fn run(config: Config) -> Result<Exit> {
         }
         status::info(&line);
     }
-    let keyboard = terminal::start();
-    let (restore_terminal, mut keys) = match keyboard {
-        Some((guard, keys)) => {
-            status::info(terminal::HELP);
-            (Some(guard), keys)
+}
+
+/// The configuration in force, and how it follows the files that decide it.
+struct Following<R> {
+    /// The last good configuration: what runs now.
+    config: Config,
+    read_again: R,
+    watch: watch::Control,
+}
+
+/// What reading the configuration again came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Followed {
+    /// It differs, and is in force now.
+    Applied,
+    /// It says what the one in force says.
+    Unchanged,
+    /// It is invalid, or changes what only a restart of reload can: the last good one stays.
+    Refused,
+}
+
+impl<R: Fn() -> Result<Config>> Following<R> {
+    /// A burst of changes: when a file that decides the configuration is among them, read it
+    /// again first. Returns the change for the machine, if there is one to build for: any
+    /// change the filter counts, except the config file itself when its new text changed
+    /// nothing that runs (it is settings, not a build input, unlike Cargo.toml).
+    fn on_changes(&mut self, changed: watch::ChangeSet, unit: &mut Unit) -> Option<Event> {
+        let root = self.config.root.clone();
+        let followed = (!changed.config_files.is_empty())
+            .then(|| self.read_again(&watch::summary(&changed.config_files, &root), unit));
+        let mut paths = changed.paths.clone();
+        if followed != Some(Followed::Applied) {
+            let settings = &self.config.settings_files;
+            paths.retain(|path| !settings.contains(path));
         }
-        None => (None, mpsc::unbounded_channel().1),
-    };
-    policy.keys = restore_terminal.is_some();
-    let mut unit = Unit {
-        machine: Service::new(policy),
-        stages: Stages {
-            root: config.root.clone(),
-            build_command: config.build,
-            build: None,
-            supervisor,
-            env_file,
-            env_overridden: BTreeSet::new(),
-        },
-    };
-    let mut effects = unit.machine.start(Instant::now());
-    loop {
-        if let Some(exit) = unit.carry_out(effects, &mut bus).await {
-            finish(
-                &config.root,
-                &config.post,
-                &config.clean_on_exit,
-                &mut shutdowns,
-            )
-            .await;
-            return Ok(exit);
-        }
-        let deadline = unit.machine.next_deadline();
-        let event = tokio::select! {
-            Some(shutdown) = shutdowns.recv() => Event::Shutdown(shutdown),
-            changed = changes.recv() => match changed {
-                Some(changed) => Event::Changed {
-                    summary: changed.summary(&config.root),
-                    paths: changed.paths,
-                    first_seen: changed.first_seen,
-                },
-                None => return Err(anyhow!("the file watcher stopped unexpectedly")),
-            },
-            Some(key) = keys.recv() => Event::Key(key),
-            outcome = build_finished(&mut unit.stages.build) => {
-                unit.stages.build = None;
-                Event::BuildFinished {
-                    result: outcome.result,
-                    elapsed: outcome.elapsed,
-                    output: outcome.output,
-                }
+        if paths.is_empty() && followed != Some(Followed::Applied) {
+            if followed == Some(Followed::Unchanged) {
+                status::info(&format!(
+                    "{} read again: nothing to apply",
+                    watch::summary(&changed.config_files, &root)
+                ));
             }
-            Some(event) = from_servers.recv() => match event {
-                ServerEvent::Ready(generation) => Event::Ready(generation),
-                ServerEvent::IgnoresPort(generation, listens) => {
-                    Event::IgnoresPort { generation, listens }
-                }
-                ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
-                ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
-                ServerEvent::Stopped(generation) => Event::Stopped(generation),
-            },
-            () = sleep_until(deadline) => Event::Tick,
+            return None;
+        }
+        Some(Event::Changed {
+            summary: changed.summary(&root),
+            paths: changed.all_paths(),
+            first_seen: changed.first_seen,
+        })
+    }
+
+    /// Resolve the configuration again, as at start, and put it in force when it is valid
+    /// and running reload can apply it. `file` names what changed, for the status lines.
+    fn read_again(&mut self, file: &str, unit: &mut Unit) -> Followed {
+        let new = match (self.read_again)() {
+            Ok(new) => new,
+            Err(err) => {
+                status::error(&format!(
+                    "{err:#}\n  keeping the last good configuration until this is fixed"
+                ));
+                return Followed::Refused;
+            }
         };
-        effects = unit.machine.handle(event, Instant::now());
+        if let Some(why) = &new.project_unreadable {
+            status::error(&format!(
+                "{file}: the project cannot be read:\n{why}\n  keeping the last good \
+                 configuration until this is fixed"
+            ));
+            return Followed::Refused;
+        }
+        let changes = crate::config::changes(&self.config, &new);
+        let refused = changes.iter().any(crate::config::Change::needs_restart);
+        for change in changes.iter().filter(|c| c.needs_restart() || !refused) {
+            status::emit(&status::Note::Reconfigured {
+                file,
+                root: &self.config.root,
+                change,
+            });
+        }
+        if refused {
+            return Followed::Refused;
+        }
+        for warning in new
+            .warnings
+            .iter()
+            .filter(|w| !self.config.warnings.contains(w))
+        {
+            status::warning(warning);
+        }
+        // The watch set may differ without a change to name (the files that decide it): it is
+        // handed over every time, and keeps the watches that stay.
+        self.watch.replace(new.watch.clone());
+        let followed = if changes.is_empty() {
+            Followed::Unchanged
+        } else {
+            self.apply(&new, unit);
+            Followed::Applied
+        };
+        self.config = new;
+        followed
+    }
+
+    /// Put `new` in force for what comes next: the next build, the next server, the policy.
+    /// What runs now is left to the change that follows.
+    fn apply(&self, new: &Config, unit: &mut Unit) {
+        if new.output != self.config.output {
+            status::init(new.output);
+        }
+        unit.stages.build_command.clone_from(&new.build);
+        unit.stages.env_file = new.run.as_ref().and_then(|run| run.env_file.clone());
+        if let (Some(supervisor), Some(run)) = (unit.stages.supervisor.as_mut(), &new.run) {
+            supervisor.reconfigure(run.clone());
+        }
+        let mut policy = Policy::of(new.build.as_ref(), new.run.as_ref(), new.output.clear);
+        let current = unit.machine.policy();
+        policy.keys = current.keys;
+        let order = |config: &Config| config.run.as_ref().map(|run| run.order);
+        if order(&self.config) == order(new) {
+            // As the running machine has it: the ports servers take turns on, or stop-then-
+            // start after a server showed that it ignores PORT.
+            policy.order = current.order;
+            policy.ports = current.ports;
+        } else {
+            policy.ports = turns(new.proxy.as_ref(), &mut policy.order);
+        }
+        unit.machine.set_policy(policy);
     }
 }
 
