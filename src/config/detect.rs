@@ -596,6 +596,41 @@ mod tests {
     }
 
     #[test]
+    fn the_files_read_are_the_markers_and_every_manifest_and_outside_crates_are_watched() {
+        let dir = std::env::temp_dir().join(format!("reload-read-{}", std::process::id()));
+        for crate_dir in ["ws/app", "ws/inner", "outside"] {
+            std::fs::create_dir_all(dir.join(crate_dir)).unwrap();
+        }
+        let base = dir.canonicalize().unwrap();
+        let root = base.join("ws");
+        let project = Project::Cargo(CargoProject {
+            target_directory: root.join("target"),
+            packages: Ok(vec![Package {
+                name: "app".to_owned(),
+                bins: vec!["app".to_owned()],
+                dir: root.join("app"),
+                // As cargo writes them: absolute, not always canonical.
+                path_dependencies: vec![root.join("app/../inner"), root.join("../outside")],
+            }]),
+        });
+        let read = files_read(&root, Some(&project));
+        let watched = project.watch_paths(&root, None, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        for marker in MARKERS {
+            assert!(read.contains(&root.join(marker)), "{marker}: {read:?}");
+        }
+        for manifest in ["ws/app", "ws/inner", "outside"] {
+            let manifest = base.join(manifest).join("Cargo.toml");
+            assert!(read.contains(&manifest), "{}: {read:?}", manifest.display());
+        }
+        assert_eq!(watched, vec![root.clone(), base.join("outside")]);
+        assert_eq!(
+            files_read(&root, Some(&Project::Go)),
+            MARKERS.iter().map(|m| root.join(m)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn a_chosen_workspace_package_is_watched_with_its_path_dependencies_only() {
         let dir = std::env::temp_dir().join(format!("reload-ws-{}", std::process::id()));
         for member in ["api", "worker", "shared", "common"] {

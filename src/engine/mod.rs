@@ -110,6 +110,7 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
         config,
         read_again,
         watch: watching.control,
+        retry: None,
     };
     let mut effects = unit.machine.start(Instant::now());
     loop {
@@ -158,6 +159,26 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     }
 }
 
+/// Why a configuration read again is refused, its lines after the first indented (cargo's own
+/// error runs over several), and that the last good one stays.
+fn kept(why: &str) -> String {
+    let mut text = String::new();
+    for (n, line) in why.lines().enumerate() {
+        if n > 0 {
+            text.push_str(if line.starts_with(' ') { "\n" } else { "\n  " });
+        }
+        text.push_str(line);
+    }
+    text + "\n  keeping the last good configuration until this is fixed"
+}
+
+/// Whether a burst of changes is a reason to build: a configuration read again and put in
+/// force is; else any change the filter counts, except the config file's own: settings, not a
+/// build input (unlike Cargo.toml), it builds only when it changes what runs.
+fn wants_build(paths: &[PathBuf], settings_files: &[PathBuf], followed: Option<Followed>) -> bool {
+    followed == Some(Followed::Applied) || paths.iter().any(|path| !settings_files.contains(path))
+}
+
 /// The startup lines: the config's warnings, where it came from and what is watched, the proxy.
 fn announce(config: &Config, watched: usize, supervisor: Option<&Supervisor>, policy: &Policy) {
     for warning in &config.warnings {
@@ -190,6 +211,10 @@ struct Following<R> {
     config: Config,
     read_again: R,
     watch: watch::Control,
+    /// The file whose change was refused as invalid, when the last reading was: every change
+    /// reads the configuration again until one is good, since what fixes it (a new crate's
+    /// manifest) may be in no place reload watches yet.
+    retry: Option<String>,
 }
 
 /// What reading the configuration again came to.
@@ -210,18 +235,17 @@ impl<R: Fn() -> Result<Config>> Following<R> {
     /// nothing that runs (it is settings, not a build input, unlike Cargo.toml).
     fn on_changes(&mut self, changed: watch::ChangeSet, unit: &mut Unit) -> Option<Event> {
         let root = self.config.root.clone();
-        let followed = (!changed.config_files.is_empty())
-            .then(|| self.read_again(&watch::summary(&changed.config_files, &root), unit));
-        let mut paths = changed.paths.clone();
-        if followed != Some(Followed::Applied) {
-            let settings = &self.config.settings_files;
-            paths.retain(|path| !settings.contains(path));
-        }
-        if paths.is_empty() && followed != Some(Followed::Applied) {
-            if followed == Some(Followed::Unchanged) {
+        let file = if changed.config_files.is_empty() {
+            self.retry.clone()
+        } else {
+            Some(watch::summary(&changed.config_files, &root))
+        };
+        let followed = file.as_deref().map(|file| self.reread(file, unit));
+        if !wants_build(&changed.paths, &self.config.settings_files, followed) {
+            if followed == Some(Followed::Unchanged) && !changed.config_files.is_empty() {
                 status::info(&format!(
                     "{} read again: nothing to apply",
-                    watch::summary(&changed.config_files, &root)
+                    file.unwrap_or_default()
                 ));
             }
             return None;
@@ -235,23 +259,27 @@ impl<R: Fn() -> Result<Config>> Following<R> {
 
     /// Resolve the configuration again, as at start, and put it in force when it is valid
     /// and running reload can apply it. `file` names what changed, for the status lines.
-    fn read_again(&mut self, file: &str, unit: &mut Unit) -> Followed {
+    fn reread(&mut self, file: &str, unit: &mut Unit) -> Followed {
+        self.retry = Some(file.to_owned());
         let new = match (self.read_again)() {
             Ok(new) => new,
             Err(err) => {
-                status::error(&format!(
-                    "{err:#}\n  keeping the last good configuration until this is fixed"
-                ));
+                status::error(&kept(&format!("{err:#}")));
                 return Followed::Refused;
             }
         };
-        if let Some(why) = &new.project_unreadable {
-            status::error(&format!(
-                "{file}: the project cannot be read:\n{why}\n  keeping the last good \
-                 configuration until this is fixed"
-            ));
+        // Without its manifests reload would no longer know what to follow. One that could
+        // not be read at start either (`reload -- ./server` beside a broken Cargo.toml) is
+        // no worse than before.
+        if let Some(why) = &new.project_unreadable
+            && self.config.project_unreadable.is_none()
+        {
+            status::error(&kept(&format!(
+                "{file}: the project cannot be read:\n{why}"
+            )));
             return Followed::Refused;
         }
+        self.retry = None;
         let changes = crate::config::changes(&self.config, &new);
         let refused = changes.iter().any(crate::config::Change::needs_restart);
         for change in changes.iter().filter(|c| c.needs_restart() || !refused) {
@@ -573,4 +601,43 @@ fn listen_for_shutdown() -> Result<mpsc::UnboundedReceiver<Shutdown>> {
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_builds_only_when_it_changes_what_runs_a_project_file_always() {
+        let settings = [PathBuf::from("/p/reload.toml")];
+        let toml = [PathBuf::from("/p/reload.toml")];
+        let manifest = [PathBuf::from("/p/Cargo.toml")];
+        for followed in [Followed::Unchanged, Followed::Refused] {
+            assert!(
+                !wants_build(&toml, &settings, Some(followed)),
+                "{followed:?}"
+            );
+            assert!(
+                wants_build(&manifest, &settings, Some(followed)),
+                "{followed:?}"
+            );
+        }
+        assert!(wants_build(&[], &settings, Some(Followed::Applied)));
+        assert!(!wants_build(&[], &settings, None));
+        assert!(wants_build(&[PathBuf::from("/p/main.rs")], &settings, None));
+    }
+
+    #[test]
+    fn a_refusal_keeps_every_line_of_the_reason_under_its_first() {
+        assert_eq!(
+            kept("reload.toml:3:1: bad\n  help: fix it"),
+            "reload.toml:3:1: bad\n  help: fix it\n  keeping the last good configuration until \
+             this is fixed"
+        );
+        assert_eq!(
+            kept("cannot read:\nerror: failed\n\nCaused by:\n  gone"),
+            "cannot read:\n  error: failed\n  \n  Caused by:\n  gone\n  keeping the last good \
+             configuration until this is fixed"
+        );
+    }
 }

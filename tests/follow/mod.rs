@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::support::{CARGO_DEADLINE, Project, alive};
+use crate::support::{CARGO_DEADLINE, Project, alive, free_port};
 
 /// Long enough for a stray build or start to show up, on a loaded machine too.
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -93,6 +93,28 @@ fn an_invalid_reload_toml_is_named_at_its_line_and_the_last_good_one_stays() {
 }
 
 #[test]
+fn a_proxy_added_to_reload_toml_asks_for_a_restart_and_changes_nothing() {
+    let project = project(&config("\"src\"", "one"));
+    let session = project.start(&[]);
+    let first = session.wait_for_start("one");
+
+    let (port, app_port) = (free_port(), free_port());
+    let with_proxy =
+        config("\"src\"", "two") + &format!("\n[proxy]\nport = {port}\napp_port = {app_port}\n");
+    project.write("reload.toml", &with_proxy);
+    session.wait_for_stderr("reload.toml: [proxy] changed");
+    session.wait_for_stderr("restart reload to apply it; keeping the running configuration");
+    session.assert_holds_for(SETTLE, "the old server serving on, nothing built", || {
+        alive(first.pid) && project.starts().len() == 1 && builds(&project) == 1
+    });
+    assert!(
+        !session.stderr().contains("now running"),
+        "nothing of it applied{}",
+        session.context()
+    );
+}
+
+#[test]
 fn an_air_toml_edit_is_read_again_though_its_include_ext_has_no_toml() {
     let air = |version: &str| {
         format!(
@@ -144,6 +166,13 @@ fn a_path_crate_added_to_a_workspace_package_is_watched_from_then_on() {
         project.starts().into_iter().find(|s| s.version == "app1")
     });
 
+    // The dependency first: cargo cannot read the workspace until the crate exists.
+    project.write(
+        "app/Cargo.toml",
+        &manifest("app", "extra = { path = \"../extra\" }\n"),
+    );
+    session.wait_for_stderr("keeping the last good configuration");
+    // Then the crate, in a directory reload does not watch yet, and the code that uses it.
     project.write("extra/Cargo.toml", &manifest("extra", ""));
     project.write(
         "extra/src/lib.rs",
@@ -152,10 +181,6 @@ fn a_path_crate_added_to_a_workspace_package_is_watched_from_then_on() {
     project.write(
         "app/src/main.rs",
         &format!("use extra::VERSION;\n{APP_MAIN}"),
-    );
-    project.write(
-        "app/Cargo.toml",
-        &manifest("app", "extra = { path = \"../extra\" }\n"),
     );
     session.wait_for_stderr("now watching extra (added by app/Cargo.toml)");
     session.wait_until_within(CARGO_DEADLINE, "app to start with extra", || {
