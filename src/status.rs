@@ -656,6 +656,35 @@ mod tests {
     }
 
     #[test]
+    fn a_configuration_read_again_says_each_difference_relative_to_the_root() {
+        let line = |change: Change| {
+            let note = Note::Reconfigured {
+                file: "app/Cargo.toml",
+                root: Path::new("/p"),
+                change: &change,
+            };
+            (note.human().unwrap().1, note.json())
+        };
+        let (watched, json) = line(Change::Watched("/p/extra".into()));
+        assert_eq!(watched, "now watching extra (added by app/Cargo.toml)");
+        assert_eq!(json["event"], "reconfigure");
+        assert_eq!(json["change"], "watched");
+        assert_eq!(json["value"], "/p/extra");
+        assert_eq!(
+            line(Change::Unwatched("/elsewhere/x".into())).0,
+            "no longer watching /elsewhere/x (dropped by app/Cargo.toml)"
+        );
+        assert_eq!(
+            line(Change::Build(Some("cargo build".into()))).0,
+            "app/Cargo.toml: now building with `cargo build`"
+        );
+        let (restart, json) = line(Change::NeedsRestart("[proxy]"));
+        assert!(restart.contains("[proxy] changed"), "{restart}");
+        assert!(restart.contains("restart reload to apply it"), "{restart}");
+        assert_eq!(json["change"], "needs_restart");
+    }
+
+    #[test]
     fn a_failed_build_counts_errors_and_says_what_still_serves() {
         let note = Note::BuildFailed {
             how: "exit 101",

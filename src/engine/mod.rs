@@ -141,15 +141,7 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
                     output: outcome.output,
                 })
             }
-            Some(event) = from_servers.recv() => Some(match event {
-                ServerEvent::Ready(generation) => Event::Ready(generation),
-                ServerEvent::IgnoresPort(generation, listens) => {
-                    Event::IgnoresPort { generation, listens }
-                }
-                ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
-                ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
-                ServerEvent::Stopped(generation) => Event::Stopped(generation),
-            }),
+            Some(event) = from_servers.recv() => Some(of_server(event)),
             () = sleep_until(deadline) => Some(Event::Tick),
         };
         effects = match event {
@@ -177,6 +169,20 @@ fn kept(why: &str) -> String {
 /// build input (unlike Cargo.toml), it builds only when it changes what runs.
 fn wants_build(paths: &[PathBuf], settings_files: &[PathBuf], followed: Option<Followed>) -> bool {
     followed == Some(Followed::Applied) || paths.iter().any(|path| !settings_files.contains(path))
+}
+
+/// What a server's task reported, as the machine's event.
+fn of_server(event: ServerEvent) -> Event {
+    match event {
+        ServerEvent::Ready(generation) => Event::Ready(generation),
+        ServerEvent::IgnoresPort(generation, listens) => Event::IgnoresPort {
+            generation,
+            listens,
+        },
+        ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
+        ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
+        ServerEvent::Stopped(generation) => Event::Stopped(generation),
+    }
 }
 
 /// The startup lines: the config's warnings, where it came from and what is watched, the proxy.
