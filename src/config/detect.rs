@@ -60,6 +60,9 @@ pub(crate) const MARKERS: &[&str] = &[
     "GNUmakefile",
 ];
 
+/// The names make looks for, in its order.
+const MAKEFILES: [&str; 3] = ["GNUmakefile", "makefile", "Makefile"];
+
 /// Every file that detection read (or looked for) in `root`: the [`MARKERS`], and in a Cargo
 /// project the manifest of every member and path dependency, which decide what is watched.
 pub(crate) fn files_read(root: &Path, project: Option<&Project>) -> Vec<PathBuf> {
@@ -84,7 +87,7 @@ pub(crate) fn detect(root: &Path) -> Option<Project> {
     if let Some(program) = node_program(root) {
         return Some(Project::Node { program });
     }
-    let has_run_target = MARKERS[3..].iter().any(|name| {
+    let has_run_target = MAKEFILES.iter().any(|name| {
         std::fs::read_to_string(root.join(name))
             .is_ok_and(|text| text.lines().any(|line| line.starts_with("run:")))
     });
@@ -618,6 +621,12 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         for marker in MARKERS {
             assert!(read.contains(&root.join(marker)), "{marker}: {read:?}");
+        }
+        for makefile in MAKEFILES {
+            assert!(
+                MARKERS.contains(&makefile),
+                "{makefile} is read, so it decides"
+            );
         }
         for manifest in ["ws/app", "ws/inner", "outside"] {
             let manifest = base.join(manifest).join("Cargo.toml");

@@ -185,6 +185,7 @@ impl WatchStage {
     fn new(watcher: Box<dyn notify::Watcher + Send>, config: WatchConfig) -> Self {
         let mut stage = WatchStage {
             watcher,
+            // Replaced by `take`, as everything else `config` says.
             filter: Filter::new(config.filter.clone()),
             roots: Vec::new(),
             files: HashSet::new(),
@@ -216,15 +217,29 @@ impl WatchStage {
     }
 
     /// Watch every tree, and the directory of every single file. Fails when a watch cannot be
-    /// placed at all (the inotify limit, a root that cannot be watched).
+    /// placed at all (the inotify limit, a root or a --watch file that cannot be watched); a
+    /// config file's directory that cannot be watched is only a warning.
     fn place(&mut self) -> Result<()> {
         for root in self.roots.clone() {
             self.watch_tree(&root, false)?;
         }
         for parent in self.parents_of_files(Path::new("/")) {
-            if !self.watched.contains(&parent) {
-                self.add_watch(&parent)
-                    .map_err(|err| explain(err, Some(&parent)))?;
+            if self.watched.contains(&parent) {
+                continue;
+            }
+            match self.add_watch(&parent) {
+                Ok(()) => {}
+                Err(err)
+                    if is_limit(&err) || self.files.iter().any(|f| f.parent() == Some(&parent)) =>
+                {
+                    return Err(explain(err, Some(&parent)));
+                }
+                Err(err) => crate::status::warning(&format!(
+                    "cannot watch {} for changes to the configuration: {}; edits there apply \
+                     when reload starts again",
+                    parent.display(),
+                    reason(&err)
+                )),
             }
         }
         Ok(())
