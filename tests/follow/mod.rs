@@ -134,6 +134,25 @@ fn an_air_toml_edit_is_read_again_though_its_include_ext_has_no_toml() {
     session.wait_for_start("two");
 }
 
+#[test]
+fn zero_config_follows_package_json_and_a_reload_toml_written_meanwhile_takes_over() {
+    let package = |version: &str| format!(r#"{{"scripts": {{"start": "./app.sh {version}"}}}}"#);
+    let project = Project::new()
+        .executable("app.sh", APP)
+        .file("package.json", &package("one"));
+    let session = project.start(&[]);
+    let first = session.wait_for_start("one");
+
+    project.write("package.json", &package("two"));
+    session.wait_for_stderr("package.json: now running `./app.sh two`");
+    session.wait_for_start("two");
+    session.wait_dead("the server of the old start script", first.pid);
+
+    project.write("reload.toml", &config("\".\"", "three"));
+    session.wait_for_stderr("reload.toml: now running `./app.sh three`");
+    session.wait_for_start("three");
+}
+
 /// A workspace whose `app` logs `start pid=.. version=..` to `../scratch/app.log` and sleeps.
 const APP_MAIN: &str = "use std::io::Write;\nfn main() {\n    let mut log = \
     std::fs::OpenOptions::new().create(true).append(true)\n        \
