@@ -129,7 +129,7 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
         let event = tokio::select! {
             Some(shutdown) = shutdowns.recv() => Some(Event::Shutdown(shutdown)),
             changed = changes.recv() => match changed {
-                Some(changed) => following.on_changes(changed, &mut unit),
+                Some(changed) => following.on_changes(changed, &mut unit).await,
                 None => return Err(anyhow!("the file watcher stopped unexpectedly")),
             },
             Some(key) = keys.recv() => Some(Event::Key(key)),
@@ -239,14 +239,17 @@ impl<R: Fn() -> Result<Config>> Following<R> {
     /// again first. Returns the change for the machine, if there is one to build for: any
     /// change the filter counts, except the config file itself when its new text changed
     /// nothing that runs (it is settings, not a build input, unlike Cargo.toml).
-    fn on_changes(&mut self, changed: watch::ChangeSet, unit: &mut Unit) -> Option<Event> {
+    async fn on_changes(&mut self, changed: watch::ChangeSet, unit: &mut Unit) -> Option<Event> {
         let root = self.config.root.clone();
         let file = if changed.config_files.is_empty() {
             self.retry.clone()
         } else {
             Some(watch::summary(&changed.config_files, &root))
         };
-        let followed = file.as_deref().map(|file| self.reread(file, unit));
+        let followed = match file.as_deref() {
+            Some(file) => Some(self.reread(file, unit).await),
+            None => None,
+        };
         if !wants_build(&changed.paths, &self.config.settings_files, followed) {
             if followed == Some(Followed::Unchanged) && !changed.config_files.is_empty() {
                 status::info(&format!(
@@ -265,7 +268,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
 
     /// Resolve the configuration again, as at start, and put it in force when it is valid
     /// and running reload can apply it. `file` names what changed, for the status lines.
-    fn reread(&mut self, file: &str, unit: &mut Unit) -> Followed {
+    async fn reread(&mut self, file: &str, unit: &mut Unit) -> Followed {
         self.retry = Some(file.to_owned());
         let new = match (self.read_again)() {
             Ok(new) => new,
@@ -307,7 +310,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         }
         // The watch set may differ without a change to name (the files that decide it): it is
         // handed over every time, and keeps the watches that stay.
-        self.watch.replace(new.watch.clone());
+        self.watch.replace(new.watch.clone()).await;
         let followed = if changes.is_empty() {
             Followed::Unchanged
         } else {

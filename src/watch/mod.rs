@@ -74,8 +74,12 @@ pub fn summary(paths: &[PathBuf], root: &Path) -> String {
 /// What the stage's thread hears: the file system, or the engine.
 enum Input {
     Event(notify::Result<notify::Event>),
-    Replace(Box<WatchConfig>),
+    /// A new configuration, and who to tell once its watches are in place.
+    Replace(Box<WatchConfig>, tokio::sync::oneshot::Sender<()>),
 }
+
+/// The longest [`Control::replace`] waits for the watches to be placed.
+const REPLACE_WAIT: Duration = Duration::from_secs(5);
 
 /// The engine's handle on the running stage.
 pub struct Control {
@@ -84,10 +88,19 @@ pub struct Control {
 
 impl Control {
     /// Watch what `config` says from now on: the watches that stay are kept, the others
-    /// removed, new directories walked. Changes already pending stay pending. Errors are the
-    /// stage's to report, as for a directory that appears.
-    pub fn replace(&self, config: WatchConfig) {
-        let _ = self.input.send(Input::Replace(Box::new(config)));
+    /// removed, new directories walked. Returns once they are in place, so that no change
+    /// made after is missed; or after [`REPLACE_WAIT`], since the stage's thread may be
+    /// blocked handing over change sets to the very caller that waits. Changes already pending
+    /// stay pending. Errors are the stage's to report, as for a directory that appears.
+    pub async fn replace(&self, config: WatchConfig) {
+        let (placed, done) = tokio::sync::oneshot::channel();
+        if self
+            .input
+            .send(Input::Replace(Box::new(config), placed))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(REPLACE_WAIT, done).await;
+        }
     }
 }
 
@@ -287,7 +300,10 @@ impl WatchStage {
                 Some(at) => raw.recv_timeout(at.saturating_duration_since(Instant::now())),
             };
             match event {
-                Ok(Input::Replace(config)) => self.replace(*config),
+                Ok(Input::Replace(config, placed)) => {
+                    self.replace(*config);
+                    let _ = placed.send(());
+                }
                 Ok(Input::Event(event)) => {
                     self.seen_change = false;
                     self.event_arrived = Instant::now();
