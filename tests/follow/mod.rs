@@ -57,11 +57,15 @@ fn a_watch_path_added_to_reload_toml_is_watched_and_a_new_run_command_runs() {
     project.write("other/b.txt", "b3\n");
     session.wait_for("a build for an edit in other/", || builds(&project) == 3);
 
+    let serving = session.wait_until("the server restarted for the edit in other/", || {
+        project.starts().get(2).map(|start| start.pid)
+    });
     project.write("reload.toml", &config("\"src\", \"other\"", "two"));
     session.wait_for_stderr("reload.toml: now running `./app.sh two`");
     let second = session.wait_for_start("two");
-    session.wait_dead("the server of the old configuration", first.pid);
+    session.wait_dead("the server of the old configuration", serving);
     assert!(alive(second.pid), "{}", session.context());
+    assert!(!alive(first.pid), "{}", session.context());
 }
 
 #[test]
