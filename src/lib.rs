@@ -93,7 +93,7 @@ pub fn run() -> Exit {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(engine::run(config))
+            runtime.block_on(engine::run(config, || config::resolve(&args)))
         }),
     };
     match result {

@@ -12,7 +12,7 @@
 //! characters are shown as `\n`, `\x1b`, `\u{9b}`. JSON needs nothing more: serde escapes.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +20,7 @@ use anstream::{AutoStream, ColorChoice};
 use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
-use crate::config::{LogFormat, Output};
+use crate::config::{Change, LogFormat, Output};
 use crate::lifecycle::{AfterFailure, Lifecycle, Subscriber};
 
 /// Something reload reports.
@@ -94,6 +94,13 @@ pub enum Note<'a> {
         callers: &'a [Caller],
         /// Triggers from callers not named one by one.
         others: usize,
+    },
+    /// A file that decides the configuration changed (`file`, as the user reads it), and the
+    /// configuration read again differs from the one in force in `change`.
+    Reconfigured {
+        file: &'a str,
+        root: &'a Path,
+        change: &'a Change,
     },
     Info(&'a str),
     Warning(&'a str),
@@ -243,6 +250,7 @@ impl Note<'_> {
                 ),
             ),
             Note::Triggered { callers, others } => (Tone::Info, triggered(callers, *others)),
+            Note::Reconfigured { file, root, change } => reconfigured(file, root, change),
             Note::Info(text) => (Tone::Info, (*text).to_owned()),
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
@@ -327,11 +335,51 @@ impl Note<'_> {
                     .collect();
                 json!({"event": "trigger", "callers": callers, "others": others})
             }
+            Note::Reconfigured { file, change, .. } => {
+                let (kind, value) = match change {
+                    Change::Watched(path) => ("watched", json!(path)),
+                    Change::Unwatched(path) => ("unwatched", json!(path)),
+                    Change::Build(command) => ("build", json!(command)),
+                    Change::Program(command) => ("program", json!(command)),
+                    Change::Settings(section) => ("settings", json!(section)),
+                    Change::NeedsRestart(setting) => ("needs_restart", json!(setting)),
+                };
+                json!({"event": "reconfigure", "file": file, "change": kind, "value": value})
+            }
             Note::Info(text) => json!({"event": "info", "message": text}),
             Note::Warning(text) => json!({"event": "warning", "message": text}),
             Note::Error(text) => json!({"event": "error", "message": text}),
         }
     }
+}
+
+/// One line per difference that a configuration read again brings.
+fn reconfigured(file: &str, root: &Path, change: &Change) -> (Tone, String) {
+    let relative = |path: &Path| match path.strip_prefix(root) {
+        Ok(inside) if inside.as_os_str().is_empty() => ".".to_owned(),
+        Ok(inside) => inside.display().to_string(),
+        Err(_) => path.display().to_string(),
+    };
+    let line = match change {
+        Change::Watched(path) => format!("now watching {} (added by {file})", relative(path)),
+        Change::Unwatched(path) => {
+            format!("no longer watching {} (dropped by {file})", relative(path))
+        }
+        Change::Build(Some(command)) => format!("{file}: now building with `{command}`"),
+        Change::Build(None) => format!("{file}: no build step any more"),
+        Change::Program(command) => format!("{file}: now running `{command}`"),
+        Change::Settings(section) => format!("{file}: new {section} settings applied"),
+        Change::NeedsRestart(setting) => {
+            return (
+                Tone::Bad,
+                format!(
+                    "{file}: {setting} changed, which reload sets up only at start: restart \
+                     reload to apply it; keeping the running configuration"
+                ),
+            );
+        }
+    };
+    (Tone::Info, line)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -656,6 +704,35 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(12)), "12ms");
         assert_eq!(duration(Duration::from_millis(1420)), "1.42s");
         assert_eq!(duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn a_configuration_read_again_says_each_difference_relative_to_the_root() {
+        let line = |change: Change| {
+            let note = Note::Reconfigured {
+                file: "app/Cargo.toml",
+                root: Path::new("/p"),
+                change: &change,
+            };
+            (note.human().unwrap().1, note.json())
+        };
+        let (watched, json) = line(Change::Watched("/p/extra".into()));
+        assert_eq!(watched, "now watching extra (added by app/Cargo.toml)");
+        assert_eq!(json["event"], "reconfigure");
+        assert_eq!(json["change"], "watched");
+        assert_eq!(json["value"], "/p/extra");
+        assert_eq!(
+            line(Change::Unwatched("/elsewhere/x".into())).0,
+            "no longer watching /elsewhere/x (dropped by app/Cargo.toml)"
+        );
+        assert_eq!(
+            line(Change::Build(Some("cargo build".into()))).0,
+            "app/Cargo.toml: now building with `cargo build`"
+        );
+        let (restart, json) = line(Change::NeedsRestart("[proxy]"));
+        assert!(restart.contains("[proxy] changed"), "{restart}");
+        assert!(restart.contains("restart reload to apply it"), "{restart}");
+        assert_eq!(json["change"], "needs_restart");
     }
 
     #[test]

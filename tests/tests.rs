@@ -7,6 +7,7 @@
 //! outside the watched tree.
 
 mod config_errors;
+mod follow;
 mod init_cmd;
 mod lifecycle;
 mod needs;

@@ -55,6 +55,39 @@ pub(crate) struct Plan {
 /// Where Go builds go, as air does it.
 pub(crate) const GO_BINARY: &str = "./tmp/main";
 
+/// The files at a project's root that [`detect`] reads to tell its kind and plan: a change to
+/// one (or one appearing) can change what zero-config decides. A new project kind adds the
+/// files it reads here, so that reload follows them while it runs.
+pub(crate) const MARKERS: &[&str] = &[
+    "Cargo.toml",
+    "go.mod",
+    "package.json",
+    "Makefile",
+    "makefile",
+    "GNUmakefile",
+];
+
+/// The names make looks for, in its order.
+const MAKEFILES: [&str; 3] = ["GNUmakefile", "makefile", "Makefile"];
+
+/// Every file that detection read (or looked for) in `root`: the [`MARKERS`] (Python's too), and in a Cargo
+/// project the manifest of every member and path dependency, which decide what is watched.
+pub(crate) fn files_read(root: &Path, project: Option<&Project>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = MARKERS
+        .iter()
+        .chain(&python::MARKERS)
+        .map(|name| root.join(name))
+        .collect();
+    if let Some(Project::Cargo(cargo)) = project {
+        for manifest in cargo.manifests() {
+            if !files.contains(&manifest) {
+                files.push(manifest);
+            }
+        }
+    }
+    files
+}
+
 pub(crate) fn detect(root: &Path) -> Option<Project> {
     if root.join("Cargo.toml").is_file() {
         return Some(Project::Cargo(CargoProject::read(root)));
@@ -69,7 +102,7 @@ pub(crate) fn detect(root: &Path) -> Option<Project> {
     if let Some(program) = node_program(root) {
         return Some(Project::Node { program });
     }
-    let has_run_target = ["Makefile", "makefile", "GNUmakefile"].iter().any(|name| {
+    let has_run_target = MAKEFILES.iter().any(|name| {
         std::fs::read_to_string(root.join(name))
             .is_ok_and(|text| text.lines().any(|line| line.starts_with("run:")))
     });
@@ -247,10 +280,22 @@ impl Project {
         bin: Option<&str>,
     ) -> Vec<PathBuf> {
         match self {
-            Project::Cargo(cargo) => cargo.sources(root, package, bin),
+            Project::Cargo(cargo) => cargo
+                .sources(root, package, bin)
+                .or_else(|| Some(cargo.with_outside_dependencies(root))),
             Project::Go | Project::Python(_) | Project::Node { .. } | Project::Make => None,
         }
         .unwrap_or_else(|| vec![root.to_owned()])
+    }
+
+    /// Why the project's own files could not be read (cargo's message), if they could not.
+    pub(crate) fn unreadable(&self) -> Option<&str> {
+        match self {
+            Project::Cargo(CargoProject {
+                packages: Err(err), ..
+            }) => Some(err),
+            _ => None,
+        }
     }
 
     /// Watch settings used when no config file exists.
@@ -505,6 +550,50 @@ impl CargoProject {
     }
 }
 
+impl CargoProject {
+    /// The manifests of every member and of every path dependency: adding a path dependency
+    /// to one changes what a build reads.
+    fn manifests(&self) -> Vec<PathBuf> {
+        let Ok(packages) = &self.packages else {
+            return Vec::new();
+        };
+        let mut manifests: Vec<PathBuf> = packages
+            .iter()
+            .flat_map(|p| std::iter::once(&p.dir).chain(&p.path_dependencies))
+            .map(|dir| canonical(dir).join("Cargo.toml"))
+            .collect();
+        manifests.sort();
+        manifests.dedup();
+        manifests
+    }
+
+    /// The root, and the path dependencies outside it: a crate at `../shared` is part of every
+    /// build, and nothing under the root would see its edits.
+    fn with_outside_dependencies(&self, root: &Path) -> Vec<PathBuf> {
+        let root = canonical(root);
+        let mut dirs: Vec<PathBuf> = self
+            .packages
+            .iter()
+            .flatten()
+            .flat_map(|p| &p.path_dependencies)
+            .map(|dir| canonical(dir))
+            .filter(|dir| !dir.starts_with(&root) && dir.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let all = dirs.clone();
+        dirs.retain(|dir| !all.iter().any(|o| o != dir && dir.starts_with(o)));
+        dirs.insert(0, root);
+        dirs
+    }
+}
+
+/// `path` without symlinks or `..`, as watched paths and events name it; as it is when that
+/// cannot be said (it does not exist).
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_owned())
+}
+
 impl From<MetadataPackage> for Package {
     fn from(package: MetadataPackage) -> Self {
         Package {
@@ -622,6 +711,51 @@ mod tests {
             panic!("Django beside a package.json is served by Django");
         };
         assert!(python.has_framework());
+    }
+
+    #[test]
+    fn the_files_read_are_the_markers_and_every_manifest_and_outside_crates_are_watched() {
+        let dir = std::env::temp_dir().join(format!("reload-read-{}", std::process::id()));
+        for crate_dir in ["ws/app", "ws/inner", "outside"] {
+            std::fs::create_dir_all(dir.join(crate_dir)).unwrap();
+        }
+        let base = dir.canonicalize().unwrap();
+        let root = base.join("ws");
+        let project = Project::Cargo(CargoProject {
+            target_directory: root.join("target"),
+            packages: Ok(vec![Package {
+                name: "app".to_owned(),
+                bins: vec!["app".to_owned()],
+                dir: root.join("app"),
+                // As cargo writes them: absolute, not always canonical.
+                path_dependencies: vec![root.join("app/../inner"), root.join("../outside")],
+            }]),
+        });
+        let read = files_read(&root, Some(&project));
+        let watched = project.watch_paths(&root, None, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        for marker in MARKERS {
+            assert!(read.contains(&root.join(marker)), "{marker}: {read:?}");
+        }
+        for makefile in MAKEFILES {
+            assert!(
+                MARKERS.contains(&makefile),
+                "{makefile} is read, so it decides"
+            );
+        }
+        for manifest in ["ws/app", "ws/inner", "outside"] {
+            let manifest = base.join(manifest).join("Cargo.toml");
+            assert!(read.contains(&manifest), "{}: {read:?}", manifest.display());
+        }
+        assert_eq!(watched, vec![root.clone(), base.join("outside")]);
+        assert_eq!(
+            files_read(&root, Some(&Project::Go)),
+            MARKERS
+                .iter()
+                .chain(&python::MARKERS)
+                .map(|m| root.join(m))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

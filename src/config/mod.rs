@@ -7,6 +7,7 @@
 //! readiness check was asked for, a tcp one on that port.
 
 mod air;
+mod changes;
 mod clean;
 mod detect;
 mod file;
@@ -33,6 +34,7 @@ use nix::sys::signal::Signal;
 use toml::Spanned;
 
 use crate::cli::Args;
+pub use changes::{Change, changes};
 pub use clean::CleanPath;
 pub use file::ConfigError;
 use file::{FileConfig, PortValue, RunCmd, Source};
@@ -44,8 +46,11 @@ const GO_BINARY_DIR: &str = "tmp";
 /// Name of the config file looked for in the current directory.
 pub const CONFIG_FILE: &str = "reload.toml";
 
+/// The config files looked for in the current directory without `-c`, the first found wins.
+const CONFIG_FILES: [&str; 3] = [CONFIG_FILE, ".air.toml", "air.toml"];
+
 /// Everything the dev loop needs, resolved and checked.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Absolute project root: builds and the server run here, relative paths start here.
     pub root: PathBuf,
@@ -65,6 +70,13 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The dev proxy in front of the server (`--proxy`, `[proxy]`), when asked for.
     pub proxy: Option<ProxyConfig>,
+    /// Why a project file could not be read (cargo's own words, with the file and line), when
+    /// detection could not read one: read again while reload runs, such a configuration is
+    /// refused and the last good one stays, since it would no longer know the project's files.
+    pub project_unreadable: Option<String>,
+    /// The config files among `watch.config_files` (the one in use, or the names looked for):
+    /// settings, not build inputs, unlike a project file such as Cargo.toml.
+    pub settings_files: Vec<PathBuf>,
 }
 
 /// The dev proxy: where the browser connects and where it forwards to.
@@ -111,10 +123,14 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WatchConfig {
     /// Absolute directories (or files) to watch recursively.
     pub paths: Vec<PathBuf>,
+    /// The files that decide this configuration: the config file (or the names one is looked
+    /// for under) and the project files detection reads. A change to one is reported apart in
+    /// the change set, whatever the filter says, so that the configuration is read again.
+    pub config_files: Vec<PathBuf>,
     pub filter: FilterRules,
     /// Trailing quiet window: a build starts once no change has arrived for this long.
     pub debounce: Duration,
@@ -124,15 +140,15 @@ pub struct WatchConfig {
 
 /// What counts as a change. Applied by the watch stage to every directory it would watch and
 /// every event path it receives.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FilterRules {
     pub root: PathBuf,
     /// File extensions without the dot; empty means any.
     pub extensions: Vec<String>,
     /// Files must match one of these (or an extension) when any is given; matched relative to root.
-    pub include: Option<GlobSet>,
+    pub include: Option<Globs>,
     /// User globs, matched against the path relative to root.
-    pub ignore: GlobSet,
+    pub ignore: Globs,
     /// Regular expressions, matched against the path relative to root.
     pub ignore_regex: Vec<regex::Regex>,
     /// Read .gitignore, .ignore and .git/info/exclude.
@@ -140,6 +156,65 @@ pub struct FilterRules {
     /// Absolute paths never watched, with everything below them: build outputs such as a Cargo
     /// target directory.
     pub ignored_dirs: Vec<PathBuf>,
+}
+
+/// Rules read again compare equal when they were written the same way.
+impl PartialEq for FilterRules {
+    fn eq(&self, other: &Self) -> bool {
+        let patterns = |rules: &FilterRules| -> Vec<String> {
+            rules
+                .ignore_regex
+                .iter()
+                .map(|re| re.as_str().to_owned())
+                .collect()
+        };
+        self.root == other.root
+            && self.extensions == other.extensions
+            && self.include == other.include
+            && self.ignore == other.ignore
+            && patterns(self) == patterns(other)
+            && self.gitignore == other.gitignore
+            && self.ignored_dirs == other.ignored_dirs
+    }
+}
+
+/// A compiled set of globs that remembers how they were written, so that two sets read from
+/// the same text compare equal (a `GlobSet` cannot be compared).
+#[derive(Debug, Clone)]
+pub struct Globs {
+    set: GlobSet,
+    written: Vec<String>,
+}
+
+impl Globs {
+    pub fn new(globs: Vec<globset::Glob>) -> Result<Globs, globset::Error> {
+        let written = globs.iter().map(|glob| glob.glob().to_owned()).collect();
+        let mut builder = GlobSetBuilder::new();
+        for glob in globs {
+            builder.add(glob);
+        }
+        Ok(Globs {
+            set: builder.build()?,
+            written,
+        })
+    }
+
+    pub fn empty() -> Globs {
+        Globs {
+            set: GlobSet::empty(),
+            written: Vec::new(),
+        }
+    }
+
+    pub fn is_match(&self, path: impl AsRef<Path>) -> bool {
+        self.set.is_match(path)
+    }
+}
+
+impl PartialEq for Globs {
+    fn eq(&self, other: &Self) -> bool {
+        self.written == other.written
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +235,7 @@ impl fmt::Display for BuildCommand {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
     pub program: Program,
     /// Added to the server's environment (after `RELOAD=1` and the env file).
@@ -326,7 +401,7 @@ pub fn resolve(args: &Args) -> Result<Config> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let config_path = match &args.config {
         Some(path) => Some(cwd.join(path)),
-        None => [CONFIG_FILE, ".air.toml", "air.toml"]
+        None => CONFIG_FILES
             .iter()
             .map(|name| cwd.join(name))
             .find(|path| path.is_file()),
@@ -339,7 +414,32 @@ pub fn resolve(args: &Args) -> Result<Config> {
     };
     let mut config = resolve_with(args, &cwd, source.as_ref(), file)?;
     config.warnings = warnings;
+    // The files looked for count as well as the one found: a reload.toml written while
+    // zero-config runs takes over, as it would at the next start.
+    let looked_for = match &args.config {
+        Some(path) => vec![in_canonical_directory(&cwd.join(path))],
+        None => CONFIG_FILES
+            .iter()
+            .map(|name| in_canonical_directory(&cwd.join(name)))
+            .collect(),
+    };
+    let files = &mut config.watch.config_files;
+    for file in looked_for.iter().rev() {
+        if !files.contains(file) {
+            files.insert(0, file.clone());
+        }
+    }
+    config.settings_files = looked_for;
     Ok(config)
+}
+
+/// `path` with its directory canonical, as the watch stage names the files in it; the file
+/// itself may not exist.
+fn in_canonical_directory(path: &Path) -> PathBuf {
+    match (path.parent().map(Path::canonicalize), path.file_name()) {
+        (Some(Ok(dir)), Some(name)) => dir.join(name),
+        _ => path.to_owned(),
+    }
 }
 
 /// Turns "`5` has no unit" into an error that points at the flag or at the file's line.
@@ -383,12 +483,7 @@ impl Place<'_> {
 
     /// Compile the globs a file gives (placed at their line, found under `keys`) and those
     /// given with `flag` into one set.
-    fn globs(
-        &self,
-        keys: &[&str],
-        from_file: &[String],
-        flag: (&str, &[String]),
-    ) -> Result<GlobSet> {
+    fn globs(&self, keys: &[&str], from_file: &[String], flag: (&str, &[String])) -> Result<Globs> {
         // air's paths reach here anchored (`tmp` as `/tmp`): compare them as written.
         let bare = |glob: &str| {
             glob.trim()
@@ -396,23 +491,16 @@ impl Place<'_> {
                 .trim_start_matches('/')
                 .to_owned()
         };
-        let mut builder = GlobSetBuilder::new();
+        let mut patterns = Vec::new();
         for glob in from_file {
-            let patterns = parse_glob(glob).map_err(|err| {
+            patterns.extend(parse_glob(glob).map_err(|err| {
                 self.value(keys, |written| bare(written) == bare(glob), &err, None)
-            })?;
-            for pattern in patterns {
-                builder.add(pattern);
-            }
+            })?);
         }
         for glob in flag.1 {
-            for pattern in parse_glob(glob).map_err(|err| usage(format!("{}: {err}", flag.0)))? {
-                builder.add(pattern);
-            }
+            patterns.extend(parse_glob(glob).map_err(|err| usage(format!("{}: {err}", flag.0)))?);
         }
-        builder
-            .build()
-            .map_err(|err| usage(format!("{}: {err}", key_name(keys[0]))))
+        Globs::new(patterns).map_err(|err| usage(format!("{}: {err}", key_name(keys[0]))))
     }
 
     /// The command-line value if given, else the file's, parsed by `parse`; `None` when
@@ -496,7 +584,13 @@ fn resolve_with(
     let (build, clean_on_exit) = resolve_build(args, &place, &root, commands.build, file.build)?;
     let output = resolve_output(args, &place, file.output)?;
     let proxy = resolve_proxy(args, &place, file.proxy, run.as_mut(), readiness_asked)?;
+    watch.config_files = detect::files_read(&root, project.as_ref());
     Ok(Config {
+        project_unreadable: project
+            .as_ref()
+            .and_then(detect::Project::unreadable)
+            .map(str::to_owned),
+        settings_files: Vec::new(),
         watch,
         origin: match source {
             Some(source) => format!("{}: {}", source.path.display(), commands.what),
@@ -1297,6 +1391,7 @@ fn resolve_watch(
 
     Ok(WatchConfig {
         paths: watch_paths,
+        config_files: Vec::new(),
         filter: FilterRules {
             root: root.to_owned(),
             extensions,

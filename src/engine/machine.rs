@@ -330,6 +330,17 @@ impl Service {
         }
     }
 
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Behave as `policy` says from the next event on (the configuration was read again). The
+    /// phase and the servers stay as they are: the change that follows decides what happens
+    /// to them.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
     /// The first build (or, without one, the first start).
     pub fn start(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();

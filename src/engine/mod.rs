@@ -51,8 +51,9 @@ struct Stages {
     env_overridden: BTreeSet<String>,
 }
 
-/// Run the dev loop until a shutdown. Returns the exit code to use.
-pub async fn run(config: Config) -> Result<Exit> {
+/// Run the dev loop until a shutdown. Returns the exit code to use. `read_again` resolves the
+/// configuration anew, as at start, when a file that decides it changes.
+pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Result<Exit> {
     let mut shutdowns = listen_for_shutdown()?;
     let mut bus = Bus::new(status::subscribers());
     // Bound before anything starts: a proxy port in use stops reload with nothing to clean up.
@@ -71,21 +72,128 @@ pub async fn run(config: Config) -> Result<Exit> {
     } else {
         Stdin::Inherit
     };
-    let run = config.run;
-    let mut policy = Policy::of(config.build.as_ref(), run.as_ref(), config.output.clear);
-    let env_file = run.as_ref().and_then(|run| run.env_file.clone());
+    let mut policy = Policy::of(
+        config.build.as_ref(),
+        config.run.as_ref(),
+        config.output.clear,
+    );
     policy.ports = turns(config.proxy.as_ref(), &mut policy.order);
-    let supervisor = run
+    let supervisor = config
+        .run
+        .clone()
         .map(|run| Supervisor::new(run, config.root.clone(), stdin, server_events))
         .transpose()?;
-    let (mut changes, watched) = watch::start(config.watch)?;
+    let watching = watch::start(config.watch.clone())?;
+    let mut changes = watching.changes;
+    announce(&config, watching.directories, supervisor.as_ref(), &policy);
+    let keyboard = terminal::start();
+    let (restore_terminal, mut keys) = match keyboard {
+        Some((guard, keys)) => {
+            status::info(terminal::HELP);
+            (Some(guard), keys)
+        }
+        None => (None, mpsc::unbounded_channel().1),
+    };
+    policy.keys = restore_terminal.is_some();
+    let mut unit = Unit {
+        machine: Service::new(policy),
+        stages: Stages {
+            root: config.root.clone(),
+            build_command: config.build.clone(),
+            build: None,
+            supervisor,
+            env_file: config.run.as_ref().and_then(|run| run.env_file.clone()),
+            env_overridden: BTreeSet::new(),
+        },
+    };
+    let mut following = Following {
+        config,
+        read_again,
+        watch: watching.control,
+        retry: None,
+    };
+    let mut effects = unit.machine.start(Instant::now());
+    loop {
+        if let Some(exit) = unit.carry_out(effects, &mut bus).await {
+            let config = &following.config;
+            finish(
+                &config.root,
+                &config.post,
+                &config.clean_on_exit,
+                &mut shutdowns,
+            )
+            .await;
+            return Ok(exit);
+        }
+        let deadline = unit.machine.next_deadline();
+        let event = tokio::select! {
+            Some(shutdown) = shutdowns.recv() => Some(Event::Shutdown(shutdown)),
+            changed = changes.recv() => match changed {
+                Some(changed) => following.on_changes(changed, &mut unit).await,
+                None => return Err(anyhow!("the file watcher stopped unexpectedly")),
+            },
+            Some(key) = keys.recv() => Some(Event::Key(key)),
+            outcome = build_finished(&mut unit.stages.build) => {
+                unit.stages.build = None;
+                Some(Event::BuildFinished {
+                    result: outcome.result,
+                    elapsed: outcome.elapsed,
+                    output: outcome.output,
+                })
+            }
+            Some(event) = from_servers.recv() => Some(of_server(event)),
+            () = sleep_until(deadline) => Some(Event::Tick),
+        };
+        effects = match event {
+            Some(event) => unit.machine.handle(event, Instant::now()),
+            None => Vec::new(),
+        };
+    }
+}
+
+/// Why a configuration read again is refused, its lines after the first indented (cargo's own
+/// error runs over several), and that the last good one stays.
+fn kept(why: &str) -> String {
+    let mut text = String::new();
+    for (n, line) in why.lines().enumerate() {
+        if n > 0 {
+            text.push_str(if line.starts_with(' ') { "\n" } else { "\n  " });
+        }
+        text.push_str(line);
+    }
+    text + "\n  keeping the last good configuration until this is fixed"
+}
+
+/// Whether a burst of changes is a reason to build: a configuration read again and put in
+/// force is; else any change the filter counts, except the config file's own: settings, not a
+/// build input (unlike Cargo.toml), it builds only when it changes what runs.
+fn wants_build(paths: &[PathBuf], settings_files: &[PathBuf], followed: Option<Followed>) -> bool {
+    followed == Some(Followed::Applied) || paths.iter().any(|path| !settings_files.contains(path))
+}
+
+/// What a server's task reported, as the machine's event.
+fn of_server(event: ServerEvent) -> Event {
+    match event {
+        ServerEvent::Ready(generation) => Event::Ready(generation),
+        ServerEvent::IgnoresPort(generation, listens) => Event::IgnoresPort {
+            generation,
+            listens,
+        },
+        ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
+        ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
+        ServerEvent::Stopped(generation) => Event::Stopped(generation),
+    }
+}
+
+/// The startup lines: the config's warnings, where it came from and what is watched, the proxy.
+fn announce(config: &Config, watched: usize, supervisor: Option<&Supervisor>, policy: &Policy) {
     for warning in &config.warnings {
         status::warning(warning);
     }
     status::emit(&status::Note::Watching {
         origin: &config.origin,
         directories: watched,
-        listening: supervisor.as_ref().and_then(Supervisor::describe_listeners),
+        listening: supervisor.and_then(Supervisor::describe_listeners),
     });
     if let Some(proxy) = &config.proxy {
         let mut line = crate::proxy::describe(proxy);
@@ -101,70 +209,142 @@ pub async fn run(config: Config) -> Result<Exit> {
         }
         status::info(&line);
     }
-    let keyboard = terminal::start();
-    let (restore_terminal, mut keys) = match keyboard {
-        Some((guard, keys)) => {
-            status::info(terminal::HELP);
-            (Some(guard), keys)
-        }
-        None => (None, mpsc::unbounded_channel().1),
-    };
-    policy.keys = restore_terminal.is_some();
-    let mut unit = Unit {
-        machine: Service::new(policy),
-        stages: Stages {
-            root: config.root.clone(),
-            build_command: config.build,
-            build: None,
-            supervisor,
-            env_file,
-            env_overridden: BTreeSet::new(),
-        },
-    };
-    let mut effects = unit.machine.start(Instant::now());
-    loop {
-        if let Some(exit) = unit.carry_out(effects, &mut bus).await {
-            finish(
-                &config.root,
-                &config.post,
-                &config.clean_on_exit,
-                &mut shutdowns,
-            )
-            .await;
-            return Ok(exit);
-        }
-        let deadline = unit.machine.next_deadline();
-        let event = tokio::select! {
-            Some(shutdown) = shutdowns.recv() => Event::Shutdown(shutdown),
-            changed = changes.recv() => match changed {
-                Some(changed) => Event::Changed {
-                    summary: changed.summary(&config.root),
-                    paths: changed.paths,
-                    first_seen: changed.first_seen,
-                },
-                None => return Err(anyhow!("the file watcher stopped unexpectedly")),
-            },
-            Some(key) = keys.recv() => Event::Key(key),
-            outcome = build_finished(&mut unit.stages.build) => {
-                unit.stages.build = None;
-                Event::BuildFinished {
-                    result: outcome.result,
-                    elapsed: outcome.elapsed,
-                    output: outcome.output,
-                }
-            }
-            Some(event) = from_servers.recv() => match event {
-                ServerEvent::Ready(generation) => Event::Ready(generation),
-                ServerEvent::IgnoresPort(generation, listens) => {
-                    Event::IgnoresPort { generation, listens }
-                }
-                ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
-                ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
-                ServerEvent::Stopped(generation) => Event::Stopped(generation),
-            },
-            () = sleep_until(deadline) => Event::Tick,
+}
+
+/// The configuration in force, and how it follows the files that decide it.
+struct Following<R> {
+    /// The last good configuration: what runs now.
+    config: Config,
+    read_again: R,
+    watch: watch::Control,
+    /// The file whose change was refused as invalid, when the last reading was: every change
+    /// reads the configuration again until one is good, since what fixes it (a new crate's
+    /// manifest) may be in no place reload watches yet.
+    retry: Option<String>,
+}
+
+/// What reading the configuration again came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Followed {
+    /// It differs, and is in force now.
+    Applied,
+    /// It says what the one in force says.
+    Unchanged,
+    /// It is invalid, or changes what only a restart of reload can: the last good one stays.
+    Refused,
+}
+
+impl<R: Fn() -> Result<Config>> Following<R> {
+    /// A burst of changes: when a file that decides the configuration is among them, read it
+    /// again first. Returns the change for the machine, if there is one to build for: any
+    /// change the filter counts, except the config file itself when its new text changed
+    /// nothing that runs (it is settings, not a build input, unlike Cargo.toml).
+    async fn on_changes(&mut self, changed: watch::ChangeSet, unit: &mut Unit) -> Option<Event> {
+        let root = self.config.root.clone();
+        let file = if changed.config_files.is_empty() {
+            self.retry.clone()
+        } else {
+            Some(watch::summary(&changed.config_files, &root))
         };
-        effects = unit.machine.handle(event, Instant::now());
+        let followed = match file.as_deref() {
+            Some(file) => Some(self.reread(file, unit).await),
+            None => None,
+        };
+        if !wants_build(&changed.paths, &self.config.settings_files, followed) {
+            if followed == Some(Followed::Unchanged) && !changed.config_files.is_empty() {
+                status::info(&format!(
+                    "{} read again: nothing to apply",
+                    file.unwrap_or_default()
+                ));
+            }
+            return None;
+        }
+        Some(Event::Changed {
+            summary: changed.summary(&root),
+            paths: changed.all_paths(),
+            first_seen: changed.first_seen,
+        })
+    }
+
+    /// Resolve the configuration again, as at start, and put it in force when it is valid
+    /// and running reload can apply it. `file` names what changed, for the status lines.
+    async fn reread(&mut self, file: &str, unit: &mut Unit) -> Followed {
+        self.retry = Some(file.to_owned());
+        let new = match (self.read_again)() {
+            Ok(new) => new,
+            Err(err) => {
+                status::error(&kept(&format!("{err:#}")));
+                return Followed::Refused;
+            }
+        };
+        // Without its manifests reload would no longer know what to follow. One that could
+        // not be read at start either (`reload -- ./server` beside a broken Cargo.toml) is
+        // no worse than before.
+        if let Some(why) = &new.project_unreadable
+            && self.config.project_unreadable.is_none()
+        {
+            status::error(&kept(&format!(
+                "{file}: the project cannot be read:\n{why}"
+            )));
+            return Followed::Refused;
+        }
+        self.retry = None;
+        let changes = crate::config::changes(&self.config, &new);
+        let refused = changes.iter().any(crate::config::Change::needs_restart);
+        for change in changes.iter().filter(|c| c.needs_restart() || !refused) {
+            status::emit(&status::Note::Reconfigured {
+                file,
+                root: &self.config.root,
+                change,
+            });
+        }
+        if refused {
+            return Followed::Refused;
+        }
+        for warning in new
+            .warnings
+            .iter()
+            .filter(|w| !self.config.warnings.contains(w))
+        {
+            status::warning(warning);
+        }
+        // The watch set may differ without a change to name (the files that decide it): it is
+        // handed over every time, and keeps the watches that stay.
+        self.watch.replace(new.watch.clone()).await;
+        let followed = if changes.is_empty() {
+            Followed::Unchanged
+        } else {
+            self.apply(&new, unit);
+            Followed::Applied
+        };
+        self.config = new;
+        followed
+    }
+
+    /// Put `new` in force for what comes next: the next build, the next server, the policy.
+    /// What runs now is left to the change that follows.
+    fn apply(&self, new: &Config, unit: &mut Unit) {
+        if new.output != self.config.output {
+            status::init(new.output);
+        }
+        unit.stages.build_command.clone_from(&new.build);
+        unit.stages.env_file = new.run.as_ref().and_then(|run| run.env_file.clone());
+        if let (Some(supervisor), Some(run)) = (unit.stages.supervisor.as_mut(), &new.run) {
+            supervisor.reconfigure(run.clone());
+        }
+        let mut policy = Policy::of(new.build.as_ref(), new.run.as_ref(), new.output.clear);
+        let current = unit.machine.policy();
+        policy.keys = current.keys;
+        let order = |config: &Config| config.run.as_ref().map(|run| run.order);
+        if order(&self.config) == order(new) {
+            // As the running machine has it: the ports servers take turns on, or stop-then-
+            // start after a server showed that it ignores PORT.
+            policy.order = current.order;
+            policy.ports = current.ports;
+        } else {
+            policy.ports = turns(new.proxy.as_ref(), &mut policy.order);
+        }
+        unit.machine.set_policy(policy);
     }
 }
 
@@ -430,4 +610,43 @@ fn listen_for_shutdown() -> Result<mpsc::UnboundedReceiver<Shutdown>> {
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_builds_only_when_it_changes_what_runs_a_project_file_always() {
+        let settings = [PathBuf::from("/p/reload.toml")];
+        let toml = [PathBuf::from("/p/reload.toml")];
+        let manifest = [PathBuf::from("/p/Cargo.toml")];
+        for followed in [Followed::Unchanged, Followed::Refused] {
+            assert!(
+                !wants_build(&toml, &settings, Some(followed)),
+                "{followed:?}"
+            );
+            assert!(
+                wants_build(&manifest, &settings, Some(followed)),
+                "{followed:?}"
+            );
+        }
+        assert!(wants_build(&[], &settings, Some(Followed::Applied)));
+        assert!(!wants_build(&[], &settings, None));
+        assert!(wants_build(&[PathBuf::from("/p/main.rs")], &settings, None));
+    }
+
+    #[test]
+    fn a_refusal_keeps_every_line_of_the_reason_under_its_first() {
+        assert_eq!(
+            kept("reload.toml:3:1: bad\n  help: fix it"),
+            "reload.toml:3:1: bad\n  help: fix it\n  keeping the last good configuration until \
+             this is fixed"
+        );
+        assert_eq!(
+            kept("cannot read:\nerror: failed\n\nCaused by:\n  gone"),
+            "cannot read:\n  error: failed\n  \n  Caused by:\n  gone\n  keeping the last good \
+             configuration until this is fixed"
+        );
+    }
 }

@@ -196,6 +196,12 @@ impl Supervisor {
         })
     }
 
+    /// Start the next servers as `config` says (the configuration was read again). The held
+    /// sockets stay those bound at start: they cannot change while servers use them.
+    pub fn reconfigure(&mut self, config: RunConfig) {
+        self.config = config;
+    }
+
     fn notify_dir(&mut self) -> Result<&NotifyDir> {
         if self.notify_dir.is_none() {
             self.notify_dir = Some(NotifyDir::create()?);

@@ -155,19 +155,19 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use globset::{Glob, GlobSetBuilder};
+    use globset::Glob;
 
     fn rules(root: &Path, extensions: &[&str], ignore: &[&str]) -> FilterRules {
-        let mut set = GlobSetBuilder::new();
+        let mut set = Vec::new();
         for glob in ignore.iter().chain(crate::config::EDITOR_TEMPORARIES) {
-            set.add(Glob::new(glob).unwrap());
-            set.add(Glob::new(&format!("**/{glob}")).unwrap());
+            set.push(Glob::new(glob).unwrap());
+            set.push(Glob::new(&format!("**/{glob}")).unwrap());
         }
         FilterRules {
             root: root.to_owned(),
             extensions: extensions.iter().map(|s| (*s).to_owned()).collect(),
             include: None,
-            ignore: set.build().unwrap(),
+            ignore: crate::config::Globs::new(set).unwrap(),
             ignore_regex: vec![regex::Regex::new("_test\\.go$").unwrap()],
             gitignore: true,
             ignored_dirs: vec![root.join("target")],

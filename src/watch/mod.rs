@@ -12,11 +12,16 @@
 //! is walked again as it is now: a tree moved away and back, or a new directory swapped in under
 //! an old name, is watched as fully as before, and the move counts as a change.
 //!
+//! The files that decide the configuration (`WatchConfig::config_files`) are watched whatever
+//! the filter says, and reported apart in the change set. The engine can hand the stage a new
+//! configuration ([`Control::replace`]): the watches that stay are kept, new ones placed, the
+//! rest removed.
+//!
 //! This stage never spawns a process and never decides what a change means.
 
 mod filter;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -32,31 +37,90 @@ pub(crate) use filter::Filter;
 /// The files that changed in one burst, sorted, without duplicates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeSet {
+    /// The changes the filter counts: each is a reason to build.
     pub paths: Vec<PathBuf>,
+    /// The files that decide the configuration among the changes (created, written or
+    /// removed), whether the filter counts them or not.
+    pub config_files: Vec<PathBuf>,
     /// When the first relevant event of this burst arrived: the quiet window and the build
     /// both come after it, so "how long since the change" counts from here.
     pub first_seen: Instant,
 }
 
 impl ChangeSet {
+    /// Every path of the burst, counted or deciding, sorted and without duplicates.
+    pub fn all_paths(&self) -> Vec<PathBuf> {
+        let all: BTreeSet<&PathBuf> = self.paths.iter().chain(&self.config_files).collect();
+        all.into_iter().cloned().collect()
+    }
+
     /// "src/main.rs" or "src/main.rs and 41 more", relative to `root`.
     pub fn summary(&self, root: &Path) -> String {
-        let first = self.paths.first().map_or_else(String::new, |p| {
-            p.strip_prefix(root).unwrap_or(p).display().to_string()
-        });
-        match self.paths.len() {
-            0 | 1 => first,
-            n => format!("{first} and {} more", n - 1),
+        summary(&self.all_paths(), root)
+    }
+}
+
+/// "src/main.rs" or "src/main.rs and 41 more", relative to `root`.
+pub fn summary(paths: &[PathBuf], root: &Path) -> String {
+    let first = paths.first().map_or_else(String::new, |p| {
+        p.strip_prefix(root).unwrap_or(p).display().to_string()
+    });
+    match paths.len() {
+        0 | 1 => first,
+        n => format!("{first} and {} more", n - 1),
+    }
+}
+
+/// What the stage's thread hears: the file system, or the engine.
+enum Input {
+    Event(notify::Result<notify::Event>),
+    /// A new configuration, and who to tell once its watches are in place.
+    Replace(Box<WatchConfig>, tokio::sync::oneshot::Sender<()>),
+}
+
+/// The longest [`Control::replace`] waits for the watches to be placed.
+const REPLACE_WAIT: Duration = Duration::from_secs(5);
+
+/// The engine's handle on the running stage.
+pub struct Control {
+    input: std::sync::mpsc::Sender<Input>,
+}
+
+impl Control {
+    /// Watch what `config` says from now on: the watches that stay are kept, the others
+    /// removed, new directories walked. Returns once they are in place, so that no change
+    /// made after is missed; or after [`REPLACE_WAIT`], since the stage's thread may be
+    /// blocked handing over change sets to the very caller that waits. Changes already pending
+    /// stay pending. Errors are the stage's to report, as for a directory that appears.
+    pub async fn replace(&self, config: WatchConfig) {
+        let (placed, done) = tokio::sync::oneshot::channel();
+        if self
+            .input
+            .send(Input::Replace(Box::new(config), placed))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(REPLACE_WAIT, done).await;
         }
     }
 }
 
+/// The running stage: its change sets, how many directories it watched at start, and the
+/// handle to give it a new configuration.
+pub struct Watching {
+    pub changes: mpsc::Receiver<ChangeSet>,
+    pub directories: usize,
+    pub control: Control,
+}
+
 /// Start watching. Watches are in place when this returns, so no change made after it is
 /// missed. Fails when a watch cannot be placed at all (e.g. the inotify limit).
-pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> {
+pub fn start(config: WatchConfig) -> Result<Watching> {
     let (raw_tx, raw_rx) = std::sync::mpsc::channel();
+    let control = Control {
+        input: raw_tx.clone(),
+    };
     let handler = move |event| {
-        let _ = raw_tx.send(event);
+        let _ = raw_tx.send(Input::Event(event));
     };
     let watcher: Box<dyn notify::Watcher + Send> = match config.poll {
         // Polling is for file systems that send no events (network mounts, some containers);
@@ -79,33 +143,20 @@ pub fn start(config: WatchConfig) -> Result<(mpsc::Receiver<ChangeSet>, usize)> 
         ),
     };
 
-    let (roots, files): (Vec<_>, Vec<_>) = config.paths.iter().cloned().partition(|p| p.is_dir());
-    let mut stage = WatchStage::new(
-        watcher,
-        Filter::new(config.filter),
-        roots,
-        files.into_iter().collect(),
-        config.debounce,
-    );
-    for root in stage.roots.clone() {
-        stage.watch_tree(&root, false)?;
-    }
-    for file in stage.files.clone() {
-        let parent = file.parent().unwrap_or(Path::new("/")).to_owned();
-        if !stage.watched.contains(&parent) {
-            stage
-                .add_watch(&parent)
-                .map_err(|err| explain(err, Some(&parent)))?;
-        }
-    }
+    let mut stage = WatchStage::new(watcher, config);
+    stage.place()?;
     tracing::debug!(directories = stage.watched.len(), "watches placed");
-    let count = stage.watched.len();
-    let (tx, rx) = mpsc::channel(16);
+    let directories = stage.watched.len();
+    let (tx, changes) = mpsc::channel(16);
     std::thread::Builder::new()
         .name("watch".into())
         .spawn(move || stage.run(raw_rx, &tx))
         .context("cannot start the watch thread")?;
-    Ok((rx, count))
+    Ok(Watching {
+        changes,
+        directories,
+        control,
+    })
 }
 
 struct WatchStage {
@@ -115,7 +166,13 @@ struct WatchStage {
     roots: Vec<PathBuf>,
     /// Single files given with --watch; their parent directory is watched for them alone.
     files: HashSet<PathBuf>,
+    /// The files that decide the configuration; their parent directory is watched for them
+    /// too, which may not exist yet.
+    config_files: HashSet<PathBuf>,
     watched: HashSet<PathBuf>,
+    /// While a new configuration is placed: the watches of the old one, taken over instead of
+    /// placed again when still wanted, removed when not.
+    kept: HashSet<PathBuf>,
     /// Parents of watched trees that are gone (renamed away, removed), watched only to see
     /// them come back; not in `watched`, which holds what is watched for changes.
     lookouts: HashSet<PathBuf>,
@@ -123,6 +180,8 @@ struct WatchStage {
     unreadable: HashSet<PathBuf>,
     /// Changed paths, each with whether this burst created it (see `take_changes`).
     pending: BTreeMap<PathBuf, bool>,
+    /// Files that decide the configuration and changed in the pending burst.
+    pending_config: BTreeSet<PathBuf>,
     /// When the first relevant event of the pending burst arrived.
     first_seen: Option<Instant>,
     /// When the event being handled arrived.
@@ -136,27 +195,95 @@ struct WatchStage {
 
 impl WatchStage {
     /// A stage with nothing watched yet.
-    fn new(
-        watcher: Box<dyn notify::Watcher + Send>,
-        filter: Filter,
-        roots: Vec<PathBuf>,
-        files: HashSet<PathBuf>,
-        debounce: Duration,
-    ) -> Self {
-        WatchStage {
+    fn new(watcher: Box<dyn notify::Watcher + Send>, config: WatchConfig) -> Self {
+        let mut stage = WatchStage {
             watcher,
-            filter,
-            roots,
-            files,
+            // Replaced by `take`, as everything else `config` says.
+            filter: Filter::new(config.filter.clone()),
+            roots: Vec::new(),
+            files: HashSet::new(),
+            config_files: HashSet::new(),
             watched: HashSet::new(),
+            kept: HashSet::new(),
             lookouts: HashSet::new(),
             unreadable: HashSet::new(),
             pending: BTreeMap::new(),
+            pending_config: BTreeSet::new(),
             first_seen: None,
             event_arrived: Instant::now(),
             event_creates: false,
             seen_change: false,
-            debounce,
+            debounce: config.debounce,
+        };
+        stage.take(config);
+        stage
+    }
+
+    /// Take `config`'s paths and rules, placing no watch yet.
+    fn take(&mut self, config: WatchConfig) {
+        let (roots, files): (Vec<_>, Vec<_>) = config.paths.into_iter().partition(|p| p.is_dir());
+        self.filter = Filter::new(config.filter);
+        self.roots = roots;
+        self.files = files.into_iter().collect();
+        self.config_files = config.config_files.into_iter().collect();
+        self.debounce = config.debounce;
+    }
+
+    /// Watch every tree, and the directory of every single file. Fails when a watch cannot be
+    /// placed at all (the inotify limit, a root or a --watch file that cannot be watched); a
+    /// config file's directory that cannot be watched is only a warning.
+    fn place(&mut self) -> Result<()> {
+        for root in self.roots.clone() {
+            self.watch_tree(&root, false)?;
+        }
+        for parent in self.parents_of_files(Path::new("/")) {
+            if self.watched.contains(&parent) {
+                continue;
+            }
+            match self.add_watch(&parent) {
+                Ok(()) => {}
+                Err(err)
+                    if is_limit(&err) || self.files.iter().any(|f| f.parent() == Some(&parent)) =>
+                {
+                    return Err(explain(err, Some(&parent)));
+                }
+                Err(err) => crate::status::warning(&format!(
+                    "cannot watch {} for changes to the configuration: {}; edits there apply \
+                     when reload starts again",
+                    parent.display(),
+                    reason(&err)
+                )),
+            }
+        }
+        Ok(())
+    }
+
+    /// The existing directories at or below `under` that hold a single file to watch: one
+    /// given with --watch, or one that decides the configuration.
+    fn parents_of_files(&self, under: &Path) -> Vec<PathBuf> {
+        let parents: BTreeSet<PathBuf> = self
+            .files
+            .iter()
+            .chain(&self.config_files)
+            .filter_map(|file| file.parent())
+            .filter(|parent| parent.starts_with(under) && parent.is_dir())
+            .map(Path::to_owned)
+            .collect();
+        parents.into_iter().collect()
+    }
+
+    /// Watch what `config` says from now on, keeping the watches that stay.
+    fn replace(&mut self, config: WatchConfig) {
+        self.take(config);
+        self.kept = std::mem::take(&mut self.watched);
+        let placed = self.place();
+        for dir in std::mem::take(&mut self.kept) {
+            // Gone already, or dropped by notify with its directory: nothing to undo.
+            let _ = self.watcher.unwatch(&dir);
+        }
+        tracing::debug!(directories = self.watched.len(), "watches placed again");
+        if let Err(err) = placed {
+            crate::status::error(&format!("{err:#}"));
         }
     }
 
@@ -164,11 +291,7 @@ impl WatchStage {
     /// in `recv_timeout` while a burst is pending: a futex wait, precise to tens of
     /// microseconds, where tokio's timer wheel would round the quiet window up to its next
     /// millisecond tick.
-    fn run(
-        mut self,
-        raw: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
-        changes: &mpsc::Sender<ChangeSet>,
-    ) {
+    fn run(mut self, raw: std::sync::mpsc::Receiver<Input>, changes: &mpsc::Sender<ChangeSet>) {
         use std::sync::mpsc::RecvTimeoutError;
         let mut deadline: Option<Instant> = None;
         loop {
@@ -177,7 +300,11 @@ impl WatchStage {
                 Some(at) => raw.recv_timeout(at.saturating_duration_since(Instant::now())),
             };
             match event {
-                Ok(event) => {
+                Ok(Input::Replace(config, placed)) => {
+                    self.replace(*config);
+                    let _ = placed.send(());
+                }
+                Ok(Input::Event(event)) => {
                     self.seen_change = false;
                     self.event_arrived = Instant::now();
                     match event {
@@ -210,6 +337,13 @@ impl WatchStage {
         self.pending.entry(path).or_insert(self.event_creates);
     }
 
+    /// A file that decides the configuration changed: even its removal counts.
+    fn record_config(&mut self, path: PathBuf) {
+        self.seen_change = true;
+        self.first_seen.get_or_insert(self.event_arrived);
+        self.pending_config.insert(path);
+    }
+
     /// The burst's changes, without the files it both created and removed: a tool's temporary
     /// file (`sed -i`'s, an editor's) is not a change, and a burst of only those is no change.
     fn take_changes(&mut self) -> Option<ChangeSet> {
@@ -219,11 +353,18 @@ impl WatchStage {
             .filter(|(path, created)| !created || std::fs::symlink_metadata(path).is_ok())
             .map(|(path, _)| path)
             .collect();
-        if paths.is_empty() {
+        let config_files: Vec<PathBuf> = std::mem::take(&mut self.pending_config)
+            .into_iter()
+            .collect();
+        if paths.is_empty() && config_files.is_empty() {
             tracing::debug!("only short-lived files came and went");
             return None;
         }
-        Some(ChangeSet { paths, first_seen })
+        Some(ChangeSet {
+            paths,
+            config_files,
+            first_seen,
+        })
     }
 
     fn on_event(&mut self, event: notify::Event) {
@@ -239,6 +380,10 @@ impl WatchStage {
             }
             if let Some(root) = self.roots.first() {
                 self.record(root.clone());
+            }
+            // One of them may have changed too.
+            for file in self.config_files.clone() {
+                self.record_config(file);
             }
             return;
         }
@@ -279,6 +424,9 @@ impl WatchStage {
     }
 
     fn on_file(&mut self, path: PathBuf) {
+        if self.config_files.contains(&path) {
+            self.record_config(path.clone());
+        }
         if self.files.contains(&path) {
             self.record(path);
             return;
@@ -341,15 +489,8 @@ impl WatchStage {
         {
             crate::status::error(&format!("{err:#}"));
         }
-        // Files given with --watch whose directory this was.
-        let parents: Vec<PathBuf> = self
-            .files
-            .iter()
-            .filter_map(|file| file.parent())
-            .filter(|parent| parent.starts_with(path) && parent.is_dir())
-            .map(Path::to_owned)
-            .collect();
-        for parent in parents {
+        // Single files whose directory this was.
+        for parent in self.parents_of_files(path) {
             if !self.watched.contains(&parent)
                 && let Err(err) = self.add_watch(&parent)
             {
@@ -474,7 +615,10 @@ impl WatchStage {
     }
 
     fn add_watch(&mut self, dir: &Path) -> notify::Result<()> {
-        self.watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        // A watch the configuration before this one placed is there already.
+        if !self.kept.remove(dir) {
+            self.watcher.watch(dir, RecursiveMode::NonRecursive)?;
+        }
         // A lookout on this directory now watches for changes too.
         self.lookouts.remove(dir);
         self.watched.insert(dir.to_owned());
@@ -563,29 +707,39 @@ mod tests {
     fn a_change_set_summary_is_relative_and_counts_the_rest() {
         let changes = ChangeSet {
             paths: vec!["/p/src/a.rs".into(), "/p/src/b.rs".into()],
+            config_files: Vec::new(),
             first_seen: Instant::now(),
         };
         assert_eq!(changes.summary(Path::new("/p")), "src/a.rs and 1 more");
     }
 
-    /// A stage watching nothing yet, for feeding it events by hand.
-    fn stage(root: &Path) -> WatchStage {
-        let rules = crate::config::FilterRules {
+    fn rules(root: &Path) -> crate::config::FilterRules {
+        crate::config::FilterRules {
             root: root.to_owned(),
             extensions: Vec::new(),
             include: None,
-            ignore: globset::GlobSet::empty(),
+            ignore: crate::config::Globs::empty(),
             ignore_regex: Vec::new(),
             gitignore: false,
             ignored_dirs: Vec::new(),
-        };
-        WatchStage::new(
+        }
+    }
+
+    /// A stage watching nothing yet, for feeding it events by hand.
+    fn stage(root: &Path) -> WatchStage {
+        let mut stage = WatchStage::new(
             Box::new(notify::recommended_watcher(|_| {}).unwrap()),
-            Filter::new(rules),
-            vec![root.to_owned()],
-            HashSet::new(),
-            Duration::from_millis(100),
-        )
+            WatchConfig {
+                paths: Vec::new(),
+                config_files: vec![root.join("reload.toml")],
+                filter: rules(root),
+                debounce: Duration::from_millis(100),
+                poll: None,
+            },
+        );
+        // Not on disk: `take` would file it among single files.
+        stage.roots = vec![root.to_owned()];
+        stage
     }
 
     fn arrives(stage: &mut WatchStage, at: Instant, kind: EventKind, path: &str) {
@@ -624,5 +778,39 @@ mod tests {
         assert!(stage.take_changes().is_none());
         arrives(&mut stage, later(2000), saved, "/p/c.rs");
         assert_eq!(stage.take_changes().unwrap().first_seen, later(2000));
+    }
+
+    #[test]
+    fn a_file_that_decides_the_configuration_is_reported_apart_whatever_the_filter_says() {
+        let mut stage = stage(Path::new("/p"));
+        stage.filter = Filter::new(crate::config::FilterRules {
+            extensions: vec!["rs".into()],
+            ..rules(Path::new("/p"))
+        });
+        let t0 = Instant::now();
+        let saved = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any));
+        arrives(&mut stage, t0, saved, "/p/reload.toml");
+        arrives(&mut stage, t0, saved, "/p/notes.toml");
+        let burst = stage
+            .take_changes()
+            .expect("a change set for reload.toml alone");
+        assert_eq!(
+            burst.paths,
+            Vec::<PathBuf>::new(),
+            "the filter counts no .toml"
+        );
+        assert_eq!(burst.config_files, vec![PathBuf::from("/p/reload.toml")]);
+        assert_eq!(burst.summary(Path::new("/p")), "reload.toml");
+
+        // Removed (or renamed away) counts too: the configuration is then another one.
+        let removed = EventKind::Remove(RemoveKind::File);
+        arrives(&mut stage, t0, removed, "/p/reload.toml");
+        arrives(&mut stage, t0, saved, "/p/main.rs");
+        let burst = stage.take_changes().expect("a change set");
+        assert_eq!(burst.config_files, vec![PathBuf::from("/p/reload.toml")]);
+        assert_eq!(
+            burst.all_paths(),
+            vec![PathBuf::from("/p/main.rs"), PathBuf::from("/p/reload.toml")]
+        );
     }
 }

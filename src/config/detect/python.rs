@@ -17,8 +17,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Files that make a directory a Python project even without a `.py` file at its root.
-const MARKERS: [&str; 6] = [
+/// Files that make a directory a Python project even without a `.py` file at its root, and
+/// which decide its server (so a change to one re-reads the configuration).
+pub(crate) const MARKERS: [&str; 6] = [
     "pyproject.toml",
     "requirements.txt",
     "manage.py",

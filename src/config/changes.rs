@@ -1,0 +1,246 @@
+//! What differs between the configuration in force and the one read again while reload runs
+//! (a file that decides it changed): what can be applied at once, and what only a restart of
+//! reload can (sockets bound at start, the proxy's thread, the kind of watcher).
+
+use std::path::PathBuf;
+
+use super::{Config, Program, RunConfig};
+
+/// One difference, as the status lines name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A path that is watched now and was not.
+    Watched(PathBuf),
+    /// A path that was watched and is not any more.
+    Unwatched(PathBuf),
+    /// The build command now (`None`: no build step).
+    Build(Option<String>),
+    /// How the server is started now, as a command line.
+    Program(String),
+    /// Other settings of this section differ (`[watch]`, `[run]`, `[build]`, `[output]`).
+    Settings(&'static str),
+    /// A setting reload cannot change while it runs, by its name.
+    NeedsRestart(&'static str),
+}
+
+impl Change {
+    pub fn needs_restart(&self) -> bool {
+        matches!(self, Change::NeedsRestart(_))
+    }
+}
+
+/// How `new` differs from `old`, in the order the user reads it: what needs a restart first.
+pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
+    let mut out = fixed_changes(old, new);
+    let (old_paths, new_paths) = (&old.watch.paths, &new.watch.paths);
+    out.extend(
+        new_paths
+            .iter()
+            .filter(|path| !old_paths.contains(path))
+            .map(|path| Change::Watched(path.clone())),
+    );
+    out.extend(
+        old_paths
+            .iter()
+            .filter(|path| !new_paths.contains(path))
+            .map(|path| Change::Unwatched(path.clone())),
+    );
+    if old.watch.filter != new.watch.filter || old.watch.debounce != new.watch.debounce {
+        out.push(Change::Settings("[watch]"));
+    }
+    if old.build != new.build {
+        out.push(Change::Build(new.build.as_ref().map(ToString::to_string)));
+    }
+    if old.clean_on_exit != new.clean_on_exit {
+        out.push(Change::Settings("[build]"));
+    }
+    if let (Some(old_run), Some(new_run)) = (&old.run, &new.run) {
+        if old_run.program != new_run.program {
+            out.push(Change::Program(command_line(&new_run.program)));
+        }
+        if !same_settings(old_run, new_run) || old.post != new.post {
+            out.push(Change::Settings("[run]"));
+        }
+    }
+    let output = |config: &Config| {
+        let o = config.output;
+        (o.clear, o.timestamps, o.quiet)
+    };
+    if output(old) != output(new) {
+        out.push(Change::Settings("[output]"));
+    }
+    out
+}
+
+/// What was set up once at start: the root, the proxy (its own thread and port), the held
+/// sockets, whether there is a server at all, the watcher's kind and the status lines' format.
+fn fixed_changes(old: &Config, new: &Config) -> Vec<Change> {
+    let listeners = |config: &Config| config.run.as_ref().map(|run| run.listeners.clone());
+    [
+        (old.root != new.root, "root"),
+        (old.proxy != new.proxy, "[proxy]"),
+        (old.run.is_some() != new.run.is_some(), "[run] cmd"),
+        (
+            old.run.is_some() == new.run.is_some() && listeners(old) != listeners(new),
+            "[run] listen",
+        ),
+        (old.watch.poll != new.watch.poll, "[watch] poll"),
+        (old.output.format != new.output.format, "[output] format"),
+    ]
+    .into_iter()
+    .filter(|(differs, _)| *differs)
+    .map(|(_, name)| Change::NeedsRestart(name))
+    .collect()
+}
+
+/// Whether two run settings agree on everything but the program and the held sockets, which
+/// are told apart on their own.
+fn same_settings(old: &RunConfig, new: &RunConfig) -> bool {
+    let mut new = new.clone();
+    new.program.clone_from(&old.program);
+    new.listeners.clone_from(&old.listeners);
+    *old == new
+}
+
+fn command_line(program: &Program) -> String {
+    match program {
+        Program::Argv(argv) => argv.join(" "),
+        Program::Shell(line) => line.clone(),
+        Program::CargoArtifact => "the binary cargo builds".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{
+        BuildCommand, FilterRules, Globs, LogFormat, OnBuildFailure, OnExit, Output, ProxyConfig,
+        Readiness, RestartOrder, Upstream, WatchConfig,
+    };
+
+    fn config() -> Config {
+        Config {
+            root: "/p".into(),
+            watch: WatchConfig {
+                paths: vec!["/p".into()],
+                config_files: vec!["/p/reload.toml".into()],
+                filter: FilterRules {
+                    root: "/p".into(),
+                    extensions: vec!["rs".into()],
+                    include: None,
+                    ignore: Globs::new(vec![globset::Glob::new("*.tmp").unwrap()]).unwrap(),
+                    ignore_regex: vec![regex::Regex::new("_test").unwrap()],
+                    gitignore: true,
+                    ignored_dirs: vec!["/p/target".into()],
+                },
+                debounce: Duration::from_millis(50),
+                poll: None,
+            },
+            build: Some(BuildCommand::Shell("make".into())),
+            run: Some(RunConfig {
+                program: Program::Argv(vec!["./server".into()]),
+                env: BTreeMap::new(),
+                env_file: None,
+                stop_signal: nix::sys::signal::Signal::SIGTERM,
+                stop_timeout: Duration::from_secs(5),
+                listeners: Vec::new(),
+                readiness: Readiness::Spawned,
+                ready_timeout: Duration::from_secs(30),
+                order: RestartOrder::StopThenStart,
+                on_build_failure: OnBuildFailure::KeepServing,
+                on_exit: OnExit::Wait,
+            }),
+            post: Vec::new(),
+            clean_on_exit: Vec::new(),
+            output: Output {
+                clear: false,
+                timestamps: false,
+                quiet: false,
+                format: LogFormat::Human,
+            },
+            origin: String::new(),
+            warnings: Vec::new(),
+            proxy: None,
+            project_unreadable: None,
+            settings_files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_same_configuration_read_again_has_no_changes() {
+        assert_eq!(changes(&config(), &config()), Vec::new());
+    }
+
+    #[test]
+    fn watched_paths_added_and_dropped_are_named() {
+        let mut new = config();
+        new.watch.paths = vec!["/extra".into()];
+        assert_eq!(
+            changes(&config(), &new),
+            vec![
+                Change::Watched("/extra".into()),
+                Change::Unwatched("/p".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn what_builds_and_runs_is_named_and_other_settings_by_section() {
+        let mut new = config();
+        new.build = None;
+        let run = new.run.as_mut().unwrap();
+        run.program = Program::Shell("./server --port 3000".into());
+        run.stop_timeout = Duration::from_secs(1);
+        new.watch.filter.ignore = Globs::new(vec![globset::Glob::new("*.log").unwrap()]).unwrap();
+        new.output.clear = true;
+        assert_eq!(
+            changes(&config(), &new),
+            vec![
+                Change::Settings("[watch]"),
+                Change::Build(None),
+                Change::Program("./server --port 3000".into()),
+                Change::Settings("[run]"),
+                Change::Settings("[output]"),
+            ]
+        );
+        let mut regex = config();
+        regex.watch.filter.ignore_regex = vec![regex::Regex::new("_spec").unwrap()];
+        assert_eq!(
+            changes(&config(), &regex),
+            vec![Change::Settings("[watch]")]
+        );
+    }
+
+    #[test]
+    fn what_was_set_up_at_start_needs_a_restart() {
+        let mut new = config();
+        new.proxy = Some(ProxyConfig {
+            listen: "127.0.0.1:8090".parse().unwrap(),
+            upstream: Upstream::AppPort(8080),
+            hold_timeout: Duration::from_secs(30),
+            inject: true,
+            allowed_hosts: Vec::new(),
+        });
+        new.watch.poll = Some(Duration::from_secs(1));
+        let found = changes(&config(), &new);
+        assert!(
+            found.contains(&Change::NeedsRestart("[proxy]")),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&Change::NeedsRestart("[watch] poll")),
+            "{found:?}"
+        );
+        assert!(found[0].needs_restart(), "named first: {found:?}");
+
+        let mut build_only = config();
+        build_only.run = None;
+        assert_eq!(
+            changes(&config(), &build_only),
+            vec![Change::NeedsRestart("[run] cmd")]
+        );
+    }
+}
