@@ -83,6 +83,15 @@ pub enum Note<'a> {
     Stopped {
         pid: u32,
     },
+    /// A new server's group listens on `ports`, not on `expected`: followed to `followed`, or
+    /// told at once while reload waits on.
+    ListensElsewhere {
+        pid: u32,
+        ports: &'a [u16],
+        expected: u16,
+        followed: Option<u16>,
+        overlap_off: bool,
+    },
     /// A new server's port was taken; it starts (again, if `pid` exited for it) on `instead`.
     PortTaken {
         pid: Option<u32>,
@@ -228,6 +237,13 @@ impl Note<'_> {
                      use ({IN_USE}): starting it again on :{instead}"
                 ),
             ),
+            Note::ListensElsewhere {
+                pid,
+                ports,
+                expected,
+                followed,
+                overlap_off,
+            } => listens_elsewhere(*pid, ports, *expected, *followed, *overlap_off),
             Note::Info(text) => (Tone::Info, (*text).to_owned()),
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
@@ -236,7 +252,9 @@ impl Note<'_> {
 
     fn breaks(&self) -> Breaks {
         match self {
-            Note::Info(_) | Note::Warning(_) | Note::Error(_) => Breaks::Indented,
+            Note::Info(_) | Note::Warning(_) | Note::Error(_) | Note::ListensElsewhere { .. } => {
+                Breaks::Indented
+            }
             _ => Breaks::Escaped,
         }
     }
@@ -305,6 +323,16 @@ impl Note<'_> {
             Note::PortTaken { pid, port, instead } => {
                 json!({"event": "port_taken", "pid": pid, "port": port, "instead": instead})
             }
+            Note::ListensElsewhere {
+                pid,
+                ports,
+                expected,
+                followed,
+                overlap_off,
+            } => json!({
+                "event": "listens_elsewhere", "pid": pid, "ports": ports, "expected": expected,
+                "followed": followed, "overlap_off": overlap_off,
+            }),
             Note::Info(text) => json!({"event": "info", "message": text}),
             Note::Warning(text) => json!({"event": "warning", "message": text}),
             Note::Error(text) => json!({"event": "error", "message": text}),
@@ -519,6 +547,20 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
             ..
         } => tell(&Note::Stopped { pid: *pid }),
         Lifecycle::Stopping { .. } | Lifecycle::Stopped { .. } => {}
+        Lifecycle::ListensElsewhere {
+            pid,
+            ports,
+            expected,
+            followed,
+            overlap_off,
+            ..
+        } => tell(&Note::ListensElsewhere {
+            pid: *pid,
+            ports,
+            expected: *expected,
+            followed: *followed,
+            overlap_off: *overlap_off,
+        }),
         Lifecycle::PortTaken {
             pid, port, instead, ..
         } => tell(&Note::PortTaken {
@@ -527,6 +569,52 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
             instead: *instead,
         }),
     }
+}
+
+/// ":5000", ":5000 and :9229", ":5000, :5001 and :9229".
+pub fn ports(ports: &[u16]) -> String {
+    let each: Vec<String> = ports.iter().map(|port| format!(":{port}")).collect();
+    match each.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "no port".to_owned(),
+    }
+}
+
+/// The line for a new server that listens elsewhere than where reload waits for it: followed
+/// there (no app port was named), or told what to do, at once.
+fn listens_elsewhere(
+    pid: u32,
+    listens: &[u16],
+    expected: u16,
+    followed: Option<u16>,
+    overlap_off: bool,
+) -> (Tone, String) {
+    let on = ports(listens);
+    let Some(followed) = followed else {
+        return (
+            Tone::Bad,
+            format!(
+                "app (pid {pid}) listens on {on}, not on :{expected}, where reload waits for \
+                 it\n  help: if {on} is its port, name it (--app-port, [proxy] app_port, or \
+                 --ready tcp:PORT), make the app listen on :{expected}, or with --proxy leave \
+                 the app port out and reload follows the app where it listens"
+            ),
+        );
+    };
+    let there = if listens.len() == 1 {
+        "there".to_owned()
+    } else {
+        format!("to :{followed}")
+    };
+    let mut line = format!("app listens on {on}, not on PORT={expected}: forwarding {there}");
+    if overlap_off {
+        line.push_str(
+            "\n  it ignores PORT, so two versions cannot run side by side: restarts stop the \
+             old server before starting the new one from now on",
+        );
+    }
+    (Tone::Info, line)
 }
 
 /// Who holds a port that a server cannot bind although nothing of reload's listens there.

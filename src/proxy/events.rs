@@ -215,6 +215,7 @@ mod tests {
                 errors: Some(2),
                 output: "\x1b[31merror\x1b[0m: <b>\n".into(),
             },
+            trouble: None,
         };
         let hello = hello(&state);
         assert!(hello.starts_with(b"event: hello\ndata: {"));
@@ -247,6 +248,7 @@ mod tests {
                     errors,
                     output: output.as_str().into(),
                 },
+                trouble: None,
             });
             let failed = of(&Lifecycle::BuildFailed {
                 how: "exit 1".into(),

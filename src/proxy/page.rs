@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+use crate::lifecycle::{Ended, Trouble};
+
 /// The browser client, served at `/__reload/client.js`: the page's live reload and overlay, and
 /// the SharedWorker that holds the one event stream all tabs share (the same file).
 pub const CLIENT_JS: &str = include_str!("client.js");
@@ -128,6 +130,68 @@ pub fn message_page(title: &str, message: &str, script: &str) -> String {
         &escape(message),
         script,
     )
+}
+
+/// The title and the words of reload's page for `trouble`, as a web developer says it: "Your
+/// app exited with status 3 before it listened on :8080." `port`: where the app was to
+/// listen, when it binds a port itself and the trouble does not say.
+pub fn trouble(trouble: &Trouble, port: Option<u16>) -> (String, String) {
+    match trouble {
+        Trouble::Exited {
+            ended,
+            serving: false,
+            port: given,
+            ..
+        } => {
+            let before = match given.or(port) {
+                Some(port) => format!("before it listened on :{port}"),
+                None => "before it was ready".to_owned(),
+            };
+            (
+                "Your app exited".to_owned(),
+                format!(
+                    "Your app {} {before}.\n\nIts output is in the terminal where reload runs. \
+                     Fix the app and save: reload builds and starts it again, and this page \
+                     turns into the app.",
+                    ended_words(ended)
+                ),
+            )
+        }
+        Trouble::Exited { ended, .. } => (
+            "Your app exited".to_owned(),
+            format!(
+                "Your app {} while it was serving.\n\nIts output is in the terminal where \
+                 reload runs. reload starts it again on the next save, and this page turns \
+                 into the app.",
+                ended_words(ended)
+            ),
+        ),
+        Trouble::ListensElsewhere {
+            ports, expected, ..
+        } => {
+            let on = crate::status::ports(ports);
+            let first = ports.first().copied().unwrap_or(*expected);
+            (
+                "Your app listens on another port".to_owned(),
+                format!(
+                    "Your app listens on {on}, not on :{expected}, where reload's proxy \
+                     forwards.\n\nIf {on} is its port, tell reload: --app-port {first} (or \
+                     [proxy] app_port = {first}). Or make the app listen on the port it gets in \
+                     PORT. Or leave the app port out: reload then gives the app a port and \
+                     follows it to wherever it listens."
+                ),
+            )
+        }
+    }
+}
+
+/// "exited with status 3", "was killed by SIGKILL".
+fn ended_words(ended: &Ended) -> String {
+    match ended {
+        Ended::Code(code) => format!("exited with status {code}"),
+        Ended::Signal(signal) => format!("was killed by {signal}"),
+        Ended::Unknown => "ended (how, reload could not tell)".to_owned(),
+    }
 }
 
 /// reload's pages: dark, readable, nothing loaded from elsewhere. `heading` and `body` are HTML.
@@ -885,6 +949,7 @@ assert.equal(failedPage.reloads, 1, "the failed-build page becomes the app");
                 errors,
                 output: output.into(),
             },
+            trouble: None,
         });
         data_line(&frame)
     }
