@@ -727,7 +727,11 @@ impl Service {
         } else {
             second
         };
-        Some(PortTurn { given, app })
+        Some(PortTurn {
+            given,
+            app,
+            followed: self.followed,
+        })
     }
 
     /// The new server's group listens on `ports`, not on `expected`. With a port reload chose,
@@ -856,6 +860,7 @@ impl Service {
             port: Some(PortTurn {
                 given: instead,
                 app: turns.app,
+                followed: self.followed,
             }),
         });
     }

@@ -105,6 +105,9 @@ pub struct PortTurn {
     /// `None`: no app port was named, reload chose `given`, and a server that listens on
     /// another port is followed there.
     pub app: Option<u16>,
+    /// Where the last server that listened elsewhere was followed to: a server seen listening
+    /// there is taken at once, without waiting for its ports to settle.
+    pub followed: Option<u16>,
 }
 
 /// Whether the server may read reload's stdin.
@@ -419,6 +422,7 @@ impl Supervisor {
                     let turn = port.unwrap_or(PortTurn {
                         given: 0,
                         app: None,
+                        followed: None,
                     });
                     own_port(generation, turn, pgid, &events).await;
                     Ok(())

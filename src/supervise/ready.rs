@@ -241,7 +241,11 @@ pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Lis
         let mut pauses = ProcPauses::default();
         loop {
             let ports = crate::process::ports::listening_ports(pgid);
-            if usual.is_some_and(|app| ports.contains(&app)) {
+            // The usual port, or where the last server was followed to: no need to settle.
+            if usual
+                .or(turn.followed)
+                .is_some_and(|known| ports.contains(&known))
+            {
                 return ports.into_iter().collect();
             }
             if let Some(ports) = settled.see(turn.given, ports, Instant::now()) {
@@ -250,9 +254,26 @@ pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Lis
             tokio::time::sleep(pauses.next()).await;
         }
     };
+    // Where the last server was followed to is probed as eagerly as the given port (a
+    // restart should not wait for the next read of /proc), and taken once /proc says the port
+    // is this group's, not another program's.
+    let followed = async {
+        let Some(port) = turn.followed else {
+            return std::future::pending().await;
+        };
+        loop {
+            tcp(&format!("127.0.0.1:{port}")).await;
+            let ports = crate::process::ports::listening_ports(pgid);
+            if ports.contains(&port) {
+                return ports.into_iter().collect();
+            }
+            tokio::time::sleep(ProcPauses::default().next()).await;
+        }
+    };
     tokio::select! {
         () = tcp(&given) => Listens::Given,
         ports = listens => Listens::Elsewhere(ports),
+        ports = followed => Listens::Elsewhere(ports),
     }
 }
 
@@ -302,19 +323,19 @@ impl Settled {
 }
 
 /// The pauses between two reads of /proc: each reads every process's stat, so a server slow
-/// to start is looked at less often (20 ms doubling to 250 ms).
+/// to start is looked at less often (10 ms doubling to 100 ms).
 struct ProcPauses(Duration);
 
 impl Default for ProcPauses {
     fn default() -> Self {
-        ProcPauses(Duration::from_millis(20))
+        ProcPauses(Duration::from_millis(10))
     }
 }
 
 impl ProcPauses {
     fn next(&mut self) -> Duration {
         let pause = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_millis(250));
+        self.0 = (self.0 * 2).min(Duration::from_millis(100));
         pause
     }
 }

@@ -14,6 +14,7 @@ use crate::support::{DEADLINE, Project, Session, free_port};
 use crate::{BUILD, builds};
 
 mod access;
+mod app_port;
 mod browser;
 mod gin;
 mod overlap_ports;

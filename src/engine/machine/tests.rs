@@ -913,7 +913,8 @@ fn a_port_found_taken_before_the_spawn_is_replaced_by_a_free_one_for_good() {
             executable: None,
             port: Some(PortTurn {
                 given: 7000,
-                app: Some(8080)
+                app: Some(8080),
+                followed: None,
             }),
         }),
         "still told the app port, to see whether it ignores PORT: {effects:?}"
@@ -1167,7 +1168,18 @@ fn with_a_chosen_port_a_server_listening_elsewhere_is_followed_and_said_once_per
 
     // The next server is given the chosen port again, and followed again, silently.
     run.change();
-    assert_eq!(prepared_port(&run.build_succeeds()), Some(4123));
+    assert!(
+        run.build_succeeds().contains(&Effect::Prepare {
+            generation: G2,
+            executable: None,
+            port: Some(PortTurn {
+                given: 4123,
+                app: None,
+                followed: Some(5000),
+            }),
+        }),
+        "seen on :5000 again, it is taken without settling"
+    );
     run.prepared(G2);
     run.feed(Event::Stopped(G1));
     run.spawned(G2, 200);
