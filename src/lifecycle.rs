@@ -467,6 +467,105 @@ mod tests {
         assert_eq!(bus.state().borrow().serving, None);
     }
 
+    #[test]
+    fn trouble_lasts_until_the_next_build_or_start() {
+        let mut bus = Bus::new(Vec::new());
+        let state = bus.state();
+        bus.publish(Lifecycle::ServerStarting {
+            pid: 7,
+            generation: Generation(1),
+        });
+        bus.publish(Lifecycle::ListensElsewhere {
+            pid: 7,
+            generation: Generation(1),
+            ports: vec![5000],
+            expected: 8080,
+            followed: None,
+            overlap_off: false,
+        });
+        assert_eq!(
+            state.borrow().trouble,
+            Some(Trouble::ListensElsewhere {
+                pid: 7,
+                ports: vec![5000],
+                expected: 8080,
+            })
+        );
+        bus.publish(Lifecycle::ServerFailed {
+            pid: Some(7),
+            generation: Generation(1),
+            message: "was not ready within 30s".into(),
+            exited: None,
+            port: None,
+        });
+        assert!(
+            matches!(
+                state.borrow().trouble,
+                Some(Trouble::ListensElsewhere { .. })
+            ),
+            "a timeout keeps saying where it listened"
+        );
+        bus.publish(Lifecycle::BuildStarted {
+            command: "make".into(),
+        });
+        assert_eq!(state.borrow().trouble, None, "a build is a new attempt");
+        bus.publish(Lifecycle::ServerStarting {
+            pid: 8,
+            generation: Generation(2),
+        });
+        bus.publish(Lifecycle::ServerFailed {
+            pid: Some(8),
+            generation: Generation(2),
+            message: "exited with 3 before it was ready".into(),
+            exited: Some(Ended::Code(3)),
+            port: Some(4123),
+        });
+        assert_eq!(
+            state.borrow().trouble,
+            Some(Trouble::Exited {
+                pid: 8,
+                ended: Ended::Code(3),
+                serving: false,
+                port: Some(4123),
+            })
+        );
+        bus.publish(Lifecycle::ServerStarting {
+            pid: 9,
+            generation: Generation(3),
+        });
+        assert_eq!(state.borrow().trouble, None, "a start is a new attempt");
+        bus.publish(Lifecycle::ServerReady {
+            pid: 9,
+            generation: Generation(3),
+            old: None,
+            swap: Duration::ZERO,
+            since_change: None,
+            port: Some(4123),
+        });
+        let exited = |restarts_in| Lifecycle::ServerExited {
+            pid: 9,
+            generation: Generation(3),
+            description: "killed by SIGKILL".into(),
+            code: None,
+            signal: Some("SIGKILL".into()),
+            restarts_in,
+            hint: None,
+            port: Some(4123),
+        };
+        bus.publish(exited(Some(Duration::from_secs(1))));
+        assert_eq!(state.borrow().trouble, None, "it restarts by itself");
+        bus.publish(exited(None));
+        assert_eq!(
+            state.borrow().trouble,
+            Some(Trouble::Exited {
+                pid: 9,
+                ended: Ended::Signal("SIGKILL".into()),
+                serving: true,
+                port: Some(4123),
+            })
+        );
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn remote_subscribers_hear_every_event_in_order() {
         let mut bus = Bus::new(Vec::new());

@@ -782,6 +782,46 @@ mod tests {
     }
 
     #[test]
+    fn an_app_listening_elsewhere_is_followed_in_one_line_or_told_what_to_do() {
+        let followed = |ports: &'static [u16], overlap_off| Note::ListensElsewhere {
+            pid: 7,
+            ports,
+            expected: 4123,
+            followed: Some(ports[0]),
+            overlap_off,
+        };
+        let (_, line) = followed(&[5000], false).human().unwrap();
+        assert_eq!(
+            line,
+            "app listens on :5000, not on PORT=4123: forwarding there"
+        );
+        let (_, line) = followed(&[5000, 5001, 9229], true).human().unwrap();
+        assert!(
+            line.starts_with(
+                "app listens on :5000, :5001 and :9229, not on PORT=4123: forwarding to :5000\n  \
+                 it ignores PORT"
+            ),
+            "{line}"
+        );
+        let told = Note::ListensElsewhere {
+            pid: 7,
+            ports: &[5000],
+            expected: 8080,
+            followed: None,
+            overlap_off: false,
+        };
+        let (_, line) = told.human().unwrap();
+        assert!(
+            line.starts_with("app (pid 7) listens on :5000, not on :8080, where reload waits"),
+            "{line}"
+        );
+        let json = told.json();
+        assert_eq!(json["event"], "listens_elsewhere");
+        assert_eq!(json["ports"], json!([5000]));
+        assert_eq!(json["followed"], Value::Null);
+    }
+
+    #[test]
     fn only_the_prefix_is_coloured_and_only_when_colour_is_on() {
         let line = |tone, color| String::from_utf8(human_line(tone, "", "built", color)).unwrap();
         assert_eq!(line(Tone::Good, ColorChoice::Never), "[reload] built\n");

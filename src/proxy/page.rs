@@ -1120,6 +1120,54 @@ assert.deepEqual(second.got.at(-1), { type: "reload", data: {} });
     }
 
     #[test]
+    fn trouble_is_said_in_a_web_developers_words() {
+        let exited = |ended, serving, port| Trouble::Exited {
+            pid: 7,
+            ended,
+            serving,
+            port,
+        };
+        let (title, text) = trouble(&exited(Ended::Code(3), false, None), Some(8080));
+        assert_eq!(title, "Your app exited");
+        assert!(
+            text.starts_with("Your app exited with status 3 before it listened on :8080."),
+            "{text}"
+        );
+        let (_, text) = trouble(
+            &exited(Ended::Signal("SIGKILL".into()), false, Some(4123)),
+            Some(8080),
+        );
+        assert!(
+            text.starts_with("Your app was killed by SIGKILL before it listened on :4123."),
+            "the port it was given wins: {text}"
+        );
+        let (_, text) = trouble(&exited(Ended::Code(1), false, None), None);
+        assert!(
+            text.starts_with("Your app exited with status 1 before it was ready."),
+            "a held socket: {text}"
+        );
+        let (_, text) = trouble(&exited(Ended::Code(1), true, None), Some(8080));
+        assert!(
+            text.starts_with("Your app exited with status 1 while it was serving."),
+            "{text}"
+        );
+        let (title, text) = trouble(
+            &Trouble::ListensElsewhere {
+                pid: 7,
+                ports: vec![5000, 9229],
+                expected: 8080,
+            },
+            Some(8080),
+        );
+        assert_eq!(title, "Your app listens on another port");
+        assert!(
+            text.starts_with("Your app listens on :5000 and :9229, not on :8080")
+                && text.contains("--app-port 5000"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_message_page_escapes_its_message_and_carries_the_script() {
         let page = message_page(
             "Waiting for the app",
