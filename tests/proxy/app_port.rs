@@ -9,12 +9,12 @@ use crate::BUILD;
 use crate::support::{Project, free_port};
 
 /// Far beyond any test's deadline: a request answered proves it did not wait for these.
-const PATIENT: &str = "[proxy]\nhold_timeout = \"10m\"\n";
-const PATIENT_READY: &str = "ready_timeout = \"10m\"\n";
+pub(super) const PATIENT: &str = "[proxy]\nhold_timeout = \"10m\"\n";
+pub(super) const PATIENT_READY: &str = "ready_timeout = \"10m\"\n";
 
 /// The proxy tests' project at `version`, its `[run]` given `run` (TOML lines) after the
 /// command, and `more` after it.
-fn project(version: &str, cmd: &str, run: &str, more: &str) -> Project {
+pub(super) fn project(version: &str, cmd: &str, run: &str, more: &str) -> Project {
     Project::new()
         .file("src/version.txt", &format!("{version}\n"))
         .file("build.sh", BUILD)
@@ -164,7 +164,7 @@ fn with_an_app_port_a_server_listening_elsewhere_is_said_at_once_in_the_page_and
 }
 
 /// A server that exits with status 3 while its version says BROKEN, and serves otherwise.
-const EXITS_WHEN_BROKEN: &str = "[\"sh\", \"-c\", \"if grep -q BROKEN build/version.txt; then \
+pub(super) const EXITS_WHEN_BROKEN: &str = "[\"sh\", \"-c\", \"if grep -q BROKEN build/version.txt; then \
                                   exit 3; fi; exec python3 app.py\"]";
 
 #[test]
@@ -219,5 +219,45 @@ fn a_serving_app_killed_by_a_signal_is_said_in_words_at_once() {
             .contains("Your app was killed by SIGKILL while it was serving"),
         "{}",
         answer.text()
+    );
+}
+
+#[test]
+fn with_the_proxy_alone_and_overlap_servers_take_turns_on_two_chosen_ports() {
+    let project = proxied("v0");
+    let proxy = free_port();
+    let session = project.start(&["--proxy", &proxy.to_string(), "--overlap"]);
+    session.wait_for_stderr("servers take turns on :");
+    let proxied = Proxied {
+        session,
+        proxy,
+        app: 0,
+    };
+    proxied.wait_serving("v0");
+    for version in ["v1", "v2", "v3"] {
+        project.write("src/version.txt", &format!("{version}\n"));
+        proxied.wait_serving(version);
+    }
+    let ports: Vec<String> = project
+        .starts()
+        .iter()
+        .map(|start| start.field("port").to_owned())
+        .collect();
+    assert_eq!(ports.len(), 4, "{ports:?}");
+    assert_ne!(ports[0], ports[1], "two ports: {ports:?}");
+    assert_eq!((&ports[0], &ports[1]), (&ports[2], &ports[3]), "{ports:?}");
+    let stderr = proxied.session.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "servers take turns on :{} and :{}",
+            ports[1], ports[0]
+        )),
+        "{}",
+        proxied.session.context()
+    );
+    assert!(
+        !stderr.contains("not on PORT"),
+        "{}",
+        proxied.session.context()
     );
 }
