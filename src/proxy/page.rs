@@ -238,13 +238,20 @@ pub fn failed_build_text(how: &str, errors: Option<usize>, output: &str) -> Stri
     text
 }
 
-/// "Build failed: exit 1, 3 errors", counted the way the status line counts: the words the
-/// 503 page and the overlay both show (the events carry them).
+/// "Build failed: 3 errors (exit status 1)", counted the way the status line counts: the words
+/// the 503 page and the overlay both show (the events carry them). How the build ended
+/// (`exit 1`, `SIGSEGV`, as the status line has it) in words: "exit status 1", "killed by
+/// SIGSEGV".
 pub(crate) fn headline(how: &str, errors: Option<usize>) -> String {
+    let how = match how.strip_prefix("exit ") {
+        Some(code) => format!("exit status {code}"),
+        None if how.starts_with("SIG") => format!("killed by {how}"),
+        None => how.to_owned(),
+    };
     match errors {
-        Some(1) => format!("Build failed: {how}, 1 error"),
-        Some(n) => format!("Build failed: {how}, {n} errors"),
-        None => format!("Build failed: {how}"),
+        Some(1) => format!("Build failed: 1 error ({how})"),
+        Some(n) => format!("Build failed: {n} errors ({how})"),
+        None => format!("Build failed ({how})"),
     }
 }
 
@@ -725,8 +732,8 @@ mod tests {
                 .collect::<String>(),
             shown
         );
-        assert_eq!(failed["headline"], "Build failed: exit 1, 1 error");
-        assert!(page.contains("<h1>Build failed: exit 1, 1 error</h1>"));
+        assert_eq!(failed["headline"], "Build failed: 1 error (exit status 1)");
+        assert!(page.contains("<h1>Build failed: 1 error (exit status 1)</h1>"));
     }
 
     #[test]
@@ -777,17 +784,20 @@ mod tests {
         );
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(page.contains("<title>Build failed</title>"));
-        assert!(page.contains("<h1>Build failed: exit &lt;1&gt;, 3 errors</h1>"));
+        assert!(page.contains("<h1>Build failed: 3 errors (exit status &lt;1&gt;)</h1>"));
         assert!(page.contains(
             "<pre><span style=\"color:#ee5555\">error</span>: &lt;b&gt;bad&lt;/b&gt;\n</pre>"
         ));
         assert!(page.contains("turns into the app by itself once a build succeeds"));
         assert!(page.contains(&format!("{script}\n</body>")));
         assert!(!page.contains("http"), "no external resources");
-        assert!(failed_build_page("exit 1", Some(1), "", script).contains("exit 1, 1 error</h1>"));
+        assert!(
+            failed_build_page("exit 1", Some(1), "", script)
+                .contains("1 error (exit status 1)</h1>")
+        );
         assert!(
             failed_build_page("SIGSEGV", None, "", script)
-                .contains("<h1>Build failed: SIGSEGV</h1>")
+                .contains("<h1>Build failed (killed by SIGSEGV)</h1>")
         );
     }
 
@@ -800,7 +810,7 @@ mod tests {
         );
         assert_eq!(
             text,
-            "Build failed: exit 101, 2 errors\n\nerror: E1\n\nreload serves the app again once a build succeeds.\n"
+            "Build failed: 2 errors (exit status 101)\n\nerror: E1\n\nreload serves the app again once a build succeeds.\n"
         );
     }
 
@@ -979,7 +989,7 @@ assert.ok(overlay && overlay.shadowRoot, "the overlay lives in a shadow root");
 const panel = overlay.shadowRoot.firstChild;
 assert.match(panel.style, /position:fixed/);
 assert.match(panel.style, /overflow:auto/);
-assert.equal(text(panel.children[1]), "Build failed: exit 1, 3 errors");
+assert.equal(text(panel.children[1]), "Build failed: 3 errors (exit status 1)");
 const pre = panel.children.find((e) => e.tag == "pre");
 assert.match(pre.style, /white-space:pre-wrap;overflow-wrap:anywhere/, "long lines wrap");
 assert.equal(text(pre), "error[E0425]: <img src=x onerror=alert(1)>\n  --> src/main.rs:12:5\nlink ./main.go:7:2: undefined");
@@ -1033,7 +1043,7 @@ p.emit("hello", { ...HELLO, generation: null });
 const panel = p.overlay().shadowRoot.firstChild;
 const page503 = EXPECTED;
 assert.equal(text(panel.children[1]), page503.headline);
-assert.equal(page503.headline, "Build failed: exit 1, 1 error");
+assert.equal(page503.headline, "Build failed: 1 error (exit status 1)");
 assert.equal(text(panel.children.find((e) => e.tag == "pre")), page503.text);
 "#
             .replace("HELLO", &hello_data("exit 1", Some(1), &output))
