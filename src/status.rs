@@ -547,6 +547,17 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
             ..
         } => tell(&Note::Stopped { pid: *pid }),
         Lifecycle::Stopping { .. } | Lifecycle::Stopped { .. } => {}
+        Lifecycle::ListensElsewhere { .. } | Lifecycle::PortTaken { .. } => {
+            if let Some(note) = port_note(event) {
+                tell(&note);
+            }
+        }
+    }
+}
+
+/// The note for where a new server listens or is to listen, if `event` is about that.
+fn port_note(event: &Lifecycle) -> Option<Note<'_>> {
+    Some(match event {
         Lifecycle::ListensElsewhere {
             pid,
             ports,
@@ -554,21 +565,22 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
             followed,
             overlap_off,
             ..
-        } => tell(&Note::ListensElsewhere {
+        } => Note::ListensElsewhere {
             pid: *pid,
             ports,
             expected: *expected,
             followed: *followed,
             overlap_off: *overlap_off,
-        }),
+        },
         Lifecycle::PortTaken {
             pid, port, instead, ..
-        } => tell(&Note::PortTaken {
+        } => Note::PortTaken {
             pid: *pid,
             port: *port,
             instead: *instead,
-        }),
-    }
+        },
+        _ => return None,
+    })
 }
 
 /// ":5000", ":5000 and :9229", ":5000, :5001 and :9229".

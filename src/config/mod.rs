@@ -925,7 +925,38 @@ fn resolve_proxy(
         ));
     };
 
-    let upstream = match (run.listeners.first(), &app_port) {
+    let proxy_name = flag_or_label(&listen, "--proxy", &port_label);
+    let upstream = choose_upstream(place, run, app_port.as_ref(), &proxy_name)?;
+    refuse_same_port(place, &listen, &upstream, app_port.as_ref())?;
+    match upstream {
+        Upstream::AppPort(port) => {
+            give_port(place, run, port, app_port.as_ref())?;
+            if !readiness_asked {
+                // The server binds the port itself: it is ready once the port accepts.
+                run.readiness = Readiness::TcpConnect(format!("127.0.0.1:{port}"));
+            }
+        }
+        Upstream::Chosen if !readiness_asked => run.readiness = Readiness::GivenPort,
+        Upstream::Chosen | Upstream::Held(_) => {}
+    }
+    Ok(Some(ProxyConfig {
+        listen: listen.value,
+        upstream,
+        hold_timeout,
+        inject,
+        allowed_hosts,
+    }))
+}
+
+/// Where the proxy forwards: the first `--listen` socket, the app port, a PORT written in
+/// `[run] env` (the port the user chose), or, with none of them, a port the engine chooses.
+fn choose_upstream(
+    place: &Place<'_>,
+    run: &RunConfig,
+    app_port: Option<&Named<u16>>,
+    proxy_name: &str,
+) -> Result<Upstream> {
+    Ok(match (run.listeners.first(), app_port) {
         (Some(held), Some(app_port)) => {
             return Err(place.among(
                 [app_port.span.as_ref()],
@@ -946,20 +977,28 @@ fn resolve_proxy(
                     &["run.env.PORT"],
                     |value| value == written.as_str(),
                     &format!(
-                        "with {} and no app port, the proxy forwards to this PORT, and {err}",
-                        flag_or_label(&listen, "--proxy", &port_label)
+                        "with {proxy_name} and no app port, the proxy forwards to this PORT, and \
+                         {err}"
                     ),
                     Some("drop PORT from [run] env to let reload choose a port"),
                 )
             })?),
             None => Upstream::Chosen,
         },
-    };
+    })
+}
 
-    let upstream_addr = match &upstream {
+/// Refuse an app or held port that is the proxy's own.
+fn refuse_same_port(
+    place: &Place<'_>,
+    listen: &Named<std::net::SocketAddr>,
+    upstream: &Upstream,
+    app_port: Option<&Named<u16>>,
+) -> Result<()> {
+    let upstream_addr = match upstream {
         Upstream::AppPort(port) => Some((
             std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
-            app_port.as_ref().map_or_else(
+            app_port.map_or_else(
                 || format!("PORT = \"{port}\" in [run] env"),
                 |p| p.name.clone(),
             ),
@@ -972,10 +1011,7 @@ fn resolve_proxy(
         && same_socket(listen.value, upstream_addr)
     {
         return Err(place.among(
-            [
-                listen.span.as_ref(),
-                app_port.as_ref().and_then(|p| p.span.as_ref()),
-            ],
+            [listen.span.as_ref(), app_port.and_then(|p| p.span.as_ref())],
             format!(
                 "{} and {upstream_name} are the same port: the browser connects to the proxy \
                  and the proxy to your server, so they need two ports\n  help: give the proxy \
@@ -985,25 +1021,7 @@ fn resolve_proxy(
             ),
         ));
     }
-
-    match upstream {
-        Upstream::AppPort(port) => {
-            give_port(place, run, port, app_port.as_ref())?;
-            if !readiness_asked {
-                // The server binds the port itself: it is ready once the port accepts.
-                run.readiness = Readiness::TcpConnect(format!("127.0.0.1:{port}"));
-            }
-        }
-        Upstream::Chosen if !readiness_asked => run.readiness = Readiness::GivenPort,
-        Upstream::Chosen | Upstream::Held(_) => {}
-    }
-    Ok(Some(ProxyConfig {
-        listen: listen.value,
-        upstream,
-        hold_timeout,
-        inject,
-        allowed_hosts,
-    }))
+    Ok(())
 }
 
 /// `[proxy] allowed_hosts` and every `--allow-host`, each refused at its line or flag.
