@@ -273,8 +273,8 @@ impl Stages {
                 if self.env_overridden.insert(format!("{name}={written}")) {
                     status::warning(&format!(
                         "{}: the server gets {name}={given}, not {name}={written} as written \
-                         there: reload's own setting ([run] env, or the proxy's app port for \
-                         PORT) wins over the env file",
+                         there: reload's own setting ([run] env, or the port the proxy gives \
+                         the app as PORT) wins over the env file",
                         path.display()
                     ));
                 }
