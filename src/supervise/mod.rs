@@ -569,8 +569,9 @@ async fn own_port(
     events: &mpsc::UnboundedSender<ServerEvent>,
 ) {
     let ports = match ready::own_port(turn, pgid).await {
-        ready::Listens::Given => return,
-        ready::Listens::Elsewhere(ports) => ports,
+        ready::Listens::Elsewhere(ports) if !ports.contains(&turn.given) => ports,
+        // Where it was told, whatever else it listens on.
+        ready::Listens::Given | ready::Listens::Elsewhere(_) => return,
     };
     match turn.app {
         Some(app) if ports.contains(&app) => {

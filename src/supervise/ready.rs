@@ -261,13 +261,15 @@ pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Lis
         let Some(port) = turn.followed else {
             return std::future::pending().await;
         };
+        let mut pauses = ProcPauses::default();
         loop {
             tcp(&format!("127.0.0.1:{port}")).await;
             let ports = crate::process::ports::listening_ports(pgid);
             if ports.contains(&port) {
                 return ports.into_iter().collect();
             }
-            tokio::time::sleep(ProcPauses::default().next()).await;
+            // Another program's: looked at less and less often.
+            tokio::time::sleep(pauses.next()).await;
         }
     };
     tokio::select! {
