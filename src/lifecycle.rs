@@ -271,9 +271,7 @@ impl State {
             _ => {}
         }
     }
-}
 
-impl State {
     /// A build or a start is a new attempt: what went wrong before is no longer the answer.
     fn note_trouble(&mut self, event: &Lifecycle) {
         match event {

@@ -261,3 +261,24 @@ fn with_the_proxy_alone_and_overlap_servers_take_turns_on_two_chosen_ports() {
         proxied.session.context()
     );
 }
+
+#[test]
+fn a_config_with_a_proxy_port_and_no_app_port_serves_the_app() {
+    let proxy = free_port();
+    let project = project(
+        "v0",
+        "[\"python3\", \"app.py\"]",
+        "",
+        &format!("[proxy]\nport = {proxy}\n"),
+    );
+    let session = project.start(&[]);
+    session.wait_for_stderr("(given as PORT");
+    let proxied = Proxied {
+        session,
+        proxy,
+        app: 0,
+    };
+    proxied.wait_serving("v0");
+    project.write("src/version.txt", "v1\n");
+    proxied.wait_serving("v1");
+}
