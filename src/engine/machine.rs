@@ -274,6 +274,8 @@ struct Swap {
     port: Option<u16>,
     /// A port it was given was found taken: it was moved to another once, and is not again.
     moved: bool,
+    /// Where it listens instead was said already: the timeout need not explain it again.
+    told_ports: bool,
     step: Step,
 }
 
@@ -702,6 +704,7 @@ impl Service {
             replaces: None,
             port: port.map(|turn| turn.given),
             moved: false,
+            told_ports: false,
             step: Step::Preparing,
         });
         out.push(Effect::Prepare {
@@ -750,6 +753,7 @@ impl Service {
             generation: new,
             step: Step::AwaitingReady { pid, .. },
             port,
+            told_ports,
             ..
         }) = &mut self.phase
         else {
@@ -759,6 +763,7 @@ impl Service {
             return;
         };
         let pid = *pid;
+        *told_ports = true;
         let follows = self.policy.ports.is_some_and(|turns| turns.app.is_none());
         if !follows {
             out.push(Effect::Publish(Lifecycle::ListensElsewhere {
@@ -1057,6 +1062,7 @@ impl Service {
                     status::duration(self.policy.ready_timeout)
                 );
                 if let (Phase::Swapping(swap), Some(expected)) = (&self.phase, &self.policy.probed)
+                    && !swap.told_ports
                 {
                     out.push(Effect::ExplainPorts {
                         generation: swap.generation,

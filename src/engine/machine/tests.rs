@@ -1263,6 +1263,25 @@ fn with_an_app_port_a_server_listening_elsewhere_is_told_at_once_and_still_await
         run.feed(elsewhere(G1, &[5000], 8080)).is_empty(),
         "a server already ready is not news"
     );
+
+    // Told once, it is not explained again when it is given up on.
+    run.change();
+    run.build_succeeds();
+    run.prepared(G2);
+    run.feed(Event::Stopped(G1));
+    run.spawned(G2, 200);
+    run.feed(elsewhere(G2, &[5000], 8080));
+    let effects = run.wait(Duration::from_secs(30));
+    assert!(
+        failure_message(&effects).is_some_and(|m| m.contains("was not ready within")),
+        "{effects:?}"
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::ExplainPorts { .. })),
+        "{effects:?}"
+    );
 }
 
 #[test]
