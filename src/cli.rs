@@ -22,7 +22,7 @@ use crate::config::keys;
         reload -e py -- python3 server.py       # no build step, restart on .py changes\n  \
         reload --stop-timeout 10s -c dev.toml\n  \
         reload --listen 3000 --ready notify --overlap -- ./target/debug/server\n  \
-        reload --proxy 8090 --app-port 8080     # the browser on :8090 follows every save\n  \
+        reload --proxy 8090 -- node server.js   # the browser on :8090 follows every save\n  \
         reload init --from-air                  # .air.toml -> a commented reload.toml\n\n\
         Keys, when stdin is a terminal: r rebuild and restart, c clear, q quit, h help."
 )]
@@ -112,7 +112,8 @@ pub struct Args {
     pub proxy: Option<String>,
 
     /// The port the server listens on, where --proxy forwards; the server gets it as $PORT.
-    /// Not needed with --listen: the proxy then forwards to the socket reload holds.
+    /// Optional: without it, reload gives the server a free port as $PORT and forwards to
+    /// wherever it listens. Not with --listen: the proxy forwards to the socket reload holds.
     #[arg(long = "app-port", value_name = "PORT")]
     pub app_port: Option<String>,
 

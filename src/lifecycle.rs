@@ -95,6 +95,23 @@ pub enum Lifecycle {
         pid: Option<u32>,
         generation: Generation,
         message: String,
+        /// How it ended, when it exited by itself before it was ready.
+        exited: Option<Ended>,
+        /// The port it was given through PORT, or followed to.
+        port: Option<u16>,
+    },
+    /// A new server's process group listens on TCP `ports`, none of them `expected` (the port
+    /// it was given through PORT, or the one its readiness check waits on). `followed`: the
+    /// one the proxy forwards to instead (no app port was named); `None`: reload keeps waiting
+    /// on `expected`, and the user should know at once. `overlap_off`: it ignores PORT, so two
+    /// versions cannot run side by side and restarts stop the old server first from now on.
+    ListensElsewhere {
+        pid: u32,
+        generation: Generation,
+        ports: Vec<u16>,
+        expected: u16,
+        followed: Option<u16>,
+        overlap_off: bool,
     },
     /// The serving server ended by itself.
     ServerExited {
@@ -108,6 +125,8 @@ pub enum Lifecycle {
         restarts_in: Option<Duration>,
         /// What may explain the exit.
         hint: Option<&'static str>,
+        /// The port it was given through PORT, or followed to.
+        port: Option<u16>,
     },
     /// The server was sent its stop signal.
     Stopping {
@@ -139,6 +158,40 @@ pub struct State {
     /// The server taking the traffic.
     pub serving: Option<Serving>,
     pub build: BuildState,
+    /// What went wrong with the app since the last build or start, which nothing will mend by
+    /// itself: a request held for an app is answered with it at once.
+    pub trouble: Option<Trouble>,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this status.
+    Code(i32),
+    /// A signal killed it: its name ("SIGKILL"), or its number when it has none.
+    Signal(String),
+    /// How could not be told.
+    Unknown,
+}
+
+/// Something wrong with the app that waiting will not mend: the proxy answers held requests
+/// with it at once, in a page that turns into the app once a server is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trouble {
+    /// The app exited: before it was ready (`serving` false), or while it served and nothing
+    /// starts it again until a change. `port`: the one it was given, when reload gave one.
+    Exited {
+        pid: u32,
+        ended: Ended,
+        serving: bool,
+        port: Option<u16>,
+    },
+    /// The new app listens on `ports`, and not on `expected`, where reload waits for it.
+    ListensElsewhere {
+        pid: u32,
+        ports: Vec<u16>,
+        expected: u16,
+    },
 }
 
 /// What follows a failed build.
@@ -178,6 +231,7 @@ pub enum BuildState {
 
 impl State {
     fn apply(&mut self, event: &Lifecycle) {
+        self.note_trouble(event);
         match event {
             Lifecycle::BuildStarted { .. } => self.build = BuildState::Running,
             Lifecycle::BuildSucceeded { .. } | Lifecycle::BuildCancelled { .. } => {
@@ -213,6 +267,62 @@ impl State {
                 if self.serving.is_some_and(|s| s.generation == *generation) =>
             {
                 self.serving = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// A build or a start is a new attempt: what went wrong before is no longer the answer.
+    fn note_trouble(&mut self, event: &Lifecycle) {
+        match event {
+            Lifecycle::BuildStarted { .. }
+            | Lifecycle::ServerStarting { .. }
+            | Lifecycle::ServerReady { .. } => self.trouble = None,
+            Lifecycle::ServerFailed {
+                pid: Some(pid),
+                exited: Some(ended),
+                port,
+                ..
+            } => {
+                self.trouble = Some(Trouble::Exited {
+                    pid: *pid,
+                    ended: ended.clone(),
+                    serving: false,
+                    port: *port,
+                });
+            }
+            Lifecycle::ListensElsewhere {
+                pid,
+                ports,
+                expected,
+                followed: None,
+                ..
+            } => {
+                self.trouble = Some(Trouble::ListensElsewhere {
+                    pid: *pid,
+                    ports: ports.clone(),
+                    expected: *expected,
+                });
+            }
+            Lifecycle::ServerExited {
+                pid,
+                code,
+                signal,
+                restarts_in: None,
+                port,
+                ..
+            } => {
+                let ended = match (code, signal) {
+                    (Some(code), _) => Ended::Code(*code),
+                    (None, Some(signal)) => Ended::Signal(signal.clone()),
+                    (None, None) => Ended::Unknown,
+                };
+                self.trouble = Some(Trouble::Exited {
+                    pid: *pid,
+                    ended,
+                    serving: true,
+                    port: *port,
+                });
             }
             _ => {}
         }
@@ -353,6 +463,105 @@ mod tests {
             generation: Generation(1),
         });
         assert_eq!(bus.state().borrow().serving, None);
+    }
+
+    #[test]
+    fn trouble_lasts_until_the_next_build_or_start() {
+        let mut bus = Bus::new(Vec::new());
+        let state = bus.state();
+        bus.publish(Lifecycle::ServerStarting {
+            pid: 7,
+            generation: Generation(1),
+        });
+        bus.publish(Lifecycle::ListensElsewhere {
+            pid: 7,
+            generation: Generation(1),
+            ports: vec![5000],
+            expected: 8080,
+            followed: None,
+            overlap_off: false,
+        });
+        assert_eq!(
+            state.borrow().trouble,
+            Some(Trouble::ListensElsewhere {
+                pid: 7,
+                ports: vec![5000],
+                expected: 8080,
+            })
+        );
+        bus.publish(Lifecycle::ServerFailed {
+            pid: Some(7),
+            generation: Generation(1),
+            message: "was not ready within 30s".into(),
+            exited: None,
+            port: None,
+        });
+        assert!(
+            matches!(
+                state.borrow().trouble,
+                Some(Trouble::ListensElsewhere { .. })
+            ),
+            "a timeout keeps saying where it listened"
+        );
+        bus.publish(Lifecycle::BuildStarted {
+            command: "make".into(),
+        });
+        assert_eq!(state.borrow().trouble, None, "a build is a new attempt");
+        bus.publish(Lifecycle::ServerStarting {
+            pid: 8,
+            generation: Generation(2),
+        });
+        bus.publish(Lifecycle::ServerFailed {
+            pid: Some(8),
+            generation: Generation(2),
+            message: "exited with 3 before it was ready".into(),
+            exited: Some(Ended::Code(3)),
+            port: Some(4123),
+        });
+        assert_eq!(
+            state.borrow().trouble,
+            Some(Trouble::Exited {
+                pid: 8,
+                ended: Ended::Code(3),
+                serving: false,
+                port: Some(4123),
+            })
+        );
+        bus.publish(Lifecycle::ServerStarting {
+            pid: 9,
+            generation: Generation(3),
+        });
+        assert_eq!(state.borrow().trouble, None, "a start is a new attempt");
+        bus.publish(Lifecycle::ServerReady {
+            pid: 9,
+            generation: Generation(3),
+            old: None,
+            swap: Duration::ZERO,
+            since_change: None,
+            port: Some(4123),
+        });
+        let exited = |restarts_in| Lifecycle::ServerExited {
+            pid: 9,
+            generation: Generation(3),
+            description: "killed by SIGKILL".into(),
+            code: None,
+            signal: Some("SIGKILL".into()),
+            restarts_in,
+            hint: None,
+            port: Some(4123),
+        };
+        bus.publish(exited(Some(Duration::from_secs(1))));
+        assert_eq!(state.borrow().trouble, None, "it restarts by itself");
+        bus.publish(exited(None));
+        assert_eq!(
+            state.borrow().trouble,
+            Some(Trouble::Exited {
+                pid: 9,
+                ended: Ended::Signal("SIGKILL".into()),
+                serving: true,
+                port: Some(4123),
+            })
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

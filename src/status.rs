@@ -83,6 +83,15 @@ pub enum Note<'a> {
     Stopped {
         pid: u32,
     },
+    /// A new server's group listens on `ports`, not on `expected`: followed to `followed`, or
+    /// told at once while reload waits on.
+    ListensElsewhere {
+        pid: u32,
+        ports: &'a [u16],
+        expected: u16,
+        followed: Option<u16>,
+        overlap_off: bool,
+    },
     /// A new server's port was taken; it starts (again, if `pid` exited for it) on `instead`.
     PortTaken {
         pid: Option<u32>,
@@ -251,6 +260,13 @@ impl Note<'_> {
             ),
             Note::Triggered { callers, others } => (Tone::Info, triggered(callers, *others)),
             Note::Reconfigured { file, root, change } => reconfigured(file, root, change),
+            Note::ListensElsewhere {
+                pid,
+                ports,
+                expected,
+                followed,
+                overlap_off,
+            } => listens_elsewhere(*pid, ports, *expected, *followed, *overlap_off),
             Note::Info(text) => (Tone::Info, (*text).to_owned()),
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
@@ -259,7 +275,9 @@ impl Note<'_> {
 
     fn breaks(&self) -> Breaks {
         match self {
-            Note::Info(_) | Note::Warning(_) | Note::Error(_) => Breaks::Indented,
+            Note::Info(_) | Note::Warning(_) | Note::Error(_) | Note::ListensElsewhere { .. } => {
+                Breaks::Indented
+            }
             _ => Breaks::Escaped,
         }
     }
@@ -346,6 +364,16 @@ impl Note<'_> {
                 };
                 json!({"event": "reconfigure", "file": file, "change": kind, "value": value})
             }
+            Note::ListensElsewhere {
+                pid,
+                ports,
+                expected,
+                followed,
+                overlap_off,
+            } => json!({
+                "event": "listens_elsewhere", "pid": pid, "ports": ports, "expected": expected,
+                "followed": followed, "overlap_off": overlap_off,
+            }),
             Note::Info(text) => json!({"event": "info", "message": text}),
             Note::Warning(text) => json!({"event": "warning", "message": text}),
             Note::Error(text) => json!({"event": "error", "message": text}),
@@ -589,13 +617,49 @@ fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
             ..
         } => tell(&Note::Stopped { pid: *pid }),
         Lifecycle::Stopping { .. } | Lifecycle::Stopped { .. } => {}
+        Lifecycle::ListensElsewhere { .. } | Lifecycle::PortTaken { .. } => {
+            if let Some(note) = port_note(event) {
+                tell(&note);
+            }
+        }
+    }
+}
+
+/// The note for where a new server listens or is to listen, if `event` is about that.
+fn port_note(event: &Lifecycle) -> Option<Note<'_>> {
+    Some(match event {
+        Lifecycle::ListensElsewhere {
+            pid,
+            ports,
+            expected,
+            followed,
+            overlap_off,
+            ..
+        } => Note::ListensElsewhere {
+            pid: *pid,
+            ports,
+            expected: *expected,
+            followed: *followed,
+            overlap_off: *overlap_off,
+        },
         Lifecycle::PortTaken {
             pid, port, instead, ..
-        } => tell(&Note::PortTaken {
+        } => Note::PortTaken {
             pid: *pid,
             port: *port,
             instead: *instead,
-        }),
+        },
+        _ => return None,
+    })
+}
+
+/// ":5000", ":5000 and :9229", ":5000, :5001 and :9229".
+pub fn ports(ports: &[u16]) -> String {
+    let each: Vec<String> = ports.iter().map(|port| format!(":{port}")).collect();
+    match each.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "no port".to_owned(),
     }
 }
 
@@ -626,6 +690,42 @@ fn triggered(callers: &[Caller], others: usize) -> String {
         None => "nobody".to_owned(),
     };
     format!("reloading the pages, asked by {who} through /__reload/trigger")
+}
+
+/// The line for a new server that listens elsewhere than where reload waits for it: followed
+/// there (no app port was named), or told what to do, at once.
+fn listens_elsewhere(
+    pid: u32,
+    listens: &[u16],
+    expected: u16,
+    followed: Option<u16>,
+    overlap_off: bool,
+) -> (Tone, String) {
+    let on = ports(listens);
+    let Some(followed) = followed else {
+        return (
+            Tone::Bad,
+            format!(
+                "app (pid {pid}) listens on {on}, not on :{expected}, where reload waits for \
+                 it\n  help: if {on} is its port, name it (--app-port, [proxy] app_port, or \
+                 --ready tcp:PORT), make the app listen on :{expected}, or with --proxy leave \
+                 the app port out and reload follows the app where it listens"
+            ),
+        );
+    };
+    let there = if listens.len() == 1 {
+        "there".to_owned()
+    } else {
+        format!("to :{followed}")
+    };
+    let mut line = format!("app listens on {on}, not on PORT={expected}: forwarding {there}");
+    if overlap_off {
+        line.push_str(
+            "\n  it ignores PORT, so two versions cannot run side by side: restarts stop the \
+             old server before starting the new one from now on",
+        );
+    }
+    (Tone::Info, line)
 }
 
 /// Who holds a port that a server cannot bind although nothing of reload's listens there.
@@ -853,6 +953,46 @@ mod tests {
         assert_eq!(json["event"], "trigger");
         assert_eq!(json["callers"][0]["times"], 1);
         assert_eq!(json["others"], 0);
+    }
+
+    #[test]
+    fn an_app_listening_elsewhere_is_followed_in_one_line_or_told_what_to_do() {
+        let followed = |ports: &'static [u16], overlap_off| Note::ListensElsewhere {
+            pid: 7,
+            ports,
+            expected: 4123,
+            followed: Some(ports[0]),
+            overlap_off,
+        };
+        let (_, line) = followed(&[5000], false).human().unwrap();
+        assert_eq!(
+            line,
+            "app listens on :5000, not on PORT=4123: forwarding there"
+        );
+        let (_, line) = followed(&[5000, 5001, 9229], true).human().unwrap();
+        assert!(
+            line.starts_with(
+                "app listens on :5000, :5001 and :9229, not on PORT=4123: forwarding to :5000\n  \
+                 it ignores PORT"
+            ),
+            "{line}"
+        );
+        let told = Note::ListensElsewhere {
+            pid: 7,
+            ports: &[5000],
+            expected: 8080,
+            followed: None,
+            overlap_off: false,
+        };
+        let (_, line) = told.human().unwrap();
+        assert!(
+            line.starts_with("app (pid 7) listens on :5000, not on :8080, where reload waits"),
+            "{line}"
+        );
+        let json = told.json();
+        assert_eq!(json["event"], "listens_elsewhere");
+        assert_eq!(json["ports"], json!([5000]));
+        assert_eq!(json["followed"], Value::Null);
     }
 
     #[test]

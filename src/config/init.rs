@@ -348,8 +348,8 @@ mod tests {
             section,
             "# Turns the proxy on: where the browser connects, a port (on 127.0.0.1) or \
              \"HOST:PORT\".\n# port = 8090\n\n\
-             # The port your server listens on, also given to it as PORT (not needed with \
-             listen).\n# app_port = 8080\n\n\
+             # The port your server listens on, given to it as PORT (optional: else reload \
+             picks one).\n# app_port = 8080\n\n\
              # How long a request waits for a ready server before it gets a 504.\n\
              # hold_timeout = \"30s\"\n\n\
              # Put the live-reload script into HTML pages.\n# inject = true\n\n\

@@ -580,7 +580,7 @@ pub(crate) const PROXY_PORT: Key = Key {
 pub(crate) const PROXY_APP_PORT: Key = Key {
     section: Section::Proxy,
     name: "app_port",
-    doc: "The port your server listens on, also given to it as PORT (not needed with listen).",
+    doc: "The port your server listens on, given to it as PORT (optional: else reload picks one).",
     default: Default::Unset,
     example: Some("8080"),
     flag: Some("--app-port"),

@@ -4,7 +4,8 @@
 //! One resolver per section of reload.toml (`resolve_watch`, `resolve_build`, `resolve_run`,
 //! `resolve_output`, `resolve_proxy`); each takes its defaults from the table in `keys.rs`.
 //! `resolve_proxy` runs after `resolve_run`: an app port gives the server `PORT` and, when no
-//! readiness check was asked for, a tcp one on that port.
+//! readiness check was asked for, a tcp one on that port; without one, reload chooses the port
+//! at start (`Upstream::Chosen`) and follows the server to where it listens.
 
 mod air;
 mod changes;
@@ -101,6 +102,10 @@ pub enum Upstream {
     AppPort(u16),
     /// The first socket reload holds for it (`--listen`).
     Held(std::net::SocketAddr),
+    /// No port was named (`--proxy` alone): the engine chooses a free one at start and gives
+    /// it as `PORT`, and the proxy forwards to the port the server's group listens on, that
+    /// one or another.
+    Chosen,
 }
 
 /// How reload speaks.
@@ -315,6 +320,9 @@ pub enum Readiness {
     Http(HttpProbe),
     /// When this `host:port` accepts a TCP connection.
     TcpConnect(String),
+    /// When the port reload chose and gave it as `PORT` accepts a connection, or its process
+    /// group listens on another TCP port, which is then followed (`--proxy` with no app port).
+    GivenPort,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1061,7 +1069,38 @@ fn resolve_proxy(
         ));
     };
 
-    let upstream = match (run.listeners.first(), &app_port) {
+    let proxy_name = flag_or_label(&listen, "--proxy", &port_label);
+    let upstream = choose_upstream(place, run, app_port.as_ref(), &proxy_name)?;
+    refuse_same_port(place, &listen, &upstream, app_port.as_ref())?;
+    match upstream {
+        Upstream::AppPort(port) => {
+            give_port(place, run, port, app_port.as_ref())?;
+            if !readiness_asked {
+                // The server binds the port itself: it is ready once the port accepts.
+                run.readiness = Readiness::TcpConnect(format!("127.0.0.1:{port}"));
+            }
+        }
+        Upstream::Chosen if !readiness_asked => run.readiness = Readiness::GivenPort,
+        Upstream::Chosen | Upstream::Held(_) => {}
+    }
+    Ok(Some(ProxyConfig {
+        listen: listen.value,
+        upstream,
+        hold_timeout,
+        inject,
+        allowed_hosts,
+    }))
+}
+
+/// Where the proxy forwards: the first `--listen` socket, the app port, a PORT written in
+/// `[run] env` (the port the user chose), or, with none of them, a port the engine chooses.
+fn choose_upstream(
+    place: &Place<'_>,
+    run: &RunConfig,
+    app_port: Option<&Named<u16>>,
+    proxy_name: &str,
+) -> Result<Upstream> {
+    Ok(match (run.listeners.first(), app_port) {
         (Some(held), Some(app_port)) => {
             return Err(place.among(
                 [app_port.span.as_ref()],
@@ -1075,33 +1114,48 @@ fn resolve_proxy(
         }
         (Some(held), None) => Upstream::Held(held_upstream(&held.address)?),
         (None, Some(app_port)) => Upstream::AppPort(app_port.value),
-        (None, None) => {
-            return Err(place.among(
-                [listen.span.as_ref()],
-                format!(
-                    "{} needs the port your server listens on: add --app-port PORT (or \
-                     [proxy] app_port), or let reload hold it with --listen",
-                    flag_or_label(&listen, "--proxy", &port_label)
-                ),
-            ));
-        }
-    };
+        (None, None) => match run.env.get("PORT") {
+            // PORT written in [run] env is the port the user chose: the proxy forwards there.
+            Some(written) => Upstream::AppPort(parse_port(written).map_err(|err| {
+                place.value(
+                    &["run.env.PORT"],
+                    |value| value == written.as_str(),
+                    &format!(
+                        "with {proxy_name} and no app port, the proxy forwards to this PORT, and \
+                         {err}"
+                    ),
+                    Some("drop PORT from [run] env to let reload choose a port"),
+                )
+            })?),
+            None => Upstream::Chosen,
+        },
+    })
+}
 
-    let (upstream_addr, upstream_name) = match &upstream {
-        Upstream::AppPort(port) => (
+/// Refuse an app or held port that is the proxy's own.
+fn refuse_same_port(
+    place: &Place<'_>,
+    listen: &Named<std::net::SocketAddr>,
+    upstream: &Upstream,
+    app_port: Option<&Named<u16>>,
+) -> Result<()> {
+    let upstream_addr = match upstream {
+        Upstream::AppPort(port) => Some((
             std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
-            app_port
-                .as_ref()
-                .map_or_else(String::new, |p| p.name.clone()),
-        ),
-        Upstream::Held(addr) => (*addr, format!("--listen {addr}")),
+            app_port.map_or_else(
+                || format!("PORT = \"{port}\" in [run] env"),
+                |p| p.name.clone(),
+            ),
+        )),
+        Upstream::Held(addr) => Some((*addr, format!("--listen {addr}"))),
+        // Chosen at start among the ports free then, which the proxy's is not.
+        Upstream::Chosen => None,
     };
-    if same_socket(listen.value, upstream_addr) {
+    if let Some((upstream_addr, upstream_name)) = upstream_addr
+        && same_socket(listen.value, upstream_addr)
+    {
         return Err(place.among(
-            [
-                listen.span.as_ref(),
-                app_port.as_ref().and_then(|p| p.span.as_ref()),
-            ],
+            [listen.span.as_ref(), app_port.and_then(|p| p.span.as_ref())],
             format!(
                 "{} and {upstream_name} are the same port: the browser connects to the proxy \
                  and the proxy to your server, so they need two ports\n  help: give the proxy \
@@ -1111,21 +1165,7 @@ fn resolve_proxy(
             ),
         ));
     }
-
-    if let Upstream::AppPort(port) = upstream {
-        give_port(place, run, port, app_port.as_ref())?;
-        if !readiness_asked {
-            // The server binds the port itself: it is ready once the port accepts.
-            run.readiness = Readiness::TcpConnect(format!("127.0.0.1:{port}"));
-        }
-    }
-    Ok(Some(ProxyConfig {
-        listen: listen.value,
-        upstream,
-        hold_timeout,
-        inject,
-        allowed_hosts,
-    }))
+    Ok(())
 }
 
 /// `[proxy] allowed_hosts` and every `--allow-host`, each refused at its line or flag.
@@ -1931,26 +1971,60 @@ mod tests {
     }
 
     #[test]
-    fn the_upstream_must_be_known_and_said_once() {
+    fn the_proxy_alone_lets_reload_choose_the_port_and_follow_the_app() {
         let dir = tempfile::tempdir().unwrap();
-        let err = refused(dir.path(), &["--proxy", "8090", "--", "app"], None);
-        assert_eq!(
-            err,
-            "--proxy needs the port your server listens on: add --app-port PORT (or [proxy] \
-             app_port), or let reload hold it with --listen"
-        );
-        let err = refused(
+        for (argv, toml) in [
+            (&["--proxy", "8090", "--", "app"][..], None),
+            (
+                &[][..],
+                Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n"),
+            ),
+        ] {
+            let config = resolve_in(dir.path(), argv, toml).unwrap();
+            assert_eq!(
+                proxy_of(&config).upstream,
+                Upstream::Chosen,
+                "{argv:?} {toml:?}"
+            );
+            let run = config.run.unwrap();
+            assert_eq!(run.readiness, Readiness::GivenPort);
+            assert_eq!(run.env.get("PORT"), None, "given at each start, not here");
+        }
+        // A readiness check the user asked for stays.
+        let config = resolve_in(
             dir.path(),
-            &[],
-            Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n"),
+            &["--proxy", "8090", "--ready", "notify", "--", "app"],
+            None,
         );
+        assert_eq!(config.unwrap().run.unwrap().readiness, Readiness::Notify);
+    }
+
+    #[test]
+    fn a_port_written_in_run_env_is_the_app_port_of_a_proxy_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8080\" }\n";
+        let config = resolve_in(dir.path(), &["--proxy", "8090"], Some(toml)).unwrap();
+        assert_proxies_8090_to_8080(config);
+        let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"web\" }\n";
+        let err = refused(dir.path(), &["--proxy", "8090"], Some(toml));
         assert!(
-            err.ends_with(
-                "reload.toml:4:8: [proxy] port needs the port your server listens on: add \
-                 --app-port PORT (or [proxy] app_port), or let reload hold it with --listen"
+            err.contains(
+                "reload.toml:3:16: [run] env.PORT: with --proxy and no app port, the proxy \
+                 forwards to this PORT, and `web` is not a port; write a number from 1 to 65535"
             ),
             "{err}"
         );
+        let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8090\" }\n";
+        let err = refused(dir.path(), &["--proxy", "8090"], Some(toml));
+        assert!(
+            err.starts_with("--proxy 8090 and PORT = \"8090\" in [run] env are the same port"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_upstream_must_be_known_and_said_once() {
+        let dir = tempfile::tempdir().unwrap();
         let err = refused(
             dir.path(),
             &[

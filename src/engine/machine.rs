@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::Exit;
 use crate::build::BuildResult;
 use crate::config::{BuildCommand, OnBuildFailure, OnExit, Readiness, RestartOrder, RunConfig};
-use crate::lifecycle::{AfterFailure, Generation, Lifecycle};
+use crate::lifecycle::{AfterFailure, Ended, Generation, Lifecycle};
 use crate::status;
 use crate::supervise::ChildExit;
 use crate::supervise::PortTurn;
@@ -70,6 +70,12 @@ pub enum Event {
     IgnoresPort {
         generation: Generation,
         listens: u16,
+    },
+    /// A new server's group listens on `ports`, none of them `expected`.
+    ListensElsewhere {
+        generation: Generation,
+        ports: Vec<u16>,
+        expected: u16,
     },
     /// The readiness check itself failed (a broken notify socket).
     NotReady {
@@ -178,11 +184,14 @@ pub struct Policy {
     pub ports: Option<Turns>,
 }
 
-/// The ports servers take turns on, with `--overlap` behind the proxy.
+/// The ports servers are given through PORT behind the proxy: with `--overlap`, two they take
+/// turns on; with a port reload chose (no app port named), that one (twice, or two with
+/// `--overlap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Turns {
-    /// The app's usual port (`--app-port`): a server that listens there ignores PORT.
-    pub app: u16,
+    /// The app's usual port (`--app-port`): a server that listens there ignores PORT. `None`:
+    /// reload chose the ports, and a server that listens on another one is followed there.
+    pub app: Option<u16>,
     /// The two ports given in turn: the app port and a second one, until one of them is found
     /// taken by someone else and replaced by a free one.
     pub ports: [u16; 2],
@@ -265,6 +274,8 @@ struct Swap {
     port: Option<u16>,
     /// A port it was given was found taken: it was moved to another once, and is not again.
     moved: bool,
+    /// Where it listens instead was said already: the timeout need not explain it again.
+    told_ports: bool,
     step: Step,
 }
 
@@ -315,6 +326,9 @@ pub struct Service {
     failed_output_shown: bool,
     /// How many times in a row the server died fast (see [`FAST_EXIT`]); reset by a change.
     fast_exits: u32,
+    /// The port the last server that ignored the one reload chose was followed to: a server
+    /// that listens there again is not news.
+    followed: Option<u16>,
 }
 
 impl Service {
@@ -327,6 +341,7 @@ impl Service {
             last_generation: Generation(0),
             failed_output_shown: false,
             fast_exits: 0,
+            followed: None,
         }
     }
 
@@ -531,6 +546,11 @@ impl Service {
                     given.unwrap_or_default()
                 )));
             }
+            Event::ListensElsewhere {
+                generation,
+                ports,
+                expected,
+            } => self.listens_elsewhere(generation, ports, expected, out),
             Event::Ready(generation) => {
                 let Phase::Swapping(Swap {
                     generation: new,
@@ -567,7 +587,7 @@ impl Service {
             }
             Event::NotReady { generation, why } => {
                 if self.awaiting_ready(generation) {
-                    self.give_up(&why, None, Afterwards::WaitForChanges, now, out);
+                    self.give_up(&why, None, None, Afterwards::WaitForChanges, now, out);
                 }
             }
             Event::Exited { generation, exit } => self.exited(generation, exit, now, out),
@@ -646,7 +666,7 @@ impl Service {
                 ..
             }) => {
                 let why = format!("{gave_way} before it was ready");
-                self.give_up(&why, None, Afterwards::Decided, now, out);
+                self.give_up(&why, None, None, Afterwards::Decided, now, out);
             }
             Phase::ShuttingDown { .. } => return,
             // Nothing was started yet: it just does not happen.
@@ -695,6 +715,7 @@ impl Service {
             replaces: None,
             port: port.map(|turn| turn.given),
             moved: false,
+            told_ports: false,
             step: Step::Preparing,
         });
         out.push(Effect::Prepare {
@@ -720,7 +741,66 @@ impl Service {
         } else {
             second
         };
-        Some(PortTurn { given, app })
+        Some(PortTurn {
+            given,
+            app,
+            followed: self.followed,
+        })
+    }
+
+    /// The new server's group listens on `ports`, not on `expected`. With a port reload chose,
+    /// it is followed to the lowest of them (a server's own port is mostly below its
+    /// debugger's and the like), said once for as long as it stays there; since it ignores
+    /// PORT, two cannot run side by side, and overlap gives way to stop-then-start. With an
+    /// app port named, the wait goes on, and the user is told now rather than at the timeout.
+    fn listens_elsewhere(
+        &mut self,
+        generation: Generation,
+        ports: Vec<u16>,
+        expected: u16,
+        out: &mut Vec<Effect>,
+    ) {
+        let Phase::Swapping(Swap {
+            generation: new,
+            step: Step::AwaitingReady { pid, .. },
+            port,
+            told_ports,
+            ..
+        }) = &mut self.phase
+        else {
+            return;
+        };
+        let (Some(lowest), true) = (ports.first().copied(), *new == generation) else {
+            return;
+        };
+        let pid = *pid;
+        *told_ports = true;
+        let follows = self.policy.ports.is_some_and(|turns| turns.app.is_none());
+        if !follows {
+            out.push(Effect::Publish(Lifecycle::ListensElsewhere {
+                pid,
+                generation,
+                ports,
+                expected,
+                followed: None,
+                overlap_off: false,
+            }));
+            return;
+        }
+        *port = Some(lowest);
+        let overlap_off = self.policy.order == RestartOrder::Overlap;
+        self.policy.order = RestartOrder::StopThenStart;
+        if overlap_off || self.followed != Some(lowest) {
+            self.followed = Some(lowest);
+            out.push(Effect::Publish(Lifecycle::ListensElsewhere {
+                pid,
+                generation,
+                ports,
+                expected,
+                followed: Some(lowest),
+                overlap_off,
+            }));
+        }
     }
 
     /// Whether the new server may be moved to another port: it has its turn on one, and was
@@ -749,7 +829,7 @@ impl Service {
         let avoid = self
             .policy
             .ports
-            .map(|turns| vec![turns.app, turns.ports[0], turns.ports[1]])
+            .map(|turns| turns.app.into_iter().chain(turns.ports).collect())
             .unwrap_or_default();
         out.push(Effect::ChoosePort {
             generation: swap.generation,
@@ -796,6 +876,7 @@ impl Service {
             port: Some(PortTurn {
                 given: instead,
                 app: turns.app,
+                followed: self.followed,
             }),
         });
     }
@@ -805,7 +886,7 @@ impl Service {
         let Phase::Swapping(swap) = &self.phase else {
             return;
         };
-        let generation = swap.generation;
+        let (generation, port) = (swap.generation, swap.port);
         let message = match self.serving {
             Some(old) => format!("new app {why}; pid {} keeps serving", old.pid),
             None => format!("app {why}"),
@@ -814,6 +895,8 @@ impl Service {
             pid: None,
             generation,
             message: self.waiting_for_changes(&message),
+            exited: None,
+            port,
         }));
         self.phase = Phase::Idle;
     }
@@ -840,6 +923,7 @@ impl Service {
     fn give_up(
         &mut self,
         why: &str,
+        exited: Option<Ended>,
         hint: Option<&'static str>,
         afterwards: Afterwards,
         now: Instant,
@@ -848,6 +932,7 @@ impl Service {
         let Phase::Swapping(Swap {
             generation,
             step: Step::AwaitingReady { pid, spawned, .. },
+            port,
             ..
         }) = self.phase
         else {
@@ -876,6 +961,8 @@ impl Service {
                 Afterwards::WaitForChanges => self.waiting_for_changes(&message),
                 Afterwards::Decided => message,
             },
+            exited,
+            port,
         }));
         self.phase = Phase::Idle;
     }
@@ -910,7 +997,8 @@ impl Service {
                 why = format!("{why}: {}", status::port_in_use(port));
             }
             // The new server is dead already: give_up's discard only reaps what is left.
-            self.give_up(&why, exit.hint, Afterwards::WaitForChanges, now, out);
+            let ended = Some(exit.ended());
+            self.give_up(&why, ended, exit.hint, Afterwards::WaitForChanges, now, out);
             return;
         }
         let Some(server) = self.serving.filter(|s| s.generation == generation) else {
@@ -930,6 +1018,7 @@ impl Service {
             signal: exit.signal_name(),
             restarts_in,
             hint: exit.hint,
+            port: server.port,
         }));
         // A swap under way brings the next server anyway; a build will, if it succeeds.
         match (restarts_in, &mut self.phase) {
@@ -984,13 +1073,14 @@ impl Service {
                     status::duration(self.policy.ready_timeout)
                 );
                 if let (Phase::Swapping(swap), Some(expected)) = (&self.phase, &self.policy.probed)
+                    && !swap.told_ports
                 {
                     out.push(Effect::ExplainPorts {
                         generation: swap.generation,
                         expected: expected.clone(),
                     });
                 }
-                self.give_up(&why, None, Afterwards::WaitForChanges, now, out);
+                self.give_up(&why, None, None, Afterwards::WaitForChanges, now, out);
             }
             _ => {}
         }

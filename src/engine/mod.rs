@@ -56,6 +56,12 @@ struct Stages {
 pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Result<Exit> {
     let mut shutdowns = listen_for_shutdown()?;
     let mut bus = Bus::new(status::subscribers());
+    let mut policy = Policy::of(
+        config.build.as_ref(),
+        config.run.as_ref(),
+        config.output.clear,
+    );
+    policy.ports = turns(config.proxy.as_ref(), &mut policy.order)?;
     // Bound before anything starts: a proxy port in use stops reload with nothing to clean up.
     // It serves until this function returns.
     let _proxy = config
@@ -63,7 +69,8 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
         .as_ref()
         .map(|proxy| {
             let readiness = config.run.as_ref().map(|run| &run.readiness);
-            crate::proxy::start(proxy, readiness, config.watch.debounce, &bus)
+            let chosen = policy.ports.map(|turns| turns.ports[0]);
+            crate::proxy::start(proxy, readiness, chosen, config.watch.debounce, &bus)
         })
         .transpose()?;
     let (server_events, mut from_servers) = mpsc::unbounded_channel();
@@ -72,12 +79,6 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     } else {
         Stdin::Inherit
     };
-    let mut policy = Policy::of(
-        config.build.as_ref(),
-        config.run.as_ref(),
-        config.output.clear,
-    );
-    policy.ports = turns(config.proxy.as_ref(), &mut policy.order);
     let supervisor = config
         .run
         .clone()
@@ -179,6 +180,11 @@ fn of_server(event: ServerEvent) -> Event {
             generation,
             listens,
         },
+        ServerEvent::ListensElsewhere(generation, ports, expected) => Event::ListensElsewhere {
+            generation,
+            ports,
+            expected,
+        },
         ServerEvent::NotReady(generation, why) => Event::NotReady { generation, why },
         ServerEvent::Exited(generation, exit) => Event::Exited { generation, exit },
         ServerEvent::Stopped(generation) => Event::Stopped(generation),
@@ -196,18 +202,7 @@ fn announce(config: &Config, watched: usize, supervisor: Option<&Supervisor>, po
         listening: supervisor.and_then(Supervisor::describe_listeners),
     });
     if let Some(proxy) = &config.proxy {
-        let mut line = crate::proxy::describe(proxy);
-        if let Some(machine::Turns {
-            ports: [app, second],
-            ..
-        }) = policy.ports
-        {
-            line.push_str(&format!(
-                "; with --overlap, servers take turns on :{app} and :{second}, each told its \
-                 own through PORT"
-            ));
-        }
-        status::info(&line);
+        status::info(&crate::proxy::describe(proxy, policy.ports));
     }
 }
 
@@ -342,7 +337,10 @@ impl<R: Fn() -> Result<Config>> Following<R> {
             policy.order = current.order;
             policy.ports = current.ports;
         } else {
-            policy.ports = turns(new.proxy.as_ref(), &mut policy.order);
+            policy.ports = turns(new.proxy.as_ref(), &mut policy.order).unwrap_or_else(|err| {
+                status::warning(&format!("{err:#}; keeping the ports servers have now"));
+                current.ports
+            });
         }
         unit.machine.set_policy(policy);
     }
@@ -460,8 +458,8 @@ impl Stages {
                 if self.env_overridden.insert(format!("{name}={written}")) {
                     status::warning(&format!(
                         "{}: the server gets {name}={given}, not {name}={written} as written \
-                         there: reload's own setting ([run] env, or the proxy's app port for \
-                         PORT) wins over the env file",
+                         there: reload's own setting ([run] env, or the port the proxy gives \
+                         the app as PORT) wins over the env file",
                         path.display()
                     ));
                 }
@@ -534,37 +532,60 @@ async fn build_finished(build: &mut Option<RunningBuild>) -> BuildOutcome {
     }
 }
 
-/// With overlap behind the proxy, the ports for servers to take turns on: the app port and a
-/// second one, free now and below the kernel's ephemeral range, where no outgoing connection
-/// can leave it in TIME_WAIT. Without one, `order` falls back to stop-then-start, with a
-/// warning.
+/// The ports servers are given through PORT behind the proxy, chosen free now and below the
+/// kernel's ephemeral range, where no outgoing connection can leave them in TIME_WAIT. With
+/// overlap and an app port, the app port and a second one to take turns on (without a second,
+/// `order` falls back to stop-then-start, with a warning). With no app port named, one for
+/// the server to take (twice), or two to take turns on with overlap; none free is an error,
+/// since the server would have no port to be found on.
 fn turns(
     proxy: Option<&crate::config::ProxyConfig>,
     order: &mut crate::config::RestartOrder,
-) -> Option<machine::Turns> {
-    let Some(crate::config::ProxyConfig {
-        upstream: crate::config::Upstream::AppPort(app),
-        ..
-    }) = proxy
-    else {
-        return None;
+) -> Result<Option<machine::Turns>> {
+    use crate::config::{RestartOrder, Upstream};
+    let Some(proxy) = proxy else {
+        return Ok(None);
     };
-    if *order != crate::config::RestartOrder::Overlap {
-        return None;
+    let overlap = *order == RestartOrder::Overlap;
+    match proxy.upstream {
+        Upstream::AppPort(app) if overlap => {
+            let Some(second) = process::free_ports::choose(&[app, proxy.listen.port()]) else {
+                *order = RestartOrder::StopThenStart;
+                status::warning(
+                    "--overlap behind the proxy needs a second port for the new server, and \
+                     none is free below the kernel's ephemeral range \
+                     (/proc/sys/net/ipv4/ip_local_port_range): restarts stop the old server \
+                     before starting the new one",
+                );
+                return Ok(None);
+            };
+            Ok(Some(machine::Turns {
+                app: Some(app),
+                ports: [app, second],
+            }))
+        }
+        Upstream::AppPort(_) | Upstream::Held(_) => Ok(None),
+        Upstream::Chosen => {
+            let proxy_port = proxy.listen.port();
+            let no_port = || {
+                anyhow!(
+                    "no port is free below the kernel's ephemeral range \
+                     (/proc/sys/net/ipv4/ip_local_port_range) to give the app as PORT\n  help: \
+                     name the app's port with --app-port PORT (or [proxy] app_port)"
+                )
+            };
+            let first = process::free_ports::choose(&[proxy_port]).ok_or_else(no_port)?;
+            let second = if overlap {
+                process::free_ports::choose(&[proxy_port, first]).ok_or_else(no_port)?
+            } else {
+                first
+            };
+            Ok(Some(machine::Turns {
+                app: None,
+                ports: [first, second],
+            }))
+        }
     }
-    let Some(second) = process::free_ports::choose(&[*app]) else {
-        *order = crate::config::RestartOrder::StopThenStart;
-        status::warning(
-            "--overlap behind the proxy needs a second port for the new server, and none is \
-             free below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range): \
-             restarts stop the old server before starting the new one",
-        );
-        return None;
-    };
-    Some(machine::Turns {
-        app: *app,
-        ports: [*app, second],
-    })
 }
 
 /// What a server that never accepted on `expected` listens on instead, and what to do.

@@ -215,6 +215,7 @@ mod tests {
                 errors: Some(2),
                 output: "\x1b[31merror\x1b[0m: <b>\n".into(),
             },
+            trouble: None,
         };
         let hello = hello(&state);
         assert!(hello.starts_with(b"event: hello\ndata: {"));
@@ -227,7 +228,7 @@ mod tests {
             value["errors"], 2,
             "a page loaded after the failure counts its errors"
         );
-        assert_eq!(value["headline"], "Build failed: exit 1, 2 errors");
+        assert_eq!(value["headline"], "Build failed: 2 errors (exit status 1)");
         assert_eq!(value["output"], "\x1b[31merror\x1b[0m: <b>\n");
         let idle = super::hello(&State::default());
         assert_eq!(data(&idle)["generation"], serde_json::Value::Null);
@@ -247,6 +248,7 @@ mod tests {
                     errors,
                     output: output.as_str().into(),
                 },
+                trouble: None,
             });
             let failed = of(&Lifecycle::BuildFailed {
                 how: "exit 1".into(),

@@ -557,6 +557,12 @@ async fn ready(
                 {
                     return Err(rewrite::failed_build(html, how, *errors, output));
                 }
+                // Something waiting will not mend (the app exited, or listens elsewhere): said
+                // now, in a page that becomes the app once one is ready. Not while a build runs:
+                // that is what the request waits for.
+                if let (Some(trouble), BuildState::Passed) = (&now.trouble, &now.build) {
+                    return Err(rewrite::trouble(html, trouble, shared.app_port));
+                }
                 tokio::time::timeout_at(deadline, state.changed()).await
             }
         };
@@ -582,14 +588,17 @@ fn exiting() -> Response<Body> {
 fn timeout(shared: &Shared, trail: &Trail, serving: Option<Serving>, html: bool) -> Response<Body> {
     let waiting = trail.held_for(lock(&shared.waiting_for).clone(), serving);
     let message = format!(
-        "reload held this request for {:?} (hold_timeout) and no app was ready to take it: \
-         {waiting}\n",
-        shared.hold_timeout
+        "reload held this request for {} ([proxy] hold_timeout) and no app was ready to take \
+         it: {waiting}\n",
+        status::duration(shared.hold_timeout)
     );
     let mut response = text(StatusCode::GATEWAY_TIMEOUT, message.clone());
     if html {
-        response =
-            rewrite::message_page(StatusCode::GATEWAY_TIMEOUT, "Waiting for the app", &message);
+        response = rewrite::message_page(
+            StatusCode::GATEWAY_TIMEOUT,
+            "The app did not answer in time",
+            &message,
+        );
     }
     response
 }

@@ -67,6 +67,9 @@ impl Drop for Proxy {
 /// What every request handler reads.
 pub(crate) struct Shared {
     pub upstream: SocketAddr,
+    /// The port the app binds itself (an app port, or the one reload chose), for the pages
+    /// that say it does not; `None` when reload holds its socket.
+    pub app_port: Option<u16>,
     pub hold_timeout: Duration,
     pub inject: bool,
     pub state: watch::Receiver<State>,
@@ -90,21 +93,38 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Where the browser should point, for the startup line: `http://127.0.0.1:8090 -> app :8080`.
-pub fn describe(config: &ProxyConfig) -> String {
-    let app = match config.upstream {
-        Upstream::AppPort(port) => format!(":{port}"),
-        Upstream::Held(addr) => format!("{addr} (held by reload)"),
+/// Where the browser should point, for the startup line: `proxy on http://127.0.0.1:8090 ->
+/// app :8080`, and the ports servers are given through PORT, when reload gives them.
+pub fn describe(config: &ProxyConfig, turns: Option<crate::engine::machine::Turns>) -> String {
+    let app = match (&config.upstream, turns) {
+        (Upstream::Chosen, Some(turns)) if turns.ports[0] == turns.ports[1] => format!(
+            ":{} (given as PORT; if the app listens on another port, the proxy follows it)",
+            turns.ports[0]
+        ),
+        (Upstream::Chosen, _) => "on the port given as PORT".to_owned(),
+        (Upstream::AppPort(port), _) => format!(":{port}"),
+        (Upstream::Held(addr), _) => format!("{addr} (held by reload)"),
     };
-    format!("proxy on http://{} -> app {app}", config.listen)
+    let mut line = format!("proxy on http://{} -> app {app}", config.listen);
+    if let Some(turns) = turns.filter(|turns| turns.ports[0] != turns.ports[1]) {
+        line.push_str(&format!(
+            "; with --overlap, servers take turns on :{} and :{}, each told its own through PORT",
+            turns.ports[0], turns.ports[1]
+        ));
+    }
+    line
 }
 
 /// Bind the proxy's port (a port in use is a usage error: nothing has started yet) and serve
-/// on a thread of its own until the returned [`Proxy`] is dropped. Triggers less than `quiet`
-/// apart (the watch stage's quiet window) reload the pages once.
+/// on a thread of its own until the returned [`Proxy`] is dropped.
+///
+/// `chosen`: the port reload gives the server, when it chose it (`Upstream::Chosen`): where a
+/// request goes that no ready server says otherwise for. Triggers less than `quiet` apart (the
+/// watch stage's quiet window) reload the pages once.
 pub fn start(
     config: &ProxyConfig,
     readiness: Option<&Readiness>,
+    chosen: Option<u16>,
     quiet: Duration,
     bus: &Bus,
 ) -> Result<Proxy> {
@@ -127,9 +147,14 @@ pub fn start(
     let upstream = match config.upstream {
         Upstream::AppPort(port) => SocketAddr::from(([127, 0, 0, 1], port)),
         Upstream::Held(addr) => loopback_of(addr),
+        Upstream::Chosen => SocketAddr::from(([127, 0, 0, 1], chosen.unwrap_or_default())),
     };
     let shared = Arc::new(Shared {
         upstream,
+        app_port: match config.upstream {
+            Upstream::AppPort(_) | Upstream::Chosen => Some(upstream.port()),
+            Upstream::Held(_) => None,
+        },
         hold_timeout: config.hold_timeout,
         inject: config.inject,
         state: bus.state(),
@@ -323,6 +348,10 @@ fn not_ready(pid: u32, readiness: Option<&Readiness>) -> String {
         Some(Readiness::Http(probe)) => format!(
             "{started} and http://{}{} does not answer yet, which `--ready http` waits for",
             probe.authority, probe.path
+        ),
+        Some(Readiness::GivenPort) => format!(
+            "{started} and listens on no TCP port yet (it was given one as PORT; another one \
+             is followed)"
         ),
         Some(Readiness::Spawned) | None => started,
     }

@@ -9,6 +9,8 @@
 
 use std::fmt::Write as _;
 
+use crate::lifecycle::{Ended, Trouble};
+
 /// The browser client, served at `/__reload/client.js`: the page's live reload and overlay, and
 /// the SharedWorker that holds the one event stream all tabs share (the same file).
 pub const CLIENT_JS: &str = include_str!("client.js");
@@ -130,6 +132,68 @@ pub fn message_page(title: &str, message: &str, script: &str) -> String {
     )
 }
 
+/// The title and the words of reload's page for `trouble`, as a web developer says it: "Your
+/// app exited with status 3 before it listened on :8080." `port`: where the app was to
+/// listen, when it binds a port itself and the trouble does not say.
+pub fn trouble(trouble: &Trouble, port: Option<u16>) -> (String, String) {
+    match trouble {
+        Trouble::Exited {
+            ended,
+            serving: false,
+            port: given,
+            ..
+        } => {
+            let before = match given.or(port) {
+                Some(port) => format!("before it listened on :{port}"),
+                None => "before it was ready".to_owned(),
+            };
+            (
+                "Your app exited".to_owned(),
+                format!(
+                    "Your app {} {before}.\n\nIts output is in the terminal where reload runs. \
+                     Fix the app and save: reload builds and starts it again, and this page \
+                     turns into the app.",
+                    ended_words(ended)
+                ),
+            )
+        }
+        Trouble::Exited { ended, .. } => (
+            "Your app exited".to_owned(),
+            format!(
+                "Your app {} while it was serving.\n\nIts output is in the terminal where \
+                 reload runs. reload starts it again on the next save, and this page turns \
+                 into the app.",
+                ended_words(ended)
+            ),
+        ),
+        Trouble::ListensElsewhere {
+            ports, expected, ..
+        } => {
+            let on = crate::status::ports(ports);
+            let first = ports.first().copied().unwrap_or(*expected);
+            (
+                "Your app listens on another port".to_owned(),
+                format!(
+                    "Your app listens on {on}, not on :{expected}, where reload's proxy \
+                     forwards.\n\nIf {on} is its port, tell reload: --app-port {first} (or \
+                     [proxy] app_port = {first}). Or make the app listen on the port it gets in \
+                     PORT. Or leave the app port out: reload then gives the app a port and \
+                     follows it to wherever it listens."
+                ),
+            )
+        }
+    }
+}
+
+/// "exited with status 3", "was killed by SIGKILL".
+fn ended_words(ended: &Ended) -> String {
+    match ended {
+        Ended::Code(code) => format!("exited with status {code}"),
+        Ended::Signal(signal) => format!("was killed by {signal}"),
+        Ended::Unknown => "ended (how, reload could not tell)".to_owned(),
+    }
+}
+
 /// reload's pages: dark, readable, nothing loaded from elsewhere. `heading` and `body` are HTML.
 fn document(title: &str, heading: &str, intro: &str, body: &str, script: &str) -> String {
     format!(
@@ -174,13 +238,20 @@ pub fn failed_build_text(how: &str, errors: Option<usize>, output: &str) -> Stri
     text
 }
 
-/// "Build failed: exit 1, 3 errors", counted the way the status line counts: the words the
-/// 503 page and the overlay both show (the events carry them).
+/// "Build failed: 3 errors (exit status 1)", counted the way the status line counts: the words
+/// the 503 page and the overlay both show (the events carry them). How the build ended
+/// (`exit 1`, `SIGSEGV`, as the status line has it) in words: "exit status 1", "killed by
+/// SIGSEGV".
 pub(crate) fn headline(how: &str, errors: Option<usize>) -> String {
+    let how = match how.strip_prefix("exit ") {
+        Some(code) => format!("exit status {code}"),
+        None if how.starts_with("SIG") => format!("killed by {how}"),
+        None => how.to_owned(),
+    };
     match errors {
-        Some(1) => format!("Build failed: {how}, 1 error"),
-        Some(n) => format!("Build failed: {how}, {n} errors"),
-        None => format!("Build failed: {how}"),
+        Some(1) => format!("Build failed: 1 error ({how})"),
+        Some(n) => format!("Build failed: {n} errors ({how})"),
+        None => format!("Build failed ({how})"),
     }
 }
 
@@ -659,8 +730,8 @@ mod tests {
                 .collect::<String>(),
             shown
         );
-        assert_eq!(failed["headline"], "Build failed: exit 1, 1 error");
-        assert!(page.contains("<h1>Build failed: exit 1, 1 error</h1>"));
+        assert_eq!(failed["headline"], "Build failed: 1 error (exit status 1)");
+        assert!(page.contains("<h1>Build failed: 1 error (exit status 1)</h1>"));
     }
 
     #[test]
@@ -711,17 +782,20 @@ mod tests {
         );
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(page.contains("<title>Build failed</title>"));
-        assert!(page.contains("<h1>Build failed: exit &lt;1&gt;, 3 errors</h1>"));
+        assert!(page.contains("<h1>Build failed: 3 errors (exit status &lt;1&gt;)</h1>"));
         assert!(page.contains(
             "<pre><span style=\"color:#ee5555\">error</span>: &lt;b&gt;bad&lt;/b&gt;\n</pre>"
         ));
         assert!(page.contains("turns into the app by itself once a build succeeds"));
         assert!(page.contains(&format!("{script}\n</body>")));
         assert!(!page.contains("http"), "no external resources");
-        assert!(failed_build_page("exit 1", Some(1), "", script).contains("exit 1, 1 error</h1>"));
+        assert!(
+            failed_build_page("exit 1", Some(1), "", script)
+                .contains("1 error (exit status 1)</h1>")
+        );
         assert!(
             failed_build_page("SIGSEGV", None, "", script)
-                .contains("<h1>Build failed: SIGSEGV</h1>")
+                .contains("<h1>Build failed (killed by SIGSEGV)</h1>")
         );
     }
 
@@ -734,7 +808,7 @@ mod tests {
         );
         assert_eq!(
             text,
-            "Build failed: exit 101, 2 errors\n\nerror: E1\n\nreload serves the app again once a build succeeds.\n"
+            "Build failed: 2 errors (exit status 101)\n\nerror: E1\n\nreload serves the app again once a build succeeds.\n"
         );
     }
 

@@ -13,8 +13,8 @@ use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, Limited};
 
 use super::inject::{self, Decision, Encoding};
-use super::{Body, BoxError, Shared, lock, page, respond};
-use crate::lifecycle::Generation;
+use super::{Body, BoxError, Shared, lock, page, respond, text};
+use crate::lifecycle::{Generation, Trouble};
 use crate::status;
 
 /// A page up to this size with a known length is rewritten whole (the script before its
@@ -210,6 +210,29 @@ pub(crate) fn failed_build(
             StatusCode::SERVICE_UNAVAILABLE,
             &[(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             Bytes::from(page::failed_build_text(how, errors, output)),
+        )
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// What a request for the app gets when something is wrong that waiting will not mend
+/// (`port`: where the app was to listen, when it binds a port itself): a 503 that says what,
+/// as a page that turns into the app once a server is ready, or as text.
+pub(crate) fn trouble(html: bool, trouble: &Trouble, port: Option<u16>) -> Response<Body> {
+    let (title, message) = page::trouble(trouble, port);
+    let mut response = if html {
+        message_page(StatusCode::SERVICE_UNAVAILABLE, &title, &message)
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reload: {message}\n"),
         )
     };
     response

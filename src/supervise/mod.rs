@@ -52,6 +52,15 @@ impl ChildExit {
         self.status.and_then(|s| s.code())
     }
 
+    /// How it ended, as a value the status lines and the proxy's pages word.
+    pub fn ended(&self) -> crate::lifecycle::Ended {
+        match (self.code(), self.signal_name()) {
+            (Some(code), _) => crate::lifecycle::Ended::Code(code),
+            (None, Some(signal)) => crate::lifecycle::Ended::Signal(signal),
+            (None, None) => crate::lifecycle::Ended::Unknown,
+        }
+    }
+
     pub fn signal_name(&self) -> Option<String> {
         let signal = self.status?.signal()?;
         Some(
@@ -77,6 +86,10 @@ pub enum ServerEvent {
     Ready(Generation),
     /// Given its own port through PORT, it listens on the app's usual one instead.
     IgnoresPort(Generation, u16),
+    /// Its process group listens on these TCP ports (in order), none of them the one its
+    /// readiness check waits on (the third). With a port reload chose ([`PortTurn::app`]
+    /// `None`) a [`ServerEvent::Ready`] follows: it listens, there.
+    ListensElsewhere(Generation, Vec<u16>, u16),
     NotReady(Generation, String),
     /// It exited while nobody was stopping it.
     Exited(Generation, ChildExit),
@@ -89,7 +102,12 @@ pub enum ServerEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortTurn {
     pub given: u16,
-    pub app: u16,
+    /// `None`: no app port was named, reload chose `given`, and a server that listens on
+    /// another port is followed there.
+    pub app: Option<u16>,
+    /// Where the last server that listened elsewhere was followed to: a server seen listening
+    /// there is taken at once, without waiting for its ports to settle.
+    pub followed: Option<u16>,
 }
 
 /// Whether the server may read reload's stdin.
@@ -406,21 +424,32 @@ impl Supervisor {
                     ready::http(probe).await;
                     Ok(())
                 }
-                (Readiness::TcpConnect(_), _) if port.is_some_and(|p| p.given != p.app) => {
-                    let turn = port.unwrap_or(PortTurn { given: 0, app: 0 });
-                    if let ready::Listens::Elsewhere(app) = ready::own_port(turn, pgid).await {
-                        let _ = events.send(ServerEvent::IgnoresPort(generation, app));
-                    }
+                (Readiness::TcpConnect(_) | Readiness::GivenPort, _) if port.is_some() => {
+                    let turn = port.unwrap_or(PortTurn {
+                        given: 0,
+                        app: None,
+                        followed: None,
+                    });
+                    own_port(generation, turn, pgid, &events).await;
                     Ok(())
                 }
                 (Readiness::TcpConnect(authority), _) => {
-                    let authority = match port {
-                        Some(turn) => format!("127.0.0.1:{}", turn.given),
-                        None => authority.clone(),
+                    let expected = ready::local_port(authority);
+                    let report = async {
+                        if let Some(expected) = expected {
+                            let ports = ready::elsewhere(expected, pgid).await;
+                            let _ = events
+                                .send(ServerEvent::ListensElsewhere(generation, ports, expected));
+                        }
+                        std::future::pending::<()>().await;
                     };
-                    ready::tcp(&authority).await;
+                    tokio::select! {
+                        () = ready::tcp(authority) => {}
+                        () = report => {}
+                    }
                     Ok(())
                 }
+                (Readiness::GivenPort, _) => Err("was given no port".to_owned()),
             };
             let _ = events.send(match ready {
                 Ok(()) => ServerEvent::Ready(generation),
@@ -532,6 +561,35 @@ impl Supervisor {
             }
         };
         Ok(Invocation { program, args })
+    }
+}
+
+/// Readiness for a server given its own port through PORT: it accepts there, or its group
+/// listens elsewhere. On the app's usual port, it ignores PORT ([`ServerEvent::IgnoresPort`],
+/// and it is ready). On another: with no usual port (reload chose the port) it is followed
+/// there, and ready; with one, the user is told at once and the wait goes on.
+async fn own_port(
+    generation: Generation,
+    turn: PortTurn,
+    pgid: i32,
+    events: &mpsc::UnboundedSender<ServerEvent>,
+) {
+    let ports = match ready::own_port(turn, pgid).await {
+        ready::Listens::Elsewhere(ports) if !ports.contains(&turn.given) => ports,
+        // Where it was told, whatever else it listens on.
+        ready::Listens::Given | ready::Listens::Elsewhere(_) => return,
+    };
+    match turn.app {
+        Some(app) if ports.contains(&app) => {
+            let _ = events.send(ServerEvent::IgnoresPort(generation, app));
+        }
+        Some(_) => {
+            let _ = events.send(ServerEvent::ListensElsewhere(generation, ports, turn.given));
+            ready::tcp(&format!("127.0.0.1:{}", turn.given)).await;
+        }
+        None => {
+            let _ = events.send(ServerEvent::ListensElsewhere(generation, ports, turn.given));
+        }
     }
 }
 

@@ -220,27 +220,138 @@ impl Pauses {
 pub(crate) enum Listens {
     /// On the port it was given: it reads PORT.
     Given,
-    /// On the app's usual port instead.
-    Elsewhere(u16),
+    /// On these ports (in order), not on the one it was given.
+    Elsewhere(Vec<u16>),
 }
 
+/// How long the ports a group listens on may keep changing before they count as where it
+/// listens: servers that bind several ports (an app and its debugger or live-reload socket)
+/// mostly bind them together, and a short wait keeps one seen first from being taken for all.
+const SETTLE: Duration = Duration::from_millis(250);
+
 /// Wait until a server given `turn.given` through PORT accepts there, or its process group
-/// listens on the app's usual port instead (it ignores PORT: nothing else of its own may hold
-/// that port, so /proc says so before a connection to it could mislead).
+/// listens elsewhere: on the app's usual port (it ignores PORT: nothing else of its own may
+/// hold that port, so /proc says so before a connection to it could mislead), or, once what
+/// it listens on settled, on any other.
 pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Listens {
     let given = format!("127.0.0.1:{}", turn.given);
-    let usual = async {
+    let usual = turn.app.filter(|app| *app != turn.given);
+    let listens = async {
+        let mut settled = Settled::default();
+        let mut pauses = ProcPauses::default();
         loop {
-            if crate::process::ports::listening_ports(pgid).contains(&turn.app) {
-                return;
+            let ports = crate::process::ports::listening_ports(pgid);
+            // The usual port, or where the last server was followed to: no need to settle.
+            if usual
+                .or(turn.followed)
+                .is_some_and(|known| ports.contains(&known))
+            {
+                return ports.into_iter().collect();
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(ports) = settled.see(turn.given, ports, Instant::now()) {
+                return ports;
+            }
+            tokio::time::sleep(pauses.next()).await;
+        }
+    };
+    // Where the last server was followed to is probed as eagerly as the given port (a
+    // restart should not wait for the next read of /proc), and taken once /proc says the port
+    // is this group's, not another program's.
+    let followed = async {
+        let Some(port) = turn.followed else {
+            return std::future::pending().await;
+        };
+        let mut pauses = ProcPauses::default();
+        loop {
+            tcp(&format!("127.0.0.1:{port}")).await;
+            let ports = crate::process::ports::listening_ports(pgid);
+            if ports.contains(&port) {
+                return ports.into_iter().collect();
+            }
+            // Another program's: looked at less and less often.
+            tokio::time::sleep(pauses.next()).await;
         }
     };
     tokio::select! {
         () = tcp(&given) => Listens::Given,
-        () = usual => Listens::Elsewhere(turn.app),
+        ports = listens => Listens::Elsewhere(ports),
+        ports = followed => Listens::Elsewhere(ports),
     }
+}
+
+/// Wait until the process group `pgid` listens on TCP ports, none of them `expected`, and
+/// they settled: those ports. Never returns while it listens on `expected` or nowhere.
+pub(crate) async fn elsewhere(expected: u16, pgid: i32) -> Vec<u16> {
+    let mut settled = Settled::default();
+    let mut pauses = ProcPauses::default();
+    loop {
+        let ports = crate::process::ports::listening_ports(pgid);
+        if let Some(ports) = settled.see(expected, ports, Instant::now()) {
+            return ports;
+        }
+        tokio::time::sleep(pauses.next()).await;
+    }
+}
+
+/// The ports a group was seen listening on, until they count as settled: the same, none of
+/// them the expected one, for [`SETTLE`].
+#[derive(Default)]
+struct Settled {
+    seen: Option<(std::collections::BTreeSet<u16>, Instant)>,
+}
+
+impl Settled {
+    /// What /proc says now (`ports`, at `now`): the ports once settled, none of them `expected`.
+    fn see(
+        &mut self,
+        expected: u16,
+        ports: std::collections::BTreeSet<u16>,
+        now: Instant,
+    ) -> Option<Vec<u16>> {
+        if ports.is_empty() || ports.contains(&expected) {
+            self.seen = None;
+            return None;
+        }
+        match &self.seen {
+            Some((seen, since)) if *seen == ports => {
+                (now.duration_since(*since) >= SETTLE).then(|| ports.into_iter().collect())
+            }
+            _ => {
+                self.seen = Some((ports, now));
+                None
+            }
+        }
+    }
+}
+
+/// The pauses between two reads of /proc: each reads every process's stat, so a server slow
+/// to start is looked at less often (10 ms doubling to 100 ms).
+struct ProcPauses(Duration);
+
+impl Default for ProcPauses {
+    fn default() -> Self {
+        ProcPauses(Duration::from_millis(10))
+    }
+}
+
+impl ProcPauses {
+    fn next(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_millis(100));
+        pause
+    }
+}
+
+/// The port of a `host:port` on this machine (a name that is loopback, or an address that is
+/// loopback or unspecified): where a group of its own could listen instead.
+pub(crate) fn local_port(authority: &str) -> Option<u16> {
+    let (host, port) = authority.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    local.then(|| port.parse().ok()).flatten()
 }
 
 /// Poll `authority` until it accepts a TCP connection: for a server that binds its own port
@@ -294,6 +405,48 @@ mod tests {
             .map(|_| u64::try_from(pauses.next().as_millis()).unwrap())
             .collect();
         assert_eq!(later, [1, 2, 4, 8, 10, 10]);
+    }
+
+    #[test]
+    fn ports_count_once_they_stay_the_same_for_the_settle_time() {
+        let start = Instant::now();
+        let set = |ports: &[u16]| ports.iter().copied().collect();
+        let mut settled = Settled::default();
+        assert_eq!(settled.see(8080, set(&[]), start), None, "nowhere yet");
+        assert_eq!(settled.see(8080, set(&[9229]), start), None, "just seen");
+        let later = start + SETTLE / 2;
+        assert_eq!(
+            settled.see(8080, set(&[5000, 9229]), later),
+            None,
+            "changed"
+        );
+        assert_eq!(
+            settled.see(8080, set(&[5000, 9229]), later + SETTLE / 2),
+            None,
+            "not settled since the change"
+        );
+        assert_eq!(
+            settled.see(8080, set(&[5000, 9229]), later + SETTLE),
+            Some(vec![5000, 9229])
+        );
+        let mut settled = Settled::default();
+        assert_eq!(settled.see(8080, set(&[8080, 9229]), start), None);
+        assert_eq!(
+            settled.see(8080, set(&[8080, 9229]), start + SETTLE * 4),
+            None,
+            "it listens where expected"
+        );
+    }
+
+    #[test]
+    fn only_a_local_authority_has_a_port_of_the_group() {
+        assert_eq!(local_port("127.0.0.1:8080"), Some(8080));
+        assert_eq!(local_port("localhost:3000"), Some(3000));
+        assert_eq!(local_port("[::1]:3000"), Some(3000));
+        assert_eq!(local_port("0.0.0.0:3000"), Some(3000));
+        assert_eq!(local_port("db.internal:5432"), None);
+        assert_eq!(local_port("10.0.0.2:5432"), None);
+        assert_eq!(local_port("nonsense"), None);
     }
 
     #[test]

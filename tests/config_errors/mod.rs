@@ -433,19 +433,23 @@ fn an_allowed_host_that_is_no_name_is_refused_naming_the_flag_or_the_line() {
 }
 
 #[test]
-fn a_proxy_without_a_server_or_its_port_says_what_is_missing() {
+fn a_proxy_without_a_server_or_with_a_bad_port_says_what_is_wrong() {
     let project = Project::new();
     refused(
         &project,
         &["--build", "true", "--proxy", "8090", "--app-port", "8080"],
         &["--proxy needs a server to forward to"],
     );
+    let written =
+        Project::new().config("[run]\ncmd = [\"sleep\", \"1000\"]\nenv = { PORT = \"web\" }\n");
     refused(
-        &project,
-        &["--proxy", "8090", "--", "sleep", "1000"],
+        &written,
+        &["--proxy", "8090"],
         &[
-            "--proxy needs the port your server listens on: add --app-port PORT (or [proxy] \
-           app_port), or let reload hold it with --listen",
+            "reload.toml:3:",
+            "[run] env.PORT: with --proxy and no app port, the proxy forwards to this PORT, and \
+             `web` is not a port",
+            "drop PORT from [run] env",
         ],
     );
     refused(

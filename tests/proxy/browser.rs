@@ -93,6 +93,37 @@ fn the_overlay_shows_a_compile_error_and_goes_away_after_the_fix() {
 }
 
 #[test]
+fn the_page_of_an_app_that_exited_before_it_listened_becomes_the_app_after_the_fix() {
+    use super::app_port::{EXITS_WHEN_BROKEN, PATIENT, PATIENT_READY, project};
+    let project = project("v1-BROKEN", EXITS_WHEN_BROKEN, PATIENT_READY, PATIENT);
+    let proxied = start(&project, &[]);
+    proxied
+        .session
+        .wait_for_stderr("exited with 3 before it was ready");
+    let browser = Browser::launch();
+    let tab = browser.open(&format!("http://127.0.0.1:{}/", proxied.proxy));
+    // Answered at once (the hold timeout is ten minutes), with what happened.
+    tab.wait_for(
+        "document.querySelector('h1')?.textContent === 'Your app exited'",
+        FOLLOW,
+    );
+    let said = format!(
+        "Your app exited with status 3 before it listened on :{}",
+        proxied.app
+    );
+    let text = tab.eval("document.body.textContent");
+    assert!(
+        text.as_str().is_some_and(|text| text.contains(&said)),
+        "{text}"
+    );
+    let mark = tab.mark();
+    project.write("src/version.txt", "v2\n");
+    tab.wait_reloaded(&mark, FOLLOW);
+    tab.wait_for("document.querySelector('h1')?.textContent === 'v2'", FOLLOW);
+    assert_eq!(heading(&tab), "v2");
+}
+
+#[test]
 fn a_badge_shows_while_a_build_runs_and_goes_when_the_page_follows() {
     require(Tool::Chromium);
     let project = proxied("v1");

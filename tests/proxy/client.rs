@@ -303,7 +303,7 @@ assert.ok(overlay && overlay.shadowRoot, "the overlay lives in a shadow root");
 const panel = overlay.shadowRoot.firstChild;
 assert.match(panel.style, /position:fixed/);
 assert.match(panel.style, /overflow:auto/);
-assert.equal(text(panel.children[1]), "Build failed: exit 1, 1 error");
+assert.equal(text(panel.children[1]), "Build failed: 1 error (exit status 1)");
 const pre = panel.children.find((e) => e.tag == "pre");
 assert.match(pre.style, /white-space:pre-wrap;overflow-wrap:anywhere/, "long lines wrap");
 assert.equal(text(pre), "error[E0425]: <img src=x onerror=alert(1)>\n  --> src/main.rs:12:5\nlink ./main.go:7:2: undefined");
@@ -316,18 +316,18 @@ for (const location of ["src/main.rs:12:5", "./main.go:7:2"])
   assert.match(span(location).style, /background/, location + " is highlighted");
 assert.doesNotMatch(span(": undefined").style, /background/);
 
-p.emit("failed", { how: "exit 2", errors: null, headline: "Build failed: exit 2", output: "again" });
+p.emit("failed", { how: "exit 2", errors: null, headline: "Build failed (exit status 2)", output: "again" });
 assert.equal(p.hosts().length, 1, "one overlay at a time");
-assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed: exit 2");
+assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed (exit status 2)");
 
 const close = p.overlay().shadowRoot.firstChild.children[0];
 assert.equal(close.tag, "button");
 close.onclick();
 assert.equal(p.hosts().length, 0, "dismissed");
-p.emit("hello", { generation: 3, build: "failed", output: "again", how: "exit 2", headline: "Build failed: exit 2" });
+p.emit("hello", { generation: 3, build: "failed", output: "again", how: "exit 2", headline: "Build failed (exit status 2)" });
 assert.equal(p.hosts().length, 0, "dismissed until the next failure");
-p.emit("failed", { how: "exit 1", errors: 1, headline: "Build failed: exit 1, 1 error", output: "once more" });
-assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed: exit 1, 1 error");
+p.emit("failed", { how: "exit 1", errors: 1, headline: "Build failed: 1 error (exit status 1)", output: "once more" });
+assert.equal(text(p.overlay().shadowRoot.firstChild.children[1]), "Build failed: 1 error (exit status 1)");
 p.emit("ready", { generation: 3 });
 assert.equal(p.hosts().length, 0, "a success clears it");
 assert.equal(p.reloads, 0);
@@ -336,7 +336,7 @@ p.emit("ready", { generation: 4 });
 assert.equal(p.reloads, 1, "and the next server's readiness reloads the page");
 
 const late = page("3", false);
-late.emit("hello", { generation: 3, build: "failed", output: "late", how: "exit 1", headline: "Build failed: exit 1" });
+late.emit("hello", { generation: 3, build: "failed", output: "late", how: "exit 1", headline: "Build failed (exit status 1)" });
 assert.ok(late.overlay(), "a page loaded during the failure shows it too");
 "#
         .replace("FAILED_DATA", &failed),
@@ -366,7 +366,7 @@ p.emit("hello", { ...HELLO, generation: null });
 const panel = p.overlay().shadowRoot.firstChild;
 const page503 = EXPECTED;
 assert.equal(text(panel.children[1]), page503.headline);
-assert.equal(page503.headline, "Build failed: exit 1");
+assert.equal(page503.headline, "Build failed (exit status 1)");
 assert.equal(text(panel.children.find((e) => e.tag == "pre")), page503.text);
 "#
         .replace("HELLO", &hello)

@@ -15,6 +15,7 @@ use crate::support::{DEADLINE, Project, Session, free_port};
 use crate::{BUILD, builds};
 
 mod access;
+mod app_port;
 mod browser;
 mod caching;
 mod client;
@@ -1103,12 +1104,20 @@ fn a_server_listening_elsewhere_is_told_where_it_listens() {
         .session
         .wait_for_stderr("was not ready within 2.00s");
     let expected = format!(
-        "listens on :{elsewhere}, not on 127.0.0.1:{}: if that is its port",
+        "listens on :{elsewhere}, not on :{}, where reload waits for it\n  help: if \
+         :{elsewhere} is its port",
         proxied.app
     );
+    let stderr = proxied.session.stderr();
     assert!(
-        proxied.session.stderr().contains(&expected),
+        stderr.contains(&expected),
         "{expected}{}",
+        proxied.session.context()
+    );
+    assert_eq!(
+        stderr.matches(&format!("listens on :{elsewhere}")).count(),
+        1,
+        "said once, at once, not again at the timeout{}",
         proxied.session.context()
     );
 }

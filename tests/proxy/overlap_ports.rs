@@ -163,7 +163,7 @@ fn second_port(proxied: &Proxied<'_>) -> u16 {
 }
 
 /// Where the kernel's ephemeral ports start (IANA's 49152 where it does not say).
-fn ephemeral_start() -> u16 {
+pub(super) fn ephemeral_start() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse().ok())

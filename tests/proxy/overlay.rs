@@ -127,7 +127,10 @@ fn the_overlay_of_a_page_loaded_after_a_failure_says_what_the_503_page_says() {
         let tab = browser.open(&url);
         wait_shown(&tab, PAGE)
     };
-    assert_eq!(page.headline, "Build failed: exit 1, 1 error", "{page:?}");
+    assert_eq!(
+        page.headline, "Build failed: 1 error (exit status 1)",
+        "{page:?}"
+    );
     assert!(
         page.text.contains(&"x".repeat(LONG)),
         "the long line is kept"

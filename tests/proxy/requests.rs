@@ -142,18 +142,23 @@ fn a_request_the_app_never_sees_gets_a_504_saying_what_happened() {
     );
     drop(running);
 
-    // An app that exits at once: nothing serves, and the answer says why.
+    // An app that exits at once: nothing serves, and the answer says why, without waiting
+    // for the hold timeout (tests/proxy/app_port.rs shows it comes at once).
     let exits = proxied("v1").config(
         "[watch]\npaths = [\"src\"]\n\n[run]\ncmd = [\"sh\", \"-c\", \"exit 3\"]\n\n\
          [proxy]\nhold_timeout = \"1s\"\n",
     );
     let running = start(&exits, &[]);
+    let said = format!(
+        "Your app exited with status 3 before it listened on :{}",
+        running.app
+    );
     let answer = running
         .session
-        .wait_until("a 504 saying the app exited", || {
+        .wait_until("a 503 saying the app exited", || {
             request(running.proxy, "GET", "/", &[], b"")
                 .ok()
-                .filter(|answer| answer.text().contains("exited with 3"))
+                .filter(|answer| answer.text().contains(&said))
         });
-    assert_eq!(answer.status, 504, "{answer:?}");
+    assert_eq!(answer.status, 503, "{answer:?}");
 }

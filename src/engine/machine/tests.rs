@@ -746,7 +746,7 @@ fn a_server_that_never_accepts_on_the_probed_port_gets_its_ports_explained_befor
 fn alternating() -> Policy {
     Policy {
         ports: Some(Turns {
-            app: 8080,
+            app: Some(8080),
             ports: [8080, 9000],
         }),
         probed: Some("127.0.0.1:8080".to_owned()),
@@ -913,7 +913,8 @@ fn a_port_found_taken_before_the_spawn_is_replaced_by_a_free_one_for_good() {
             executable: None,
             port: Some(PortTurn {
                 given: 7000,
-                app: 8080
+                app: Some(8080),
+                followed: None,
             }),
         }),
         "still told the app port, to see whether it ignores PORT: {effects:?}"
@@ -1074,5 +1075,251 @@ fn an_exit_with_its_port_free_is_an_ordinary_failure_and_stale_port_events_are_i
     assert!(
         message.contains("exited with 1 before it was ready") && !message.contains("in use"),
         "{message}"
+    );
+}
+
+/// Behind the proxy with no app port named: reload chose :4123 for the server.
+fn chosen() -> Policy {
+    Policy {
+        ports: Some(Turns {
+            app: None,
+            ports: [4123, 4123],
+        }),
+        ..policy()
+    }
+}
+
+fn elsewhere(generation: Generation, ports: &[u16], expected: u16) -> Event {
+    Event::ListensElsewhere {
+        generation,
+        ports: ports.to_vec(),
+        expected,
+    }
+}
+
+fn listens_elsewhere(effects: &[Effect]) -> Vec<&Lifecycle> {
+    published(effects)
+        .into_iter()
+        .filter(|event| matches!(event, Lifecycle::ListensElsewhere { .. }))
+        .collect()
+}
+
+/// The port of the `ServerReady` among `effects`, which must hold one.
+#[track_caller]
+fn ready_port(effects: &[Effect]) -> Option<u16> {
+    published(effects)
+        .into_iter()
+        .find_map(|event| match event {
+            Lifecycle::ServerReady { port, .. } => Some(*port),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ServerReady in {effects:?}"))
+}
+
+#[test]
+fn with_a_chosen_port_every_server_gets_it_and_one_that_reads_it_is_reached_there() {
+    let (mut run, _) = Run::new(chosen());
+    assert_eq!(prepared_port(&run.build_succeeds()), Some(4123));
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    assert_eq!(ready_port(&run.feed(Event::Ready(G1))), Some(4123));
+    run.change();
+    assert_eq!(
+        prepared_port(&run.build_succeeds()),
+        Some(4123),
+        "stop-then-start: the same port again"
+    );
+    assert_eq!(
+        run.prepared(G2),
+        vec![
+            Effect::Publish(Lifecycle::Stopping {
+                pid: 100,
+                generation: G1
+            }),
+            Effect::Stop(G1)
+        ]
+    );
+}
+
+#[test]
+fn with_a_chosen_port_a_server_listening_elsewhere_is_followed_and_said_once_per_run() {
+    let (mut run, _) = Run::new(chosen());
+    run.build_succeeds();
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.feed(elsewhere(G1, &[5000, 9229], 4123));
+    assert_eq!(
+        listens_elsewhere(&effects),
+        vec![&Lifecycle::ListensElsewhere {
+            pid: 100,
+            generation: G1,
+            ports: vec![5000, 9229],
+            expected: 4123,
+            followed: Some(5000),
+            overlap_off: false,
+        }],
+        "the lowest port is followed"
+    );
+    assert_eq!(
+        ready_port(&run.feed(Event::Ready(G1))),
+        Some(5000),
+        "the proxy forwards where it listens"
+    );
+
+    // The next server is given the chosen port again, and followed again, silently.
+    run.change();
+    assert!(
+        run.build_succeeds().contains(&Effect::Prepare {
+            generation: G2,
+            executable: None,
+            port: Some(PortTurn {
+                given: 4123,
+                app: None,
+                followed: Some(5000),
+            }),
+        }),
+        "seen on :5000 again, it is taken without settling"
+    );
+    run.prepared(G2);
+    run.feed(Event::Stopped(G1));
+    run.spawned(G2, 200);
+    let effects = run.feed(elsewhere(G2, &[5000], 4123));
+    assert!(listens_elsewhere(&effects).is_empty(), "{effects:?}");
+    assert_eq!(ready_port(&run.feed(Event::Ready(G2))), Some(5000));
+
+    // A server that moved is news again.
+    run.change();
+    run.build_succeeds();
+    run.prepared(G3);
+    run.feed(Event::Stopped(G2));
+    run.spawned(G3, 300);
+    let effects = run.feed(elsewhere(G3, &[5001], 4123));
+    assert_eq!(listens_elsewhere(&effects).len(), 1, "{effects:?}");
+}
+
+#[test]
+fn with_chosen_ports_and_overlap_a_server_that_ignores_port_turns_overlap_off() {
+    let (mut run, _) = Run::new(Policy {
+        order: RestartOrder::Overlap,
+        ports: Some(Turns {
+            app: None,
+            ports: [4123, 4124],
+        }),
+        ..policy()
+    });
+    assert_eq!(prepared_port(&run.build_succeeds()), Some(4124));
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.feed(elsewhere(G1, &[5000], 4124));
+    assert!(
+        matches!(
+            listens_elsewhere(&effects)[..],
+            [Lifecycle::ListensElsewhere {
+                followed: Some(5000),
+                overlap_off: true,
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
+    run.feed(Event::Ready(G1));
+    run.change();
+    run.build_succeeds();
+    let effects = run.prepared(G2);
+    assert!(
+        effects.contains(&Effect::Stop(G1)),
+        "two cannot listen on :5000 at once: stop first: {effects:?}"
+    );
+}
+
+#[test]
+fn with_an_app_port_a_server_listening_elsewhere_is_told_at_once_and_still_awaited() {
+    let (mut run, _) = Run::new(Policy {
+        probed: Some("127.0.0.1:8080".to_owned()),
+        ..policy()
+    });
+    run.build_succeeds();
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.feed(elsewhere(G1, &[5000], 8080));
+    assert_eq!(
+        effects,
+        vec![Effect::Publish(Lifecycle::ListensElsewhere {
+            pid: 100,
+            generation: G1,
+            ports: vec![5000],
+            expected: 8080,
+            followed: None,
+            overlap_off: false,
+        })],
+        "said, nothing discarded"
+    );
+    assert_eq!(
+        ready_port(&run.feed(Event::Ready(G1))),
+        None,
+        "it may still bind the app port"
+    );
+    assert!(
+        run.feed(elsewhere(G1, &[5000], 8080)).is_empty(),
+        "a server already ready is not news"
+    );
+
+    // Told once, it is not explained again when it is given up on.
+    run.change();
+    run.build_succeeds();
+    run.prepared(G2);
+    run.feed(Event::Stopped(G1));
+    run.spawned(G2, 200);
+    run.feed(elsewhere(G2, &[5000], 8080));
+    let effects = run.wait(Duration::from_secs(30));
+    assert!(
+        failure_message(&effects).is_some_and(|m| m.contains("was not ready within")),
+        "{effects:?}"
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::ExplainPorts { .. })),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn a_new_server_that_exits_before_it_is_ready_is_published_with_how_it_ended() {
+    let (mut run, _) = Run::new(chosen());
+    run.build_succeeds();
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.feed(Event::Exited {
+        generation: G1,
+        exit: exit(100, 3, Duration::from_millis(20)),
+    });
+    assert!(
+        published(&effects).iter().any(|event| matches!(
+            event,
+            Lifecycle::ServerFailed {
+                pid: Some(100),
+                exited: Some(Ended::Code(3)),
+                port: Some(4123),
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
+    let (mut run, _) = Run::new(policy());
+    run.build_succeeds();
+    run.prepared(G1);
+    run.spawned(G1, 100);
+    let effects = run.wait(Duration::from_secs(30));
+    assert!(
+        published(&effects).iter().any(|event| matches!(
+            event,
+            Lifecycle::ServerFailed {
+                exited: None,
+                port: None,
+                ..
+            }
+        )),
+        "not ready in time is no exit: {effects:?}"
     );
 }
