@@ -278,32 +278,41 @@ impl State {
             Lifecycle::BuildStarted { .. }
             | Lifecycle::ServerStarting { .. }
             | Lifecycle::ServerReady { .. } => self.trouble = None,
+            _ => {
+                if let Some(trouble) = Trouble::of(event) {
+                    self.trouble = Some(trouble);
+                }
+            }
+        }
+    }
+}
+
+impl Trouble {
+    /// The trouble `event` tells of, if it tells of one.
+    pub fn of(event: &Lifecycle) -> Option<Trouble> {
+        Some(match event {
             Lifecycle::ServerFailed {
                 pid: Some(pid),
                 exited: Some(ended),
                 port,
                 ..
-            } => {
-                self.trouble = Some(Trouble::Exited {
-                    pid: *pid,
-                    ended: ended.clone(),
-                    serving: false,
-                    port: *port,
-                });
-            }
+            } => Trouble::Exited {
+                pid: *pid,
+                ended: ended.clone(),
+                serving: false,
+                port: *port,
+            },
             Lifecycle::ListensElsewhere {
                 pid,
                 ports,
                 expected,
                 followed: None,
                 ..
-            } => {
-                self.trouble = Some(Trouble::ListensElsewhere {
-                    pid: *pid,
-                    ports: ports.clone(),
-                    expected: *expected,
-                });
-            }
+            } => Trouble::ListensElsewhere {
+                pid: *pid,
+                ports: ports.clone(),
+                expected: *expected,
+            },
             Lifecycle::ServerExited {
                 pid,
                 code,
@@ -311,21 +320,18 @@ impl State {
                 restarts_in: None,
                 port,
                 ..
-            } => {
-                let ended = match (code, signal) {
+            } => Trouble::Exited {
+                pid: *pid,
+                ended: match (code, signal) {
                     (Some(code), _) => Ended::Code(*code),
                     (None, Some(signal)) => Ended::Signal(signal.clone()),
                     (None, None) => Ended::Unknown,
-                };
-                self.trouble = Some(Trouble::Exited {
-                    pid: *pid,
-                    ended,
-                    serving: true,
-                    port: *port,
-                });
-            }
-            _ => {}
-        }
+                },
+                serving: true,
+                port: *port,
+            },
+            _ => return None,
+        })
     }
 }
 

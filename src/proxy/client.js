@@ -3,7 +3,7 @@
 (() => {
 const listen = (deliver) => {
   const source = new EventSource("/__reload/events");
-  for (const type of "hello building failed ready reload".split(" "))
+  for (const type of "hello building failed trouble ready reload".split(" "))
     source.addEventListener(type, (e) => deliver(type, JSON.parse(e.data)));
 };
 
@@ -15,6 +15,7 @@ if (typeof document == "undefined") {
     if (type == "hello") state = data;
     if (type == "building") state = { generation, build: "running" };
     if (type == "failed") state = { ...data, generation, build: "failed" };
+    if (type == "trouble") state = { ...state, trouble: data };
     if (type == "ready") state = { ...data, build: "passed" }; // a ready ends its build
     for (const p of ports) p.postMessage({ type, data });
   });
@@ -36,8 +37,10 @@ const handle = (type, data) => {
   if (type == "reload" || (g != null && g != own)) return location.reload();
   if (type == "building" || build == "running") return (badge ||= show("bottom:0;right:0", "building\u2026"));
   badge = drop(badge);
-  if (type == "failed") dismissed = false;
-  if (type == "failed" || (build == "failed" && !dismissed)) showFailure(data);
+  const news = type == "failed" || type == "trouble"; // trouble: the app exited, say
+  if (news) dismissed = false;
+  const shown = news || (build == "failed" && !dismissed) ? data : !dismissed && data.trouble;
+  if (shown) showFailure(shown);
   else if (type == "ready" || build == "passed") overlay = drop(overlay);
 };
 

@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::page;
-use crate::lifecycle::{BuildState, Generation, Lifecycle, State};
+use crate::lifecycle::{BuildState, Generation, Lifecycle, State, Trouble};
 
 /// A generation as pages see it: unique across runs of reload, so that a page served by an
 /// earlier run (reload was restarted while the tab stayed open) reloads when it reconnects,
@@ -73,8 +73,9 @@ pub(crate) fn failure(state: &State) -> Option<Failure> {
     }
 }
 
-/// The first frame of every stream: the state now.
-pub(crate) fn hello(state: &State) -> Bytes {
+/// The first frame of every stream: the state now. `app_port`: where the app was to listen,
+/// for the words of a trouble.
+pub(crate) fn hello(state: &State, app_port: Option<u16>) -> Bytes {
     let build = match state.build {
         BuildState::Passed => "passed",
         BuildState::Running => "running",
@@ -86,6 +87,12 @@ pub(crate) fn hello(state: &State) -> Bytes {
     });
     if let (Some(failure), Value::Object(fields)) = (failure(state), &mut data) {
         fields.extend(failed(&failure.how, failure.errors, &failure.output));
+    }
+    // As the proxy answers a held request: a trouble counts only when no build runs or failed.
+    if let (Some(trouble), BuildState::Passed, Value::Object(fields)) =
+        (&state.trouble, &state.build, &mut data)
+    {
+        fields.insert("trouble".into(), troubled(trouble, app_port).into());
     }
     frame("hello", &data)
 }
@@ -100,8 +107,22 @@ fn failed(how: &str, errors: Option<usize>, output: &str) -> serde_json::Map<Str
     fields
 }
 
-/// The frame a page gets for `event`, if it cares.
-pub(crate) fn of(event: &Lifecycle) -> Option<Bytes> {
+/// What a page is told of a trouble, in a hello or a `trouble` event alike: the words of the
+/// 503 page the proxy answers with, as an overlay shows a failed build's (`headline`,
+/// `output`).
+fn troubled(trouble: &Trouble, app_port: Option<u16>) -> serde_json::Map<String, Value> {
+    let (headline, text) = page::trouble(trouble, app_port);
+    let mut fields = serde_json::Map::new();
+    fields.insert("headline".into(), headline.into());
+    fields.insert("output".into(), text.into());
+    fields
+}
+
+/// The frame a page gets for `event`, if it cares. `app_port` as for [`hello`].
+pub(crate) fn of(event: &Lifecycle, app_port: Option<u16>) -> Option<Bytes> {
+    if let Some(trouble) = Trouble::of(event) {
+        return Some(frame("trouble", &troubled(&trouble, app_port).into()));
+    }
     Some(match event {
         Lifecycle::BuildStarted { .. } => frame("building", &json!({})),
         Lifecycle::BuildFailed {
@@ -136,6 +157,7 @@ const RECONNECT: &str = "retry: 1000\n\n";
 /// A page that fell behind (a sleeping laptop) gets a fresh hello instead of what it missed.
 pub(crate) struct Stream {
     first: Option<Bytes>,
+    app_port: Option<u16>,
     state: tokio::sync::watch::Receiver<State>,
     /// The next receive: a broadcast receiver has no poll method, so it lives in a future that
     /// hands it back with what it received.
@@ -157,11 +179,13 @@ impl Stream {
     pub(crate) fn new(
         frames: broadcast::Receiver<Bytes>,
         state: tokio::sync::watch::Receiver<State>,
+        app_port: Option<u16>,
     ) -> Stream {
         let mut first = RECONNECT.as_bytes().to_vec();
-        first.extend_from_slice(&hello(&state.borrow()));
+        first.extend_from_slice(&hello(&state.borrow(), app_port));
         Stream {
             first: Some(Bytes::from(first)),
+            app_port,
             state,
             next: receive(frames),
         }
@@ -183,7 +207,9 @@ impl Body for Stream {
         self.next = receive(frames);
         Poll::Ready(match received {
             Ok(frame) => Some(Ok(Frame::data(frame))),
-            Err(RecvError::Lagged(_)) => Some(Ok(Frame::data(hello(&self.state.borrow())))),
+            Err(RecvError::Lagged(_)) => {
+                Some(Ok(Frame::data(hello(&self.state.borrow(), self.app_port))))
+            }
             // The proxy is shutting down: the stream ends and the page reconnects later.
             Err(RecvError::Closed) => None,
         })
@@ -217,7 +243,7 @@ mod tests {
             },
             trouble: None,
         };
-        let hello = hello(&state);
+        let hello = hello(&state, None);
         assert!(hello.starts_with(b"event: hello\ndata: {"));
         assert!(hello.ends_with(b"\n\n"));
         let value = data(&hello);
@@ -230,9 +256,39 @@ mod tests {
         );
         assert_eq!(value["headline"], "Build failed: 2 errors (exit status 1)");
         assert_eq!(value["output"], "\x1b[31merror\x1b[0m: <b>\n");
-        let idle = super::hello(&State::default());
+        let idle = super::hello(&State::default(), None);
         assert_eq!(data(&idle)["generation"], serde_json::Value::Null);
         assert_eq!(data(&idle)["build"], "passed");
+    }
+
+    #[test]
+    fn a_trouble_reads_the_same_in_a_hello_and_in_its_event_and_a_build_hides_it() {
+        let exited = Lifecycle::ServerFailed {
+            pid: Some(7),
+            generation: Generation(2),
+            message: String::new(),
+            exited: Some(crate::lifecycle::Ended::Code(3)),
+            port: None,
+        };
+        let event = data(&of(&exited, Some(8080)).unwrap());
+        let mut state = State {
+            trouble: Trouble::of(&exited),
+            ..State::default()
+        };
+        let hello = data(&hello(&state, Some(8080)));
+        assert_eq!(hello["trouble"], event);
+        assert_eq!(
+            event["output"].as_str().map(|text| text.lines().next()),
+            Some(Some(
+                "Your app exited with status 3 before it listened on :8080."
+            ))
+        );
+        state.build = BuildState::Running;
+        assert_eq!(
+            data(&super::hello(&state, Some(8080)))["trouble"],
+            serde_json::Value::Null,
+            "a build under way is what a page waits for"
+        );
     }
 
     #[test]
@@ -241,22 +297,28 @@ mod tests {
         let mut output: String = ('\0'..='\u{a0}').collect();
         output.push_str("\x1b[1;31merror\x1b[0m\x1b]8;;https://x\x1b\\link\x1b]8;;\x07\x1b[2K\r\n");
         for errors in [None, Some(1), Some(3)] {
-            let hello = hello(&State {
-                serving: None,
-                build: BuildState::Failed {
+            let hello = hello(
+                &State {
+                    serving: None,
+                    build: BuildState::Failed {
+                        how: "exit 1".into(),
+                        errors,
+                        output: output.as_str().into(),
+                    },
+                    trouble: None,
+                },
+                None,
+            );
+            let failed = of(
+                &Lifecycle::BuildFailed {
                     how: "exit 1".into(),
                     errors,
+                    elapsed: Duration::ZERO,
+                    then: crate::lifecycle::AfterFailure::WaitForChanges,
                     output: output.as_str().into(),
                 },
-                trouble: None,
-            });
-            let failed = of(&Lifecycle::BuildFailed {
-                how: "exit 1".into(),
-                errors,
-                elapsed: Duration::ZERO,
-                then: crate::lifecycle::AfterFailure::WaitForChanges,
-                output: output.as_str().into(),
-            })
+                None,
+            )
             .unwrap();
             let (hello, failed) = (data(&hello), data(&failed));
             for key in ["how", "errors", "headline", "output"] {
@@ -330,24 +392,30 @@ mod tests {
 
     #[test]
     fn only_what_a_page_acts_on_becomes_a_frame() {
-        let ready = of(&Lifecycle::ServerReady {
-            pid: 1,
-            generation: Generation(2),
-            old: None,
-            swap: Duration::ZERO,
-            since_change: None,
-            port: None,
-        })
+        let ready = of(
+            &Lifecycle::ServerReady {
+                pid: 1,
+                generation: Generation(2),
+                old: None,
+                swap: Duration::ZERO,
+                since_change: None,
+                port: None,
+            },
+            None,
+        )
         .unwrap();
         assert!(ready.starts_with(b"event: ready\n"));
         assert_eq!(data(&ready)["generation"], wire(Generation(2)));
-        let failed = of(&Lifecycle::BuildFailed {
-            how: "exit 2".into(),
-            errors: None,
-            elapsed: Duration::ZERO,
-            then: crate::lifecycle::AfterFailure::WaitForChanges,
-            output: "line one\nline two".into(),
-        })
+        let failed = of(
+            &Lifecycle::BuildFailed {
+                how: "exit 2".into(),
+                errors: None,
+                elapsed: Duration::ZERO,
+                then: crate::lifecycle::AfterFailure::WaitForChanges,
+                output: "line one\nline two".into(),
+            },
+            None,
+        )
         .unwrap();
         assert_eq!(
             std::str::from_utf8(&failed).unwrap().matches('\n').count(),
@@ -356,10 +424,13 @@ mod tests {
         );
         assert_eq!(data(&failed)["output"], "line one\nline two");
         assert!(
-            of(&Lifecycle::ServerStarting {
-                pid: 1,
-                generation: Generation(2)
-            })
+            of(
+                &Lifecycle::ServerStarting {
+                    pid: 1,
+                    generation: Generation(2)
+                },
+                None
+            )
             .is_none(),
             "a page never hears of a spawn: it reloads on ready only"
         );
@@ -370,7 +441,7 @@ mod tests {
         use http_body_util::BodyExt;
         let (hub, frames) = broadcast::channel(2);
         let (_state_tx, state) = tokio::sync::watch::channel(State::default());
-        let mut stream = Stream::new(frames, state);
+        let mut stream = Stream::new(frames, state, None);
         let first = stream.frame().await.unwrap().unwrap().into_data().unwrap();
         assert!(
             first.starts_with(b"retry: 1000\n\nevent: hello"),

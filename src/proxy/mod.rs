@@ -245,7 +245,7 @@ async fn serve(
                         if let Some(waiting) = waiting_for(&event, readiness.as_ref()) {
                             *lock(&relay_shared.waiting_for) = waiting;
                         }
-                        if let Some(frame) = events::of(&event) {
+                        if let Some(frame) = events::of(&event, relay_shared.app_port) {
                             let _ = frames.send(frame);
                         }
                     }
@@ -409,7 +409,11 @@ async fn route(
             Bytes::from_static(page::CLIENT_JS.as_bytes()),
         ),
         (&Method::GET, "events") => {
-            let stream = events::Stream::new(shared.frames.subscribe(), shared.state.clone());
+            let stream = events::Stream::new(
+                shared.frames.subscribe(),
+                shared.state.clone(),
+                shared.app_port,
+            );
             let mut response = Response::new(stream.map_err(|never| match never {}).boxed_unsync());
             let headers = response.headers_mut();
             headers.insert(

@@ -815,13 +815,16 @@ mod tests {
     /// The data of the `failed` event a page gets for a build that failed `how` printing
     /// `output`, as events.rs writes it: a JavaScript object literal.
     fn failed_data(how: &str, errors: Option<usize>, output: &str) -> String {
-        let frame = crate::proxy::events::of(&crate::lifecycle::Lifecycle::BuildFailed {
-            how: how.into(),
-            errors,
-            elapsed: std::time::Duration::ZERO,
-            then: crate::lifecycle::AfterFailure::WaitForChanges,
-            output: output.into(),
-        })
+        let frame = crate::proxy::events::of(
+            &crate::lifecycle::Lifecycle::BuildFailed {
+                how: how.into(),
+                errors,
+                elapsed: std::time::Duration::ZERO,
+                then: crate::lifecycle::AfterFailure::WaitForChanges,
+                output: output.into(),
+            },
+            None,
+        )
         .expect("a failed build is an event for pages");
         data_line(&frame)
     }

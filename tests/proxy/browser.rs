@@ -124,6 +124,38 @@ fn the_page_of_an_app_that_exited_before_it_listened_becomes_the_app_after_the_f
 }
 
 #[test]
+fn an_open_page_says_at_once_that_the_new_app_exited_and_follows_the_fix() {
+    use super::app_port::{EXITS_WHEN_BROKEN, PATIENT, PATIENT_READY, project};
+    let project = project("v1", EXITS_WHEN_BROKEN, PATIENT_READY, PATIENT);
+    let proxied = start(&project, &[]);
+    proxied.wait_serving("v1");
+    let browser = Browser::launch();
+    let tab = browser.open(&format!("http://127.0.0.1:{}/", proxied.proxy));
+    tab.wait_for("document.querySelector('h1')?.textContent === 'v1'", FOLLOW);
+    let mark = tab.mark();
+    // The new server exits before it listens; nothing restarts it until a change, and the ready
+    // timeout is ten minutes: the page is told now, over what it shows, without a reload.
+    project.write("src/version.txt", "v2-BROKEN\n");
+    let said = format!(
+        "Your app exited with status 3 before it listened on :{}",
+        proxied.app
+    );
+    tab.wait_for(&format!("{OVERLAY}.includes({})", json!(said)), FOLLOW);
+    assert!(!tab.reloaded_since(&mark), "the page stays as it was");
+    // A tab opened now gets the trouble page, and a page told in its hello shows the same.
+    let late = browser.open(&format!("http://127.0.0.1:{}/", proxied.proxy));
+    late.wait_for(
+        "document.querySelector('h1')?.textContent === 'Your app exited'",
+        FOLLOW,
+    );
+    project.write("src/version.txt", "v3\n");
+    for tab in [&tab, &late] {
+        tab.wait_for("document.querySelector('h1')?.textContent === 'v3'", FOLLOW);
+        tab.wait_for(&format!("{OVERLAY} === ''"), FOLLOW);
+    }
+}
+
+#[test]
 fn a_badge_shows_while_a_build_runs_and_goes_when_the_page_follows() {
     require(Tool::Chromium);
     let project = proxied("v1");
