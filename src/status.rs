@@ -150,18 +150,10 @@ impl Note<'_> {
                 origin,
                 directories,
                 listening,
-            } => {
-                let plural = if *directories == 1 {
-                    "directory"
-                } else {
-                    "directories"
-                };
-                let mut line = format!("{origin}; watching {directories} {plural}");
-                if let Some(listening) = listening {
-                    line = format!("{line}; {listening}");
-                }
-                (Tone::Info, line)
-            }
+            } => (
+                Tone::Info,
+                watching(origin, *directories, listening.as_deref()),
+            ),
             Note::Changed { summary, .. } => (Tone::Info, format!("changed: {summary}")),
             Note::BuildStarted { .. } => (Tone::Info, "building".to_owned()),
             Note::BuildCancelled { after, reason } => (
@@ -171,21 +163,7 @@ impl Note<'_> {
             Note::BuildSucceeded { elapsed } => (Tone::Good, format!("built in {}", d(*elapsed))),
             Note::BuildFailed {
                 how, errors, then, ..
-            } => {
-                let count = match errors {
-                    Some(1) => ": 1 error".to_owned(),
-                    Some(n) => format!(": {n} errors"),
-                    None => String::new(),
-                };
-                let then = match then {
-                    AfterFailure::Serving(pid) => format!("still serving pid {pid}"),
-                    AfterFailure::RestartIn(delay) => {
-                        format!("the last good build starts again in {}", d(*delay))
-                    }
-                    AfterFailure::WaitForChanges => "waiting for changes".to_owned(),
-                };
-                (Tone::Bad, format!("build failed ({how}){count}; {then}"))
-            }
+            } => (Tone::Bad, build_failed(how, *errors, *then)),
             Note::Spawned { .. } => return None,
             Note::Ready {
                 pid,
@@ -236,28 +214,9 @@ impl Note<'_> {
                 ),
             ),
             Note::Stopped { pid } => (Tone::Info, format!("stopped app (pid {pid})")),
-            Note::PortTaken {
-                pid: None,
-                port,
-                instead,
-            } => (
-                Tone::Info,
-                format!(
-                    "the new app's port :{port} is in use ({IN_USE}): starting it on \
-                     :{instead} instead"
-                ),
-            ),
-            Note::PortTaken {
-                pid: Some(pid),
-                port,
-                instead,
-            } => (
-                Tone::Info,
-                format!(
-                    "new app (pid {pid}) exited before it was ready, and its port :{port} is in \
-                     use ({IN_USE}): starting it again on :{instead}"
-                ),
-            ),
+            Note::PortTaken { pid, port, instead } => {
+                (Tone::Info, port_taken(*pid, *port, *instead))
+            }
             Note::Triggered { callers, others } => (Tone::Info, triggered(callers, *others)),
             Note::Reconfigured { file, root, change } => reconfigured(file, root, change),
             Note::ListensElsewhere {
@@ -661,6 +620,50 @@ pub fn ports(ports: &[u16]) -> String {
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
         None => "no port".to_owned(),
     }
+}
+
+/// The first line: where the configuration came from, what is watched, what reload holds.
+fn watching(origin: &str, directories: usize, listening: Option<&str>) -> String {
+    let plural = if directories == 1 {
+        "directory"
+    } else {
+        "directories"
+    };
+    let mut line = format!("{origin}; watching {directories} {plural}");
+    if let Some(listening) = listening {
+        line = format!("{line}; {listening}");
+    }
+    line
+}
+
+/// A new server's port was taken: before its start (`pid` none), or it exited for it.
+fn port_taken(pid: Option<u32>, port: u16, instead: u16) -> String {
+    match pid {
+        None => format!(
+            "the new app's port :{port} is in use ({IN_USE}): starting it on :{instead} instead"
+        ),
+        Some(pid) => format!(
+            "new app (pid {pid}) exited before it was ready, and its port :{port} is in use \
+             ({IN_USE}): starting it again on :{instead}"
+        ),
+    }
+}
+
+/// "build failed (exit 1): 2 errors; still serving pid 7".
+fn build_failed(how: &str, errors: Option<usize>, then: AfterFailure) -> String {
+    let count = match errors {
+        Some(1) => ": 1 error".to_owned(),
+        Some(n) => format!(": {n} errors"),
+        None => String::new(),
+    };
+    let then = match then {
+        AfterFailure::Serving(pid) => format!("still serving pid {pid}"),
+        AfterFailure::RestartIn(delay) => {
+            format!("the last good build starts again in {}", duration(delay))
+        }
+        AfterFailure::WaitForChanges => "waiting for changes".to_owned(),
+    };
+    format!("build failed ({how}){count}; {then}")
 }
 
 /// "reloading the pages, asked by curl/8.5.0 (3 times) and watcher/1 through
