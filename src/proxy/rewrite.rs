@@ -198,7 +198,7 @@ pub(crate) fn failed_build(
     errors: Option<usize>,
     output: &str,
 ) -> Response<Body> {
-    let mut response = if html {
+    let response = if html {
         let script = inject::script_tag(0, None);
         respond(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -212,10 +212,15 @@ pub(crate) fn failed_build(
             Bytes::from(page::failed_build_text(how, errors, output)),
         )
     };
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response.headers_mut().insert(
+    not_yet(response)
+}
+
+/// A 503 of reload's own: to be asked again in a second, never to be stored (the app
+/// answers the next time).
+fn not_yet(mut response: Response<Body>) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    headers.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
@@ -227,7 +232,7 @@ pub(crate) fn failed_build(
 /// as a page that turns into the app once a server is ready, or as text.
 pub(crate) fn trouble(html: bool, trouble: &Trouble, port: Option<u16>) -> Response<Body> {
     let (title, message) = page::trouble(trouble, port);
-    let mut response = if html {
+    let response = if html {
         message_page(StatusCode::SERVICE_UNAVAILABLE, &title, &message)
     } else {
         text(
@@ -235,14 +240,7 @@ pub(crate) fn trouble(html: bool, trouble: &Trouble, port: Option<u16>) -> Respo
             format!("reload: {message}\n"),
         )
     };
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
+    not_yet(response)
 }
 
 /// A page of reload's own with a message (a request held past the hold timeout), which
