@@ -743,7 +743,8 @@ fn a_missing_run_binary_is_reported_and_reload_keeps_watching() {
         "[watch]\npaths = [\"src\"]\n\n[build]\ncmd = \"sh build.sh\"\n\n[run]\ncmd = [\"./bin/server\"]\n",
     );
     let session = project.start(&[]);
-    session.wait_for_stderr("bin/server");
+    // Not just "bin/server": the start line names the program too, before any build.
+    session.wait_for_stderr("bin/server` does not exist or is not executable");
     assert_eq!(builds(&project), ["v1"], "the build ran");
     assert!(
         session.exit_status().is_none(),
