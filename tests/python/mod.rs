@@ -222,6 +222,29 @@ fn a_django_project_behind_the_proxy_gets_the_app_port_and_restarts_on_an_edit()
     session.wait_for_stderr_count("restarted (pid", 1);
 }
 
+/// The Quickstart's line: `reload --proxy PORT` alone. runserver is given the port reload
+/// chose, through PORT, and listens there: nothing to follow.
+#[test]
+fn a_django_project_behind_the_proxy_alone_listens_on_the_port_it_is_given() {
+    crate::support::needs::require_python("django");
+    let proxy = free_port();
+    let project = django_project();
+    let session = project.start(&["--proxy", &proxy.to_string()]);
+    session.wait_until("the proxy to answer `django v1`", || {
+        proxied_get(proxy).filter(|body| body == "django v1")
+    });
+    project.write("urls.py", &django_urls("v2"));
+    session.wait_until("the proxy to answer `django v2`", || {
+        proxied_get(proxy).filter(|body| body == "django v2")
+    });
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains("(given as PORT") && !stderr.contains("not on PORT"),
+        "runserver reads the chosen port from PORT{}",
+        session.context()
+    );
+}
+
 #[test]
 fn reload_init_in_a_django_project_writes_the_server_down_and_a_bare_reload_runs_it() {
     crate::support::needs::require_python("django");
