@@ -827,3 +827,53 @@ fn an_error_wrapped_in_a_terminal_hyperlink_is_still_counted() {
         session.context()
     );
 }
+
+/// `cargo install reload-dev` builds what the package holds, which Cargo.toml's `include`
+/// chooses: every file the sources pull in with `include_str!`/`include_bytes!` (client.js)
+/// must be in it, or the published crate does not compile.
+#[test]
+fn the_package_holds_every_file_the_sources_include() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(root)
+        .output()
+        .expect("run cargo package --list");
+    assert!(output.status.success(), "cargo package --list: {output:?}");
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let listed: Vec<&str> = listed.lines().collect();
+    let mut included = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (at, _) in text
+                .match_indices("include_str!(\"")
+                .chain(text.match_indices("include_bytes!(\""))
+            {
+                let rest = &text[at..];
+                let start = rest.find('"').expect("a quote") + 1;
+                let name = rest[start..].split('"').next().expect("a closing quote");
+                let file = path.parent().expect("a directory").join(name);
+                let relative = file.strip_prefix(root).expect("inside the crate");
+                included.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    assert!(
+        included.iter().any(|file| file.ends_with("client.js")),
+        "found {included:?}"
+    );
+    for file in &included {
+        assert!(
+            listed.contains(&file.as_str()),
+            "{file} is included by the sources but not packaged: add it to `include` in \
+             Cargo.toml"
+        );
+    }
+}
