@@ -877,3 +877,30 @@ fn the_package_holds_every_file_the_sources_include() {
         );
     }
 }
+
+/// The README's install line builds what the tests ran with: `--locked` refuses to resolve
+/// the dependencies again, and the lock file satisfies the manifest as it is, so the line
+/// neither fails nor installs other versions.
+#[test]
+fn the_readmes_install_line_builds_the_tested_lock_file() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("read README.md");
+    let install = readme
+        .split("## Install and run")
+        .nth(1)
+        .and_then(|section| section.split("```sh\n").nth(1))
+        .and_then(|block| block.lines().next())
+        .expect("README.md has an Install and run section with a sh block");
+    assert_eq!(install, "cargo install --locked --path .");
+    // `cargo tree` resolves for this machine only, so it needs nothing it has not downloaded.
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "--locked", "--offline", "--depth", "0"])
+        .current_dir(root)
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        output.status.success(),
+        "Cargo.lock does not satisfy Cargo.toml, so `{install}` would fail: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
