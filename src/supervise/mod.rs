@@ -437,7 +437,7 @@ impl Supervisor {
                     let expected = ready::local_port(authority);
                     let report = async {
                         if let Some(expected) = expected {
-                            let ports = ready::elsewhere(expected, pgid).await;
+                            let ports = ready::elsewhere(expected, pgid, None).await;
                             let _ = events
                                 .send(ServerEvent::ListensElsewhere(generation, ports, expected));
                         }

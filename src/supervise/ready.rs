@@ -236,24 +236,8 @@ const SETTLE: Duration = Duration::from_millis(250);
 pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Listens {
     let given = format!("127.0.0.1:{}", turn.given);
     let usual = turn.app.filter(|app| *app != turn.given);
-    let listens = async {
-        let mut settled = Settled::default();
-        let mut pauses = ProcPauses::default();
-        loop {
-            let ports = crate::process::ports::listening_ports(pgid);
-            // The usual port, or where the last server was followed to: no need to settle.
-            if usual
-                .or(turn.followed)
-                .is_some_and(|known| ports.contains(&known))
-            {
-                return ports.into_iter().collect();
-            }
-            if let Some(ports) = settled.see(turn.given, ports, Instant::now()) {
-                return ports;
-            }
-            tokio::time::sleep(pauses.next()).await;
-        }
-    };
+    // The usual port, or where the last server was followed to: no need to settle.
+    let listens = elsewhere(turn.given, pgid, usual.or(turn.followed));
     // Where the last server was followed to is probed as eagerly as the given port (a
     // restart should not wait for the next read of /proc), and taken once /proc says the port
     // is this group's, not another program's.
@@ -280,12 +264,16 @@ pub(crate) async fn own_port(turn: crate::supervise::PortTurn, pgid: i32) -> Lis
 }
 
 /// Wait until the process group `pgid` listens on TCP ports, none of them `expected`, and
-/// they settled: those ports. Never returns while it listens on `expected` or nowhere.
-pub(crate) async fn elsewhere(expected: u16, pgid: i32) -> Vec<u16> {
+/// they settled, or at once when one of them is `known`: those ports. Never returns while it
+/// listens on `expected` or nowhere.
+pub(crate) async fn elsewhere(expected: u16, pgid: i32, known: Option<u16>) -> Vec<u16> {
     let mut settled = Settled::default();
     let mut pauses = ProcPauses::default();
     loop {
         let ports = crate::process::ports::listening_ports(pgid);
+        if known.is_some_and(|known| ports.contains(&known)) {
+            return ports.into_iter().collect();
+        }
         if let Some(ports) = settled.see(expected, ports, Instant::now()) {
             return ports;
         }
