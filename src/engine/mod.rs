@@ -202,7 +202,10 @@ fn announce(config: &Config, watched: usize, supervisor: Option<&Supervisor>, po
         listening: supervisor.and_then(Supervisor::describe_listeners),
     });
     if let Some(proxy) = &config.proxy {
-        status::info(&crate::proxy::describe(proxy, policy.ports));
+        status::info(&crate::proxy::describe(
+            proxy,
+            policy.ports.map(|turns| turns.ports),
+        ));
     }
 }
 

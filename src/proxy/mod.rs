@@ -94,22 +94,22 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Where the browser should point, for the startup line: `proxy on http://127.0.0.1:8090 ->
-/// app :8080`, and the ports servers are given through PORT, when reload gives them.
-pub fn describe(config: &ProxyConfig, turns: Option<crate::engine::machine::Turns>) -> String {
-    let app = match (&config.upstream, turns) {
-        (Upstream::Chosen, Some(turns)) if turns.ports[0] == turns.ports[1] => format!(
-            ":{} (given as PORT; if the app listens on another port, the proxy follows it)",
-            turns.ports[0]
+/// app :8080`, and the `ports` servers are given through PORT in turn, when reload gives them
+/// (the same one twice without overlap).
+pub fn describe(config: &ProxyConfig, ports: Option<[u16; 2]>) -> String {
+    let app = match (&config.upstream, ports) {
+        (Upstream::Chosen, Some([first, second])) if first == second => format!(
+            ":{first} (given as PORT; if the app listens on another port, the proxy follows it)"
         ),
         (Upstream::Chosen, _) => "on the port given as PORT".to_owned(),
         (Upstream::AppPort(port), _) => format!(":{port}"),
         (Upstream::Held(addr), _) => format!("{addr} (held by reload)"),
     };
     let mut line = format!("proxy on http://{} -> app {app}", config.listen);
-    if let Some(turns) = turns.filter(|turns| turns.ports[0] != turns.ports[1]) {
+    if let Some([first, second]) = ports.filter(|[first, second]| first != second) {
         line.push_str(&format!(
-            "; with --overlap, servers take turns on :{} and :{}, each told its own through PORT",
-            turns.ports[0], turns.ports[1]
+            "; with --overlap, servers take turns on :{first} and :{second}, each told its own \
+             through PORT"
         ));
     }
     line
