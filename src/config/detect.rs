@@ -95,7 +95,7 @@ pub(crate) fn detect(root: &Path) -> Option<Project> {
     if root.join("go.mod").is_file() {
         return Some(Project::Go);
     }
-    let python = PythonProject::detect(root);
+    let python = PythonProject::detect(root).map(|python| python.ask_flask(root));
     if let Some(python) = python.as_ref().filter(|python| python.has_framework()) {
         return Some(Project::Python(python.clone()));
     }

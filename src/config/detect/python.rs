@@ -11,8 +11,10 @@
 //! it when the server starts. The interpreter is the project's virtualenv when it has one, so
 //! that its packages are the ones imported; the virtualenv is never watched.
 //!
-//! This reads files and never runs Python: detection must work, and say what it found, on a
-//! machine where the project's interpreter is broken.
+//! What serves the project is found by reading files, never by running Python: detection must
+//! work, and say what it found, on a machine where the project's interpreter is broken. Only
+//! for a Flask app is the interpreter asked one thing, the installed Flask's version (where
+//! `--debug` goes differs); when it cannot say, the current form is used.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -62,6 +64,10 @@ pub(crate) struct PythonProject {
     /// The `.py` files at the root, sorted: what an error suggests running when no server is
     /// found.
     scripts: Vec<String>,
+    /// The installed Flask is older than 2.3, whose `flask run` has no `--debug` of its own:
+    /// debug mode is asked for before `run` (`flask --debug run`) instead. Found by
+    /// [`PythonProject::ask_flask`].
+    old_flask: bool,
 }
 
 /// What serves a Python project.
@@ -103,7 +109,33 @@ impl PythonProject {
             used,
             server: find_server(root, flask_app_env.as_deref()),
             scripts,
+            old_flask: false,
         })
+    }
+
+    /// For a Flask app, ask the interpreter which Flask it has: `run --debug` is Flask 2.3's
+    /// and later's (and the only form that turns debug on with click 8.2 and later, seen
+    /// with Flask 3.1), `--debug run` Flask 2.2's (Debian 12's). The version is read from the
+    /// package's metadata, without importing Flask; an interpreter that cannot say (no
+    /// Flask, no Python) leaves the current form, and the server's start says what is wrong.
+    pub(crate) fn ask_flask(mut self, root: &Path) -> Self {
+        if !matches!(self.server, Some(Server::Flask { .. })) {
+            return self;
+        }
+        let mut ask = std::process::Command::new(self.python());
+        ask.args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('flask'))",
+        ])
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        if let Ok(output) = crate::process::output(&mut ask)
+            && output.status.success()
+        {
+            self.old_flask = flask_before_2_3(&String::from_utf8_lossy(&output.stdout));
+        }
+        self
     }
 
     /// Whether a web framework was found: such a project is served by it even when a
@@ -150,8 +182,13 @@ impl PythonProject {
                     .map_or_else(String::new, |app| format!(" --app {app}"));
                 (
                     Command::Shell(format!(
-                        "exec {python} -m flask{app} run --debug --no-reload --host 127.0.0.1 \
-                         --port ${{PORT:-5000}}"
+                        "exec {python} -m flask{app} {run} --no-reload --host 127.0.0.1 \
+                         --port ${{PORT:-5000}}",
+                        run = if self.old_flask {
+                            "--debug run"
+                        } else {
+                            "run --debug"
+                        }
                     )),
                     format!("Flask app ({found})"),
                 )
@@ -410,9 +447,43 @@ fn is_identifier(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Whether a version as `importlib.metadata` prints it (`2.2.2`, `3.1.3`) is before 2.3.
+fn flask_before_2_3(version: &str) -> bool {
+    let mut parts = version
+        .trim()
+        .split('.')
+        .map(|part| part.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) < (2, 3),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flask_before_2_3_asks_for_debug_before_run() {
+        for (version, old) in [
+            ("2.2.2\n", true),
+            ("1.1.4", true),
+            ("2.3.0", false),
+            ("3.1.3\n", false),
+            ("10.0", false),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(flask_before_2_3(version), old, "{version:?}");
+        }
+        let dir = project(&[("app.py", FLASK_APP)]);
+        let mut python = PythonProject::detect(dir.path()).unwrap();
+        python.old_flask = true;
+        let (Command::Shell(line), _) = python.command().unwrap() else {
+            panic!("a Flask app runs through a shell line");
+        };
+        assert!(line.contains("-m flask --debug run --no-reload"), "{line}");
+    }
 
     /// A project with `files` (path, contents) in a temporary directory.
     fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
