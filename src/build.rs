@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::config::BuildCommand;
 use crate::lifecycle::Tail;
 use crate::process::{self, Command, Stdio};
+use crate::shell;
 
 #[derive(Debug)]
 pub struct BuildOutcome {
@@ -208,12 +209,12 @@ impl RunningBuild {
     }
 }
 
-/// A command line that means the same with or without `sh -c` ([`process::plain_words`]),
+/// A command line that means the same with or without `sh -c` ([`shell::plain_words`]),
 /// whose first word names an executable file ([`process::find_program`], relative to `root`,
 /// where the build runs). When it names none, the line goes to `sh -c` after all, so that the
 /// shell's own message says what is wrong ("not found", "Permission denied").
 fn plain_command<'a>(line: &'a str, root: &Path) -> Option<(PathBuf, Vec<&'a str>)> {
-    let mut words = process::plain_words(line)?.into_iter();
+    let mut words = shell::plain_words(line)?.into_iter();
     let program = words.next()?;
     let path = process::find_program(program.as_ref(), root, None).ok()?;
     Some((path, words.collect()))

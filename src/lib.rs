@@ -3,17 +3,21 @@
 //! The pipeline, one module per stage: [`config`] (what to do) -> [`watch`] (when) -> [`build`]
 //! -> [`supervise`] (the running server), tied together by [`engine`]. See ARCHITECTURE.md.
 
-// Every unsafe block is in `process` (fork, pre_exec, fds), where each one says why it is sound.
+// Every unsafe block is in `process` (fork, pre_exec, fds) or `clock` (localtime_r), where each
+// one says why it is sound.
 #![deny(unsafe_code)]
 
 pub mod build;
 pub mod cli;
+#[allow(unsafe_code)]
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod lifecycle;
 #[allow(unsafe_code)]
 pub mod process;
 pub mod proxy;
+pub mod shell;
 pub mod status;
 pub mod supervise;
 pub mod terminal;

@@ -443,7 +443,7 @@ fn write_human(note: &Note<'_>, style: Style) {
         return;
     }
     let time = if style.output.timestamps {
-        let (h, m, s) = crate::process::local_time_of_day();
+        let (h, m, s) = crate::clock::local_time_of_day();
         format!(" {h:02}:{m:02}:{s:02}")
     } else {
         String::new()

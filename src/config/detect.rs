@@ -352,7 +352,7 @@ fn node_program(root: &Path) -> Option<Program> {
     let text = std::fs::read_to_string(root.join("package.json")).ok()?;
     let package: PackageJson = serde_json::from_str(&text).ok()?;
     if let Some(start) = package.scripts.get("start") {
-        return Some(match process::plain_words(start) {
+        return Some(match crate::shell::plain_words(start) {
             Some(words) => Program::Argv(words.into_iter().map(str::to_owned).collect()),
             None => Program::Shell(start.clone()),
         });

@@ -513,23 +513,6 @@ pub fn duplicate_above(fd: &impl AsFd, floor: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// The local time of day (hours, minutes, seconds), for status-line timestamps.
-pub fn local_time_of_day() -> (u32, u32, u32) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let now = nix::libc::time_t::try_from(now).unwrap_or_default();
-    // SAFETY: localtime_r is the thread-safe variant: it writes only into the `tm` we own, which
-    // is plain data for which all-zero bytes are a valid value.
-    let tm = unsafe {
-        let mut tm: nix::libc::tm = std::mem::zeroed();
-        nix::libc::localtime_r(&raw const now, &raw mut tm);
-        tm
-    };
-    let part = |v: i32| u32::try_from(v).unwrap_or_default();
-    (part(tm.tm_hour), part(tm.tm_min), part(tm.tm_sec))
-}
-
 /// The hidden argument that makes the reload binary a one-step shim for socket activation.
 pub const EXEC_ARG: &str = "__exec";
 
@@ -619,25 +602,6 @@ fn shebang_interpreter(script: &std::path::Path) -> Option<std::path::PathBuf> {
     line.split_whitespace().next().map(std::path::PathBuf::from)
 }
 
-/// Words a shell runs as a builtin or reads as syntax: as a first word they need the shell.
-const SHELL_WORDS: &[&str] = &[
-    ".", ":", "alias", "break", "case", "cd", "command", "continue", "eval", "exec", "exit",
-    "export", "for", "if", "local", "readonly", "return", "set", "shift", "source", "time",
-    "times", "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
-];
-
-/// `line` split into words when `sh -c` would run it as exactly those words, so that it can be
-/// executed without a shell (a build line, a Node start script): only plain
-/// characters (no quotes, escapes, variables, globs, redirections, operators or comments), no
-/// `NAME=value` prefix, and a first word that is a program rather than a shell builtin.
-pub fn plain_words(line: &str) -> Option<Vec<&str>> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
-    let words: Vec<&str> = line.split([' ', '\t']).filter(|w| !w.is_empty()).collect();
-    let first = words.first()?;
-    let all_plain = words.iter().all(|word| word.chars().all(plain));
-    (all_plain && !first.contains('=') && !SHELL_WORDS.contains(first)).then_some(words)
-}
-
 /// Describe how a process ended, as users read it: "exit 101", "SIGKILL".
 pub fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -660,48 +624,4 @@ pub fn output(command: &mut std::process::Command) -> io::Result<std::process::O
     command.process_group(0);
     set_parent_death_signal(command);
     command.output()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_lines_a_shell_would_run_as_they_are_are_plain_words() {
-        let argv = |words: &[&'static str]| Some(words.to_vec());
-        assert_eq!(plain_words("node server.js"), argv(&["node", "server.js"]));
-        assert_eq!(
-            plain_words("  node --watch=false\tsrc/index.js "),
-            argv(&["node", "--watch=false", "src/index.js"])
-        );
-        assert_eq!(
-            plain_words("ts-node -r tsconfig-paths/register src/main.ts"),
-            argv(&["ts-node", "-r", "tsconfig-paths/register", "src/main.ts"])
-        );
-        for shell in [
-            "",
-            "   ",
-            "node a.js && node b.js",
-            "node a.js; echo done",
-            "node a.js | tee log",
-            "node a.js > log",
-            "node a.js &",
-            "NODE_ENV=production node server.js",
-            "node $ENTRY",
-            "node \"my server.js\"",
-            "node 'server.js'",
-            "node server\\ x.js",
-            "node src/*.js",
-            "node server.js # comment",
-            "node ~/server.js",
-            "node `which x`",
-            "(node server.js)",
-            "exec node server.js",
-            "cd src",
-            "node server.js\nnode other.js",
-            "node {a,b}.js",
-        ] {
-            assert_eq!(plain_words(shell), None, "{shell:?} needs the shell");
-        }
-    }
 }
