@@ -90,6 +90,7 @@ pub fn run() -> Exit {
             // Before anything opens a descriptor that counts: the proxy's connections, builds,
             // servers. Children get the limit reload was given back.
             process::limits::raise_descriptor_limit();
+            process::report_to(status::processes::report);
             process::guard::start();
             process::adopt_orphans();
             // One thread: children are spawned from it, and their parent-death signal is tied

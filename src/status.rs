@@ -11,6 +11,8 @@
 //! window title. So every text is escaped where the line is rendered ([`escape`]): control
 //! characters are shown as `\n`, `\x1b`, `\u{9b}`. JSON needs nothing more: serde escapes.
 
+pub mod processes;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;

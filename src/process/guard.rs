@@ -16,6 +16,8 @@ use std::sync::Mutex;
 use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::unistd::Pid;
 
+use super::{Notice, report};
+
 /// The hidden argument that turns the reload binary into the guardian.
 pub const GUARD_ARG: &str = "__guard";
 
@@ -46,10 +48,7 @@ pub fn start() {
             let _ = PID.set(child.id());
             *lock() = child.stdin.take();
         }
-        Err(err) => crate::status::warning(&format!(
-            "cannot start the guardian process ({err}): if reload is killed with SIGKILL, \
-             processes its servers started in the background may be left running"
-        )),
+        Err(err) => report(Notice::GuardianNotStarted(err)),
     }
 }
 
@@ -65,7 +64,7 @@ fn send(line: &str) {
     if let Some(pipe) = lock().as_mut()
         && let Err(err) = pipe.write_all(line.as_bytes())
     {
-        crate::status::warning(&format!("the guardian process is gone: {err}"));
+        report(Notice::GuardianGone(err));
     }
 }
 
