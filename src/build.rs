@@ -17,6 +17,7 @@ use nix::sys::signal::Signal;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::config::BuildCommand;
 use crate::lifecycle::Tail;
@@ -68,39 +69,7 @@ impl RunningBuild {
     /// leaves behind.
     pub fn start(command: &BuildCommand, root: &Path, origin: process::Origin) -> Result<Self> {
         let started = Instant::now();
-        let (mut cmd, cargo) = match command {
-            // No shell to start when the line holds nothing a shell would interpret.
-            BuildCommand::Shell(line) => {
-                let cmd = if let Some((program, args)) = plain_command(line, root) {
-                    let mut cmd = Command::new(program);
-                    cmd.args(args);
-                    cmd
-                } else {
-                    let mut cmd = Command::new("sh");
-                    cmd.arg("-c").arg(line);
-                    cmd
-                };
-                (cmd, false)
-            }
-            BuildCommand::Cargo { args } => {
-                let mut cmd = Command::new(&args[0]);
-                cmd.args(&args[1..]).stdout(Stdio::piped());
-                (cmd, true)
-            }
-        };
-        cmd.current_dir(root)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped());
-        // The build must never think it was socket-activated (see supervise).
-        process::clear_protocol_env(&mut cmd);
-        if !cargo {
-            cmd.stdout(Stdio::piped());
-        }
-        // The output is read through a pipe (to count errors), where cargo would not colour it:
-        // ask for colour exactly when reload's own stderr gets it (status::colored).
-        if crate::status::colored() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
-            cmd.env("CARGO_TERM_COLOR", "always");
-        }
+        let (mut cmd, cargo) = build_process(command, root);
         let (mut child, group) = process::spawn_group(&mut cmd, origin, &[]).map_err(|err| {
             let program = Path::new(cmd.as_std().get_program());
             anyhow!(
@@ -109,76 +78,16 @@ impl RunningBuild {
             )
         })?;
         tracing::debug!(pgid = group.id(), command = %command, "build started");
-        let errors = Arc::new(AtomicUsize::new(0));
-        let executable = Arc::new(Mutex::new(None));
-        let tail = Arc::new(Mutex::new(Tail::default()));
-        let stderr = tokio::spawn(pass_through(
-            child.stderr.take(),
-            Sink::Stderr,
-            errors.clone(),
-            tail.clone(),
-        ));
-        let stdout = match child.stdout.take() {
-            Some(stdout) if cargo => tokio::spawn(read_cargo_messages(
-                stdout,
-                tokio::io::stdout(),
-                executable.clone(),
-                tail.clone(),
-            )),
-            stdout => tokio::spawn(pass_through(
-                stdout,
-                Sink::Stdout,
-                errors.clone(),
-                tail.clone(),
-            )),
-        };
+        let output = OutputReaders::start(&mut child, cargo);
         let (tx, done) = oneshot::channel();
         let (cancel, cancelled) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            // The build is finished when its process exits, not when its output ends: a
-            // background process may hold the pipes open for as long as it runs.
-            let status = tokio::select! {
-                status = child.wait() => status,
-                // Asked to cancel, or the RunningBuild was dropped.
-                _ = cancelled => {
-                    group.signal(Signal::SIGKILL);
-                    match tokio::time::timeout(process::KILL_GRACE, child.wait()).await {
-                        Ok(status) => status,
-                        Err(_) => Err(std::io::Error::other("it did not die of SIGKILL")),
-                    }
-                }
-            };
+            let status = exit_or_cancel(&mut child, &group, cancelled).await;
             // What the build left running in its group dies with it; what left the group is
             // swept once the group is gone.
             process::end_group(group).await;
             process::sweep_and_report(process::Sweep::Ended);
-            let _ = tokio::time::timeout(OUTPUT_GRACE, async {
-                let _ = stderr.await;
-                let _ = stdout.await;
-            })
-            .await;
-            let errors = errors.load(Ordering::Relaxed);
-            let executable = executable
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            let result = match status {
-                Ok(status) if status.success() => BuildResult::Succeeded { executable },
-                Ok(status) => BuildResult::Failed {
-                    how: process::describe_exit(status),
-                    errors: (errors > 0).then_some(errors),
-                },
-                Err(err) => BuildResult::Failed {
-                    how: format!("lost track of the build: {err}"),
-                    errors: None,
-                },
-            };
-            let output = lock(&tail).text();
-            let _ = tx.send(BuildOutcome {
-                result,
-                elapsed: started.elapsed(),
-                output,
-            });
+            let _ = tx.send(output.outcome(status, started).await);
         });
         Ok(RunningBuild {
             cancel: Some(cancel),
@@ -218,6 +127,153 @@ fn plain_command<'a>(line: &'a str, root: &Path) -> Option<(PathBuf, Vec<&'a str
     let program = words.next()?;
     let path = process::find_program(program.as_ref(), root, None).ok()?;
     Some((path, words.collect()))
+}
+
+/// The process a build command starts, and whether it is cargo's (its JSON messages then come
+/// on stdout): the line's program itself when the line holds nothing a shell would interpret,
+/// else `sh -c LINE`.
+fn build_process(command: &BuildCommand, root: &Path) -> (Command, bool) {
+    let (mut cmd, cargo) = match command {
+        // No shell to start when the line holds nothing a shell would interpret.
+        BuildCommand::Shell(line) => {
+            let cmd = if let Some((program, args)) = plain_command(line, root) {
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                cmd
+            } else {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c").arg(line);
+                cmd
+            };
+            (cmd, false)
+        }
+        BuildCommand::Cargo { args } => {
+            let mut cmd = Command::new(&args[0]);
+            cmd.args(&args[1..]).stdout(Stdio::piped());
+            (cmd, true)
+        }
+    };
+    cmd.current_dir(root)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    // The build must never think it was socket-activated (see supervise).
+    process::clear_protocol_env(&mut cmd);
+    if !cargo {
+        cmd.stdout(Stdio::piped());
+    }
+    // The output is read through a pipe (to count errors), where cargo would not colour it:
+    // ask for colour exactly when reload's own stderr gets it (status::colored).
+    if crate::status::colored() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
+        cmd.env("CARGO_TERM_COLOR", "always");
+    }
+    (cmd, cargo)
+}
+
+/// How the build process ended. The build is finished when its process exits, not when its
+/// output ends: a background process may hold the pipes open for as long as it runs. Asked to
+/// cancel (or the [`RunningBuild`] dropped), its group is SIGKILLed first.
+async fn exit_or_cancel(
+    child: &mut process::Child,
+    group: &process::ProcessGroup,
+    cancelled: oneshot::Receiver<()>,
+) -> std::io::Result<std::process::ExitStatus> {
+    tokio::select! {
+        status = child.wait() => status,
+        _ = cancelled => {
+            group.signal(Signal::SIGKILL);
+            match tokio::time::timeout(process::KILL_GRACE, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => Err(std::io::Error::other("it did not die of SIGKILL")),
+            }
+        }
+    }
+}
+
+/// The tasks that pass the build's output through, and what they gather on the way.
+struct OutputReaders {
+    stderr: JoinHandle<()>,
+    stdout: JoinHandle<()>,
+    /// Compiler errors counted in the output.
+    errors: Arc<AtomicUsize>,
+    /// For a Cargo build, the executable cargo reported.
+    executable: Arc<Mutex<Option<PathBuf>>>,
+    tail: Arc<Mutex<Tail>>,
+}
+
+impl OutputReaders {
+    /// Read `child`'s stderr and stdout; a Cargo build's stdout as cargo's JSON messages.
+    fn start(child: &mut process::Child, cargo: bool) -> OutputReaders {
+        let errors = Arc::new(AtomicUsize::new(0));
+        let executable = Arc::new(Mutex::new(None));
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let stderr = tokio::spawn(pass_through(
+            child.stderr.take(),
+            Sink::Stderr,
+            errors.clone(),
+            tail.clone(),
+        ));
+        let stdout = match child.stdout.take() {
+            Some(stdout) if cargo => tokio::spawn(read_cargo_messages(
+                stdout,
+                tokio::io::stdout(),
+                executable.clone(),
+                tail.clone(),
+            )),
+            stdout => tokio::spawn(pass_through(
+                stdout,
+                Sink::Stdout,
+                errors.clone(),
+                tail.clone(),
+            )),
+        };
+        OutputReaders {
+            stderr,
+            stdout,
+            errors,
+            executable,
+            tail,
+        }
+    }
+
+    /// The build's outcome once its group is gone: the output gets [`OUTPUT_GRACE`] to end,
+    /// then what it showed goes with how the process ended (`status`).
+    async fn outcome(
+        self,
+        status: std::io::Result<std::process::ExitStatus>,
+        started: Instant,
+    ) -> BuildOutcome {
+        let OutputReaders {
+            stderr,
+            stdout,
+            errors,
+            executable,
+            tail,
+        } = self;
+        let _ = tokio::time::timeout(OUTPUT_GRACE, async {
+            let _ = stderr.await;
+            let _ = stdout.await;
+        })
+        .await;
+        let errors = errors.load(Ordering::Relaxed);
+        let executable = lock(&executable).take();
+        let result = match status {
+            Ok(status) if status.success() => BuildResult::Succeeded { executable },
+            Ok(status) => BuildResult::Failed {
+                how: process::describe_exit(status),
+                errors: (errors > 0).then_some(errors),
+            },
+            Err(err) => BuildResult::Failed {
+                how: format!("lost track of the build: {err}"),
+                errors: None,
+            },
+        };
+        let output = lock(&tail).text();
+        BuildOutcome {
+            result,
+            elapsed: started.elapsed(),
+            output,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
