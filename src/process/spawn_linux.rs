@@ -220,66 +220,11 @@ pub(super) fn spawn(command: &Command, inherit: &[RawFd]) -> io::Result<Child> {
             "a process can only be started from within reload's runtime",
         ));
     }
-    let environment = command.environment();
-    let program = resolve(command, &environment)?;
-    let program = c_string(program.as_os_str())?;
-    let std = command.as_std();
-    let args = std::iter::once(std.get_program())
-        .chain(std.get_args())
-        .map(c_string)
-        .collect::<io::Result<Vec<_>>>()?;
-    let environment = environment
-        .into_iter()
-        .map(|(key, value)| {
-            let mut entry = key;
-            entry.push("=");
-            entry.push(value);
-            c_string(&entry)
-        })
-        .collect::<io::Result<Vec<_>>>()?;
-    let directory = std.get_current_dir().map(|dir| c_string(dir.as_os_str()));
-    let directory = directory.transpose()?;
-    let argv = pointers(args.iter().map(|arg| arg.as_ptr()));
-    let envp = pointers(environment.iter().map(|entry| entry.as_ptr()));
-    let shell_argv = pointers(
-        [SHELL.as_ptr(), program.as_ptr()]
-            .into_iter()
-            .chain(args.iter().skip(1).map(|arg| arg.as_ptr())),
-    );
+    let strings = ExecStrings::of(command)?;
+    let arrays = strings.arrays();
     let streams = Streams::open(command)?;
     let stack = Stack::new()?;
-
-    // SAFETY: sigset_t and sigaction are plain C data; sigemptyset initialises the set fully,
-    // and an all-zero sigaction is SIG_DFL (0) with no flags.
-    let (default_action, empty_mask) = unsafe {
-        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(mask.as_mut_ptr());
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = libc::SIG_DFL;
-        action.sa_mask = mask.assume_init();
-        (action, mask.assume_init())
-    };
-    let plan = Plan {
-        program: program.as_ptr(),
-        argv: argv.as_ptr(),
-        envp: envp.as_ptr(),
-        shell_argv: shell_argv.as_ptr(),
-        directory: directory.as_ref().map_or(ptr::null(), |dir| dir.as_ptr()),
-        stdio: streams.child_fds(),
-        inherit: inherit.as_ptr(),
-        inherit_len: inherit.len(),
-        // SAFETY: getpid has no preconditions.
-        parent: unsafe { libc::getpid() },
-        last_signal: libc::SIGRTMAX(),
-        nofile: super::limits::given().map(|(soft, hard)| libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
-        }),
-        default_action,
-        empty_mask,
-        step: AtomicI32::new(0),
-        errno: AtomicI32::new(0),
-    };
+    let plan = Plan::new(&strings, &arrays, &streams, inherit);
     let pid = clone_child(&plan, &stack)?;
     // The child has exec'd or exited: its ends of the pipes and its stack are no longer used.
     drop(stack);
@@ -297,7 +242,7 @@ pub(super) fn spawn(command: &Command, inherit: &[RawFd]) -> io::Result<Child> {
         return Err(step_error(
             step,
             plan.errno.load(Ordering::Acquire),
-            std.get_current_dir(),
+            command.as_std().get_current_dir(),
         ));
     }
     let mut child = Child {
@@ -323,6 +268,116 @@ pub(super) fn spawn(command: &Command, inherit: &[RawFd]) -> io::Result<Child> {
     child.stdout = stdout.map(ChildStdout::from_owned_fd).transpose()?;
     child.stderr = stderr.map(ChildStderr::from_owned_fd).transpose()?;
     Ok(child)
+}
+
+/// What exec takes, as C strings made in the parent: the resolved program, argv, envp and the
+/// directory to enter.
+struct ExecStrings {
+    program: CString,
+    args: Vec<CString>,
+    environment: Vec<CString>,
+    directory: Option<CString>,
+}
+
+/// The null-terminated pointer arrays exec takes, pointing into an [`ExecStrings`], which must
+/// outlive them.
+struct ExecArrays {
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    /// `/bin/sh PROGRAM ARGS...`, for a program the kernel does not recognise (ENOEXEC).
+    shell_argv: Vec<*const c_char>,
+}
+
+impl ExecStrings {
+    fn of(command: &Command) -> io::Result<ExecStrings> {
+        let environment = command.environment();
+        let program = resolve(command, &environment)?;
+        let program = c_string(program.as_os_str())?;
+        let std = command.as_std();
+        let args = std::iter::once(std.get_program())
+            .chain(std.get_args())
+            .map(c_string)
+            .collect::<io::Result<Vec<_>>>()?;
+        let environment = environment
+            .into_iter()
+            .map(|(key, value)| {
+                let mut entry = key;
+                entry.push("=");
+                entry.push(value);
+                c_string(&entry)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let directory = std.get_current_dir().map(|dir| c_string(dir.as_os_str()));
+        Ok(ExecStrings {
+            program,
+            args,
+            environment,
+            directory: directory.transpose()?,
+        })
+    }
+
+    fn arrays(&self) -> ExecArrays {
+        ExecArrays {
+            argv: pointers(self.args.iter().map(|arg| arg.as_ptr())),
+            envp: pointers(self.environment.iter().map(|entry| entry.as_ptr())),
+            shell_argv: pointers(
+                [SHELL.as_ptr(), self.program.as_ptr()]
+                    .into_iter()
+                    .chain(self.args.iter().skip(1).map(|arg| arg.as_ptr())),
+            ),
+        }
+    }
+}
+
+impl Plan {
+    /// The plan over buffers the caller keeps alive until the clone has returned.
+    fn new(
+        strings: &ExecStrings,
+        arrays: &ExecArrays,
+        streams: &Streams,
+        inherit: &[RawFd],
+    ) -> Plan {
+        let (default_action, empty_mask) = default_signal_state();
+        Plan {
+            program: strings.program.as_ptr(),
+            argv: arrays.argv.as_ptr(),
+            envp: arrays.envp.as_ptr(),
+            shell_argv: arrays.shell_argv.as_ptr(),
+            directory: strings
+                .directory
+                .as_ref()
+                .map_or(ptr::null(), |dir| dir.as_ptr()),
+            stdio: streams.child_fds(),
+            inherit: inherit.as_ptr(),
+            inherit_len: inherit.len(),
+            // SAFETY: getpid has no preconditions.
+            parent: unsafe { libc::getpid() },
+            last_signal: libc::SIGRTMAX(),
+            nofile: super::limits::given().map(|(soft, hard)| libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            }),
+            default_action,
+            empty_mask,
+            step: AtomicI32::new(0),
+            errno: AtomicI32::new(0),
+        }
+    }
+}
+
+/// `SIG_DFL` with an empty mask and no flags, and the empty mask: what the child resets its
+/// signals to, prepared in the parent like everything else the child uses.
+fn default_signal_state() -> (libc::sigaction, libc::sigset_t) {
+    // SAFETY: sigset_t and sigaction are plain C data; sigemptyset initialises the set fully,
+    // and an all-zero sigaction is SIG_DFL (0) with no flags.
+    unsafe {
+        let mut mask = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(mask.as_mut_ptr());
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        action.sa_mask = mask.assume_init();
+        (action, mask.assume_init())
+    }
 }
 
 /// The program's path as exec will take it: as given when it holds a `/` (exec resolves it
