@@ -21,7 +21,7 @@ use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
 use crate::config::{Change, LogFormat, Output};
-use crate::lifecycle::{AfterFailure, Lifecycle, Subscriber};
+use crate::lifecycle::{AfterFailure, Lifecycle, ServiceName, Subscriber};
 
 /// Something reload reports.
 #[derive(Debug)]
@@ -484,15 +484,15 @@ struct HumanLines;
 struct JsonLines;
 
 impl Subscriber for HumanLines {
-    fn on(&mut self, event: &Lifecycle) {
+    fn on(&mut self, _service: &ServiceName, event: &Lifecycle) {
         let style = style();
         notes(event, |note| write_human(note, style));
     }
 }
 
 impl Subscriber for JsonLines {
-    fn on(&mut self, event: &Lifecycle) {
-        notes(event, write_json);
+    fn on(&mut self, service: &ServiceName, event: &Lifecycle) {
+        notes(event, |note| write_service_json(service, note));
     }
 }
 
@@ -796,6 +796,18 @@ pub fn duration(d: Duration) -> String {
     } else {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
     }
+}
+
+/// A lifecycle event's JSON line: the note's fields, and the service it happened to.
+fn write_service_json(service: &ServiceName, note: &Note<'_>) {
+    let mut value = note.json();
+    value["service"] = json!(service.as_str());
+    value["time_ms"] = json!(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    write_line(format!("{value}\n").as_bytes());
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::Exit;
 use crate::build::{BuildOutcome, BuildResult, RunningBuild};
 use crate::config::{BuildCommand, CleanPath, Config};
-use crate::lifecycle::Bus;
+use crate::lifecycle::{Bus, ServiceName};
 use crate::process;
 use crate::status;
 use crate::supervise::{ServerEvent, Stdin, Supervisor};
@@ -56,6 +56,8 @@ struct Stages {
 pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Result<Exit> {
     let mut shutdowns = listen_for_shutdown()?;
     let mut bus = Bus::new(status::subscribers());
+    // Today's one service.
+    let app = ServiceName::new("app");
     let mut policy = Policy::of(
         config.build.as_ref(),
         config.run.as_ref(),
@@ -70,7 +72,8 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
         .map(|proxy| {
             let readiness = config.run.as_ref().map(|run| &run.readiness);
             let chosen = policy.ports.map(|turns| turns.ports[0]);
-            crate::proxy::start(proxy, readiness, chosen, config.watch.debounce, &bus)
+            let quiet = config.watch.debounce;
+            crate::proxy::start(proxy, readiness, chosen, quiet, &app, &mut bus)
         })
         .transpose()?;
     let (server_events, mut from_servers) = mpsc::unbounded_channel();
@@ -115,7 +118,7 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     };
     let mut effects = unit.machine.start(Instant::now());
     loop {
-        if let Some(exit) = unit.carry_out(effects, &mut bus).await {
+        if let Some(exit) = unit.carry_out(effects, &app, &mut bus).await {
             let config = &following.config;
             finish(
                 &config.root,
@@ -352,12 +355,17 @@ impl<R: Fn() -> Result<Config>> Following<R> {
 impl Unit {
     /// Carry out `effects` in order. What a stage answers at once becomes the next event for
     /// the machine, whose effects follow. Returns the exit code once the machine says exit.
-    async fn carry_out(&mut self, effects: Vec<Effect>, bus: &mut Bus) -> Option<Exit> {
+    async fn carry_out(
+        &mut self,
+        effects: Vec<Effect>,
+        name: &ServiceName,
+        bus: &mut Bus,
+    ) -> Option<Exit> {
         let mut pending = VecDeque::from(effects);
         while let Some(effect) = pending.pop_front() {
             match effect {
                 Effect::Exit(exit) => return Some(exit),
-                Effect::Publish(event) => bus.publish(event),
+                Effect::Publish(event) => bus.publish(name, event),
                 effect => {
                     if let Some(event) = self.stages.perform(effect).await {
                         pending.extend(self.machine.handle(event, Instant::now()));
