@@ -22,7 +22,7 @@ use crate::build::{BuildOutcome, BuildResult, RunningBuild};
 use crate::config::{BuildCommand, CleanPath, Config};
 use crate::lifecycle::{Bus, ServiceName};
 use crate::process;
-use crate::status;
+use crate::status::{self, PostCommand};
 use crate::supervise::{ServerEvent, Stdin, Supervisor};
 use crate::terminal;
 use crate::watch;
@@ -155,19 +155,6 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     }
 }
 
-/// Why a configuration read again is refused, its lines after the first indented (cargo's own
-/// error runs over several), and that the last good one stays.
-fn kept(why: &str) -> String {
-    let mut text = String::new();
-    for (n, line) in why.lines().enumerate() {
-        if n > 0 {
-            text.push_str(if line.starts_with(' ') { "\n" } else { "\n  " });
-        }
-        text.push_str(line);
-    }
-    text + "\n  keeping the last good configuration until this is fixed"
-}
-
 /// Whether a burst of changes is a reason to build: a configuration read again and put in
 /// force is; else any change the filter counts, except the config file's own: settings, not a
 /// build input (unlike Cargo.toml), it builds only when it changes what runs.
@@ -253,10 +240,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         };
         if !wants_build(&changed.paths, &self.config.settings_files, followed) {
             if followed == Some(Followed::Unchanged) && !changed.config_files.is_empty() {
-                status::info(&format!(
-                    "{} read again: nothing to apply",
-                    file.unwrap_or_default()
-                ));
+                status::nothing_to_apply(&file.unwrap_or_default());
             }
             return None;
         }
@@ -274,7 +258,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         let new = match (self.read_again)() {
             Ok(new) => new,
             Err(err) => {
-                status::error(&kept(&format!("{err:#}")));
+                status::config_refused(&format!("{err:#}"));
                 return Followed::Refused;
             }
         };
@@ -284,9 +268,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         if let Some(why) = &new.project_unreadable
             && self.config.project_unreadable.is_none()
         {
-            status::error(&kept(&format!(
-                "{file}: the project cannot be read:\n{why}"
-            )));
+            status::project_unreadable(file, why);
             return Followed::Refused;
         }
         self.retry = None;
@@ -344,7 +326,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
             policy.ports = current.ports;
         } else {
             policy.ports = turns(new.proxy.as_ref(), &mut policy.order).unwrap_or_else(|err| {
-                status::warning(&format!("{err:#}; keeping the ports servers have now"));
+                status::ports_kept(&err);
                 current.ports
             });
         }
@@ -439,7 +421,7 @@ impl Stages {
                 expected,
             } => {
                 if let Some((pid, ports)) = self.supervisor.as_ref()?.listening_ports(generation) {
-                    status::info(&explain_ports(pid, &ports, &expected));
+                    status::listens_instead(pid, &ports, &expected);
                 }
             }
             Effect::Bury(generation) => self.supervisor.as_mut()?.bury(generation).await,
@@ -467,12 +449,7 @@ impl Stages {
             // A PORT=3000 in .env beside --app-port 8080 would otherwise vanish silently.
             for (name, written, given) in supervisor.overridden(&env, port) {
                 if self.env_overridden.insert(format!("{name}={written}")) {
-                    status::warning(&format!(
-                        "{}: the server gets {name}={given}, not {name}={written} as written \
-                         there: reload's own setting ([run] env, or the port the proxy gives \
-                         the app as PORT) wins over the env file",
-                        path.display()
-                    ));
+                    status::env_file_overridden(path, name, &given, written);
                 }
             }
         }
@@ -495,14 +472,14 @@ async fn finish(
         let mut run = match RunningBuild::start(&step, root, origin) {
             Ok(run) => run,
             Err(err) => {
-                status::error(&format!("cannot run post command `{command}`: {err:#}"));
+                status::post_command(command, &PostCommand::NotStarted(&err));
                 continue;
             }
         };
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(POST_TIMEOUT, run.finished()) => outcome.ok(),
             Some(_) = shutdowns.recv() => {
-                status::error(&format!("post command `{command}` interrupted; killed it"));
+                status::post_command(command, &PostCommand::Interrupted);
                 run.cancel().await;
                 break;
             }
@@ -516,13 +493,10 @@ async fn finish(
                 result: BuildResult::Failed { how, .. },
                 ..
             }) => {
-                status::error(&format!("post command `{command}` failed ({how})"));
+                status::post_command(command, &PostCommand::Failed(&how));
             }
             None => {
-                status::error(&format!(
-                    "post command `{command}` still ran after {}; killed it",
-                    status::duration(POST_TIMEOUT)
-                ));
+                status::post_command(command, &PostCommand::TimedOut(POST_TIMEOUT));
                 run.cancel().await;
             }
         }
@@ -562,12 +536,7 @@ fn turns(
         Upstream::AppPort(app) if overlap => {
             let Some(second) = process::free_ports::choose(&[app, proxy.listen.port()]) else {
                 *order = RestartOrder::StopThenStart;
-                status::warning(
-                    "--overlap behind the proxy needs a second port for the new server, and \
-                     none is free below the kernel's ephemeral range \
-                     (/proc/sys/net/ipv4/ip_local_port_range): restarts stop the old server \
-                     before starting the new one",
-                );
+                status::no_second_port();
                 return Ok(None);
             };
             Ok(Some(machine::Turns {
@@ -578,13 +547,7 @@ fn turns(
         Upstream::AppPort(_) | Upstream::Held(_) => Ok(None),
         Upstream::Chosen => {
             let proxy_port = proxy.listen.port();
-            let no_port = || {
-                anyhow!(
-                    "no port is free below the kernel's ephemeral range \
-                     (/proc/sys/net/ipv4/ip_local_port_range) to give the app as PORT\n  help: \
-                     name the app's port with --app-port PORT (or [proxy] app_port)"
-                )
-            };
+            let no_port = || anyhow!(status::NO_PORT_FOR_THE_APP);
             let first = process::free_ports::choose(&[proxy_port]).ok_or_else(no_port)?;
             let second = if overlap {
                 process::free_ports::choose(&[proxy_port, first]).ok_or_else(no_port)?
@@ -597,22 +560,6 @@ fn turns(
             }))
         }
     }
-}
-
-/// What a server that never accepted on `expected` listens on instead, and what to do.
-fn explain_ports(pid: u32, ports: &std::collections::BTreeSet<u16>, expected: &str) -> String {
-    if ports.is_empty() {
-        return format!(
-            "app (pid {pid}) listens on no TCP port at all, not on {expected}: does it start a \
-             server, and does it read PORT?"
-        );
-    }
-    let list: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
-    format!(
-        "app (pid {pid}) listens on {}, not on {expected}: if that is its port, point reload \
-         at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT",
-        list.join(", ")
-    )
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -666,19 +613,5 @@ mod tests {
         assert!(wants_build(&[], &settings, Some(Followed::Applied)));
         assert!(!wants_build(&[], &settings, None));
         assert!(wants_build(&[PathBuf::from("/p/main.rs")], &settings, None));
-    }
-
-    #[test]
-    fn a_refusal_keeps_every_line_of_the_reason_under_its_first() {
-        assert_eq!(
-            kept("reload.toml:3:1: bad\n  help: fix it"),
-            "reload.toml:3:1: bad\n  help: fix it\n  keeping the last good configuration until \
-             this is fixed"
-        );
-        assert_eq!(
-            kept("cannot read:\nerror: failed\n\nCaused by:\n  gone"),
-            "cannot read:\n  error: failed\n  \n  Caused by:\n  gone\n  keeping the last good \
-             configuration until this is fixed"
-        );
     }
 }
