@@ -463,6 +463,17 @@ mod tests {
         ServiceName::new("app")
     }
 
+    /// Publishing as the one service most tests need.
+    trait PublishApp {
+        fn publish_app(&mut self, event: Lifecycle);
+    }
+
+    impl PublishApp for Bus {
+        fn publish_app(&mut self, event: Lifecycle) {
+            self.publish(&app(), event);
+        }
+    }
+
     #[test]
     fn a_tail_keeps_the_last_bytes_and_whole_characters() {
         let mut tail = Tail::default();
@@ -482,27 +493,21 @@ mod tests {
     fn a_late_subscriber_reads_who_serves_and_the_last_failure() {
         let mut bus = Bus::new(Vec::new());
         let state = bus.state(&app());
-        bus.publish(
-            &app(),
-            Lifecycle::ServerReady {
-                pid: 7,
-                generation: Generation(1),
-                old: None,
-                swap: Duration::ZERO,
-                since_change: None,
-                port: None,
-            },
-        );
-        bus.publish(
-            &app(),
-            Lifecycle::BuildFailed {
-                how: "exit 1".into(),
-                errors: Some(1),
-                elapsed: Duration::ZERO,
-                then: AfterFailure::Serving(7),
-                output: "boom".into(),
-            },
-        );
+        bus.publish_app(Lifecycle::ServerReady {
+            pid: 7,
+            generation: Generation(1),
+            old: None,
+            swap: Duration::ZERO,
+            since_change: None,
+            port: None,
+        });
+        bus.publish_app(Lifecycle::BuildFailed {
+            how: "exit 1".into(),
+            errors: Some(1),
+            elapsed: Duration::ZERO,
+            then: AfterFailure::Serving(7),
+            output: "boom".into(),
+        });
         let now = state.borrow().clone();
         assert_eq!(
             now.serving,
@@ -520,13 +525,10 @@ mod tests {
                 output: "boom".into()
             }
         );
-        bus.publish(
-            &app(),
-            Lifecycle::Stopping {
-                pid: 7,
-                generation: Generation(1),
-            },
-        );
+        bus.publish_app(Lifecycle::Stopping {
+            pid: 7,
+            generation: Generation(1),
+        });
         assert_eq!(bus.state(&app()).borrow().serving, None);
     }
 
@@ -534,24 +536,18 @@ mod tests {
     fn trouble_lasts_until_the_next_build_or_start() {
         let mut bus = Bus::new(Vec::new());
         let state = bus.state(&app());
-        bus.publish(
-            &app(),
-            Lifecycle::ServerStarting {
-                pid: 7,
-                generation: Generation(1),
-            },
-        );
-        bus.publish(
-            &app(),
-            Lifecycle::ListensElsewhere {
-                pid: 7,
-                generation: Generation(1),
-                ports: vec![5000],
-                expected: 8080,
-                followed: None,
-                overlap_off: false,
-            },
-        );
+        bus.publish_app(Lifecycle::ServerStarting {
+            pid: 7,
+            generation: Generation(1),
+        });
+        bus.publish_app(Lifecycle::ListensElsewhere {
+            pid: 7,
+            generation: Generation(1),
+            ports: vec![5000],
+            expected: 8080,
+            followed: None,
+            overlap_off: false,
+        });
         assert_eq!(
             state.borrow().trouble,
             Some(Trouble::ListensElsewhere {
@@ -560,16 +556,13 @@ mod tests {
                 expected: 8080,
             })
         );
-        bus.publish(
-            &app(),
-            Lifecycle::ServerFailed {
-                pid: Some(7),
-                generation: Generation(1),
-                message: "was not ready within 30s".into(),
-                exited: None,
-                port: None,
-            },
-        );
+        bus.publish_app(Lifecycle::ServerFailed {
+            pid: Some(7),
+            generation: Generation(1),
+            message: "was not ready within 30s".into(),
+            exited: None,
+            port: None,
+        });
         assert!(
             matches!(
                 state.borrow().trouble,
@@ -577,30 +570,21 @@ mod tests {
             ),
             "a timeout keeps saying where it listened"
         );
-        bus.publish(
-            &app(),
-            Lifecycle::BuildStarted {
-                command: "make".into(),
-            },
-        );
+        bus.publish_app(Lifecycle::BuildStarted {
+            command: "make".into(),
+        });
         assert_eq!(state.borrow().trouble, None, "a build is a new attempt");
-        bus.publish(
-            &app(),
-            Lifecycle::ServerStarting {
-                pid: 8,
-                generation: Generation(2),
-            },
-        );
-        bus.publish(
-            &app(),
-            Lifecycle::ServerFailed {
-                pid: Some(8),
-                generation: Generation(2),
-                message: "exited with 3 before it was ready".into(),
-                exited: Some(Ended::Code(3)),
-                port: Some(4123),
-            },
-        );
+        bus.publish_app(Lifecycle::ServerStarting {
+            pid: 8,
+            generation: Generation(2),
+        });
+        bus.publish_app(Lifecycle::ServerFailed {
+            pid: Some(8),
+            generation: Generation(2),
+            message: "exited with 3 before it was ready".into(),
+            exited: Some(Ended::Code(3)),
+            port: Some(4123),
+        });
         assert_eq!(
             state.borrow().trouble,
             Some(Trouble::Exited {
@@ -610,25 +594,19 @@ mod tests {
                 port: Some(4123),
             })
         );
-        bus.publish(
-            &app(),
-            Lifecycle::ServerStarting {
-                pid: 9,
-                generation: Generation(3),
-            },
-        );
+        bus.publish_app(Lifecycle::ServerStarting {
+            pid: 9,
+            generation: Generation(3),
+        });
         assert_eq!(state.borrow().trouble, None, "a start is a new attempt");
-        bus.publish(
-            &app(),
-            Lifecycle::ServerReady {
-                pid: 9,
-                generation: Generation(3),
-                old: None,
-                swap: Duration::ZERO,
-                since_change: None,
-                port: Some(4123),
-            },
-        );
+        bus.publish_app(Lifecycle::ServerReady {
+            pid: 9,
+            generation: Generation(3),
+            old: None,
+            swap: Duration::ZERO,
+            since_change: None,
+            port: Some(4123),
+        });
         let exited = |restarts_in| Lifecycle::ServerExited {
             pid: 9,
             generation: Generation(3),
@@ -639,9 +617,9 @@ mod tests {
             hint: None,
             port: Some(4123),
         };
-        bus.publish(&app(), exited(Some(Duration::from_secs(1))));
+        bus.publish_app(exited(Some(Duration::from_secs(1))));
         assert_eq!(state.borrow().trouble, None, "it restarts by itself");
-        bus.publish(&app(), exited(None));
+        bus.publish_app(exited(None));
         assert_eq!(
             state.borrow().trouble,
             Some(Trouble::Exited {
@@ -675,18 +653,12 @@ mod tests {
     async fn remote_subscribers_hear_every_event_in_order() {
         let mut bus = Bus::new(Vec::new());
         let mut events = bus.subscribe();
-        bus.publish(
-            &app(),
-            Lifecycle::BuildStarted {
-                command: "make".into(),
-            },
-        );
-        bus.publish(
-            &app(),
-            Lifecycle::BuildSucceeded {
-                elapsed: Duration::from_millis(5),
-            },
-        );
+        bus.publish_app(Lifecycle::BuildStarted {
+            command: "make".into(),
+        });
+        bus.publish_app(Lifecycle::BuildSucceeded {
+            elapsed: Duration::from_millis(5),
+        });
         assert!(matches!(
             &events.recv().await.unwrap().event,
             Lifecycle::BuildStarted { .. }
