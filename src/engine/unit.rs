@@ -231,3 +231,52 @@ impl Unit {
         supervisor.prepare(generation, executable, &env, port)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::build::BuildResult;
+
+    fn outcome() -> BuildOutcome {
+        BuildOutcome {
+            result: BuildResult::Succeeded { executable: None },
+            elapsed: Duration::from_millis(5),
+            output: Arc::from(""),
+        }
+    }
+
+    /// A unit whose build number `id` runs (as far as it knows).
+    fn building(id: u64) -> Unit {
+        let (cancel, _) = oneshot::channel();
+        let (_, over) = oneshot::channel();
+        Unit {
+            name: ServiceName::new("app"),
+            root: PathBuf::from("/p"),
+            build_command: None,
+            build: Some(Build { id, cancel, over }),
+            builds: id,
+            supervisor: None,
+            env_file: None,
+            env_overridden: BTreeSet::new(),
+            reports: mpsc::unbounded_channel().0,
+        }
+    }
+
+    #[test]
+    fn the_outcome_of_a_build_cancelled_after_it_ended_is_not_taken_for_the_next_ones() {
+        let mut unit = building(2);
+        assert!(unit.built(1, outcome()).is_none());
+        assert!(unit.build.is_some(), "build 2 still runs");
+        assert!(matches!(
+            unit.built(2, outcome()),
+            Some(Event::BuildFinished { .. })
+        ));
+        assert!(unit.build.is_none());
+        assert!(unit.built(2, outcome()).is_none(), "taken once");
+    }
+}
