@@ -1,21 +1,47 @@
 //! What happens to a service, as owned values anyone can subscribe to: a change seen, a build
 //! started, succeeded or failed (with its output), a server starting, ready, exiting, being
-//! stopped. The engine is the only publisher; [`Bus::publish`] hands each event to
+//! stopped. The engine is the only publisher; [`Bus::publish`] takes the [`ServiceName`] of the
+//! service it happened to with each event (the events themselves never name one) and hands both
+//! to
 //!
 //! - the local subscribers, synchronously and in order: reload's own status lines (human or
 //!   JSON, see `status`). They must be in order with the children's output on the same
 //!   terminal, and all written before reload exits, so they are not left to a task;
 //! - a broadcast channel ([`Bus::subscribe`]) for subscribers that live elsewhere (the dev
-//!   proxy): a subscriber that falls behind misses events (it learns so from the channel) but
-//!   never slows the engine;
-//! - the [`State`] a subscriber that joins late reads first ([`Bus::state`]): who serves,
-//!   whether a build runs, the last failure's output.
+//!   proxy), as [`Published`]: a subscriber that falls behind misses events (it learns so from
+//!   the channel) but never slows the engine;
+//! - the [`State`] of that service, which a subscriber that joins late reads first
+//!   ([`Bus::state`], by the service's name): who serves, whether a build runs, the last
+//!   failure's output.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
+
+/// The name a service is known by: what each stage's report, each lifecycle event and each
+/// service's [`State`] is tagged with. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName(Arc<str>);
+
+impl ServiceName {
+    pub fn new(name: &str) -> ServiceName {
+        ServiceName(Arc::from(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Servers are numbered from 1 in the order they are started; a restart is a new generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,7 +178,7 @@ pub enum Lifecycle {
     },
 }
 
-/// What a late subscriber needs to know before the next event.
+/// What a late subscriber needs to know of one service before its next event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// The server taking the traffic.
@@ -335,16 +361,25 @@ impl Trouble {
     }
 }
 
-/// Hears every event, in order, before [`Bus::publish`] returns.
+/// Hears every event, with the service it happened to, in order, before [`Bus::publish`]
+/// returns.
 pub trait Subscriber {
-    fn on(&mut self, event: &Lifecycle);
+    fn on(&mut self, service: &ServiceName, event: &Lifecycle);
+}
+
+/// One event as remote subscribers receive it: with the service it happened to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub service: ServiceName,
+    pub event: Lifecycle,
 }
 
 /// Where the engine publishes; see the module documentation.
 pub struct Bus {
     local: Vec<Box<dyn Subscriber>>,
-    remote: broadcast::Sender<Arc<Lifecycle>>,
-    state: watch::Sender<State>,
+    remote: broadcast::Sender<Arc<Published>>,
+    /// Each service's state, made when it is first published to or asked for.
+    states: BTreeMap<ServiceName, watch::Sender<State>>,
 }
 
 /// Events a slow remote subscriber may fall behind by before it misses some.
@@ -355,27 +390,38 @@ impl Bus {
         Bus {
             local,
             remote: broadcast::channel(BACKLOG).0,
-            state: watch::channel(State::default()).0,
+            states: BTreeMap::new(),
         }
     }
 
-    pub fn publish(&mut self, event: Lifecycle) {
+    /// `event` happened to `service`.
+    pub fn publish(&mut self, service: &ServiceName, event: Lifecycle) {
         for subscriber in &mut self.local {
-            subscriber.on(&event);
+            subscriber.on(service, &event);
         }
-        self.state.send_modify(|state| state.apply(&event));
+        self.sender(service)
+            .send_modify(|state| state.apply(&event));
         // No remote subscriber is not an error: most runs have none.
-        let _ = self.remote.send(Arc::new(event));
+        let _ = self.remote.send(Arc::new(Published {
+            service: service.clone(),
+            event,
+        }));
     }
 
-    /// Every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Lifecycle>> {
+    /// Every event from now on, of every service.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.remote.subscribe()
     }
 
-    /// The current state, and every change of it.
-    pub fn state(&self) -> watch::Receiver<State> {
-        self.state.subscribe()
+    /// The current state of `service`, and every change of it.
+    pub fn state(&mut self, service: &ServiceName) -> watch::Receiver<State> {
+        self.sender(service).subscribe()
+    }
+
+    fn sender(&mut self, service: &ServiceName) -> &watch::Sender<State> {
+        self.states
+            .entry(service.clone())
+            .or_insert_with(|| watch::channel(State::default()).0)
     }
 }
 
@@ -413,6 +459,21 @@ impl Tail {
 mod tests {
     use super::*;
 
+    fn app() -> ServiceName {
+        ServiceName::new("app")
+    }
+
+    /// Publishing as the one service most tests need.
+    trait PublishApp {
+        fn publish_app(&mut self, event: Lifecycle);
+    }
+
+    impl PublishApp for Bus {
+        fn publish_app(&mut self, event: Lifecycle) {
+            self.publish(&app(), event);
+        }
+    }
+
     #[test]
     fn a_tail_keeps_the_last_bytes_and_whole_characters() {
         let mut tail = Tail::default();
@@ -431,8 +492,8 @@ mod tests {
     #[test]
     fn a_late_subscriber_reads_who_serves_and_the_last_failure() {
         let mut bus = Bus::new(Vec::new());
-        let state = bus.state();
-        bus.publish(Lifecycle::ServerReady {
+        let state = bus.state(&app());
+        bus.publish_app(Lifecycle::ServerReady {
             pid: 7,
             generation: Generation(1),
             old: None,
@@ -440,7 +501,7 @@ mod tests {
             since_change: None,
             port: None,
         });
-        bus.publish(Lifecycle::BuildFailed {
+        bus.publish_app(Lifecycle::BuildFailed {
             how: "exit 1".into(),
             errors: Some(1),
             elapsed: Duration::ZERO,
@@ -464,22 +525,22 @@ mod tests {
                 output: "boom".into()
             }
         );
-        bus.publish(Lifecycle::Stopping {
+        bus.publish_app(Lifecycle::Stopping {
             pid: 7,
             generation: Generation(1),
         });
-        assert_eq!(bus.state().borrow().serving, None);
+        assert_eq!(bus.state(&app()).borrow().serving, None);
     }
 
     #[test]
     fn trouble_lasts_until_the_next_build_or_start() {
         let mut bus = Bus::new(Vec::new());
-        let state = bus.state();
-        bus.publish(Lifecycle::ServerStarting {
+        let state = bus.state(&app());
+        bus.publish_app(Lifecycle::ServerStarting {
             pid: 7,
             generation: Generation(1),
         });
-        bus.publish(Lifecycle::ListensElsewhere {
+        bus.publish_app(Lifecycle::ListensElsewhere {
             pid: 7,
             generation: Generation(1),
             ports: vec![5000],
@@ -495,7 +556,7 @@ mod tests {
                 expected: 8080,
             })
         );
-        bus.publish(Lifecycle::ServerFailed {
+        bus.publish_app(Lifecycle::ServerFailed {
             pid: Some(7),
             generation: Generation(1),
             message: "was not ready within 30s".into(),
@@ -509,15 +570,15 @@ mod tests {
             ),
             "a timeout keeps saying where it listened"
         );
-        bus.publish(Lifecycle::BuildStarted {
+        bus.publish_app(Lifecycle::BuildStarted {
             command: "make".into(),
         });
         assert_eq!(state.borrow().trouble, None, "a build is a new attempt");
-        bus.publish(Lifecycle::ServerStarting {
+        bus.publish_app(Lifecycle::ServerStarting {
             pid: 8,
             generation: Generation(2),
         });
-        bus.publish(Lifecycle::ServerFailed {
+        bus.publish_app(Lifecycle::ServerFailed {
             pid: Some(8),
             generation: Generation(2),
             message: "exited with 3 before it was ready".into(),
@@ -533,12 +594,12 @@ mod tests {
                 port: Some(4123),
             })
         );
-        bus.publish(Lifecycle::ServerStarting {
+        bus.publish_app(Lifecycle::ServerStarting {
             pid: 9,
             generation: Generation(3),
         });
         assert_eq!(state.borrow().trouble, None, "a start is a new attempt");
-        bus.publish(Lifecycle::ServerReady {
+        bus.publish_app(Lifecycle::ServerReady {
             pid: 9,
             generation: Generation(3),
             old: None,
@@ -556,9 +617,9 @@ mod tests {
             hint: None,
             port: Some(4123),
         };
-        bus.publish(exited(Some(Duration::from_secs(1))));
+        bus.publish_app(exited(Some(Duration::from_secs(1))));
         assert_eq!(state.borrow().trouble, None, "it restarts by itself");
-        bus.publish(exited(None));
+        bus.publish_app(exited(None));
         assert_eq!(
             state.borrow().trouble,
             Some(Trouble::Exited {
@@ -571,21 +632,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn each_service_has_its_own_state_and_events_say_whose_they_are() {
+        let (api, worker) = (ServiceName::new("api"), ServiceName::new("worker"));
+        let mut bus = Bus::new(Vec::new());
+        let mut events = bus.subscribe();
+        let worker_state = bus.state(&worker);
+        bus.publish(
+            &api,
+            Lifecycle::BuildStarted {
+                command: "make".into(),
+            },
+        );
+        assert_eq!(bus.state(&api).borrow().build, BuildState::Running);
+        assert_eq!(worker_state.borrow().build, BuildState::Passed);
+        let published = events.recv().await.unwrap();
+        assert_eq!(published.service, api);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn remote_subscribers_hear_every_event_in_order() {
         let mut bus = Bus::new(Vec::new());
         let mut events = bus.subscribe();
-        bus.publish(Lifecycle::BuildStarted {
+        bus.publish_app(Lifecycle::BuildStarted {
             command: "make".into(),
         });
-        bus.publish(Lifecycle::BuildSucceeded {
+        bus.publish_app(Lifecycle::BuildSucceeded {
             elapsed: Duration::from_millis(5),
         });
         assert!(matches!(
-            &*events.recv().await.unwrap(),
+            &events.recv().await.unwrap().event,
             Lifecycle::BuildStarted { .. }
         ));
         assert!(matches!(
-            &*events.recv().await.unwrap(),
+            &events.recv().await.unwrap().event,
             Lifecycle::BuildSucceeded { .. }
         ));
     }

@@ -23,7 +23,7 @@ use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
 use crate::config::{Change, LogFormat, Output};
-use crate::lifecycle::{AfterFailure, Lifecycle, Subscriber};
+use crate::lifecycle::{AfterFailure, Lifecycle, ServiceName, Subscriber};
 
 /// Something reload reports.
 #[derive(Debug)]
@@ -486,15 +486,15 @@ struct HumanLines;
 struct JsonLines;
 
 impl Subscriber for HumanLines {
-    fn on(&mut self, event: &Lifecycle) {
+    fn on(&mut self, _service: &ServiceName, event: &Lifecycle) {
         let style = style();
         notes(event, |note| write_human(note, style));
     }
 }
 
 impl Subscriber for JsonLines {
-    fn on(&mut self, event: &Lifecycle) {
-        notes(event, write_json);
+    fn on(&mut self, service: &ServiceName, event: &Lifecycle) {
+        notes(event, |note| write_service_json(service, note));
     }
 }
 
@@ -800,6 +800,122 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// A lifecycle event's JSON line: the note's fields, and the service it happened to.
+fn write_service_json(service: &ServiceName, note: &Note<'_>) {
+    let mut value = note.json();
+    value["service"] = json!(service.as_str());
+    value["time_ms"] = json!(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    write_line(format!("{value}\n").as_bytes());
+}
+
+/// A configuration read again and refused (`why`, cargo's own error may run over several
+/// lines): the last good one stays.
+pub fn config_refused(why: &str) {
+    error(&kept(why));
+}
+
+/// A configuration read again from which the project cannot be read (its manifests): refused.
+pub fn project_unreadable(file: &str, why: &str) {
+    config_refused(&format!("{file}: the project cannot be read:\n{why}"));
+}
+
+/// Why a configuration is refused, its lines after the first indented, and that the last good
+/// one stays.
+fn kept(why: &str) -> String {
+    let mut text = String::new();
+    for (n, line) in why.lines().enumerate() {
+        if n > 0 {
+            text.push_str(if line.starts_with(' ') { "\n" } else { "\n  " });
+        }
+        text.push_str(line);
+    }
+    text + "\n  keeping the last good configuration until this is fixed"
+}
+
+/// The config file changed, and what it says now is what is in force already.
+pub fn nothing_to_apply(file: &str) {
+    info(&format!("{file} read again: nothing to apply"));
+}
+
+/// The ports servers take turns on could not be chosen again (`err`): they stay.
+pub fn ports_kept(err: &anyhow::Error) {
+    warning(&format!("{err:#}; keeping the ports servers have now"));
+}
+
+/// `--overlap` behind the proxy found no second port: restarts stop the old server first.
+pub fn no_second_port() {
+    warning(
+        "--overlap behind the proxy needs a second port for the new server, and none is free \
+         below the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range): restarts \
+         stop the old server before starting the new one",
+    );
+}
+
+/// Why reload cannot start when it is to choose the app's port and none is free.
+pub const NO_PORT_FOR_THE_APP: &str = "no port is free below the kernel's ephemeral range \
+    (/proc/sys/net/ipv4/ip_local_port_range) to give the app as PORT\n  help: name the app's \
+    port with --app-port PORT (or [proxy] app_port)";
+
+/// What a server (`pid`) that never accepted on `expected` listens on instead, and what to do.
+pub fn listens_instead(pid: u32, ports: &std::collections::BTreeSet<u16>, expected: &str) {
+    info(&explain_ports(pid, ports, expected));
+}
+
+fn explain_ports(pid: u32, ports: &std::collections::BTreeSet<u16>, expected: &str) -> String {
+    if ports.is_empty() {
+        return format!(
+            "app (pid {pid}) listens on no TCP port at all, not on {expected}: does it start a \
+             server, and does it read PORT?"
+        );
+    }
+    let list: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+    format!(
+        "app (pid {pid}) listens on {}, not on {expected}: if that is its port, point reload \
+         at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT",
+        list.join(", ")
+    )
+}
+
+/// The env file (`path`) sets `name=written`, and reload's own setting gives the server
+/// `name=given` instead.
+pub fn env_file_overridden(path: &Path, name: &str, given: &str, written: &str) {
+    warning(&format!(
+        "{}: the server gets {name}={given}, not {name}={written} as written there: reload's \
+         own setting ([run] env, or the port the proxy gives the app as PORT) wins over the env \
+         file",
+        path.display()
+    ));
+}
+
+/// How a post command (run at exit) went, when not well.
+pub enum PostCommand<'a> {
+    NotStarted(&'a anyhow::Error),
+    Interrupted,
+    Failed(&'a str),
+    TimedOut(Duration),
+}
+
+pub fn post_command(command: &str, how: &PostCommand<'_>) {
+    error(&match how {
+        PostCommand::NotStarted(err) => format!("cannot run post command `{command}`: {err:#}"),
+        PostCommand::Interrupted => format!("post command `{command}` interrupted; killed it"),
+        PostCommand::Failed(how) => format!("post command `{command}` failed ({how})"),
+        PostCommand::TimedOut(after) => format!(
+            "post command `{command}` still ran after {}; killed it",
+            duration(*after)
+        ),
+    });
+}
+
+/// A second request to stop while servers stop: they are killed.
+pub fn stopping_now() {
+    info("stopping now");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1035,5 +1151,19 @@ mod tests {
             "bad `x\\n[reload] forged`\n  help: do this\n\n    [run]"
         );
         assert_eq!(escape("a\n  b", Breaks::Escaped), "a\\n  b");
+    }
+
+    #[test]
+    fn a_refusal_keeps_every_line_of_the_reason_under_its_first() {
+        assert_eq!(
+            kept("reload.toml:3:1: bad\n  help: fix it"),
+            "reload.toml:3:1: bad\n  help: fix it\n  keeping the last good configuration until \
+             this is fixed"
+        );
+        assert_eq!(
+            kept("cannot read:\nerror: failed\n\nCaused by:\n  gone"),
+            "cannot read:\n  error: failed\n  \n  Caused by:\n  gone\n  keeping the last good \
+             configuration until this is fixed"
+        );
     }
 }

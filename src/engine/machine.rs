@@ -16,14 +16,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::Exit;
 use crate::build::BuildResult;
 use crate::config::{BuildCommand, OnBuildFailure, OnExit, Readiness, RestartOrder, RunConfig};
 use crate::lifecycle::{AfterFailure, Ended, Generation, Lifecycle};
 use crate::status;
 use crate::supervise::ChildExit;
 use crate::supervise::PortTurn;
-use crate::terminal::{self, Key};
 
 /// Everything the loop reacts to.
 #[derive(Debug)]
@@ -35,8 +33,12 @@ pub enum Event {
         /// The first event of the burst.
         first_seen: Instant,
     },
-    Key(Key),
-    Shutdown(Shutdown),
+    /// Build again as if the sources changed (the `r` key, which reaches every service).
+    Rebuild,
+    /// Stop for good: end what runs and stop the server gracefully.
+    Shutdown,
+    /// While a shutdown lasts: kill what is still being stopped (a second Ctrl-C).
+    StopNow,
     BuildFinished {
         result: BuildResult,
         elapsed: Duration,
@@ -93,26 +95,6 @@ pub enum Event {
     Tick,
 }
 
-/// A request from the outside to stop: Ctrl-C, SIGTERM or SIGHUP to reload, or the `q` key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shutdown {
-    Interrupt,
-    Terminate,
-    Hangup,
-    Quit,
-}
-
-impl Shutdown {
-    fn exit(self) -> Exit {
-        match self {
-            Shutdown::Interrupt => Exit::Signal(nix::libc::SIGINT),
-            Shutdown::Terminate => Exit::Signal(nix::libc::SIGTERM),
-            Shutdown::Hangup => Exit::Signal(nix::libc::SIGHUP),
-            Shutdown::Quit => Exit::Success,
-        }
-    }
-}
-
 /// What the engine asks of the stages and of the user's terminal.
 #[derive(Debug, PartialEq)]
 pub enum Effect {
@@ -153,8 +135,6 @@ pub enum Effect {
         generation: Generation,
         expected: String,
     },
-    /// Nothing is left to wait for: reload exits.
-    Exit(Exit),
 }
 
 /// How this service behaves: the config's policy, as the machine needs it.
@@ -255,10 +235,8 @@ enum Phase {
     RestartDue {
         at: Instant,
     },
-    /// Reload is exiting once the servers being stopped are gone.
-    ShuttingDown {
-        exit: Exit,
-    },
+    /// Stopped for good once the servers being stopped are gone ([`Service::stopped`]).
+    ShuttingDown,
 }
 
 /// A new server on its way in.
@@ -393,16 +371,18 @@ impl Service {
                 // From the first change of the burst: the quiet window is part of the wait.
                 self.rebuild(now, first_seen, out);
             }
-            Event::Key(Key::Rebuild) => {
+            Event::Rebuild => {
                 if !self.shutting_down() {
                     out.push(Effect::Publish(Lifecycle::RebuildAsked));
                     self.rebuild(now, now, out);
                 }
             }
-            Event::Key(Key::Clear) => out.push(Effect::ClearScreen),
-            Event::Key(Key::Help) => out.push(Effect::Info(terminal::HELP.to_owned())),
-            Event::Key(Key::Quit) => self.shut_down(Shutdown::Quit, now, out),
-            Event::Shutdown(shutdown) => self.shut_down(shutdown, now, out),
+            Event::Shutdown => self.shut_down(now, out),
+            Event::StopNow => {
+                if self.shutting_down() {
+                    self.kill_stopping(|_| true, true, now, out);
+                }
+            }
             Event::BuildFinished {
                 result,
                 elapsed,
@@ -608,13 +588,11 @@ impl Service {
                 if !self.stopping.is_empty() {
                     return effects;
                 }
-                match &mut self.phase {
-                    Phase::Swapping(swap) if swap.step == Step::AwaitingStop => {
-                        swap.step = Step::Spawning;
-                        out.push(Effect::Spawn(swap.generation));
-                    }
-                    Phase::ShuttingDown { exit } => out.push(Effect::Exit(*exit)),
-                    _ => {}
+                if let Phase::Swapping(swap) = &mut self.phase
+                    && swap.step == Step::AwaitingStop
+                {
+                    swap.step = Step::Spawning;
+                    out.push(Effect::Spawn(swap.generation));
                 }
             }
             Event::Tick => self.tick(now, out),
@@ -623,7 +601,12 @@ impl Service {
     }
 
     fn shutting_down(&self) -> bool {
-        matches!(self.phase, Phase::ShuttingDown { .. })
+        matches!(self.phase, Phase::ShuttingDown)
+    }
+
+    /// Shut down, and nothing of it is left running: the service is done for good.
+    pub fn stopped(&self) -> bool {
+        self.shutting_down() && self.stopping.is_empty()
     }
 
     fn awaiting_ready(&self, generation: Generation) -> bool {
@@ -668,7 +651,7 @@ impl Service {
                 let why = format!("{gave_way} before it was ready");
                 self.give_up(&why, None, None, Afterwards::Decided, now, out);
             }
-            Phase::ShuttingDown { .. } => return,
+            Phase::ShuttingDown => return,
             // Nothing was started yet: it just does not happen.
             Phase::Swapping(_) | Phase::RestartDue { .. } | Phase::Idle => {}
         }
@@ -1109,21 +1092,15 @@ impl Service {
         }
     }
 
-    /// The first request ends whatever runs and stops the server gracefully; another one while
-    /// that stop lasts kills it now.
-    fn shut_down(&mut self, shutdown: Shutdown, now: Instant, out: &mut Vec<Effect>) {
+    /// End whatever runs and stop the server gracefully, once: [`Event::StopNow`] is what
+    /// hurries a stop that lasts.
+    fn shut_down(&mut self, now: Instant, out: &mut Vec<Effect>) {
         if self.shutting_down() {
-            out.push(Effect::Info("stopping now".to_owned()));
-            self.kill_stopping(|_| true, true, now, out);
             return;
         }
         self.leave_phase("reload is stopping", "was interrupted", now, out);
         self.stop_serving(now, out);
-        let exit = shutdown.exit();
-        self.phase = Phase::ShuttingDown { exit };
-        if self.stopping.is_empty() {
-            out.push(Effect::Exit(exit));
-        }
+        self.phase = Phase::ShuttingDown;
     }
 }
 

@@ -31,7 +31,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::{ProxyConfig, Readiness, Upstream, UsageError};
-use crate::lifecycle::{Bus, Lifecycle, State};
+use crate::lifecycle::{Bus, Lifecycle, Published, ServiceName, State};
 use crate::status;
 
 /// Every body the proxy sends or forwards.
@@ -118,7 +118,8 @@ pub fn describe(config: &ProxyConfig, ports: Option<[u16; 2]>) -> String {
 /// Bind the proxy's port (a port in use is a usage error: nothing has started yet) and serve
 /// on a thread of its own until the returned [`Proxy`] is dropped.
 ///
-/// `chosen`: the port reload gives the server, when it chose it (`Upstream::Chosen`): where a
+/// It forwards to `service`: it reads that service's state, and relays that service's events
+/// to the pages. `chosen`: the port reload gives the server, when it chose it (`Upstream::Chosen`): where a
 /// request goes that no ready server says otherwise for. Triggers less than `quiet` apart (the
 /// watch stage's quiet window) reload the pages once.
 pub fn start(
@@ -126,7 +127,8 @@ pub fn start(
     readiness: Option<&Readiness>,
     chosen: Option<u16>,
     quiet: Duration,
-    bus: &Bus,
+    service: &ServiceName,
+    bus: &mut Bus,
 ) -> Result<Proxy> {
     let listener = std::net::TcpListener::bind(config.listen).map_err(|err| {
         let what = if err.kind() == std::io::ErrorKind::AddrInUse {
@@ -157,7 +159,7 @@ pub fn start(
         },
         hold_timeout: config.hold_timeout,
         inject: config.inject,
-        state: bus.state(),
+        state: bus.state(service),
         frames: broadcast::channel(FRAMES_KEPT).0,
         waiting_for: Mutex::new("the first build and start".to_owned()),
         warned_encoding: AtomicBool::new(false),
@@ -180,7 +182,11 @@ pub fn start(
             .context("cannot share the proxy's socket between its threads")?;
         // The first worker also relays the lifecycle events to the pages' streams.
         // (The server's readiness check, for saying what a held request waits for.)
-        let events = (worker == 0).then(|| (bus.subscribe(), readiness.cloned()));
+        let events = (worker == 0).then(|| Relayed {
+            events: bus.subscribe(),
+            service: service.clone(),
+            readiness: readiness.cloned(),
+        });
         let (shared, stopped, slots) = (shared.clone(), stopped.clone(), slots.clone());
         let thread = std::thread::Builder::new()
             .name("proxy".into())
@@ -220,11 +226,19 @@ fn loopback_of(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// What the first worker relays to the pages' streams: the events of the service the proxy
+/// forwards to (and its readiness check, for saying what a held request waits for).
+struct Relayed {
+    events: broadcast::Receiver<Arc<Published>>,
+    service: ServiceName,
+    readiness: Option<Readiness>,
+}
+
 async fn serve(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     slots: Arc<access::Slots>,
-    events: Option<(broadcast::Receiver<Arc<Lifecycle>>, Option<Readiness>)>,
+    events: Option<Relayed>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -237,20 +251,23 @@ async fn serve(
     // The lifecycle events, relayed to the pages' streams as frames.
     let frames = shared.frames.clone();
     let relay_shared = shared.clone();
-    let relay = events.map(|(mut events, readiness)| {
+    let relay = events.map(|mut relayed| {
         tokio::spawn(async move {
+            let readiness = relayed.readiness;
             loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        if let Some(waiting) = waiting_for(&event, readiness.as_ref()) {
+                match relayed.events.recv().await {
+                    Ok(published) if published.service == relayed.service => {
+                        let event = &published.event;
+                        if let Some(waiting) = waiting_for(event, readiness.as_ref()) {
                             *lock(&relay_shared.waiting_for) = waiting;
                         }
-                        if let Some(frame) = events::of(&event, relay_shared.app_port) {
+                        if let Some(frame) = events::of(event, relay_shared.app_port) {
                             let _ = frames.send(frame);
                         }
                     }
-                    // Each stream sends a fresh hello when it lags itself; nothing to do here.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // Another service's event: the pages show the one they are served by. A
+                    // lag: each stream sends a fresh hello when it lags itself.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }

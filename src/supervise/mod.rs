@@ -2,8 +2,8 @@
 //! start before anything is touched (the program found, the notify socket made), starts it in
 //! its own process group with the held listening sockets, checks its readiness, stops it (the
 //! stop signal to the group, then waits until the whole group is gone, or kills it when told),
-//! and reports from each server's own tasks, as [`ServerEvent`]s, when it is ready, exits or is
-//! stopped. It decides nothing: when to stop, when to kill, what a failed build or an exit
+//! and reports from each server's own tasks, as [`ServerEvent`]s tagged with the service it
+//! runs ([`ServerEvents`]), when it is ready, exits or is stopped. It decides nothing: when to stop, when to kill, what a failed build or an exit
 //! means is the engine's policy. Only this module and `build` (for its own builds) send
 //! signals.
 
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use nix::sys::signal::Signal;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::config::{Program, Readiness, RunConfig};
-use crate::lifecycle::Generation;
+use crate::lifecycle::{Generation, ServiceName};
 use crate::process::{self, Command, ProcessGroup, Stdio};
 use listen::Listener;
 use ready::{NotifyDir, NotifySocket};
@@ -95,6 +95,31 @@ pub enum ServerEvent {
     Exited(Generation, ChildExit),
     /// A stop is over: the whole group is gone.
     Stopped(Generation),
+}
+
+/// Where a supervisor's servers report: each [`ServerEvent`] goes out with the name of the
+/// service they run, to wherever the engine listens (its one input), so that supervise knows
+/// nothing of the engine.
+#[derive(Clone)]
+pub struct ServerEvents {
+    service: ServiceName,
+    send: Arc<dyn Fn(ServiceName, ServerEvent) + Send + Sync>,
+}
+
+impl ServerEvents {
+    pub fn new(
+        service: ServiceName,
+        send: impl Fn(ServiceName, ServerEvent) + Send + Sync + 'static,
+    ) -> ServerEvents {
+        ServerEvents {
+            service,
+            send: Arc::new(send),
+        }
+    }
+
+    fn send(&self, event: ServerEvent) {
+        (self.send)(self.service.clone(), event);
+    }
 }
 
 /// The port a new server is given through PORT, and the app's usual one: a server that binds
@@ -183,7 +208,7 @@ pub struct Supervisor {
     prepared: Option<(Generation, Launch)>,
     /// The servers being stopped: a send kills one now.
     stopping: BTreeMap<Generation, oneshot::Sender<()>>,
-    events: mpsc::UnboundedSender<ServerEvent>,
+    events: ServerEvents,
     /// What the last successful build produced (for `Program::CargoArtifact`).
     last_executable: Option<PathBuf>,
     /// Where the notify sockets are made, once the first is needed.
@@ -197,7 +222,7 @@ impl Supervisor {
         config: RunConfig,
         root: PathBuf,
         stdin: Stdin,
-        events: mpsc::UnboundedSender<ServerEvent>,
+        events: ServerEvents,
     ) -> Result<Self> {
         let listeners = listen::bind_all(&config.listeners)?;
         Ok(Supervisor {
@@ -381,7 +406,7 @@ impl Supervisor {
                         .map(|turn| turn.given)
                         .filter(|given| failed && !process::free_ports::is_free(*given)),
                 };
-                let _ = events.send(ServerEvent::Exited(generation, exit));
+                events.send(ServerEvent::Exited(generation, exit));
             }
         });
         self.children.insert(
@@ -438,8 +463,7 @@ impl Supervisor {
                     let report = async {
                         if let Some(expected) = expected {
                             let ports = ready::elsewhere(expected, pgid, None).await;
-                            let _ = events
-                                .send(ServerEvent::ListensElsewhere(generation, ports, expected));
+                            events.send(ServerEvent::ListensElsewhere(generation, ports, expected));
                         }
                         std::future::pending::<()>().await;
                     };
@@ -451,7 +475,7 @@ impl Supervisor {
                 }
                 (Readiness::GivenPort, _) => Err("was given no port".to_owned()),
             };
-            let _ = events.send(match ready {
+            events.send(match ready {
                 Ok(()) => ServerEvent::Ready(generation),
                 Err(why) => ServerEvent::NotReady(generation, why),
             });
@@ -496,7 +520,7 @@ impl Supervisor {
             }
             process::end_group(child.group).await;
             process::sweep_and_report(process::Sweep::Ended);
-            let _ = events.send(ServerEvent::Stopped(generation));
+            events.send(ServerEvent::Stopped(generation));
         });
     }
 
@@ -568,12 +592,7 @@ impl Supervisor {
 /// listens elsewhere. On the app's usual port, it ignores PORT ([`ServerEvent::IgnoresPort`],
 /// and it is ready). On another: with no usual port (reload chose the port) it is followed
 /// there, and ready; with one, the user is told at once and the wait goes on.
-async fn own_port(
-    generation: Generation,
-    turn: PortTurn,
-    pgid: i32,
-    events: &mpsc::UnboundedSender<ServerEvent>,
-) {
+async fn own_port(generation: Generation, turn: PortTurn, pgid: i32, events: &ServerEvents) {
     let ports = match ready::own_port(turn, pgid).await {
         ready::Listens::Elsewhere(ports) if !ports.contains(&turn.given) => ports,
         // Where it was told, whatever else it listens on.
@@ -581,14 +600,14 @@ async fn own_port(
     };
     match turn.app {
         Some(app) if ports.contains(&app) => {
-            let _ = events.send(ServerEvent::IgnoresPort(generation, app));
+            events.send(ServerEvent::IgnoresPort(generation, app));
         }
         Some(_) => {
-            let _ = events.send(ServerEvent::ListensElsewhere(generation, ports, turn.given));
+            events.send(ServerEvent::ListensElsewhere(generation, ports, turn.given));
             ready::tcp(&format!("127.0.0.1:{}", turn.given)).await;
         }
         None => {
-            let _ = events.send(ServerEvent::ListensElsewhere(generation, ports, turn.given));
+            events.send(ServerEvent::ListensElsewhere(generation, ports, turn.given));
         }
     }
 }

@@ -549,36 +549,31 @@ fn a_stop_that_outlasts_the_stop_timeout_is_killed() {
 }
 
 #[test]
-fn shutdown_during_a_build_cancels_it_and_exits_with_the_signal() {
+fn shutdown_during_a_build_cancels_it_and_is_stopped_at_once() {
     let (mut run, _) = Run::new(policy());
-    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
+    let effects = run.feed(Event::Shutdown);
     assert_eq!(effects.first(), Some(&Effect::CancelBuild));
-    assert_eq!(
-        effects.last(),
-        Some(&Effect::Exit(Exit::Signal(nix::libc::SIGINT)))
-    );
+    assert!(run.service.stopped());
     // Nothing after it starts anything.
     assert!(run.change().is_empty());
 }
 
 #[test]
-fn shutdown_while_serving_stops_the_server_then_exits() {
+fn shutdown_while_serving_stops_the_server_then_is_stopped() {
     let mut run = Run::serving(policy(), 100);
-    let effects = run.feed(Event::Shutdown(Shutdown::Terminate));
+    let effects = run.feed(Event::Shutdown);
     assert!(effects.contains(&Effect::Stop(G1)));
-    assert!(!effects.iter().any(|e| matches!(e, Effect::Exit(_))));
+    assert!(!run.service.stopped());
     let effects = run.feed(Event::Stopped(G1));
     assert_eq!(
         effects,
-        vec![
-            Effect::Publish(Lifecycle::Stopped {
-                pid: 100,
-                generation: G1,
-                shutdown: true
-            }),
-            Effect::Exit(Exit::Signal(nix::libc::SIGTERM))
-        ]
+        vec![Effect::Publish(Lifecycle::Stopped {
+            pid: 100,
+            generation: G1,
+            shutdown: true
+        })]
     );
+    assert!(run.service.stopped());
 }
 
 #[test]
@@ -586,7 +581,7 @@ fn shutdown_during_a_readiness_wait_discards_the_new_server_and_stops_the_old() 
     let mut run = Run::serving(overlap(), 100);
     run.swap_to_g2();
     run.spawned(G2, 200);
-    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
+    let effects = run.feed(Event::Shutdown);
     let discard = effects.iter().position(|e| *e == Effect::Discard(G2));
     let stop = effects.iter().position(|e| *e == Effect::Stop(G1));
     assert!(discard.is_some() && discard < stop, "{effects:?}");
@@ -595,36 +590,39 @@ fn shutdown_during_a_readiness_wait_discards_the_new_server_and_stops_the_old() 
             .unwrap()
             .contains("was interrupted before it was ready")
     );
-    assert_eq!(
-        run.feed(Event::Stopped(G1)).last(),
-        Some(&Effect::Exit(Exit::Signal(nix::libc::SIGINT)))
-    );
+    assert!(!run.service.stopped());
+    run.feed(Event::Stopped(G1));
+    assert!(run.service.stopped());
 }
 
 #[test]
 fn shutdown_during_a_stop_then_start_swap_waits_for_the_stop_and_starts_nothing() {
     let mut run = Run::serving(policy(), 100);
     run.swap_to_g2();
-    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
-    assert!(!effects.iter().any(|e| matches!(e, Effect::Exit(_))));
+    run.feed(Event::Shutdown);
+    assert!(!run.service.stopped());
     let effects = run.feed(Event::Stopped(G1));
     assert!(!effects.contains(&Effect::Spawn(G2)), "{effects:?}");
-    assert_eq!(
-        effects.last(),
-        Some(&Effect::Exit(Exit::Signal(nix::libc::SIGINT)))
-    );
+    assert!(run.service.stopped());
 }
 
 #[test]
-fn a_second_ctrl_c_during_the_stop_timeout_kills_at_once() {
+fn stop_now_during_the_stop_timeout_kills_at_once() {
     let mut run = Run::serving(policy(), 100);
-    run.feed(Event::Shutdown(Shutdown::Interrupt));
+    assert!(
+        run.feed(Event::StopNow).is_empty(),
+        "only during a shutdown"
+    );
+    run.feed(Event::Shutdown);
     run.wait(Duration::from_secs(1));
-    let effects = run.feed(Event::Shutdown(Shutdown::Interrupt));
+    assert!(
+        run.feed(Event::Shutdown).is_empty(),
+        "a shutdown happens once"
+    );
+    let effects = run.feed(Event::StopNow);
     assert_eq!(
         effects,
         vec![
-            Effect::Info("stopping now".to_owned()),
             Effect::Publish(Lifecycle::Killing {
                 pid: 100,
                 after: Duration::from_secs(1),
@@ -636,14 +634,12 @@ fn a_second_ctrl_c_during_the_stop_timeout_kills_at_once() {
     );
     // The stop timeout no longer applies: it is being killed already.
     assert!(run.wait(Duration::from_secs(10)).is_empty());
-    assert!(matches!(
-        run.feed(Event::Stopped(G1)).last(),
-        Some(Effect::Exit(_))
-    ));
+    run.feed(Event::Stopped(G1));
+    assert!(run.service.stopped());
 }
 
 #[test]
-fn without_a_server_a_shutdown_exits_at_once_and_a_build_success_starts_nothing() {
+fn without_a_server_a_shutdown_is_stopped_at_once_and_a_build_success_starts_nothing() {
     let (mut run, _) = Run::new(Policy {
         server: false,
         ..policy()
@@ -653,10 +649,8 @@ fn without_a_server_a_shutdown_exits_at_once_and_a_build_success_starts_nothing(
             .iter()
             .any(|e| matches!(e, Effect::Prepare { .. }))
     );
-    assert_eq!(
-        run.feed(Event::Key(Key::Quit)),
-        vec![Effect::Exit(Exit::Success)]
-    );
+    assert!(run.feed(Event::Shutdown).is_empty());
+    assert!(run.service.stopped());
 }
 
 #[test]
