@@ -1,11 +1,14 @@
-//! Configuration: the command line, reload.toml and what the project looks like, resolved once
-//! into a [`Config`]. Defaults < file < command line. No other module sees clap, toml, or an
-//! `Option` that means "use the default"; every duration is a `Duration`, every glob compiled.
-//! One resolver per section of reload.toml (`resolve_watch`, `resolve_build`, `resolve_run`,
-//! `resolve_output`, `resolve_proxy`); each takes its defaults from the table in `keys.rs`.
-//! `resolve_proxy` runs after `resolve_run`: an app port gives the server `PORT` and, when no
-//! readiness check was asked for, a tcp one on that port; without one, reload chooses the port
-//! at start (`Upstream::Chosen`) and follows the server to where it listens.
+//! Configuration: the command line, reload.toml (or air's file) and what the project looks like,
+//! resolved once into a [`Config`]. Defaults < file < command line. No other module sees clap,
+//! toml, or an `Option` that means "use the default"; every duration is a `Duration`, every glob
+//! compiled. Each key is declared once, in `keys.rs`, which gives its flag, its field in the
+//! file, its default and its line in `reload init`. One resolver per section (`resolve_watch`,
+//! `resolve_build`, `resolve_run`, `resolve_output`, `proxy::resolve`) reads the layers through
+//! [`Place`]. The resolved configuration is a map of services (today one, [`APP`]) and what is
+//! global; the proxy is then linked to the service it forwards to (`proxy::link_to_service`):
+//! an app port gives the server `PORT` and, when no readiness check was asked for, a tcp one on
+//! that port; without one, reload chooses the port at start (`Upstream::Chosen`) and follows
+//! the server to where it listens.
 
 mod air;
 mod changes;
@@ -34,6 +37,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use globset::{GlobSet, GlobSetBuilder};
+use indexmap::IndexMap;
 use nix::sys::signal::Signal;
 use toml::Spanned;
 
@@ -56,20 +60,17 @@ pub const CONFIG_FILE: &str = "reload.toml";
 /// The config files looked for in the current directory without `-c`, the first found wins.
 const CONFIG_FILES: [&str; 3] = [CONFIG_FILE, ".air.toml", "air.toml"];
 
-/// Everything the dev loop needs, resolved and checked.
+/// The name of the one service a configuration has today (reload.toml's `[watch]`, `[build]`
+/// and `[run]`, or what zero-config detects).
+pub const APP: &str = "app";
+
+/// Everything the dev loop needs, resolved and checked: the services, and what is global.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Absolute project root: builds and the server run here, relative paths start here.
     pub root: PathBuf,
-    pub watch: WatchConfig,
-    /// `None`: no build step, a change restarts the server directly.
-    pub build: Option<BuildCommand>,
-    /// `None`: build-only mode, nothing is kept running.
-    pub run: Option<RunConfig>,
-    /// Shell commands run after the server is stopped for good.
-    pub post: Vec<String>,
-    /// Paths removed when reload exits (air's clean_on_exit), all inside the root.
-    pub clean_on_exit: Vec<CleanPath>,
+    /// Each service by name, in the order they are declared; today one, [`APP`].
+    pub services: IndexMap<String, ServiceConfig>,
     pub output: Output,
     /// One line for the user: where this configuration came from.
     pub origin: String,
@@ -86,11 +87,34 @@ pub struct Config {
     pub settings_files: Vec<PathBuf>,
 }
 
+impl Config {
+    /// The service of a configuration that has one, as every configuration has today.
+    pub fn app(&self) -> &ServiceConfig {
+        &self.services[0]
+    }
+}
+
+/// One service: what it watches, how it builds, what it runs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub watch: WatchConfig,
+    /// `None`: no build step, a change restarts the server directly.
+    pub build: Option<BuildCommand>,
+    /// `None`: build-only mode, nothing is kept running.
+    pub run: Option<RunConfig>,
+    /// Shell commands run after the server is stopped for good.
+    pub post: Vec<String>,
+    /// Paths removed when reload exits (air's clean_on_exit), all inside the root.
+    pub clean_on_exit: Vec<CleanPath>,
+}
+
 /// The dev proxy: where the browser connects and where it forwards to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// Where the browser connects (loopback unless the user named another host).
     pub listen: std::net::SocketAddr,
+    /// The service it forwards to, by name.
+    pub service: String,
     /// Where the server listens.
     pub upstream: Upstream,
     /// How long a request waits for a ready server before it gets a 504.
@@ -437,10 +461,12 @@ pub fn resolve(flags: &Flags) -> Result<Config> {
             .map(|name| in_canonical_directory(&cwd.join(name)))
             .collect(),
     };
-    let files = &mut config.watch.config_files;
-    for file in looked_for.iter().rev() {
-        if !files.contains(file) {
-            files.insert(0, file.clone());
+    for service in config.services.values_mut() {
+        let files = &mut service.watch.config_files;
+        for file in looked_for.iter().rev() {
+            if !files.contains(file) {
+                files.insert(0, file.clone());
+            }
         }
     }
     config.settings_files = looked_for;
@@ -571,9 +597,9 @@ fn resolve_with(
         file.build.cmd.as_ref().map(Spanned::get_ref),
         file.run.cmd.take(),
     )?;
-    let service = proxy::Service {
+    let written = proxy::Written {
         readiness_asked: flags.has(&keys::run::ready) || file.run.ready.is_some(),
-        port_written_at: (file.run.env.as_ref())
+        port_at: (file.run.env.as_ref())
             .and_then(|env| env.get_ref().get("PORT"))
             .map(Spanned::span),
     };
@@ -584,24 +610,30 @@ fn resolve_with(
     }
     let (build, clean_on_exit) = resolve_build(&place, &root, commands.build, file.build)?;
     let output = resolve_output(&place, file.output)?;
-    let proxy = proxy::resolve(&place, file.proxy, run.as_mut(), &service)?;
+    let proxy = proxy::resolve(&place, file.proxy)?;
+    let proxy = proxy
+        .map(|asked| proxy::link_to_service(&place, asked, APP, run.as_mut(), &written))
+        .transpose()?;
     watch.config_files = detect::files_read(&root, project.as_ref());
+    let app = ServiceConfig {
+        watch,
+        build,
+        run,
+        post,
+        clean_on_exit,
+    };
     Ok(Config {
         project_unreadable: project
             .as_ref()
             .and_then(detect::Project::unreadable)
             .map(str::to_owned),
         settings_files: Vec::new(),
-        watch,
         origin: match source {
             Some(source) => format!("{}: {}", source.path.display(), commands.what),
             None => commands.what,
         },
         root,
-        build,
-        run,
-        post,
-        clean_on_exit,
+        services: IndexMap::from([(APP.to_owned(), app)]),
         output,
         warnings: Vec::new(),
         proxy,
@@ -1211,21 +1243,21 @@ mod tests {
         let toml = "[watch]\ndebounce = \"1s\"\next = [\"py\"]\n[run]\ncmd = \"python3 app.py\"\n\
                     stop_timeout = \"2s\"\n";
         let config = resolve_in(&dir, &["--debounce", "10ms", "-e", "rs"], Some(toml)).unwrap();
-        assert_eq!(config.watch.debounce, Duration::from_millis(10));
-        assert_eq!(config.watch.filter.extensions, ["rs"]);
-        let run = config.run.unwrap();
+        assert_eq!(config.app().watch.debounce, Duration::from_millis(10));
+        assert_eq!(config.app().watch.filter.extensions, ["rs"]);
+        let run = config.app().run.clone().unwrap();
         assert_eq!(run.program, Program::Shell("python3 app.py".into()));
         assert_eq!(run.stop_timeout, Duration::from_secs(2));
-        assert!(config.build.is_none());
+        assert!(config.app().build.is_none());
     }
 
     #[test]
     fn empty_build_means_no_build_step() {
         let dir = std::env::temp_dir();
         let config = resolve_in(&dir, &["--build", "", "--", "app"], None).unwrap();
-        assert!(config.build.is_none());
+        assert!(config.app().build.is_none());
         assert_eq!(
-            config.run.unwrap().program,
+            config.app().run.clone().unwrap().program,
             Program::Argv(vec!["app".into()])
         );
     }
@@ -1274,10 +1306,10 @@ mod tests {
     fn each_default_reaches_the_setting_it_belongs_to() {
         let dir = tempfile::tempdir().unwrap();
         let config = resolve_in(dir.path(), &[], Some("[run]\ncmd = [\"app\"]\n")).unwrap();
-        assert_eq!(config.watch.debounce, Duration::from_millis(50));
-        assert_eq!(config.watch.poll, None);
-        assert!(config.watch.filter.gitignore);
-        let run = config.run.unwrap();
+        assert_eq!(config.app().watch.debounce, Duration::from_millis(50));
+        assert_eq!(config.app().watch.poll, None);
+        assert!(config.app().watch.filter.gitignore);
+        let run = config.app().run.clone().unwrap();
         assert_eq!(run.stop_signal, Signal::SIGTERM);
         assert_eq!(run.stop_timeout, Duration::from_secs(5));
         assert_eq!(run.readiness, Readiness::Spawned);
@@ -1293,7 +1325,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            restarting.run.unwrap().on_exit,
+            restarting.app().run.clone().unwrap().on_exit,
             OnExit::RestartAfter(Duration::from_millis(500))
         );
     }
@@ -1349,6 +1381,7 @@ mod tests {
         assert_eq!(
             proxy_of(&config),
             &ProxyConfig {
+                service: APP.into(),
                 listen: addr("127.0.0.1:8090"),
                 upstream: Upstream::AppPort(8080),
                 hold_timeout: Duration::from_secs(30),
@@ -1356,7 +1389,7 @@ mod tests {
                 allowed_hosts: Vec::new(),
             }
         );
-        let run = config.run.unwrap();
+        let run = config.app().run.clone().unwrap();
         assert_eq!(run.env.get("PORT").map(String::as_str), Some("8080"));
         assert_eq!(
             run.readiness,
@@ -1456,7 +1489,7 @@ mod tests {
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 8080\nhold_timeout = \"5s\"\n";
         let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
         assert_eq!(config.proxy, None);
-        let run = config.run.unwrap();
+        let run = config.app().run.clone().unwrap();
         assert!(!run.env.contains_key("PORT"), "{:?}", run.env);
         assert_eq!(run.readiness, Readiness::Spawned);
     }
@@ -1471,6 +1504,7 @@ mod tests {
         assert_eq!(
             proxy_of(&config),
             &ProxyConfig {
+                service: APP.into(),
                 listen: addr("127.0.0.1:9000"),
                 upstream: Upstream::AppPort(3000),
                 hold_timeout: Duration::from_secs(5),
@@ -1493,7 +1527,14 @@ mod tests {
             (addr("127.0.0.1:9001"), &Upstream::AppPort(3001))
         );
         assert_eq!(
-            config.run.unwrap().env.get("PORT").map(String::as_str),
+            config
+                .app()
+                .run
+                .clone()
+                .unwrap()
+                .env
+                .get("PORT")
+                .map(String::as_str),
             Some("3001")
         );
 
@@ -1534,7 +1575,7 @@ mod tests {
                 Upstream::Held(addr(held)),
                 "{listen}"
             );
-            let run = config.run.unwrap();
+            let run = config.app().run.clone().unwrap();
             // The kernel accepts on a held socket before any server does: no tcp probe, no
             // PORT (the server takes fd 3).
             assert_eq!(run.readiness, Readiness::Spawned);
@@ -1566,12 +1607,18 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(config.run.unwrap().readiness, Readiness::Notify);
+        assert_eq!(
+            config.app().run.clone().unwrap().readiness,
+            Readiness::Notify
+        );
         // `none`, written, is asked for too: the server is ready when spawned.
         let toml =
             "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n";
         let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
-        assert_eq!(config.run.unwrap().readiness, Readiness::Spawned);
+        assert_eq!(
+            config.app().run.clone().unwrap().readiness,
+            Readiness::Spawned
+        );
     }
 
     #[test]
@@ -1586,7 +1633,7 @@ mod tests {
             Some(&toml("8080")),
         )
         .unwrap();
-        let env = config.run.unwrap().env;
+        let env = config.app().run.clone().unwrap().env;
         assert_eq!(env.get("PORT").map(String::as_str), Some("8080"));
         assert_eq!(env.get("A").map(String::as_str), Some("1"));
 
@@ -1616,7 +1663,7 @@ mod tests {
                 Upstream::Chosen,
                 "{argv:?} {toml:?}"
             );
-            let run = config.run.unwrap();
+            let run = config.app().run.clone().unwrap();
             assert_eq!(run.readiness, Readiness::GivenPort);
             assert_eq!(run.env.get("PORT"), None, "given at each start, not here");
         }
@@ -1626,7 +1673,10 @@ mod tests {
             &["--proxy", "8090", "--ready", "notify", "--", "app"],
             None,
         );
-        assert_eq!(config.unwrap().run.unwrap().readiness, Readiness::Notify);
+        assert_eq!(
+            config.unwrap().app().run.clone().unwrap().readiness,
+            Readiness::Notify
+        );
     }
 
     #[test]
@@ -1857,7 +1907,7 @@ mod tests {
         let off = text.replace("enabled = true", "enabled = false");
         let config = resolve_air(dir.path(), &[], &off).unwrap();
         assert_eq!(config.proxy, None);
-        assert!(!config.run.unwrap().env.contains_key("PORT"));
+        assert!(!config.app().run.clone().unwrap().env.contains_key("PORT"));
 
         // Errors in air's keys name them, at their line in the .air.toml.
         let err = resolve_air(dir.path(), &[], &text.replace("8090", "70000"))

@@ -1,7 +1,7 @@
 //! `[proxy]` and its flags: where the browser connects and where the proxy forwards. The proxy
 //! is on when `--proxy` is given or the file sets `[proxy] port` (air's `enabled = true` arrives
 //! as that). Where it forwards is decided by [`link_to_service`], the one step that touches the
-//! service behind it: the first `--listen` socket reload holds, else the app port, which the
+//! service behind it, once the services are resolved: the first `--listen` socket reload holds, else the app port, which the
 //! server then gets as `PORT` and, unless another check was asked for, is ready when that port
 //! accepts a connection; with neither, reload chooses the port at start and follows the server.
 
@@ -79,14 +79,9 @@ impl Place<'_> {
     }
 }
 
-/// The dev proxy, when asked for, linked to the service it forwards to (`run`). Every setting
-/// is checked, the proxy on or not, as `[run]` is in build-only mode.
-pub(super) fn resolve(
-    place: &Place<'_>,
-    section: ProxySection,
-    run: Option<&mut RunConfig>,
-    service: &Service,
-) -> Result<Option<ProxyConfig>> {
+/// The proxy the flags and `[proxy]` ask for, before it is linked to a service: `None` when
+/// none is. Every setting is checked, the proxy on or not, as `[run]` is in build-only mode.
+pub(super) fn resolve(place: &Place<'_>, section: ProxySection) -> Result<Option<Asked>> {
     use keys::proxy as key;
     let listen = place.port(&key::port, section.port.as_ref(), parse_proxy_address)?;
     let app_port = place.port(&key::app_port, section.app_port.as_ref(), parse_port)?;
@@ -106,26 +101,22 @@ pub(super) fn resolve(
         refuse_flags_without_proxy(place)?;
         return Ok(None);
     };
-    let Some(run) = run else {
-        return Err(place.among(
-            [listen.span.as_ref()],
-            format!(
-                "{} needs a server to forward to, and this configuration only builds (no \
-                 [run] cmd and no program after `--`)\n  help: name the server, like `reload \
-                 --proxy {} --app-port 8080 -- ./server`",
-                listen.label,
-                listen.value.port()
-            ),
-        ));
-    };
-    let upstream = link_to_service(place, &listen, app_port.as_ref(), run, service)?;
-    Ok(Some(ProxyConfig {
-        listen: listen.value,
-        upstream,
+    Ok(Some(Asked {
+        listen,
+        app_port,
         hold_timeout,
         inject,
         allowed_hosts,
     }))
+}
+
+/// The proxy as asked for: its settings, the ports as the user named them.
+pub(super) struct Asked {
+    listen: Named<SocketAddr>,
+    app_port: Option<Named<u16>>,
+    hold_timeout: std::time::Duration,
+    inject: bool,
+    allowed_hosts: Vec<HostPattern>,
 }
 
 /// A proxy flag without a proxy would silently do nothing: the user expects a proxy (or PORT)
@@ -146,43 +137,64 @@ fn refuse_flags_without_proxy(place: &Place<'_>) -> Result<()> {
 }
 
 /// What the proxy's link needs to know of the service it forwards to, beyond its settings.
-pub(super) struct Service {
+pub(super) struct Written {
     /// Whether the user chose a readiness check: the proxy only supplies one where none was.
     pub(super) readiness_asked: bool,
     /// Where the file writes `PORT` in `[run] env`, if it does.
-    pub(super) port_written_at: Option<Range<usize>>,
+    pub(super) port_at: Option<Range<usize>>,
 }
 
-/// Link the proxy to the service it forwards to: choose the upstream, and give the service the
-/// app port as `PORT` and, unless it asked for another, a readiness check on that port (or on
-/// the one reload chooses at start).
-fn link_to_service(
+/// Link the proxy to the service `name` it forwards to: choose the upstream, and give the
+/// service the app port as `PORT` and, unless it asked for another, a readiness check on that
+/// port (or on the one reload chooses at start).
+pub(super) fn link_to_service(
     place: &Place<'_>,
-    listen: &Named<SocketAddr>,
-    app_port: Option<&Named<u16>>,
-    run: &mut RunConfig,
-    service: &Service,
-) -> Result<Upstream> {
-    let upstream = choose_upstream(place, run, app_port, &listen.label, service)?;
+    asked: Asked,
+    name: &str,
+    run: Option<&mut RunConfig>,
+    written: &Written,
+) -> Result<ProxyConfig> {
+    let listen = &asked.listen;
+    let Some(run) = run else {
+        return Err(place.among(
+            [listen.span.as_ref()],
+            format!(
+                "{} needs a server to forward to, and this configuration only builds (no \
+                 [run] cmd and no program after `--`)\n  help: name the server, like `reload \
+                 --proxy {} --app-port 8080 -- ./server`",
+                listen.label,
+                listen.value.port()
+            ),
+        ));
+    };
+    let app_port = asked.app_port.as_ref();
+    let upstream = choose_upstream(place, run, app_port, &listen.label, written)?;
     refuse_same_port(place, listen, &upstream, app_port)?;
     match upstream {
         Upstream::AppPort(port) => {
-            give_port(place, run, port, app_port, service)?;
-            if !service.readiness_asked {
+            give_port(place, run, port, app_port, written)?;
+            if !written.readiness_asked {
                 // The server binds the port itself: it is ready once the port accepts.
                 run.readiness = Readiness::TcpConnect(format!("127.0.0.1:{port}"));
             }
         }
-        Upstream::Chosen if !service.readiness_asked => run.readiness = Readiness::GivenPort,
+        Upstream::Chosen if !written.readiness_asked => run.readiness = Readiness::GivenPort,
         Upstream::Chosen | Upstream::Held(_) => {}
     }
-    Ok(upstream)
+    Ok(ProxyConfig {
+        listen: asked.listen.value,
+        service: name.to_owned(),
+        upstream,
+        hold_timeout: asked.hold_timeout,
+        inject: asked.inject,
+        allowed_hosts: asked.allowed_hosts,
+    })
 }
 
 /// An error about the `PORT` of `[run] env`, at its line when the file writes it.
-fn port_error(place: &Place<'_>, service: &Service, message: String, help: &str) -> anyhow::Error {
+fn port_error(place: &Place<'_>, written: &Written, message: String, help: &str) -> anyhow::Error {
     let message = format!("[run] env.PORT: {message}");
-    let err = match &service.port_written_at {
+    let err = match &written.port_at {
         Some(span) => place.file(span.clone(), message),
         None => usage(message),
     };
@@ -196,7 +208,7 @@ fn choose_upstream(
     run: &RunConfig,
     app_port: Option<&Named<u16>>,
     proxy_name: &str,
-    service: &Service,
+    written: &Written,
 ) -> Result<Upstream> {
     Ok(match (run.listeners.first(), app_port) {
         (Some(held), Some(app_port)) => {
@@ -214,12 +226,12 @@ fn choose_upstream(
         (None, Some(app_port)) => Upstream::AppPort(app_port.value),
         // PORT written in [run] env is the port the user chose: the proxy forwards there.
         (None, None) => match run.env.get("PORT") {
-            Some(written) => Upstream::AppPort(parse_port(written).map_err(|err| {
+            Some(port) => Upstream::AppPort(parse_port(port).map_err(|err| {
                 let message = format!(
                     "with {proxy_name} and no app port, the proxy forwards to this PORT, and {err}"
                 );
                 let help = "drop PORT from [run] env to let reload choose a port";
-                port_error(place, service, message, help)
+                port_error(place, written, message, help)
             })?),
             None => Upstream::Chosen,
         },
@@ -303,19 +315,19 @@ fn give_port(
     run: &mut RunConfig,
     port: u16,
     app_port: Option<&Named<u16>>,
-    service: &Service,
+    written: &Written,
 ) -> Result<()> {
     let port_text = port.to_string();
     match run.env.get("PORT") {
-        Some(written) if written.trim() == port_text => Ok(()),
-        Some(written) => {
+        Some(given) if given.trim() == port_text => Ok(()),
+        Some(given) => {
             let app_port = app_port.map_or_else(|| port_text.clone(), |p| p.name.clone());
             let message = format!(
-                "`{written}` contradicts {app_port}: the proxy forwards to port {port} and \
+                "`{given}` contradicts {app_port}: the proxy forwards to port {port} and \
                  gives the server PORT={port}"
             );
             let help = "make them the same, or drop PORT from [run] env";
-            Err(port_error(place, service, message, help))
+            Err(port_error(place, written, message, help))
         }
         None => {
             run.env.insert("PORT".to_owned(), port_text);

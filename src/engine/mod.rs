@@ -57,8 +57,8 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     let mut shutdowns = listen_for_shutdown()?;
     let mut bus = Bus::new(status::subscribers());
     let mut policy = Policy::of(
-        config.build.as_ref(),
-        config.run.as_ref(),
+        config.app().build.as_ref(),
+        config.app().run.as_ref(),
         config.output.clear,
     );
     policy.ports = turns(config.proxy.as_ref(), &mut policy.order)?;
@@ -68,9 +68,9 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
         .proxy
         .as_ref()
         .map(|proxy| {
-            let readiness = config.run.as_ref().map(|run| &run.readiness);
+            let readiness = config.app().run.as_ref().map(|run| &run.readiness);
             let chosen = policy.ports.map(|turns| turns.ports[0]);
-            crate::proxy::start(proxy, readiness, chosen, config.watch.debounce, &bus)
+            crate::proxy::start(proxy, readiness, chosen, config.app().watch.debounce, &bus)
         })
         .transpose()?;
     let (server_events, mut from_servers) = mpsc::unbounded_channel();
@@ -79,12 +79,10 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     } else {
         Stdin::Inherit
     };
-    let supervisor = config
-        .run
-        .clone()
+    let supervisor = (config.app().run.clone())
         .map(|run| Supervisor::new(run, config.root.clone(), stdin, server_events))
         .transpose()?;
-    let watching = watch::start(config.watch.clone())?;
+    let watching = watch::start(config.app().watch.clone())?;
     let mut changes = watching.changes;
     announce(&config, watching.directories, supervisor.as_ref(), &policy);
     let keyboard = terminal::start();
@@ -100,10 +98,14 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
         machine: Service::new(policy),
         stages: Stages {
             root: config.root.clone(),
-            build_command: config.build.clone(),
+            build_command: config.app().build.clone(),
             build: None,
             supervisor,
-            env_file: config.run.as_ref().and_then(|run| run.env_file.clone()),
+            env_file: config
+                .app()
+                .run
+                .as_ref()
+                .and_then(|run| run.env_file.clone()),
             env_overridden: BTreeSet::new(),
         },
     };
@@ -119,8 +121,8 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
             let config = &following.config;
             finish(
                 &config.root,
-                &config.post,
-                &config.clean_on_exit,
+                &config.app().post,
+                &config.app().clean_on_exit,
                 &mut shutdowns,
             )
             .await;
@@ -308,7 +310,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         }
         // The watch set may differ without a change to name (the files that decide it): it is
         // handed over every time, and keeps the watches that stay.
-        self.watch.replace(new.watch.clone()).await;
+        self.watch.replace(new.app().watch.clone()).await;
         let followed = if changes.is_empty() {
             Followed::Unchanged
         } else {
@@ -325,15 +327,16 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         if new.output != self.config.output {
             status::init(new.output);
         }
-        unit.stages.build_command.clone_from(&new.build);
-        unit.stages.env_file = new.run.as_ref().and_then(|run| run.env_file.clone());
-        if let (Some(supervisor), Some(run)) = (unit.stages.supervisor.as_mut(), &new.run) {
+        let app = new.app();
+        unit.stages.build_command.clone_from(&app.build);
+        unit.stages.env_file = app.run.as_ref().and_then(|run| run.env_file.clone());
+        if let (Some(supervisor), Some(run)) = (unit.stages.supervisor.as_mut(), &app.run) {
             supervisor.reconfigure(run.clone());
         }
-        let mut policy = Policy::of(new.build.as_ref(), new.run.as_ref(), new.output.clear);
+        let mut policy = Policy::of(app.build.as_ref(), app.run.as_ref(), new.output.clear);
         let current = unit.machine.policy();
         policy.keys = current.keys;
-        let order = |config: &Config| config.run.as_ref().map(|run| run.order);
+        let order = |config: &Config| config.app().run.as_ref().map(|run| run.order);
         if order(&self.config) == order(new) {
             // As the running machine has it: the ports servers take turns on, or stop-then-
             // start after a server showed that it ignores PORT.
