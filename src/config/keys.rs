@@ -552,7 +552,7 @@ keys! {
     }
 }
 
-/// The flags of [`KEYS`], as clap arguments: the project flags (`PROJECT`, which `reload init`
+/// The flags of `KEYS`, as clap arguments: the project flags (`PROJECT`, which `reload init`
 /// takes too) or the others. Values are kept as given, by key; the resolvers read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFlags<const PROJECT: bool> {

@@ -4,7 +4,7 @@
 //! compiled. Each key is declared once, in `keys.rs`, which gives its flag, its field in the
 //! file, its default and its line in `reload init`. One resolver per section (`resolve_watch`,
 //! `resolve_build`, `resolve_run`, `resolve_output`, `proxy::resolve`) reads the layers through
-//! [`Place`]. The resolved configuration is a map of services (today one, [`APP`]) and what is
+//! `Place`. The resolved configuration is a map of services (today one, [`APP`]) and what is
 //! global; the proxy is then linked to the service it forwards to (`proxy::link_to_service`):
 //! an app port gives the server `PORT` and, when no readiness check was asked for, a tcp one on
 //! that port; without one, reload chooses the port at start (`Upstream::Chosen`) and follows
@@ -1187,13 +1187,35 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn flags(argv: &[&str]) -> Flags {
-        let args =
-            crate::cli::Args::parse_from(std::iter::once("reload").chain(argv.iter().copied()));
-        args.flags
+    /// A command line: a string of words, or a list of them (for a word that is empty).
+    trait Argv {
+        fn words(&self) -> Vec<&str>;
     }
 
-    fn resolve_in(dir: &Path, argv: &[&str], toml: Option<&str>) -> Result<Config> {
+    impl Argv for str {
+        fn words(&self) -> Vec<&str> {
+            self.split_whitespace().collect()
+        }
+    }
+
+    impl<const N: usize> Argv for [&str; N] {
+        fn words(&self) -> Vec<&str> {
+            self.to_vec()
+        }
+    }
+
+    impl Argv for Vec<&str> {
+        fn words(&self) -> Vec<&str> {
+            self.clone()
+        }
+    }
+
+    fn flags(argv: &(impl Argv + ?Sized)) -> Flags {
+        let words = std::iter::once("reload").chain(argv.words());
+        crate::cli::Args::parse_from(words).flags
+    }
+
+    fn resolve_in(dir: &Path, argv: &(impl Argv + ?Sized), toml: Option<&str>) -> Result<Config> {
         let args = flags(argv);
         let source = toml.map(|text| Source {
             path: dir.join(CONFIG_FILE),
@@ -1242,7 +1264,7 @@ mod tests {
         let dir = std::env::temp_dir();
         let toml = "[watch]\ndebounce = \"1s\"\next = [\"py\"]\n[run]\ncmd = \"python3 app.py\"\n\
                     stop_timeout = \"2s\"\n";
-        let config = resolve_in(&dir, &["--debounce", "10ms", "-e", "rs"], Some(toml)).unwrap();
+        let config = resolve_in(&dir, "--debounce 10ms -e rs", Some(toml)).unwrap();
         assert_eq!(config.app().watch.debounce, Duration::from_millis(10));
         assert_eq!(config.app().watch.filter.extensions, ["rs"]);
         let run = config.app().run.clone().unwrap();
@@ -1267,7 +1289,7 @@ mod tests {
         let dir = std::env::temp_dir();
         let err = resolve_in(
             &dir,
-            &[],
+            "",
             Some("[run]\ncmd = \"x\"\nstop_signal = \"SIGFOO\"\n"),
         )
         .unwrap_err();
@@ -1295,7 +1317,7 @@ mod tests {
             }
         }
         let resolved = |toml: &str| {
-            let config = resolve_in(dir.path(), &[], Some(toml))
+            let config = resolve_in(dir.path(), "", Some(toml))
                 .unwrap_or_else(|err| panic!("{err:#}\n{toml}"));
             format!("{config:#?}")
         };
@@ -1305,7 +1327,7 @@ mod tests {
     #[test]
     fn each_default_reaches_the_setting_it_belongs_to() {
         let dir = tempfile::tempdir().unwrap();
-        let config = resolve_in(dir.path(), &[], Some("[run]\ncmd = [\"app\"]\n")).unwrap();
+        let config = resolve_in(dir.path(), "", Some("[run]\ncmd = [\"app\"]\n")).unwrap();
         assert_eq!(config.app().watch.debounce, Duration::from_millis(50));
         assert_eq!(config.app().watch.poll, None);
         assert!(config.app().watch.filter.gitignore);
@@ -1320,7 +1342,7 @@ mod tests {
         assert_eq!(config.output.format, LogFormat::Human);
         let restarting = resolve_in(
             dir.path(),
-            &[],
+            "",
             Some("[run]\ncmd = [\"app\"]\nrestart_on_exit = true\n"),
         )
         .unwrap();
@@ -1345,7 +1367,7 @@ mod tests {
     /// `resolve_in` for a mistake: the message, after checking it is one that exits 2 (a
     /// `UsageError` or a `ConfigError`, as `Exit::of_error` looks for).
     #[track_caller]
-    fn refused(dir: &Path, argv: &[&str], toml: Option<&str>) -> String {
+    fn refused(dir: &Path, argv: &(impl Argv + ?Sized), toml: Option<&str>) -> String {
         let err = resolve_in(dir, argv, toml).expect_err("a refusal");
         assert!(
             err.chain()
@@ -1356,7 +1378,7 @@ mod tests {
     }
 
     /// An .air.toml resolved as `resolve` resolves one.
-    fn resolve_air(dir: &Path, argv: &[&str], text: &str) -> Result<Config> {
+    fn resolve_air(dir: &Path, argv: &(impl Argv + ?Sized), text: &str) -> Result<Config> {
         let args = flags(argv);
         let source = Source {
             path: dir.join(".air.toml"),
@@ -1401,12 +1423,7 @@ mod tests {
     #[test]
     fn proxy_flags_turn_it_on_in_front_of_the_app_port() {
         let dir = tempfile::tempdir().unwrap();
-        let config = resolve_in(
-            dir.path(),
-            &["--proxy", "8090", "--app-port", "8080", "--", "app"],
-            None,
-        )
-        .unwrap();
+        let config = resolve_in(dir.path(), "--proxy 8090 --app-port 8080 -- app", None).unwrap();
         assert_proxies_8090_to_8080(config);
     }
 
@@ -1415,7 +1432,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
                     allowed_hosts = [\"a.test\"]\n";
-        let config = resolve_in(dir.path(), &["--allow-host", "*.b.test"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--allow-host *.b.test", Some(toml)).unwrap();
         assert_eq!(
             proxy_of(&config).allowed_hosts,
             [
@@ -1426,7 +1443,7 @@ mod tests {
 
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
                     allowed_hosts = [\"a.test\",\n  \"*\"]\n";
-        let err = resolve_in(dir.path(), &[], Some(toml)).unwrap_err();
+        let err = resolve_in(dir.path(), "", Some(toml)).unwrap_err();
         let shown = format!("{err:#}");
         assert!(shown.contains("reload.toml:7"), "{shown}");
         assert!(
@@ -1436,16 +1453,7 @@ mod tests {
 
         let err = resolve_in(
             dir.path(),
-            &[
-                "--proxy",
-                "8090",
-                "--app-port",
-                "8080",
-                "--allow-host",
-                "a.test:80",
-                "--",
-                "app",
-            ],
+            "--proxy 8090 --app-port 8080 --allow-host a.test:80 -- app",
             None,
         )
         .unwrap_err();
@@ -1454,8 +1462,7 @@ mod tests {
             "{err:#}"
         );
 
-        let err =
-            resolve_in(dir.path(), &["--allow-host", "a.test", "--", "app"], None).unwrap_err();
+        let err = resolve_in(dir.path(), "--allow-host a.test -- app", None).unwrap_err();
         assert!(
             format!("{err:#}").contains("--allow-host is a setting of the dev proxy"),
             "{err:#}"
@@ -1487,7 +1494,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // `[proxy]` settings without a port wait for --proxy: they turn nothing on.
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 8080\nhold_timeout = \"5s\"\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(config.proxy, None);
         let run = config.app().run.clone().unwrap();
         assert!(!run.env.contains_key("PORT"), "{:?}", run.env);
@@ -1500,7 +1507,7 @@ mod tests {
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = \"127.0.0.1:9000\"\napp_port = 3000\n\
                     hold_timeout = \"5s\"\ninject = false\nallowed_hosts = [\"MyApp.test\", \
                     \"*.tunnel.example\"]\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(
             proxy_of(&config),
             &ProxyConfig {
@@ -1515,12 +1522,7 @@ mod tests {
                 ],
             }
         );
-        let config = resolve_in(
-            dir.path(),
-            &["--proxy", "9001", "--app-port", "3001"],
-            Some(toml),
-        )
-        .unwrap();
+        let config = resolve_in(dir.path(), "--proxy 9001 --app-port 3001", Some(toml)).unwrap();
         let proxy = proxy_of(&config);
         assert_eq!(
             (proxy.listen, &proxy.upstream),
@@ -1541,7 +1543,7 @@ mod tests {
         // A number and the string of one are the same port; --no-inject wins over the file.
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 9000\napp_port = \"3000\"\n\
                     inject = true\n";
-        let config = resolve_in(dir.path(), &["--no-inject"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--no-inject", Some(toml)).unwrap();
         let proxy = proxy_of(&config);
         assert_eq!(proxy.listen, addr("127.0.0.1:9000"));
         assert_eq!(proxy.upstream, Upstream::AppPort(3000));
@@ -1549,7 +1551,7 @@ mod tests {
 
         // --proxy turns on the proxy the file describes without a port of its own.
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 3000\n";
-        let config = resolve_in(dir.path(), &["--proxy", "9000"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--proxy 9000", Some(toml)).unwrap();
         assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(3000));
     }
 
@@ -1582,7 +1584,7 @@ mod tests {
             assert!(!run.env.contains_key("PORT"));
         }
         let toml = "[run]\ncmd = [\"app\"]\nlisten = [\"3000\"]\n[proxy]\nport = 8090\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(
             proxy_of(&config).upstream,
             Upstream::Held(addr("127.0.0.1:3000"))
@@ -1594,16 +1596,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = resolve_in(
             dir.path(),
-            &[
-                "--proxy",
-                "8090",
-                "--app-port",
-                "8080",
-                "--ready",
-                "notify",
-                "--",
-                "app",
-            ],
+            "--proxy 8090 --app-port 8080 --ready notify -- app",
             None,
         )
         .unwrap();
@@ -1614,7 +1607,7 @@ mod tests {
         // `none`, written, is asked for too: the server is ready when spawned.
         let toml =
             "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(
             config.app().run.clone().unwrap().readiness,
             Readiness::Spawned
@@ -1629,7 +1622,7 @@ mod tests {
         };
         let config = resolve_in(
             dir.path(),
-            &["--proxy", "8090", "--app-port", "8080"],
+            "--proxy 8090 --app-port 8080",
             Some(&toml("8080")),
         )
         .unwrap();
@@ -1639,7 +1632,7 @@ mod tests {
 
         let err = refused(
             dir.path(),
-            &["--proxy", "8090", "--app-port", "8080"],
+            "--proxy 8090 --app-port 8080",
             Some(&toml("3000")),
         );
         assert!(err.contains("reload.toml:3:"), "{err}");
@@ -1651,11 +1644,8 @@ mod tests {
     fn the_proxy_alone_lets_reload_choose_the_port_and_follow_the_app() {
         let dir = tempfile::tempdir().unwrap();
         for (argv, toml) in [
-            (&["--proxy", "8090", "--", "app"][..], None),
-            (
-                &[][..],
-                Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n"),
-            ),
+            ("--proxy 8090 -- app", None),
+            ("", Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n")),
         ] {
             let config = resolve_in(dir.path(), argv, toml).unwrap();
             assert_eq!(
@@ -1668,11 +1658,7 @@ mod tests {
             assert_eq!(run.env.get("PORT"), None, "given at each start, not here");
         }
         // A readiness check the user asked for stays.
-        let config = resolve_in(
-            dir.path(),
-            &["--proxy", "8090", "--ready", "notify", "--", "app"],
-            None,
-        );
+        let config = resolve_in(dir.path(), "--proxy 8090 --ready notify -- app", None);
         assert_eq!(
             config.unwrap().app().run.clone().unwrap().readiness,
             Readiness::Notify
@@ -1683,10 +1669,10 @@ mod tests {
     fn a_port_written_in_run_env_is_the_app_port_of_a_proxy_without_one() {
         let dir = tempfile::tempdir().unwrap();
         let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8080\" }\n";
-        let config = resolve_in(dir.path(), &["--proxy", "8090"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--proxy 8090", Some(toml)).unwrap();
         assert_proxies_8090_to_8080(config);
         let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"web\" }\n";
-        let err = refused(dir.path(), &["--proxy", "8090"], Some(toml));
+        let err = refused(dir.path(), "--proxy 8090", Some(toml));
         assert!(
             err.contains(
                 "reload.toml:3:16: [run] env.PORT: with --proxy and no app port, the proxy \
@@ -1695,7 +1681,7 @@ mod tests {
             "{err}"
         );
         let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8090\" }\n";
-        let err = refused(dir.path(), &["--proxy", "8090"], Some(toml));
+        let err = refused(dir.path(), "--proxy 8090", Some(toml));
         assert!(
             err.starts_with("--proxy 8090 and PORT = \"8090\" in [run] env are the same port"),
             "{err}"
@@ -1707,16 +1693,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = refused(
             dir.path(),
-            &[
-                "--proxy",
-                "8090",
-                "--app-port",
-                "8080",
-                "--listen",
-                "3000",
-                "--",
-                "app",
-            ],
+            "--proxy 8090 --app-port 8080 --listen 3000 -- app",
             None,
         );
         assert!(
@@ -1725,15 +1702,11 @@ mod tests {
         );
         let err = refused(
             dir.path(),
-            &["--proxy", "8090", "--listen", "unix:app.sock", "--", "app"],
+            "--proxy 8090 --listen unix:app.sock -- app",
             None,
         );
         assert!(err.contains("over TCP"), "{err}");
-        let err = refused(
-            dir.path(),
-            &["--proxy", "8090", "--listen", "0", "--", "app"],
-            None,
-        );
+        let err = refused(dir.path(), "--proxy 8090 --listen 0 -- app", None);
         assert!(err.contains("any free port"), "{err}");
     }
 
@@ -1787,12 +1760,12 @@ mod tests {
             ),
         ] {
             let toml = format!("[run]\ncmd = [\"app\"]\n[proxy]\n{proxy}\n");
-            let err = refused(dir.path(), &[], Some(&toml));
+            let err = refused(dir.path(), "", Some(&toml));
             assert!(err.contains(expected), "{proxy}: {err}");
         }
         let err = refused(
             dir.path(),
-            &[],
+            "",
             Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\nhold_timout = \"1s\"\n"),
         );
         assert!(
@@ -1821,21 +1794,14 @@ mod tests {
         // Another address of this machine is another socket.
         let config = resolve_in(
             dir.path(),
-            &[
-                "--proxy",
-                "192.168.1.5:8080",
-                "--app-port",
-                "8080",
-                "--",
-                "app",
-            ],
+            "--proxy 192.168.1.5:8080 --app-port 8080 -- app",
             None,
         )
         .unwrap();
         assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(8080));
         let err = refused(
             dir.path(),
-            &[],
+            "",
             Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8080\napp_port = 8080\n"),
         );
         assert!(
@@ -1844,11 +1810,7 @@ mod tests {
             ),
             "{err}"
         );
-        let err = refused(
-            dir.path(),
-            &["--proxy", "3000", "--listen", "3000", "--", "app"],
-            None,
-        );
+        let err = refused(dir.path(), "--proxy 3000 --listen 3000 -- app", None);
         assert!(
             err.starts_with("--proxy 3000 and --listen 127.0.0.1:3000 are the same port"),
             "{err}"
@@ -1860,7 +1822,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = refused(
             dir.path(),
-            &["--build", "make", "--proxy", "8090", "--app-port", "8080"],
+            "--build make --proxy 8090 --app-port 8080",
             None,
         );
         assert!(
@@ -1869,7 +1831,7 @@ mod tests {
         );
         let err = refused(
             dir.path(),
-            &[],
+            "",
             Some("[build]\ncmd = \"make\"\n[proxy]\nport = 8090\napp_port = 8080\n"),
         );
         assert!(
@@ -1881,17 +1843,11 @@ mod tests {
     #[test]
     fn proxy_flags_without_a_proxy_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        for flag in [&["--app-port", "8080"][..], &["--no-inject"]] {
-            let mut argv = flag.to_vec();
-            argv.extend(["--", "app"]);
-            let err = refused(dir.path(), &argv, None);
-            assert!(
-                err.starts_with(&format!(
-                    "{} is a setting of the dev proxy, and no proxy is asked for",
-                    flag[0]
-                )),
-                "{err}"
-            );
+        for (flag, value) in [("--app-port", "8080"), ("--no-inject", "")] {
+            let err = refused(dir.path(), format!("{flag} {value} -- app").as_str(), None);
+            let expected =
+                format!("{flag} is a setting of the dev proxy, and no proxy is asked for");
+            assert!(err.starts_with(&expected), "{err}");
         }
     }
 
@@ -1900,24 +1856,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "[build]\ncmd = \"true\"\nbin = \"app\"\n[proxy]\nenabled = true\n\
                     proxy_port = 8090\napp_port = 8080\napp_start_timeout = 2500\n";
-        let config = resolve_air(dir.path(), &[], text).unwrap();
+        let config = resolve_air(dir.path(), "", text).unwrap();
         let run = assert_proxies_8090_to_8080(config);
         assert_eq!(run.ready_timeout, Duration::from_millis(2500));
 
         let off = text.replace("enabled = true", "enabled = false");
-        let config = resolve_air(dir.path(), &[], &off).unwrap();
+        let config = resolve_air(dir.path(), "", &off).unwrap();
         assert_eq!(config.proxy, None);
         assert!(!config.app().run.clone().unwrap().env.contains_key("PORT"));
 
         // Errors in air's keys name them, at their line in the .air.toml.
-        let err = resolve_air(dir.path(), &[], &text.replace("8090", "70000"))
+        let err = resolve_air(dir.path(), "", &text.replace("8090", "70000"))
             .unwrap_err()
             .to_string();
         assert!(
             err.contains(".air.toml:6:14: [proxy] proxy_port: `70000` is not a port"),
             "{err}"
         );
-        let err = resolve_air(dir.path(), &[], &text.replace("8090", "8080"))
+        let err = resolve_air(dir.path(), "", &text.replace("8090", "8080"))
             .unwrap_err()
             .to_string();
         assert!(
@@ -1930,7 +1886,7 @@ mod tests {
     fn nothing_to_do_says_how_to_start() {
         let dir = std::env::temp_dir().join(format!("reload-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let err = resolve_in(&dir, &[], None).unwrap_err().to_string();
+        let err = resolve_in(&dir, "", None).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.contains("reload init"), "{err}");
     }
