@@ -2,7 +2,7 @@
 //! come from config's table of keys ([`Flags`]), and `config::resolve` turns them (together
 //! with the config file) into the one `Config` the program runs on.
 
-use clap::Parser;
+use clap::{Arg, Parser};
 
 use crate::config::Flags;
 use crate::config::init::InitArgs;
@@ -14,7 +14,7 @@ use crate::config::init::InitArgs;
     version,
     about,
     args_conflicts_with_subcommands = true,
-    mut_arg("quiet", |quiet| quiet.conflicts_with("verbose")),
+    mut_args = quiet_is_not_verbose,
     after_help = "Examples:\n  \
         reload                  # reload.toml, .air.toml, or a Cargo, Go, Python, Node or Make \
         project\n  \
@@ -37,6 +37,16 @@ pub struct Args {
     /// Print what reload is doing (RELOAD_LOG takes a full tracing filter).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// `-q` (a key's flag, from config's table) and `-v` (cli's own) cannot be given together.
+/// Changed in place, so that the flags keep their order in shell completions.
+fn quiet_is_not_verbose(arg: Arg) -> Arg {
+    if arg.get_id() == "quiet" {
+        arg.conflicts_with("verbose")
+    } else {
+        arg
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
