@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// The interval `poll = true` and a bare `--poll` stand for.
@@ -162,7 +162,7 @@ impl Key {
     /// The default as TOML, as a file would write it; `None` when the key has none.
     pub(crate) fn default_toml(&self) -> Option<String> {
         match self.default {
-            Text(text) => Some(text.to_toml()),
+            Text(text) => Some(to_toml(text)),
             Toml(toml) => Some(toml.to_owned()),
             Unset => None,
         }
@@ -227,59 +227,9 @@ pub(crate) fn parse_bool(text: &str) -> Result<bool, String> {
         .map_err(|_| format!("`{text}` is not true or false"))
 }
 
-/// A value as `reload init` writes it in TOML.
-pub(crate) trait ToToml {
-    fn to_toml(&self) -> String;
-}
-
-impl ToToml for bool {
-    fn to_toml(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl ToToml for str {
-    fn to_toml(&self) -> String {
-        toml::Value::String(self.to_owned()).to_string()
-    }
-}
-
-impl ToToml for String {
-    fn to_toml(&self) -> String {
-        self.as_str().to_toml()
-    }
-}
-
-impl ToToml for PathBuf {
-    fn to_toml(&self) -> String {
-        self.display().to_string().to_toml()
-    }
-}
-
-impl<T: ToToml> ToToml for Spanned<T> {
-    fn to_toml(&self) -> String {
-        self.get_ref().to_toml()
-    }
-}
-
-impl<T: ToToml> ToToml for Vec<T> {
-    fn to_toml(&self) -> String {
-        let items: Vec<String> = self.iter().map(ToToml::to_toml).collect();
-        format!("[{}]", items.join(", "))
-    }
-}
-
-impl ToToml for BTreeMap<String, Spanned<String>> {
-    fn to_toml(&self) -> String {
-        if self.is_empty() {
-            return "{}".to_owned();
-        }
-        let pairs: Vec<String> = self
-            .iter()
-            .map(|(name, value)| format!("{name} = {}", value.to_toml()))
-            .collect();
-        format!("{{ {} }}", pairs.join(", "))
-    }
+/// A value as `reload init` writes it: TOML, as serde makes it.
+pub(crate) fn to_toml<T: Serialize + ?Sized>(value: &T) -> String {
+    toml::Value::try_from(value).map_or_else(|err| format!("\"{err}\""), |v| v.to_string())
 }
 
 /// Declares the keys: for each, `name: Type { fields of Key }`. Makes the file's structs (every
@@ -308,7 +258,7 @@ macro_rules! keys {
             #[allow(non_upper_case_globals, clippy::needless_update)]
             pub(crate) const $top: Key = Key {
                 name: stringify!($top),
-                written: |file| file.$top.as_ref().map(ToToml::to_toml),
+                written: |file| file.$top.as_ref().map(to_toml),
                 $($top_field: $top_value,)*
                 ..Key::NONE
             };
@@ -321,7 +271,7 @@ macro_rules! keys {
                     pub(crate) const $name: Key = Key {
                         table: Some(stringify!($table)),
                         name: stringify!($name),
-                        written: |file| file.$table.$name.as_ref().map(ToToml::to_toml),
+                        written: |file| file.$table.$name.as_ref().map(to_toml),
                         $($field: $value,)*
                         ..Key::NONE
                     };
@@ -629,7 +579,8 @@ impl<const PROJECT: bool> clap::Args for KeyFlags<PROJECT> {
 /// A port as written: `8090`, or a string (`"8090"`, `"127.0.0.1:8090"`). Kept as written so
 /// that a value out of range or a typo is reported by the resolver, in words, at its line,
 /// rather than as serde's "expected u16".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub(crate) enum PortValue {
     Number(i64),
     Text(String),
@@ -641,16 +592,6 @@ impl fmt::Display for PortValue {
         match self {
             PortValue::Number(number) => write!(f, "{number}"),
             PortValue::Text(text) => f.write_str(text),
-        }
-    }
-}
-
-impl ToToml for PortValue {
-    /// A number bare, a string quoted.
-    fn to_toml(&self) -> String {
-        match self {
-            PortValue::Number(number) => number.to_string(),
-            PortValue::Text(text) => text.to_toml(),
         }
     }
 }
@@ -679,19 +620,11 @@ impl<'de> Deserialize<'de> for PortValue {
 }
 
 /// `poll = true` or `poll = "1s"`.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
 pub(crate) enum PollValue {
     Enabled(bool),
     Interval(String),
-}
-
-impl ToToml for PollValue {
-    fn to_toml(&self) -> String {
-        match self {
-            PollValue::Enabled(enabled) => enabled.to_toml(),
-            PollValue::Interval(interval) => interval.to_toml(),
-        }
-    }
 }
 
 impl<'de> Deserialize<'de> for PollValue {
@@ -714,14 +647,16 @@ impl<'de> Deserialize<'de> for PollValue {
 }
 
 /// `[run] cmd`: an array is an argv, a string is a shell command line.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
 pub(crate) enum RunCmd {
     Shell(String),
     Argv(Vec<String>),
 }
 
 /// `ext = "rs,toml"` or `ext = ["rs", "toml"]`.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
 pub(crate) enum OneOrMany {
     One(String),
     Many(Vec<String>),
@@ -732,24 +667,6 @@ impl OneOrMany {
         match self {
             OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
             OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-impl ToToml for RunCmd {
-    fn to_toml(&self) -> String {
-        match self {
-            RunCmd::Argv(argv) => argv.to_toml(),
-            RunCmd::Shell(line) => line.to_toml(),
-        }
-    }
-}
-
-impl ToToml for OneOrMany {
-    fn to_toml(&self) -> String {
-        match self {
-            OneOrMany::One(text) => text.to_toml(),
-            OneOrMany::Many(list) => list.to_toml(),
         }
     }
 }
