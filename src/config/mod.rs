@@ -1267,7 +1267,7 @@ mod tests {
         let config = resolve_in(&dir, "--debounce 10ms -e rs", Some(toml)).unwrap();
         assert_eq!(config.app().watch.debounce, Duration::from_millis(10));
         assert_eq!(config.app().watch.filter.extensions, ["rs"]);
-        let run = config.app().run.clone().unwrap();
+        let run = run_of(&config);
         assert_eq!(run.program, Program::Shell("python3 app.py".into()));
         assert_eq!(run.stop_timeout, Duration::from_secs(2));
         assert!(config.app().build.is_none());
@@ -1278,10 +1278,7 @@ mod tests {
         let dir = std::env::temp_dir();
         let config = resolve_in(&dir, &["--build", "", "--", "app"], None).unwrap();
         assert!(config.app().build.is_none());
-        assert_eq!(
-            config.app().run.clone().unwrap().program,
-            Program::Argv(vec!["app".into()])
-        );
+        assert_eq!(run_of(&config).program, Program::Argv(vec!["app".into()]));
     }
 
     #[test]
@@ -1331,7 +1328,7 @@ mod tests {
         assert_eq!(config.app().watch.debounce, Duration::from_millis(50));
         assert_eq!(config.app().watch.poll, None);
         assert!(config.app().watch.filter.gitignore);
-        let run = config.app().run.clone().unwrap();
+        let run = run_of(&config);
         assert_eq!(run.stop_signal, Signal::SIGTERM);
         assert_eq!(run.stop_timeout, Duration::from_secs(5));
         assert_eq!(run.readiness, Readiness::Spawned);
@@ -1347,7 +1344,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            restarting.app().run.clone().unwrap().on_exit,
+            run_of(&restarting).on_exit,
             OnExit::RestartAfter(Duration::from_millis(500))
         );
     }
@@ -1388,6 +1385,10 @@ mod tests {
         resolve_with(&args, dir, Some(&source), file)
     }
 
+    fn run_of(config: &Config) -> &RunConfig {
+        config.app().run.as_ref().expect("a server")
+    }
+
     fn proxy_of(config: &Config) -> &ProxyConfig {
         config.proxy.as_ref().expect("the proxy is on")
     }
@@ -1411,13 +1412,13 @@ mod tests {
                 allowed_hosts: Vec::new(),
             }
         );
-        let run = config.app().run.clone().unwrap();
+        let run = run_of(&config);
         assert_eq!(run.env.get("PORT").map(String::as_str), Some("8080"));
         assert_eq!(
             run.readiness,
             Readiness::TcpConnect("127.0.0.1:8080".to_owned())
         );
-        run
+        run.clone()
     }
 
     #[test]
@@ -1496,7 +1497,7 @@ mod tests {
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 8080\nhold_timeout = \"5s\"\n";
         let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(config.proxy, None);
-        let run = config.app().run.clone().unwrap();
+        let run = run_of(&config);
         assert!(!run.env.contains_key("PORT"), "{:?}", run.env);
         assert_eq!(run.readiness, Readiness::Spawned);
     }
@@ -1529,14 +1530,7 @@ mod tests {
             (addr("127.0.0.1:9001"), &Upstream::AppPort(3001))
         );
         assert_eq!(
-            config
-                .app()
-                .run
-                .clone()
-                .unwrap()
-                .env
-                .get("PORT")
-                .map(String::as_str),
+            run_of(&config).env.get("PORT").map(String::as_str),
             Some("3001")
         );
 
@@ -1577,7 +1571,7 @@ mod tests {
                 Upstream::Held(addr(held)),
                 "{listen}"
             );
-            let run = config.app().run.clone().unwrap();
+            let run = run_of(&config);
             // The kernel accepts on a held socket before any server does: no tcp probe, no
             // PORT (the server takes fd 3).
             assert_eq!(run.readiness, Readiness::Spawned);
@@ -1600,18 +1594,12 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(
-            config.app().run.clone().unwrap().readiness,
-            Readiness::Notify
-        );
+        assert_eq!(run_of(&config).readiness, Readiness::Notify);
         // `none`, written, is asked for too: the server is ready when spawned.
         let toml =
             "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n";
         let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
-        assert_eq!(
-            config.app().run.clone().unwrap().readiness,
-            Readiness::Spawned
-        );
+        assert_eq!(run_of(&config).readiness, Readiness::Spawned);
     }
 
     #[test]
@@ -1626,7 +1614,7 @@ mod tests {
             Some(&toml("8080")),
         )
         .unwrap();
-        let env = config.app().run.clone().unwrap().env;
+        let env = &run_of(&config).env;
         assert_eq!(env.get("PORT").map(String::as_str), Some("8080"));
         assert_eq!(env.get("A").map(String::as_str), Some("1"));
 
@@ -1653,7 +1641,7 @@ mod tests {
                 Upstream::Chosen,
                 "{argv:?} {toml:?}"
             );
-            let run = config.app().run.clone().unwrap();
+            let run = run_of(&config);
             assert_eq!(run.readiness, Readiness::GivenPort);
             assert_eq!(run.env.get("PORT"), None, "given at each start, not here");
         }
@@ -1863,7 +1851,7 @@ mod tests {
         let off = text.replace("enabled = true", "enabled = false");
         let config = resolve_air(dir.path(), "", &off).unwrap();
         assert_eq!(config.proxy, None);
-        assert!(!config.app().run.clone().unwrap().env.contains_key("PORT"));
+        assert!(!run_of(&config).env.contains_key("PORT"));
 
         // Errors in air's keys name them, at their line in the .air.toml.
         let err = resolve_air(dir.path(), "", &text.replace("8090", "70000"))
