@@ -1,5 +1,6 @@
-//! reload.toml as written: every field optional, spans kept where a later check may need to point
-//! at the line. Parsing errors become a [`ConfigError`] that names the file, line and column.
+//! A config file's text ([`Source`]), parsed into the keys of `keys.rs`, and its errors: a
+//! [`ConfigError`] names the file, line and column, and the key as that file names it (air's
+//! own keys in an .air.toml). Positions come from serde's spans; the text is parsed once.
 
 use std::fmt;
 use std::ops::Range;
@@ -169,7 +170,7 @@ fn key_written_at(text: &str, offset: usize) -> Option<String> {
 }
 
 /// `.air.toml`, `air.toml`, or anything ending in `.air.toml`.
-pub(crate) fn is_air_file(path: &Path) -> bool {
+fn is_air_file(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|name| name == "air.toml" || name.ends_with(".air.toml"))
