@@ -1,11 +1,11 @@
-//! The command line as the user typed it. Nothing here is interpreted: `config::resolve` turns
-//! these raw values (together with the config file) into the one `Config` the program runs on.
-
-use std::path::PathBuf;
+//! The command line as the user typed it. Nothing here is interpreted: the flags of settings
+//! come from config's table of keys ([`Flags`]), and `config::resolve` turns them (together
+//! with the config file) into the one `Config` the program runs on.
 
 use clap::{Arg, Parser};
 
-use crate::config::keys;
+use crate::config::Flags;
+use crate::config::init::InitArgs;
 
 /// Watch the sources, rebuild on every save, and swap the running server for the new build.
 #[derive(Debug, Parser)]
@@ -14,7 +14,7 @@ use crate::config::keys;
     version,
     about,
     args_conflicts_with_subcommands = true,
-    mut_args = show_defaults,
+    mut_args = quiet_is_not_verbose,
     after_help = "Examples:\n  \
         reload                  # reload.toml, .air.toml, or a Cargo, Go, Python, Node or Make \
         project\n  \
@@ -30,138 +30,23 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Config file to read instead of ./reload.toml.
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// What the project is: watched paths, extensions, the build, the binary, the server.
+    /// The config file, the project and every setting's flag: what config reads.
     #[command(flatten)]
-    pub project: ProjectFlags,
-
-    /// Do not read .gitignore and .ignore files.
-    #[arg(long = "no-gitignore")]
-    pub no_gitignore: bool,
-
-    /// Quiet window: changes closer together than this make one rebuild.
-    #[arg(long = "debounce", value_name = "DUR")]
-    pub debounce: Option<String>,
-
-    /// Shell command to run before each build (repeatable; air's pre_cmd).
-    #[arg(long = "pre", value_name = "CMD")]
-    pub pre: Vec<String>,
-
-    /// Shell command to run after the server is stopped for good (repeatable; air's post_cmd).
-    #[arg(long = "post", value_name = "CMD")]
-    pub post: Vec<String>,
-
-    /// Dotenv file whose variables the server gets (read again at every start).
-    #[arg(long = "env-file", value_name = "FILE")]
-    pub env_file: Option<PathBuf>,
-
-    /// Poll the file system every DUR (at least 10ms) instead of using inotify (network mounts,
-    /// some containers).
-    #[arg(
-        long = "poll",
-        value_name = "DUR",
-        num_args = 0..=1,
-        default_missing_value = keys::POLL_INTERVAL
-    )]
-    pub poll: Option<String>,
-
-    /// Clear the screen before each build.
-    #[arg(long = "clear")]
-    pub clear: bool,
-
-    /// How reload reports: `human` status lines, or `json` events (one object per line).
-    #[arg(long = "log-format", value_name = "FORMAT", value_parser = ["human", "json"])]
-    pub log_format: Option<String>,
-
-    /// Signal that asks the server to stop.
-    #[arg(long = "stop-signal", value_name = "SIG")]
-    pub stop_signal: Option<String>,
-
-    /// How long the server may take to stop before it is killed.
-    #[arg(long = "stop-timeout", value_name = "DUR")]
-    pub stop_timeout: Option<String>,
-
-    /// Hold a listening socket and hand it to every server (systemd socket activation: fds 3,
-    /// 4, ... with LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES). ADDR: `3000`, `127.0.0.1:3000`,
-    /// `[::1]:3000`, `unix:/path.sock`, optionally named: `web=3000`. Repeatable.
-    #[arg(long = "listen", value_name = "ADDR")]
-    pub listen: Vec<String>,
-
-    /// When a new server counts as ready: `none` (when spawned), `notify` (it sends READY=1 to
-    /// $NOTIFY_SOCKET), `tcp:PORT` (the port accepts a connection), or an
-    /// `http://host:port/path` that answers.
-    #[arg(long = "ready", value_name = "MODE")]
-    pub ready: Option<String>,
-
-    /// How long a new server may take to become ready.
-    #[arg(long = "ready-timeout", value_name = "DUR")]
-    pub ready_timeout: Option<String>,
-
-    /// Start the new server while the old one still serves; stop the old one once the new one is
-    /// ready (zero downtime with --listen).
-    #[arg(long = "overlap")]
-    pub overlap: bool,
-
-    /// Put a dev proxy in front of the server, where the browser connects: it holds requests
-    /// while the server restarts and reloads the page after each build. ADDR: `8090`, `:8090`
-    /// (both on 127.0.0.1), `HOST:PORT`, `[::1]:8090`; all interfaces only as `0.0.0.0:PORT`.
-    #[arg(long = "proxy", value_name = "ADDR")]
-    pub proxy: Option<String>,
-
-    /// The port the server listens on, where --proxy forwards; the server gets it as $PORT.
-    /// Optional: without it, reload gives the server a free port as $PORT and forwards to
-    /// wherever it listens. Not with --listen: the proxy forwards to the socket reload holds.
-    #[arg(long = "app-port", value_name = "PORT")]
-    pub app_port: Option<String>,
-
-    /// With --proxy, also answer requests for NAME (the proxy answers localhost, *.localhost
-    /// and IP addresses only, so that no other web page can read it): a LAN name, a tunnel's
-    /// name, or *.NAME for every name under it. Repeatable.
-    #[arg(long = "allow-host", value_name = "NAME")]
-    pub allow_host: Vec<String>,
-
-    /// With --proxy, leave pages alone: no live-reload script.
-    #[arg(long = "no-inject")]
-    pub no_inject: bool,
-
-    /// Only print errors.
-    #[arg(short = 'q', long = "quiet", conflicts_with = "verbose")]
-    pub quiet: bool,
+    pub flags: Flags,
 
     /// Print what reload is doing (RELOAD_LOG takes a full tracing filter).
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
-/// Append to a flag's help what it is when not given: the default of the reload.toml key it
-/// overrides, from the one table that also gives the resolver and `reload init` theirs (the
-/// value itself is applied by config, below the file, never here). `--poll` is off by default;
-/// its note says what a bare `--poll` stands for.
-fn show_defaults(arg: Arg) -> Arg {
-    let note = if arg.get_id() == "poll" {
-        format!(
-            "[default when given without a value: {}]",
-            keys::POLL_INTERVAL
-        )
+/// `-q` (a key's flag, from config's table) and `-v` (cli's own) cannot be given together.
+/// Changed in place, so that the flags keep their order in shell completions.
+fn quiet_is_not_verbose(arg: Arg) -> Arg {
+    if arg.get_id() == "quiet" {
+        arg.conflicts_with("verbose")
     } else {
-        let default = arg
-            .get_long()
-            .and_then(keys::for_flag)
-            .and_then(keys::Key::default_text)
-            .filter(|_| arg.get_action().takes_values());
-        match default {
-            Some(default) => format!("[default: {default}]"),
-            None => return arg,
-        }
-    };
-    let help = match arg.get_help() {
-        Some(help) => format!("{help} {note}"),
-        None => note,
-    };
-    arg.help(help)
+        arg
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -176,64 +61,16 @@ pub enum Command {
     },
 }
 
-/// `reload init [--force] [--from-air] [PROJECT FLAGS] [-- PROGRAM]`.
-#[derive(Debug, clap::Args)]
-pub struct InitArgs {
-    /// Overwrite an existing reload.toml.
-    #[arg(long)]
-    pub force: bool,
-    /// Convert .air.toml (or air.toml) instead of detecting the project (the default when one
-    /// exists).
-    #[arg(long = "from-air")]
-    pub from_air: bool,
-    #[command(flatten)]
-    pub project: ProjectFlags,
-}
-
-/// The flags that say what the project is: `reload` acts on them, `init` writes them down.
-/// One definition, flattened into both.
-#[derive(Debug, Default, clap::Args)]
-pub struct ProjectFlags {
-    /// Path to watch, recursively (repeatable; default: the project root).
-    #[arg(short = 'w', long = "watch", value_name = "PATH")]
-    pub watch: Vec<PathBuf>,
-
-    /// Only changes to files with these extensions count (comma list: rs,toml).
-    #[arg(short = 'e', long = "ext", value_name = "EXTS", value_delimiter = ',')]
-    pub ext: Vec<String>,
-
-    /// Ignore paths matching this glob (repeatable); a glob without `/` matches a name at any depth.
-    #[arg(short = 'i', long = "ignore", value_name = "GLOB")]
-    pub ignore: Vec<String>,
-
-    /// Build command, run with `sh -c` in the project root; '' means no build step.
-    #[arg(short = 'b', long = "build", value_name = "CMD")]
-    pub build: Option<String>,
-
-    /// In a Cargo project with several binaries, the one to build and run.
-    #[arg(long = "bin", value_name = "NAME")]
-    pub bin: Option<String>,
-
-    /// In a Cargo workspace, the package whose binary to build and run.
-    #[arg(short = 'p', long = "package", value_name = "NAME")]
-    pub package: Option<String>,
-
-    /// The server to run, executed directly (no shell), e.g. `-- ./target/debug/app --port 3000`.
-    #[arg(last = true, value_name = "PROGRAM")]
-    pub program: Vec<String>,
-}
-
-impl ProjectFlags {
-    /// `--bin` or `-p`: which binary of a Cargo project zero-config builds and runs.
-    pub fn chooses_binary(&self) -> bool {
-        self.bin.is_some() || self.package.is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::keys;
+    use crate::config::{Given, ProjectFlags};
     use clap::CommandFactory;
+
+    fn ext(project: &ProjectFlags) -> Vec<String> {
+        project.texts(&keys::watch::ext)
+    }
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -243,43 +80,38 @@ mod tests {
     #[test]
     fn every_flag_of_the_table_exists_and_shows_the_tables_default() {
         let command = Args::command();
+        let init = command.find_subcommand("init").expect("init");
         for key in keys::KEYS {
             let Some(flag) = key.flag else { continue };
-            let long = flag.strip_prefix("--").expect("a long flag");
-            let arg = command
-                .get_arguments()
-                .find(|arg| arg.get_long() == Some(long))
-                .unwrap_or_else(|| panic!("{} names {flag}, which reload lacks", key.label()));
-            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            if let Some(default) = key.default_text() {
-                assert!(
+            let find = |command: &clap::Command| {
+                let found = command
+                    .get_arguments()
+                    .find(|arg| arg.get_long() == Some(flag.long));
+                found.map(|arg| arg.get_help().map(ToString::to_string).unwrap_or_default())
+            };
+            let help = find(&command).expect("every flag");
+            assert_eq!(find(init).is_some(), flag.project, "--{}", flag.long);
+            match (key.default_text(), flag.takes) {
+                (_, keys::Takes::Optional(_, missing)) => assert!(
+                    help.ends_with(&format!("[default when given without a value: {missing}]")),
+                    "--{}: {help}",
+                    flag.long
+                ),
+                (Some(default), keys::Takes::Value(_) | keys::Takes::OneOf(..)) => assert!(
                     help.ends_with(&format!(" [default: {default}]")),
-                    "{flag}: {help}"
-                );
-            } else {
-                assert!(!help.contains("[default: "), "{flag}: {help}");
+                    "--{}: {help}",
+                    flag.long
+                ),
+                _ => assert!(!help.contains("[default: "), "--{}: {help}", flag.long),
             }
         }
-        let poll = command
-            .get_arguments()
-            .find(|arg| arg.get_long() == Some("poll"))
-            .and_then(Arg::get_help)
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        assert!(
-            poll.ends_with(&format!(
-                "[default when given without a value: {}]",
-                keys::POLL_INTERVAL
-            )),
-            "{poll}"
-        );
     }
 
     #[test]
     fn program_after_double_dash_keeps_its_own_flags() {
         let args = Args::parse_from(["reload", "-e", "rs,toml", "--", "app", "--port", "3"]);
-        assert_eq!(args.project.ext, ["rs", "toml"]);
-        assert_eq!(args.project.program, ["app", "--port", "3"]);
+        assert_eq!(ext(&args.flags.project), ["rs", "toml"]);
+        assert_eq!(args.flags.project.program, ["app", "--port", "3"]);
     }
 
     #[test]
@@ -294,8 +126,11 @@ mod tests {
             }))
         ));
         let args = Args::parse_from(["reload", "--poll", "--", "app"]);
-        assert_eq!(args.poll.as_deref(), Some("500ms"));
-        assert_eq!(args.project.program, ["app"]);
+        assert_eq!(
+            args.flags.text(&keys::watch::poll).as_deref(),
+            Some("500ms")
+        );
+        assert_eq!(args.flags.project.program, ["app"]);
     }
 
     #[test]
@@ -307,7 +142,12 @@ mod tests {
         let Some(Command::Init(init)) = args.command else {
             panic!("not init: {args:?}");
         };
-        assert_eq!(init.project.ext, ["py"]);
+        assert_eq!(ext(&init.project), ["py"]);
+        assert_eq!(init.project.texts(&keys::watch::ignore), ["*.log"]);
+        assert_eq!(
+            init.project.text(&keys::build::cmd).as_deref(),
+            Some("make")
+        );
         assert_eq!(init.project.package.as_deref(), Some("api"));
         assert_eq!(init.project.program, ["python3", "app.py"]);
     }

@@ -60,15 +60,7 @@ impl Exit {
 pub fn run() -> Exit {
     let args = cli::Args::parse();
     init_logging(args.verbose);
-    status::init(config::Output {
-        clear: false,
-        timestamps: false,
-        quiet: args.quiet,
-        format: match args.log_format.as_deref() {
-            Some("json") => config::LogFormat::Json,
-            _ => config::LogFormat::Human,
-        },
-    });
+    status::init(args.flags.early_output());
     let result = match &args.command {
         Some(cli::Command::Completions { shell }) => {
             let mut command = <cli::Args as clap::CommandFactory>::command();
@@ -85,7 +77,7 @@ pub fn run() -> Exit {
                 status::info(&format!("wrote {} ({what})", path.display()));
                 Exit::Success
             }),
-        None => config::resolve(&args).and_then(|config| {
+        None => config::resolve(&args.flags).and_then(|config| {
             status::init(config.output);
             // Before anything opens a descriptor that counts: the proxy's connections, builds,
             // servers. Children get the limit reload was given back.
@@ -98,7 +90,7 @@ pub fn run() -> Exit {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(engine::run(config, || config::resolve(&args)))
+            runtime.block_on(engine::run(config, || config::resolve(&args.flags)))
         }),
     };
     match result {

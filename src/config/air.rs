@@ -1,28 +1,24 @@
-//! `.air.toml`, read as air reads it, so that a Go project moves over unchanged. Every key is
-//! mapped onto reload's own [`FileConfig`]; a key reload cannot honour becomes a one-line
-//! warning naming it, never a silent drop. Where the file is silent, air's defaults apply.
+//! `.air.toml`, read as air reads it, so that a Go project moves over unchanged: one more source
+//! of reload's own [`FileConfig`], each value keeping its span in the .air.toml, so that a
+//! message about it names air's key at air's line (`Source::label`). A key reload cannot honour
+//! becomes a one-line warning naming it, never a silent drop. Where the file is silent, air's
+//! defaults apply.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::file::{FileConfig, OneOrMany, PollValue, PortValue, RunCmd, Source};
+use super::file::Source;
+use super::keys::{FileConfig, OneOrMany, PollValue, PortValue, RunCmd};
 use super::{ConfigError, GO_BINARY_DIR};
-
-/// `.air.toml`, `air.toml`, or anything ending in `.air.toml`.
-pub(crate) fn is_air_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|name| name == "air.toml" || name.ends_with(".air.toml"))
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct AirFile {
     root: Option<Spanned<String>>,
-    tmp_dir: Option<String>,
-    testdata_dir: Option<String>,
+    tmp_dir: Option<Spanned<String>>,
+    testdata_dir: Option<Spanned<String>>,
     build: AirBuild,
     log: AirLog,
     misc: AirMisc,
@@ -38,11 +34,11 @@ struct AirBuild {
     full_bin: Option<String>,
     args_bin: Option<Vec<String>>,
     include_ext: Option<Vec<String>>,
-    exclude_dir: Option<Vec<String>>,
+    exclude_dir: Option<Vec<Spanned<String>>>,
     include_dir: Option<Spanned<Vec<PathBuf>>>,
-    include_file: Option<Vec<String>>,
-    exclude_file: Option<Vec<String>>,
-    exclude_regex: Option<Spanned<Vec<String>>>,
+    include_file: Option<Vec<Spanned<String>>>,
+    exclude_file: Option<Vec<Spanned<String>>>,
+    exclude_regex: Option<Vec<Spanned<String>>>,
     exclude_unchanged: Option<bool>,
     follow_symlink: Option<bool>,
     delay: Option<Spanned<u64>>,
@@ -212,73 +208,106 @@ fn unsupported_keys(table: &toml::Table) -> Vec<String> {
     unsupported
 }
 
-fn to_reload(air: AirFile) -> FileConfig {
-    let tmp_dir = air.tmp_dir.unwrap_or_else(|| GO_BINARY_DIR.to_owned());
-    let testdata_dir = air.testdata_dir.unwrap_or_else(|| "testdata".to_owned());
-    let build = air.build;
+/// A value air's defaults give, which has no place in the file.
+fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+/// A value made from one the file writes, at its place.
+fn placed<T, U>(written: Spanned<T>, make: impl FnOnce(T) -> U) -> Spanned<U> {
+    let span = written.span();
+    Spanned::new(span, make(written.into_inner()))
+}
+
+fn to_reload(mut air: AirFile) -> FileConfig {
+    let tmp_dir = air
+        .tmp_dir
+        .take()
+        .unwrap_or_else(|| unplaced(GO_BINARY_DIR.to_owned()));
     let mut config = FileConfig {
-        root: air.root.map(|root| {
-            let span = root.span();
-            Spanned::new(span, PathBuf::from(root.into_inner()))
-        }),
+        root: air.root.take().map(|root| placed(root, PathBuf::from)),
         ..FileConfig::default()
     };
+    if air.misc.clean_on_exit == Some(true) {
+        let path = placed(tmp_dir.clone(), PathBuf::from);
+        config.build.clean_on_exit = Some(unplaced(vec![path]));
+    }
+    watch(&mut air, tmp_dir, &mut config);
+    build_and_run(air.build, &mut config);
+    // The proxy only when enabled: air writes its ports into every generated file, off.
+    let port = |port: Spanned<i64>| placed(port, PortValue::Number);
+    if air.proxy.enabled.is_some_and(Spanned::into_inner) {
+        config.proxy.port = air.proxy.proxy_port.map(port);
+        config.proxy.app_port = air.proxy.app_port.map(port);
+    }
+    // How long air waits for the app behind its proxy: reload's ready timeout.
+    let start_timeout = air.proxy.app_start_timeout;
+    config.run.ready_timeout = start_timeout
+        .filter(|ms| *ms.get_ref() > 0)
+        .map(milliseconds);
+    config.output.clear = air.screen.clear_on_rebuild.map(unplaced);
+    config.output.timestamps = air.log.time.map(unplaced);
+    config.output.quiet = air.log.silent.map(unplaced);
+    config
+}
 
-    // What to watch.
-    config.watch.paths = build.include_dir.filter(|dirs| !dirs.get_ref().is_empty());
-    let extensions = build
-        .include_ext
-        .unwrap_or_else(|| strings(&["go", "tpl", "tmpl", "html"]));
-    config.watch.ext = Some(OneOrMany::Many(extensions));
+/// What to watch: air's directories, extensions and exclusions, anchored at the root.
+fn watch(air: &mut AirFile, tmp_dir: Spanned<String>, config: &mut FileConfig) {
+    let build = &mut air.build;
+    let testdata_dir = air
+        .testdata_dir
+        .take()
+        .unwrap_or_else(|| unplaced("testdata".to_owned()));
+    let anchor = |globs: Vec<Spanned<String>>| -> Vec<Spanned<String>> {
+        globs
+            .into_iter()
+            .map(|glob| placed(glob, |g| anchored(&g)))
+            .collect()
+    };
+    config.watch.paths = build
+        .include_dir
+        .take()
+        .filter(|dirs| !dirs.get_ref().is_empty());
+    let extensions = build.include_ext.take();
+    let extensions = extensions.unwrap_or_else(|| strings(&["go", "tpl", "tmpl", "html"]));
+    config.watch.ext = Some(unplaced(OneOrMany::Many(extensions)));
     config.watch.include = build
         .include_file
-        .map(|files| files.iter().map(|f| anchored(f)).collect());
-    let mut ignore: Vec<String> = build
+        .take()
+        .map(|files| unplaced(anchor(files)));
+    let default_dirs = || strings(&["assets", "tmp", "vendor", "testdata"]);
+    let mut ignore = build
         .exclude_dir
-        .unwrap_or_else(|| strings(&["assets", "tmp", "vendor", "testdata"]))
-        .iter()
-        .chain([&tmp_dir, &testdata_dir])
-        .map(|dir| anchored(dir))
-        .collect();
-    ignore.extend(
-        build
-            .exclude_file
-            .unwrap_or_default()
-            .iter()
-            .map(|f| anchored(f)),
-    );
+        .take()
+        .unwrap_or_else(|| default_dirs().into_iter().map(unplaced).collect());
+    ignore.extend([tmp_dir, testdata_dir]);
+    ignore.extend(build.exclude_file.take().unwrap_or_default());
+    let mut ignore = anchor(ignore);
     let mut seen = std::collections::HashSet::new();
-    ignore.retain(|glob| seen.insert(glob.clone()));
-    config.watch.ignore = Some(ignore);
-    config.watch.ignore_regex = Some(
-        build
-            .exclude_regex
-            .unwrap_or_else(|| Spanned::new(0..0, strings(&["_test.go"]))),
-    );
-    config.watch.debounce = build.delay.map(|ms| milliseconds(&ms));
-    config.watch.poll = match (build.poll, build.poll_interval) {
-        (Some(poll), interval) if *poll.get_ref() => Some(Spanned::new(
-            poll.span(),
+    ignore.retain(|glob| seen.insert(glob.get_ref().clone()));
+    config.watch.ignore = Some(unplaced(ignore));
+    let regexes = build.exclude_regex.take();
+    let regexes = regexes.unwrap_or_else(|| vec![unplaced("_test.go".to_owned())]);
+    config.watch.ignore_regex = Some(unplaced(regexes));
+    config.watch.debounce = build.delay.take().map(milliseconds);
+    config.watch.poll = match (build.poll.take(), build.poll_interval.take()) {
+        (Some(poll), interval) if *poll.get_ref() => Some(placed(poll, |_| {
             PollValue::Interval(match interval.filter(|i| *i.get_ref() > 0) {
                 Some(interval) => format!("{}ms", interval.get_ref()),
                 None => "500ms".to_owned(),
-            }),
-        )),
+            })
+        })),
         _ => None,
     };
+}
 
-    // How to build.
-    config.build.cmd = Some(
-        build
-            .cmd
-            .unwrap_or_else(|| format!("go build -o ./{GO_BINARY_DIR}/main .")),
-    );
-    config.build.pre = build.pre_cmd.filter(|cmds| !cmds.is_empty());
-    if air.misc.clean_on_exit == Some(true) {
-        config.build.clean_on_exit = Some(vec![PathBuf::from(&tmp_dir)]);
-    }
-
-    // How to run: air runs `bin args_bin...` (or full_bin) through the shell.
+/// How to build, run and stop: air runs `bin args_bin...` (or `full_bin`) through the shell.
+fn build_and_run(build: AirBuild, config: &mut FileConfig) {
+    let cmd = build
+        .cmd
+        .unwrap_or_else(|| format!("go build -o ./{GO_BINARY_DIR}/main ."));
+    config.build.cmd = Some(unplaced(cmd));
+    config.build.pre = build.pre_cmd.filter(|cmds| !cmds.is_empty()).map(unplaced);
     let args = build.args_bin.unwrap_or_default();
     let command = if let Some(full) = build.full_bin.filter(|full| !full.trim().is_empty()) {
         RunCmd::Shell(join_command(&full, &args))
@@ -292,9 +321,9 @@ fn to_reload(air: AirFile) -> FileConfig {
             RunCmd::Argv(std::iter::once(bin).chain(args).collect())
         }
     };
-    config.run.cmd = Some(Spanned::new(0..0, command));
+    config.run.cmd = Some(unplaced(command));
     if build.send_interrupt == Some(true) {
-        config.run.stop_signal = Some(Spanned::new(0..0, "SIGINT".to_owned()));
+        config.run.stop_signal = Some(unplaced("SIGINT".to_owned()));
     }
     config.run.stop_timeout = build.kill_delay.and_then(|delay| {
         let span = delay.span();
@@ -308,31 +337,10 @@ fn to_reload(air: AirFile) -> FileConfig {
             _ => None,
         }
     });
-    config.run.post = build.post_cmd.filter(|cmds| !cmds.is_empty());
-    config.run.stop_on_build_error = build.stop_on_error;
-    config.run.restart_on_exit = build.rerun;
-    config.run.restart_delay = build.rerun_delay.map(|ms| milliseconds(&ms));
-
-    // The proxy only when enabled: air writes its ports into every generated file, off.
-    let port = |port: Spanned<i64>| {
-        let span = port.span();
-        Spanned::new(span, PortValue::Number(port.into_inner()))
-    };
-    if air.proxy.enabled.is_some_and(Spanned::into_inner) {
-        config.proxy.port = air.proxy.proxy_port.map(port);
-        config.proxy.app_port = air.proxy.app_port.map(port);
-    }
-    // How long air waits for the app behind its proxy: reload's ready timeout.
-    config.run.ready_timeout = air
-        .proxy
-        .app_start_timeout
-        .filter(|ms| *ms.get_ref() > 0)
-        .map(|ms| milliseconds(&ms));
-
-    config.output.clear = air.screen.clear_on_rebuild;
-    config.output.timestamps = air.log.time;
-    config.output.quiet = air.log.silent;
-    config
+    config.run.post = build.post_cmd.filter(|cmds| !cmds.is_empty()).map(unplaced);
+    config.run.stop_on_build_error = build.stop_on_error.map(unplaced);
+    config.run.restart_on_exit = build.rerun.map(unplaced);
+    config.run.restart_delay = build.rerun_delay.map(milliseconds);
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -344,8 +352,8 @@ fn anchored(path: &str) -> String {
     format!("/{}", path.trim_start_matches("./").trim_start_matches('/'))
 }
 
-fn milliseconds(ms: &Spanned<u64>) -> Spanned<String> {
-    Spanned::new(ms.span(), format!("{}ms", ms.get_ref()))
+fn milliseconds(ms: Spanned<u64>) -> Spanned<String> {
+    placed(ms, |ms| format!("{ms}ms"))
 }
 
 fn join_command(program: &str, args: &[String]) -> String {
@@ -357,6 +365,7 @@ fn join_command(program: &str, args: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::{self, Key};
     use super::*;
 
     fn read(text: &str) -> (FileConfig, Vec<String>) {
@@ -367,29 +376,31 @@ mod tests {
         .unwrap()
     }
 
+    /// The value `config` gives `key`, as reload.toml would write it.
+    fn written(config: &FileConfig, key: &Key) -> String {
+        (key.written)(config).unwrap_or_else(|| format!("{} unset", key.label()))
+    }
+
     #[test]
     fn an_empty_air_file_means_airs_defaults() {
         let (config, warnings) = read("");
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(
-            config.build.cmd.as_deref(),
-            Some("go build -o ./tmp/main .")
+            written(&config, &keys::build::cmd),
+            r#""go build -o ./tmp/main .""#
         );
-        assert!(matches!(
-            config.run.cmd.unwrap().into_inner(),
-            RunCmd::Argv(argv) if argv == ["./tmp/main"]
-        ));
-        let Some(OneOrMany::Many(ext)) = config.watch.ext else {
-            panic!("extensions")
-        };
-        assert_eq!(ext, ["go", "tpl", "tmpl", "html"]);
-        let ignore = config.watch.ignore.unwrap();
+        assert_eq!(written(&config, &keys::run::cmd), r#"["./tmp/main"]"#);
+        assert_eq!(
+            written(&config, &keys::watch::ext),
+            r#"["go", "tpl", "tmpl", "html"]"#
+        );
+        let ignore = written(&config, &keys::watch::ignore);
         for dir in ["/assets", "/tmp", "/vendor", "/testdata"] {
-            assert!(ignore.contains(&dir.to_owned()), "{dir} in {ignore:?}");
+            assert!(ignore.contains(&format!("\"{dir}\"")), "{dir} in {ignore}");
         }
         assert_eq!(
-            config.watch.ignore_regex.unwrap().into_inner(),
-            ["_test.go"]
+            written(&config, &keys::watch::ignore_regex),
+            r#"["_test.go"]"#
         );
     }
 
@@ -404,44 +415,35 @@ mod tests {
              clear_on_rebuild = true\n[log]\ntime = true\nsilent = true\n",
         );
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert_eq!(config.root.unwrap().into_inner(), PathBuf::from("app"));
-        assert!(matches!(
-            config.run.cmd.unwrap().into_inner(),
-            RunCmd::Argv(argv) if argv == ["build/srv", "-port", "3000"]
-        ));
-        assert_eq!(config.watch.debounce.unwrap().into_inner(), "200ms");
-        assert_eq!(config.run.stop_signal.unwrap().into_inner(), "SIGINT");
-        assert_eq!(config.run.stop_timeout.unwrap().into_inner(), "2s");
-        assert_eq!(config.build.pre.unwrap(), ["echo pre"]);
-        assert_eq!(config.run.post.unwrap(), ["echo post"]);
-        assert_eq!(config.run.restart_on_exit, Some(true));
-        assert_eq!(config.run.restart_delay.unwrap().into_inner(), "100ms");
-        assert!(
-            matches!(config.watch.poll.unwrap().into_inner(), PollValue::Interval(i) if i == "250ms")
-        );
-        assert_eq!(config.run.stop_on_build_error, Some(true));
-        assert_eq!(
-            config.build.clean_on_exit.unwrap(),
-            [PathBuf::from("build")]
-        );
-        assert!(config.watch.ignore.unwrap().contains(&"/build".to_owned()));
-        assert_eq!(
-            (
-                config.output.clear,
-                config.output.timestamps,
-                config.output.quiet
-            ),
-            (Some(true), Some(true), Some(true))
-        );
+        for (key, value) in [
+            (&keys::root, r#""app""#),
+            (&keys::run::cmd, r#"["build/srv", "-port", "3000"]"#),
+            (&keys::watch::debounce, r#""200ms""#),
+            (&keys::run::stop_signal, r#""SIGINT""#),
+            (&keys::run::stop_timeout, r#""2s""#),
+            (&keys::build::pre, r#"["echo pre"]"#),
+            (&keys::run::post, r#"["echo post"]"#),
+            (&keys::run::restart_on_exit, "true"),
+            (&keys::run::restart_delay, r#""100ms""#),
+            (&keys::watch::poll, r#""250ms""#),
+            (&keys::run::stop_on_build_error, "true"),
+            (&keys::build::clean_on_exit, r#"["build"]"#),
+            (&keys::output::clear, "true"),
+            (&keys::output::timestamps, "true"),
+            (&keys::output::quiet, "true"),
+        ] {
+            assert_eq!(written(&config, key), value, "{}", key.label());
+        }
+        assert!(written(&config, &keys::watch::ignore).contains(r#""/build""#));
     }
 
     #[test]
     fn a_full_bin_runs_through_the_shell() {
         let (config, _) = read("[build]\nfull_bin = \"APP_ENV=dev ./tmp/main\"\n");
-        assert!(matches!(
-            config.run.cmd.unwrap().into_inner(),
-            RunCmd::Shell(line) if line == "APP_ENV=dev ./tmp/main"
-        ));
+        assert_eq!(
+            written(&config, &keys::run::cmd),
+            r#""APP_ENV=dev ./tmp/main""#
+        );
     }
 
     #[test]
@@ -468,16 +470,20 @@ mod tests {
                     app_start_timeout = 2500\n";
         let (config, warnings) = read(text);
         assert!(warnings.is_empty(), "{warnings:?}");
-        let port = config.proxy.port.expect("proxy_port becomes [proxy] port");
+        let port = config
+            .proxy
+            .port
+            .as_ref()
+            .expect("proxy_port becomes [proxy] port");
         assert_eq!(port.get_ref(), &PortValue::Number(8090));
         // Its span is the value's in the .air.toml, so an error there points at its line.
         let at = text.find("8090").unwrap();
         assert_eq!(port.span(), at..at + 4);
         assert_eq!(
-            config.proxy.app_port.map(Spanned::into_inner),
-            Some(PortValue::Number(8080))
+            config.proxy.app_port.as_ref().map(Spanned::get_ref),
+            Some(&PortValue::Number(8080))
         );
-        assert_eq!(config.run.ready_timeout.unwrap().into_inner(), "2500ms");
+        assert_eq!(written(&config, &keys::run::ready_timeout), r#""2500ms""#);
     }
 
     #[test]

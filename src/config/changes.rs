@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Config, Program, RunConfig};
+use super::{Config, Program, RunConfig, ServiceConfig};
 
 /// One difference, as the status lines name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,12 @@ impl Change {
 /// How `new` differs from `old`, in the order the user reads it: what needs a restart first.
 pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
     let mut out = fixed_changes(old, new);
+    let output = |config: &Config| {
+        let o = config.output;
+        (o.clear, o.timestamps, o.quiet)
+    };
+    let output_changed = output(old) != output(new);
+    let (old, new) = (old.app(), new.app());
     let (old_paths, new_paths) = (&old.watch.paths, &new.watch.paths);
     out.extend(
         new_paths
@@ -62,11 +68,7 @@ pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
             out.push(Change::Settings("[run]"));
         }
     }
-    let output = |config: &Config| {
-        let o = config.output;
-        (o.clear, o.timestamps, o.quiet)
-    };
-    if output(old) != output(new) {
+    if output_changed {
         out.push(Change::Settings("[output]"));
     }
     out
@@ -75,16 +77,18 @@ pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
 /// What was set up once at start: the root, the proxy (its own thread and port), the held
 /// sockets, whether there is a server at all, the watcher's kind and the status lines' format.
 fn fixed_changes(old: &Config, new: &Config) -> Vec<Change> {
-    let listeners = |config: &Config| config.run.as_ref().map(|run| run.listeners.clone());
+    let listeners = |config: &ServiceConfig| config.run.as_ref().map(|run| run.listeners.clone());
+    let (old_app, new_app) = (old.app(), new.app());
+    let server_either_way = old_app.run.is_some() == new_app.run.is_some();
     [
         (old.root != new.root, "root"),
         (old.proxy != new.proxy, "[proxy]"),
-        (old.run.is_some() != new.run.is_some(), "[run] cmd"),
+        (!server_either_way, "[run] cmd"),
         (
-            old.run.is_some() == new.run.is_some() && listeners(old) != listeners(new),
+            server_either_way && listeners(old_app) != listeners(new_app),
             "[run] listen",
         ),
-        (old.watch.poll != new.watch.poll, "[watch] poll"),
+        (old_app.watch.poll != new_app.watch.poll, "[watch] poll"),
         (old.output.format != new.output.format, "[output] format"),
     ]
     .into_iter()
@@ -121,9 +125,12 @@ mod tests {
         Readiness, RestartOrder, Upstream, WatchConfig,
     };
 
+    fn app(config: &mut Config) -> &mut ServiceConfig {
+        &mut config.services[0]
+    }
+
     fn config() -> Config {
-        Config {
-            root: "/p".into(),
+        let app = ServiceConfig {
             watch: WatchConfig {
                 paths: vec!["/p".into()],
                 config_files: vec!["/p/reload.toml".into()],
@@ -155,6 +162,10 @@ mod tests {
             }),
             post: Vec::new(),
             clean_on_exit: Vec::new(),
+        };
+        Config {
+            root: "/p".into(),
+            services: [(crate::config::APP.to_owned(), app)].into(),
             output: Output {
                 clear: false,
                 timestamps: false,
@@ -177,7 +188,7 @@ mod tests {
     #[test]
     fn watched_paths_added_and_dropped_are_named() {
         let mut new = config();
-        new.watch.paths = vec!["/extra".into()];
+        app(&mut new).watch.paths = vec!["/extra".into()];
         assert_eq!(
             changes(&config(), &new),
             vec![
@@ -190,11 +201,12 @@ mod tests {
     #[test]
     fn what_builds_and_runs_is_named_and_other_settings_by_section() {
         let mut new = config();
-        new.build = None;
-        let run = new.run.as_mut().unwrap();
+        app(&mut new).build = None;
+        let run = app(&mut new).run.as_mut().unwrap();
         run.program = Program::Shell("./server --port 3000".into());
         run.stop_timeout = Duration::from_secs(1);
-        new.watch.filter.ignore = Globs::new(vec![globset::Glob::new("*.log").unwrap()]).unwrap();
+        app(&mut new).watch.filter.ignore =
+            Globs::new(vec![globset::Glob::new("*.log").unwrap()]).unwrap();
         new.output.clear = true;
         assert_eq!(
             changes(&config(), &new),
@@ -207,7 +219,7 @@ mod tests {
             ]
         );
         let mut regex = config();
-        regex.watch.filter.ignore_regex = vec![regex::Regex::new("_spec").unwrap()];
+        app(&mut regex).watch.filter.ignore_regex = vec![regex::Regex::new("_spec").unwrap()];
         assert_eq!(
             changes(&config(), &regex),
             vec![Change::Settings("[watch]")]
@@ -219,12 +231,13 @@ mod tests {
         let mut new = config();
         new.proxy = Some(ProxyConfig {
             listen: "127.0.0.1:8090".parse().unwrap(),
+            service: crate::config::APP.to_owned(),
             upstream: Upstream::AppPort(8080),
             hold_timeout: Duration::from_secs(30),
             inject: true,
             allowed_hosts: Vec::new(),
         });
-        new.watch.poll = Some(Duration::from_secs(1));
+        app(&mut new).watch.poll = Some(Duration::from_secs(1));
         let found = changes(&config(), &new);
         assert!(
             found.contains(&Change::NeedsRestart("[proxy]")),
@@ -237,7 +250,7 @@ mod tests {
         assert!(found[0].needs_restart(), "named first: {found:?}");
 
         let mut build_only = config();
-        build_only.run = None;
+        app(&mut build_only).run = None;
         assert_eq!(
             changes(&config(), &build_only),
             vec![Change::NeedsRestart("[run] cmd")]

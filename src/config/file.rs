@@ -1,256 +1,12 @@
-//! reload.toml as written: every field optional, spans kept where a later check may need to point
-//! at the line. Parsing errors become a [`ConfigError`] that names the file, line and column.
+//! A config file's text ([`Source`]), parsed into the keys of `keys.rs`, and its errors: a
+//! [`ConfigError`] names the file, line and column, and the key as that file names it (air's
+//! own keys in an .air.toml). Positions come from serde's spans; the text is parsed once.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use toml::Spanned;
-
-use super::keys::Section;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileConfig {
-    pub(crate) root: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    pub(crate) watch: WatchSection,
-    #[serde(default)]
-    pub(crate) build: BuildSection,
-    #[serde(default)]
-    pub(crate) run: RunSection,
-    #[serde(default)]
-    pub(crate) output: OutputSection,
-    #[serde(default)]
-    pub(crate) proxy: ProxySection,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WatchSection {
-    pub(crate) paths: Option<Spanned<Vec<PathBuf>>>,
-    pub(crate) ext: Option<OneOrMany>,
-    pub(crate) include: Option<Vec<String>>,
-    pub(crate) ignore: Option<Vec<String>>,
-    pub(crate) gitignore: Option<bool>,
-    pub(crate) debounce: Option<Spanned<String>>,
-    /// Regular expressions matched against the path relative to the root.
-    pub(crate) ignore_regex: Option<Spanned<Vec<String>>>,
-    /// `true` (every [`super::keys::POLL_INTERVAL`]) or an interval like "1s": poll instead of inotify.
-    pub(crate) poll: Option<Spanned<PollValue>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BuildSection {
-    pub(crate) cmd: Option<String>,
-    /// Shell commands run, in order, before each build.
-    pub(crate) pre: Option<Vec<String>>,
-    /// Paths (relative to the root) removed when reload exits.
-    pub(crate) clean_on_exit: Option<Vec<PathBuf>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RunSection {
-    pub(crate) cmd: Option<Spanned<RunCmd>>,
-    pub(crate) env: Option<BTreeMap<String, String>>,
-    pub(crate) stop_signal: Option<Spanned<String>>,
-    pub(crate) stop_timeout: Option<Spanned<String>>,
-    pub(crate) listen: Option<Spanned<Vec<String>>>,
-    pub(crate) ready: Option<Spanned<String>>,
-    pub(crate) ready_timeout: Option<Spanned<String>>,
-    pub(crate) overlap: Option<bool>,
-    /// Shell commands run, in order, after the server is stopped for good.
-    pub(crate) post: Option<Vec<String>>,
-    /// Stop the running server when a build fails (air's stop_on_error).
-    pub(crate) stop_on_build_error: Option<bool>,
-    /// Start the server again when it exits by itself.
-    pub(crate) restart_on_exit: Option<bool>,
-    pub(crate) restart_delay: Option<Spanned<String>>,
-    /// A dotenv file read at every start of the server; [run] env wins over it.
-    pub(crate) env_file: Option<Spanned<PathBuf>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OutputSection {
-    /// Clear the screen before each build.
-    pub(crate) clear: Option<bool>,
-    /// Prefix status lines with the time.
-    pub(crate) timestamps: Option<bool>,
-    /// Only errors.
-    pub(crate) quiet: Option<bool>,
-    /// "human" or "json".
-    pub(crate) format: Option<Spanned<String>>,
-}
-
-/// `[proxy]`: the dev proxy. Setting `port` turns it on.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProxySection {
-    /// Where the browser connects: `8090` or `"HOST:PORT"`.
-    pub(crate) port: Option<Spanned<PortValue>>,
-    /// Where the server listens (and the `PORT` it is given).
-    pub(crate) app_port: Option<Spanned<PortValue>>,
-    pub(crate) hold_timeout: Option<Spanned<String>>,
-    /// Put the live-reload script into HTML pages.
-    pub(crate) inject: Option<bool>,
-    /// Names the proxy answers to besides localhost and IP addresses.
-    pub(crate) allowed_hosts: Option<Vec<Spanned<String>>>,
-}
-
-/// A port as written: `8090`, or a string (`"8090"`, `"127.0.0.1:8090"`). Kept as written so
-/// that a value out of range or a typo is reported by the resolver, in words, at its line,
-/// rather than as serde's "expected u16".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum PortValue {
-    Number(i64),
-    Text(String),
-}
-
-impl fmt::Display for PortValue {
-    /// As the user wrote it, without TOML's quotes: for messages.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PortValue::Number(number) => write!(f, "{number}"),
-            PortValue::Text(text) => f.write_str(text),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for PortValue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = PortValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port number like 8090 or a string like \"127.0.0.1:8090\"")
-            }
-            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<PortValue, E> {
-                Ok(PortValue::Number(value))
-            }
-            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<PortValue, E> {
-                // Beyond i64 is no port either: keep it out of range rather than wrap it.
-                Ok(PortValue::Number(i64::try_from(value).unwrap_or(i64::MAX)))
-            }
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<PortValue, E> {
-                Ok(PortValue::Text(value.to_owned()))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-/// `poll = true` or `poll = "1s"`.
-#[derive(Debug)]
-pub(crate) enum PollValue {
-    Enabled(bool),
-    Interval(String),
-}
-
-/// `[run] cmd`: an array is an argv, a string is a shell command line.
-#[derive(Debug)]
-pub(crate) enum RunCmd {
-    Shell(String),
-    Argv(Vec<String>),
-}
-
-/// `ext = "rs,toml"` or `ext = ["rs", "toml"]`.
-#[derive(Debug)]
-pub(crate) enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-// Written by hand rather than `#[serde(untagged)]`: serde's untagged error is "data did not
-// match any variant of untagged enum RunCmd", which names our type instead of what to write.
-impl<'de> Deserialize<'de> for RunCmd {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StringOrList {
-            expected: "a string (a shell command line) or a list of strings (a program and its \
-                       arguments)",
-            one: RunCmd::Shell,
-            many: RunCmd::Argv,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StringOrList {
-            expected: "a string like \"rs,toml\" or a list of strings like [\"rs\", \"toml\"]",
-            one: OneOrMany::One,
-            many: OneOrMany::Many,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for PollValue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = PollValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false or an interval like \"500ms\"")
-            }
-            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<PollValue, E> {
-                Ok(PollValue::Enabled(value))
-            }
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<PollValue, E> {
-                Ok(PollValue::Interval(value.to_owned()))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-/// A string or a list of strings, each made into `T` its own way.
-struct StringOrList<T> {
-    expected: &'static str,
-    one: fn(String) -> T,
-    many: fn(Vec<String>) -> T,
-}
-
-impl<'de, T> serde::de::Visitor<'de> for StringOrList<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.expected)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<T, E> {
-        Ok((self.one)(value.to_owned()))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<toml::Value>()? {
-            match item {
-                toml::Value::String(text) => items.push(text),
-                other => {
-                    return Err(serde::de::Error::custom(format!(
-                        "expected {}, but the list holds {} `{other}`",
-                        self.expected,
-                        other.type_str()
-                    )));
-                }
-            }
-        }
-        Ok((self.many)(items))
-    }
-}
-
-impl OneOrMany {
-    pub(crate) fn into_list(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
+use super::keys::{Key, TABLES};
 
 /// A problem in a config file, placed at a line and column so the user can go straight there.
 #[derive(Debug)]
@@ -310,6 +66,20 @@ impl Source {
         self.text
             .parse::<toml::Table>()
             .is_ok_and(|table| table.is_empty())
+    }
+
+    /// Whether this is air's file, read into reload's keys: its messages name air's keys.
+    pub(crate) fn is_air(&self) -> bool {
+        is_air_file(&self.path)
+    }
+
+    /// How messages name `key`, whose value is at `span`: reload's name in a reload.toml; in
+    /// air's file, the key air writes there (a value air's defaults gave has no place).
+    pub(crate) fn label(&self, key: &Key, span: &Range<usize>) -> String {
+        let written = (self.is_air() && span.end > 0)
+            .then(|| key_written_at(&self.text, span.start))
+            .flatten();
+        written.unwrap_or_else(|| key.label())
     }
 
     /// An error about the value at `span`.
@@ -378,6 +148,34 @@ fn key_of_line(text: &str, line: usize) -> Option<String> {
     })
 }
 
+/// The key whose value holds the byte `offset`: the last `key =` at or above its line, within
+/// its `[table]`, as `[table] key`.
+fn key_written_at(text: &str, offset: usize) -> Option<String> {
+    let (line, _) = line_column(text, offset);
+    let lines: Vec<&str> = text.lines().collect();
+    let (number, key) = (1..=line.min(lines.len()))
+        .rev()
+        .take_while(|number| !lines[number - 1].trim_start().starts_with('['))
+        .find_map(|number| {
+            let (key, _) = lines[number - 1].split_once('=')?;
+            let key = key.trim();
+            let bare =
+                !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || "_-".contains(c));
+            bare.then(|| (number, key.to_owned()))
+        })?;
+    Some(match section_of_line(text, number) {
+        Some(section) => format!("[{section}] {key}"),
+        None => key,
+    })
+}
+
+/// `.air.toml`, `air.toml`, or anything ending in `.air.toml`.
+fn is_air_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|name| name == "air.toml" || name.ends_with(".air.toml"))
+}
+
 /// 1-based line and column of a byte offset.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -425,11 +223,7 @@ pub(crate) fn closest<'a>(name: &str, candidates: &'a [String]) -> Option<&'a st
 fn section_help(unknown: &str, expected: Vec<String>) -> String {
     let tables: Vec<String> = expected
         .iter()
-        .filter(|name| {
-            Section::TABLES
-                .iter()
-                .any(|table| table.table() == Some(name.as_str()))
-        })
+        .filter(|name| TABLES.contains(&name.as_str()))
         .cloned()
         .collect();
     let sections = if tables.is_empty() { expected } else { tables };
@@ -440,46 +234,9 @@ fn section_help(unknown: &str, expected: Vec<String>) -> String {
     format!("known sections: {}", listed.join(", "))
 }
 
-/// Where, under one of `keys` (dotted paths like `watch.ignore`), the file writes a string that
-/// `matches`: as the key's value, or as one string of its list. Returns the key and the
-/// string's span. For values checked after parsing whose type keeps no span (one glob of a
-/// list).
-pub(crate) fn locate_value(
-    text: &str,
-    keys: &[&str],
-    matches: impl Fn(&str) -> bool,
-) -> Option<(String, Range<usize>)> {
-    use toml::de::{DeTable, DeValue};
-    let document = DeTable::parse(text).ok()?;
-    for key in keys {
-        let mut table = document.get_ref();
-        let mut parts = key.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let Some(value) = table.get(part) else { break };
-            let last = parts.peek().is_none();
-            match value.get_ref() {
-                DeValue::Table(inner) if !last => table = inner,
-                DeValue::String(s) if last && matches(s) => {
-                    return Some(((*key).to_owned(), value.span()));
-                }
-                DeValue::Array(items) if last => {
-                    let found = items
-                        .iter()
-                        .find(|item| matches!(item.get_ref(), DeValue::String(s) if matches(s)));
-                    if let Some(item) = found {
-                        return Some(((*key).to_owned(), item.span()));
-                    }
-                }
-                _ => break,
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::keys::KEYS;
+    use super::super::keys::{FileConfig, KEYS, RunCmd};
     use super::*;
 
     fn parse(text: &str) -> Result<FileConfig, ConfigError> {
@@ -583,18 +340,25 @@ mod tests {
     }
 
     #[test]
-    fn a_value_is_located_in_a_list_under_its_key() {
-        let text = "[watch]\nignore = [\"a\", \"b[\"]\n[build]\nclean_on_exit = [\"b[\"]\n";
-        let (key, span) = locate_value(text, &["watch.ignore"], |s| s == "b[").unwrap();
-        assert_eq!(key, "watch.ignore");
-        assert_eq!(line_column(text, span.start), (2, 16));
-        assert!(locate_value(text, &["watch.include"], |s| s == "b[").is_none());
+    fn airs_keys_are_named_where_air_writes_them() {
+        let source = Source {
+            path: ".air.toml".into(),
+            text: "tmp_dir = \"t\"\n[build]\nexclude_dir = [\n  \"a\",\n  \"b[\",\n]\n".into(),
+        };
+        let at = |text: &str| {
+            let start = source.text.find(text).unwrap();
+            start..start + text.len()
+        };
+        let key = &super::super::keys::watch::ignore;
+        assert_eq!(source.label(key, &at("\"b[\"")), "[build] exclude_dir");
+        assert_eq!(source.label(key, &at("\"t\"")), "tmp_dir");
+        assert_eq!(source.label(key, &(0..0)), "[watch] ignore");
     }
 
     /// The keys serde knows in `section`, from its "unknown field" message (the only place it
     /// lists a struct's fields).
-    fn parser_keys(section: Section) -> Vec<String> {
-        let text = match section.table() {
+    fn parser_keys(section: Option<&str>) -> Vec<String> {
+        let text = match section {
             Some(table) => format!("[{table}]\nno_such_key = 1\n"),
             None => "no_such_key = 1\n".to_owned(),
         };
@@ -608,19 +372,14 @@ mod tests {
 
     #[test]
     fn the_parser_and_the_table_know_the_same_keys() {
-        for section in std::iter::once(Section::Top).chain(Section::TABLES) {
+        for section in std::iter::once(None).chain(TABLES.iter().copied().map(Some)) {
             let mut table: Vec<String> = KEYS
                 .iter()
-                .filter(|key| key.section == section)
+                .filter(|key| key.table == section)
                 .map(|key| key.name.to_owned())
                 .collect();
-            if section == Section::Top {
-                table.extend(
-                    Section::TABLES
-                        .iter()
-                        .filter_map(|s| s.table())
-                        .map(str::to_owned),
-                );
+            if section.is_none() {
+                table.extend(TABLES.iter().map(|table| (*table).to_owned()));
             }
             table.sort();
             assert_eq!(parser_keys(section), table, "in {section:?}");

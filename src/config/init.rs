@@ -11,11 +11,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
-use super::detect;
-use super::file::{FileConfig, OneOrMany, RunCmd, Source};
-use super::keys::{KEYS, Section};
-use super::{CONFIG_FILE, air, binary_choice_refused, empty_program, usage};
-use crate::cli::{InitArgs, ProjectFlags};
+use toml::Spanned;
+
+use super::file::Source;
+use super::flags::{Given, ProjectFlags};
+use super::keys::{self, FileConfig, KEYS, OneOrMany, RunCmd};
+use super::{CONFIG_FILE, Program, air, binary_choice_refused, detect, empty_program, usage};
+
+/// `reload init [--force] [--from-air] [PROJECT FLAGS] [-- PROGRAM]`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Overwrite an existing reload.toml.
+    #[arg(long)]
+    pub force: bool,
+    /// Convert .air.toml (or air.toml) instead of detecting the project (the default when one
+    /// exists).
+    #[arg(long = "from-air")]
+    pub from_air: bool,
+    #[command(flatten)]
+    pub project: ProjectFlags,
+}
 
 /// The config files of air that `reload` reads, in the order it looks for them.
 const AIR_FILES: [&str; 2] = [".air.toml", "air.toml"];
@@ -142,48 +157,56 @@ fn already_exists(target: &Path) -> anyhow::Error {
 }
 
 fn has_flags(flags: &ProjectFlags) -> bool {
-    !(flags.watch.is_empty()
-        && flags.ext.is_empty()
-        && flags.ignore.is_empty()
-        && flags.build.is_none()
-        && flags.program.is_empty())
+    let keys = [
+        &keys::watch::paths,
+        &keys::watch::ext,
+        &keys::watch::ignore,
+        &keys::build::cmd,
+    ];
+    keys.iter().any(|key| flags.has(key)) || !flags.program.is_empty()
+}
+
+/// A value the flags give, which has no place in a file.
+fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
 }
 
 /// Write the flags down over what the file says, layered as `config::resolve` layers them over
 /// a file: `-w`, `-e`, `-b` and the program replace, `-i` adds.
 fn apply_flags(dir: &Path, flags: &ProjectFlags, file: &mut FileConfig) -> Result<()> {
-    if !flags.watch.is_empty() {
-        for path in &flags.watch {
-            if !dir.join(path).exists() {
-                return Err(usage(format!(
-                    "--watch `{}` does not exist (looked in {})",
-                    path.display(),
-                    dir.display()
-                )));
-            }
-        }
-        file.watch.paths = Some(toml::Spanned::new(0..0, flags.watch.clone()));
+    let paths = flags.paths(&keys::watch::paths);
+    if let Some(missing) = paths.iter().find(|path| !dir.join(path).exists()) {
+        return Err(usage(format!(
+            "--watch `{}` does not exist (looked in {})",
+            missing.display(),
+            dir.display()
+        )));
     }
-    let ext: Vec<String> = flags
-        .ext
-        .iter()
+    if !paths.is_empty() {
+        file.watch.paths = Some(unplaced(paths));
+    }
+    let ext: Vec<String> = (flags.texts(&keys::watch::ext).iter())
         .map(|e| e.trim().trim_start_matches('.').to_owned())
         .filter(|e| !e.is_empty())
         .collect();
     if !ext.is_empty() {
-        file.watch.ext = Some(OneOrMany::Many(ext));
+        file.watch.ext = Some(unplaced(OneOrMany::Many(ext)));
     }
-    if !flags.ignore.is_empty() {
-        file.watch
+    let ignore = flags.texts(&keys::watch::ignore);
+    if !ignore.is_empty() {
+        let written = file
+            .watch
             .ignore
-            .get_or_insert_with(Vec::new)
-            .extend(flags.ignore.iter().cloned());
+            .get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
+        written
+            .get_mut()
+            .extend(ignore.into_iter().map(|glob| Spanned::new(0..0, glob)));
     }
-    if let Some(build) = &flags.build {
-        file.build.cmd = Some(build.trim().to_owned());
+    if let Some(build) = flags.text(&keys::build::cmd) {
+        file.build.cmd = Some(unplaced(build.trim().to_owned()));
     }
     if let Some(program) = program_flag(flags)? {
-        file.run.cmd = Some(toml::Spanned::new(0..0, RunCmd::Argv(program)));
+        file.run.cmd = Some(unplaced(RunCmd::Argv(program)));
     }
     Ok(())
 }
@@ -202,60 +225,63 @@ fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)
     let project = detect::detect(dir);
     let program = program_flag(flags)?;
     let cargo = matches!(project, Some(detect::Project::Cargo(_)));
-    if flags.chooses_binary() && (flags.build.is_some() || program.is_some() || !cargo) {
+    if flags.chooses_binary() && (flags.has(&keys::build::cmd) || program.is_some() || !cargo) {
         return Err(binary_choice_refused(
             "this is not one, or the build or the server is given explicitly",
         ));
     }
     let mut file = FileConfig::default();
+    let globs = |globs: Vec<String>| {
+        let globs: Vec<_> = globs.into_iter().map(|g| Spanned::new(0..0, g)).collect();
+        (!globs.is_empty()).then(|| Spanned::new(0..0, globs))
+    };
     if let Some(project) = &project {
         let defaults = project.watch_defaults();
-        file.watch.ext =
-            (!defaults.extensions.is_empty()).then_some(OneOrMany::Many(defaults.extensions));
-        file.watch.include = (!defaults.include.is_empty()).then_some(defaults.include);
-        file.watch.ignore = (!defaults.ignore.is_empty()).then_some(defaults.ignore);
+        file.watch.ext = (!defaults.extensions.is_empty())
+            .then(|| Spanned::new(0..0, OneOrMany::Many(defaults.extensions)));
+        file.watch.include = globs(defaults.include);
+        file.watch.ignore = globs(defaults.ignore);
         let paths = project.watch_paths(dir, flags.package.as_deref(), flags.bin.as_deref());
         if paths != [dir] {
             let relative = paths
                 .iter()
                 .map(|path| path.strip_prefix(dir).map_or(path.clone(), Path::to_owned))
                 .collect();
-            file.watch.paths = Some(toml::Spanned::new(0..0, relative));
+            file.watch.paths = Some(unplaced(relative));
         }
     }
-    let what = match (&flags.build, &program, &project) {
-        (Some(_), _, _) | (None, Some(_), None) => "from the flags given".to_owned(),
-        (None, Some(_), Some(project)) => {
+    let what = match (flags.has(&keys::build::cmd), &program, &project) {
+        (true, _, _) | (false, Some(_), None) => "from the flags given".to_owned(),
+        (false, Some(_), Some(project)) => {
             // As `config::resolve` does for a program given without a build.
-            file.build.cmd = project
-                .build_for_program()
-                .as_ref()
-                .map(ToString::to_string);
+            let build = project.build_for_program();
+            file.build.cmd = build.as_ref().map(|b| unplaced(b.to_string()));
             "detected the project; the server from the flags given".to_owned()
         }
-        (None, None, Some(project)) => {
+        (false, None, Some(project)) => {
             let plan = project.plan(dir, flags.bin.as_deref(), flags.package.as_deref())?;
-            file.build.cmd = plan
+            let build = plan
                 .build_line
                 .or_else(|| plan.build.as_ref().map(ToString::to_string));
+            file.build.cmd = build.map(unplaced);
             let command = match (plan.program, plan.cargo_binary) {
                 // reload.toml has no "the executable cargo reports": it names the binary's path.
-                (super::Program::CargoArtifact, Some(path)) => {
+                (Program::CargoArtifact, Some(path)) => {
                     let relative = path
                         .strip_prefix(dir)
                         .map_or(path.clone(), |p| Path::new(".").join(p));
                     RunCmd::Argv(vec![relative.display().to_string()])
                 }
-                (super::Program::CargoArtifact, None) => {
+                (Program::CargoArtifact, None) => {
                     return Err(anyhow!("a Cargo plan without a binary"));
                 }
-                (super::Program::Argv(argv), _) => RunCmd::Argv(argv),
-                (super::Program::Shell(line), _) => RunCmd::Shell(line),
+                (Program::Argv(argv), _) => RunCmd::Argv(argv),
+                (Program::Shell(line), _) => RunCmd::Shell(line),
             };
-            file.run.cmd = Some(toml::Spanned::new(0..0, command));
+            file.run.cmd = Some(unplaced(command));
             format!("detected: {}", plan.description)
         }
-        (None, None, None) => {
+        (false, None, None) => {
             return Err(usage(format!(
                 "cannot tell what kind of project {} is (no Cargo.toml, go.mod, Python files, \
                  package.json or Makefile with a run target)\n  help: say what to build and \
@@ -282,13 +308,11 @@ fn render(file: &FileConfig, what: &str) -> String {
         out,
         "# Command-line flags override these settings. Durations take units: 50ms, 5s, 1m.\n"
     );
-    let mut section = Section::Top;
+    let mut section = None;
     for key in KEYS {
-        if key.section != section {
-            section = key.section;
-            if let Some(table) = section.table() {
-                let _ = writeln!(out, "[{table}]");
-            }
+        if key.table != section {
+            section = key.table;
+            let _ = writeln!(out, "[{}]", section.unwrap_or_default());
         }
         let _ = writeln!(out, "# {}", key.doc);
         let _ = match (key.written)(file) {
@@ -318,9 +342,12 @@ mod tests {
         }
         .parse()
         .unwrap_or_else(|err| panic!("{err}\n{text}"));
-        assert_eq!(back.build.cmd.as_deref(), Some("go build -o ./tmp/main ."));
+        assert_eq!(
+            back.build.cmd.unwrap().into_inner(),
+            "go build -o ./tmp/main ."
+        );
         assert_eq!(back.watch.debounce.unwrap().into_inner(), "200ms");
-        assert_eq!(back.build.pre.unwrap(), ["echo 'hi'"]);
+        assert_eq!(back.build.pre.unwrap().into_inner(), ["echo 'hi'"]);
         assert!(
             text.contains("# listen = "),
             "unset keys are shown commented out"
@@ -330,14 +357,15 @@ mod tests {
     #[test]
     fn init_writes_the_proxy_section_commented_out() {
         let dir = tempfile::tempdir().unwrap();
+        let mut project = ProjectFlags {
+            program: vec!["./server".into()],
+            ..ProjectFlags::default()
+        };
+        project.keys.set(&keys::build::cmd, &["make"]);
         let init = InitArgs {
             force: false,
             from_air: false,
-            project: ProjectFlags {
-                build: Some("make".into()),
-                program: vec!["./server".into()],
-                ..ProjectFlags::default()
-            },
+            project,
         };
         let (path, _) = write(dir.path(), &init).unwrap();
         let text = std::fs::read_to_string(path).unwrap();
@@ -427,8 +455,7 @@ mod tests {
     fn assert_rendered(text: &str, key: &Key, line: &str) {
         let lines = lines_with_sections(text);
         let found = lines.windows(2).any(|pair| {
-            pair[0] == (key.section.table(), &format!("# {}", key.doc))
-                && pair[1] == (key.section.table(), line)
+            pair[0] == (key.table, &format!("# {}", key.doc)) && pair[1] == (key.table, line)
         });
         assert!(found, "no `{line}` for {} in\n{text}", key.label());
     }
@@ -446,11 +473,11 @@ mod tests {
 
         // Every key set (to what init shows for it), rendered, and read back the same.
         let mut written = String::new();
-        let mut section = Section::Top;
+        let mut section = None;
         for key in KEYS {
-            if key.section != section {
-                section = key.section;
-                let _ = writeln!(written, "[{}]", section.table().unwrap_or_default());
+            if key.table != section {
+                section = key.table;
+                let _ = writeln!(written, "[{}]", section.unwrap_or_default());
             }
             let _ = writeln!(written, "{} = {}", key.name, key.shown_unset());
         }

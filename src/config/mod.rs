@@ -1,19 +1,24 @@
-//! Configuration: the command line, reload.toml and what the project looks like, resolved once
-//! into a [`Config`]. Defaults < file < command line. No other module sees clap, toml, or an
-//! `Option` that means "use the default"; every duration is a `Duration`, every glob compiled.
-//! One resolver per section of reload.toml (`resolve_watch`, `resolve_build`, `resolve_run`,
-//! `resolve_output`, `resolve_proxy`); each takes its defaults from the table in `keys.rs`.
-//! `resolve_proxy` runs after `resolve_run`: an app port gives the server `PORT` and, when no
-//! readiness check was asked for, a tcp one on that port; without one, reload chooses the port
-//! at start (`Upstream::Chosen`) and follows the server to where it listens.
+//! Configuration: the command line, reload.toml (or air's file) and what the project looks like,
+//! resolved once into a [`Config`]. Defaults < file < command line. No other module sees clap,
+//! toml, or an `Option` that means "use the default"; every duration is a `Duration`, every glob
+//! compiled. Each key is declared once, in `keys.rs`, which gives its flag, its field in the
+//! file, its default and its line in `reload init`. One resolver per section (`resolve_watch`,
+//! `resolve_build`, `resolve_run`, `resolve_output`, `proxy::resolve`) reads the layers through
+//! `Place`. The resolved configuration is a map of services (today one, [`APP`]) and what is
+//! global; the proxy is then linked to the service it forwards to (`proxy::link_to_service`):
+//! an app port gives the server `PORT` and, when no readiness check was asked for, a tcp one on
+//! that port; without one, reload chooses the port at start (`Upstream::Chosen`) and follows
+//! the server to where it listens.
 
 mod air;
 mod changes;
 mod clean;
 mod detect;
 mod file;
+mod flags;
 pub mod init;
 pub(crate) mod keys;
+mod proxy;
 mod values;
 
 pub use values::{
@@ -26,20 +31,25 @@ use values::{
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use globset::{GlobSet, GlobSetBuilder};
+use indexmap::IndexMap;
 use nix::sys::signal::Signal;
 use toml::Spanned;
 
-use crate::cli::Args;
 pub use changes::{Change, changes};
 pub use clean::CleanPath;
 pub use file::ConfigError;
-use file::{FileConfig, PortValue, RunCmd, Source};
-use keys::Key;
+use file::Source;
+pub(crate) use flags::Given;
+use flags::flag_name;
+pub use flags::{Flags, ProjectFlags};
+pub use keys::KeyFlags;
+use keys::{FileConfig, Key, PollValue, RunCmd};
 
 /// Where Go builds go when air's or reload's zero-config decides (air's `tmp_dir`).
 const GO_BINARY_DIR: &str = "tmp";
@@ -50,20 +60,17 @@ pub const CONFIG_FILE: &str = "reload.toml";
 /// The config files looked for in the current directory without `-c`, the first found wins.
 const CONFIG_FILES: [&str; 3] = [CONFIG_FILE, ".air.toml", "air.toml"];
 
-/// Everything the dev loop needs, resolved and checked.
+/// The name of the one service a configuration has today (reload.toml's `[watch]`, `[build]`
+/// and `[run]`, or what zero-config detects).
+pub const APP: &str = "app";
+
+/// Everything the dev loop needs, resolved and checked: the services, and what is global.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Absolute project root: builds and the server run here, relative paths start here.
     pub root: PathBuf,
-    pub watch: WatchConfig,
-    /// `None`: no build step, a change restarts the server directly.
-    pub build: Option<BuildCommand>,
-    /// `None`: build-only mode, nothing is kept running.
-    pub run: Option<RunConfig>,
-    /// Shell commands run after the server is stopped for good.
-    pub post: Vec<String>,
-    /// Paths removed when reload exits (air's clean_on_exit), all inside the root.
-    pub clean_on_exit: Vec<CleanPath>,
+    /// Each service by name, in the order they are declared; today one, [`APP`].
+    pub services: IndexMap<String, ServiceConfig>,
     pub output: Output,
     /// One line for the user: where this configuration came from.
     pub origin: String,
@@ -80,11 +87,34 @@ pub struct Config {
     pub settings_files: Vec<PathBuf>,
 }
 
+impl Config {
+    /// The service of a configuration that has one, as every configuration has today.
+    pub fn app(&self) -> &ServiceConfig {
+        &self.services[0]
+    }
+}
+
+/// One service: what it watches, how it builds, what it runs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub watch: WatchConfig,
+    /// `None`: no build step, a change restarts the server directly.
+    pub build: Option<BuildCommand>,
+    /// `None`: build-only mode, nothing is kept running.
+    pub run: Option<RunConfig>,
+    /// Shell commands run after the server is stopped for good.
+    pub post: Vec<String>,
+    /// Paths removed when reload exits (air's clean_on_exit), all inside the root.
+    pub clean_on_exit: Vec<CleanPath>,
+}
+
 /// The dev proxy: where the browser connects and where it forwards to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// Where the browser connects (loopback unless the user named another host).
     pub listen: std::net::SocketAddr,
+    /// The service it forwards to, by name.
+    pub service: String,
     /// Where the server listens.
     pub upstream: Upstream,
     /// How long a request waits for a ready server before it gets a 504.
@@ -405,9 +435,9 @@ pub const EDITOR_TEMPORARIES: &[&str] = &[
 ];
 
 /// Resolve the command line, the config file and project detection into one `Config`.
-pub fn resolve(args: &Args) -> Result<Config> {
+pub fn resolve(flags: &Flags) -> Result<Config> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let config_path = match &args.config {
+    let config_path = match &flags.config {
         Some(path) => Some(cwd.join(path)),
         None => CONFIG_FILES
             .iter()
@@ -416,25 +446,27 @@ pub fn resolve(args: &Args) -> Result<Config> {
     };
     let source = config_path.as_deref().map(Source::read).transpose()?;
     let (file, warnings) = match &source {
-        Some(source) if air::is_air_file(&source.path) => air::parse(source)?,
+        Some(source) if source.is_air() => air::parse(source)?,
         Some(source) => (source.parse()?, Vec::new()),
         None => (FileConfig::default(), Vec::new()),
     };
-    let mut config = resolve_with(args, &cwd, source.as_ref(), file)?;
+    let mut config = resolve_with(flags, &cwd, source.as_ref(), file)?;
     config.warnings = warnings;
     // The files looked for count as well as the one found: a reload.toml written while
     // zero-config runs takes over, as it would at the next start.
-    let looked_for = match &args.config {
+    let looked_for = match &flags.config {
         Some(path) => vec![in_canonical_directory(&cwd.join(path))],
         None => CONFIG_FILES
             .iter()
             .map(|name| in_canonical_directory(&cwd.join(name)))
             .collect(),
     };
-    let files = &mut config.watch.config_files;
-    for file in looked_for.iter().rev() {
-        if !files.contains(file) {
-            files.insert(0, file.clone());
+    for service in config.services.values_mut() {
+        let files = &mut service.watch.config_files;
+        for file in looked_for.iter().rev() {
+            if !files.contains(file) {
+                files.insert(0, file.clone());
+            }
         }
     }
     config.settings_files = looked_for;
@@ -450,83 +482,48 @@ fn in_canonical_directory(path: &Path) -> PathBuf {
     }
 }
 
-/// Turns "`5` has no unit" into an error that points at the flag or at the file's line.
+/// The layers a setting is read from, top down: the flags, the file (whose source places an
+/// error at its line), the key's default. Errors name the flag, or the key as the file does.
 struct Place<'a> {
+    flags: &'a Flags,
     source: Option<&'a Source>,
 }
 
 impl Place<'_> {
-    fn file(&self, span: std::ops::Range<usize>, message: String) -> anyhow::Error {
+    /// An error at `span` in the file (a usage error without one).
+    fn file(&self, span: Range<usize>, message: String) -> anyhow::Error {
         match self.source {
             Some(source) => source.error_at(span, message).into(),
             None => usage(message),
         }
     }
 
-    /// An error about a string the file writes under one of `keys` (dotted, like
-    /// `watch.ignore`) and that `matches`, placed at its line when it can be found there.
-    /// `message` follows the key's name: `[watch] ignore: invalid glob ...`.
-    fn value(
-        &self,
-        keys: &[&str],
-        matches: impl Fn(&str) -> bool,
-        message: &str,
-        help: Option<&str>,
-    ) -> anyhow::Error {
-        let Some(source) = self.source else {
-            return usage(format!("{}: {message}", key_name(keys[0])));
-        };
-        let (key, position) = match file::locate_value(&source.text, keys, matches) {
-            Some((key, span)) => (key, source.error_at(span, String::new()).position),
-            None => (keys[0].to_owned(), None),
-        };
-        ConfigError {
-            file: source.path.clone(),
-            position,
-            message: format!("{}: {message}", key_name(&key)),
-            help: help.map(str::to_owned),
-        }
-        .into()
+    /// An error about the value of `key` the file writes at `span`: `[run] listen: ...`.
+    fn at(&self, key: &Key, span: &Range<usize>, message: &str) -> anyhow::Error {
+        let label = self
+            .source
+            .map_or_else(|| key.label(), |source| source.label(key, span));
+        self.file(span.clone(), format!("{label}: {message}"))
     }
 
-    /// Compile the globs a file gives (placed at their line, found under `keys`) and those
-    /// given with `flag` into one set.
-    fn globs(&self, keys: &[&str], from_file: &[String], flag: (&str, &[String])) -> Result<Globs> {
-        // air's paths reach here anchored (`tmp` as `/tmp`): compare them as written.
-        let bare = |glob: &str| {
-            glob.trim()
-                .trim_start_matches("./")
-                .trim_start_matches('/')
-                .to_owned()
-        };
-        let mut patterns = Vec::new();
-        for glob in from_file {
-            patterns.extend(parse_glob(glob).map_err(|err| {
-                self.value(keys, |written| bare(written) == bare(glob), &err, None)
-            })?);
-        }
-        for glob in flag.1 {
-            patterns.extend(parse_glob(glob).map_err(|err| usage(format!("{}: {err}", flag.0)))?);
-        }
-        Globs::new(patterns).map_err(|err| usage(format!("{}: {err}", key_name(keys[0]))))
+    /// An error about the flag of `key`: `--listen: ...`.
+    fn flag(key: &Key, message: &str) -> anyhow::Error {
+        usage(format!("{}: {message}", flag_name(key)))
     }
 
-    /// The command-line value if given, else the file's, parsed by `parse`; `None` when
-    /// neither says. Errors name the flag or the key as the table does.
+    /// The flag's value if given, else the file's, parsed by `parse`; `None` when neither
+    /// says.
     fn layered<T>(
         &self,
         key: &Key,
-        flag: Option<&String>,
         file: Option<&Spanned<String>>,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<Option<T>> {
-        match (flag, file) {
-            (Some(text), _) => parse(text)
-                .map(Some)
-                .map_err(|e| usage(format!("{}: {e}", key.flag.unwrap_or(key.name)))),
+        match (self.flags.text(key), file) {
+            (Some(text), _) => parse(&text).map(Some).map_err(|e| Place::flag(key, &e)),
             (None, Some(text)) => parse(text.get_ref())
                 .map(Some)
-                .map_err(|e| self.file(text.span(), format!("{}: {e}", key.label()))),
+                .map_err(|e| self.at(key, &text.span(), &e)),
             (None, None) => Ok(None),
         }
     }
@@ -536,79 +533,107 @@ impl Place<'_> {
     fn setting<T>(
         &self,
         key: &Key,
-        flag: Option<&String>,
         file: Option<&Spanned<String>>,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<T> {
-        match self.layered(key, flag, file, &parse)? {
+        match self.layered(key, file, &parse)? {
             Some(value) => Ok(value),
             None => key.parsed_default(parse),
         }
     }
-}
 
-/// A switch: on when its flag is given, else what the file says, else the key's default.
-fn switch(key: &Key, flag: bool, file: Option<bool>) -> Result<bool> {
-    match (flag, file) {
-        (true, _) => Ok(true),
-        (false, Some(value)) => Ok(value),
-        (false, None) => key.parsed_default(keys::parse_bool),
+    /// A switch: as its flag turns it when given, else what the file says, else the default.
+    fn switch(&self, key: &Key, file: Option<&Spanned<bool>>) -> Result<bool> {
+        match (self.flags.switch(key), file) {
+            (Some(value), _) => Ok(value),
+            (None, Some(value)) => Ok(*value.get_ref()),
+            (None, None) => key.parsed_default(keys::parse_bool),
+        }
+    }
+
+    /// The file's list of `key`, each value parsed where it is written, then the flag's values
+    /// (which add to it).
+    fn list<T>(
+        &self,
+        key: &Key,
+        file: &[Spanned<String>],
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>> {
+        let from_file = file
+            .iter()
+            .map(|written| parse(written.get_ref()).map_err(|e| self.at(key, &written.span(), &e)));
+        let flags = self.flags.texts(key);
+        let from_flags = flags
+            .iter()
+            .map(|text| parse(text).map_err(|e| Place::flag(key, &e)));
+        from_file.chain(from_flags).collect()
+    }
+
+    /// The globs of `key` (the file's, the flag's and `built_in`) compiled into one set.
+    fn globs(&self, key: &Key, file: &[Spanned<String>], built_in: &[&str]) -> Result<Globs> {
+        let mut patterns: Vec<globset::Glob> = self.list(key, file, parse_glob)?.concat();
+        for glob in built_in {
+            patterns.extend(parse_glob(glob).map_err(usage)?);
+        }
+        Globs::new(patterns).map_err(|err| usage(format!("{}: {err}", key.label())))
     }
 }
 
 /// Each section resolved on its own, in the order its errors are reported.
 fn resolve_with(
-    args: &Args,
+    flags: &Flags,
     cwd: &Path,
     source: Option<&Source>,
     mut file: FileConfig,
 ) -> Result<Config> {
-    let place = Place { source };
+    let place = Place { flags, source };
     let root = resolve_root(cwd, &place, file.root.as_ref())?;
     let project = detect::detect(&root);
-    let mut watch = resolve_watch(args, cwd, &place, &root, project.as_ref(), file.watch)?;
+    let mut watch = resolve_watch(&place, cwd, &root, project.as_ref(), file.watch)?;
     let commands = choose_commands(
-        args,
         &place,
         &root,
         project.as_ref(),
-        file.build.cmd.as_deref(),
+        file.build.cmd.as_ref().map(Spanned::get_ref),
         file.run.cmd.take(),
     )?;
-    // Whether the user chose a readiness check: the proxy only supplies one where none was.
-    let readiness_asked = args.ready.is_some() || file.run.ready.is_some();
-    let (mut run, post) = resolve_run(
-        args,
-        cwd,
-        &place,
-        &root,
-        commands.program,
-        commands.env,
-        file.run,
-    )?;
+    let written = proxy::Written {
+        readiness_asked: flags.has(&keys::run::ready) || file.run.ready.is_some(),
+        port_at: (file.run.env.as_ref())
+            .and_then(|env| env.get_ref().get("PORT"))
+            .map(Spanned::span),
+    };
+    let (mut run, post) =
+        resolve_run(&place, cwd, &root, commands.program, commands.env, file.run)?;
     if let Some(env_file) = run.as_ref().and_then(|run| run.env_file.as_ref()) {
         watch_env_file(&mut watch, env_file);
     }
-    let (build, clean_on_exit) = resolve_build(args, &place, &root, commands.build, file.build)?;
-    let output = resolve_output(args, &place, file.output)?;
-    let proxy = resolve_proxy(args, &place, file.proxy, run.as_mut(), readiness_asked)?;
+    let (build, clean_on_exit) = resolve_build(&place, &root, commands.build, file.build)?;
+    let output = resolve_output(&place, file.output)?;
+    let proxy = proxy::resolve(&place, file.proxy)?;
+    let proxy = proxy
+        .map(|asked| proxy::link_to_service(&place, asked, APP, run.as_mut(), &written))
+        .transpose()?;
     watch.config_files = detect::files_read(&root, project.as_ref());
+    let app = ServiceConfig {
+        watch,
+        build,
+        run,
+        post,
+        clean_on_exit,
+    };
     Ok(Config {
         project_unreadable: project
             .as_ref()
             .and_then(detect::Project::unreadable)
             .map(str::to_owned),
         settings_files: Vec::new(),
-        watch,
         origin: match source {
             Some(source) => format!("{}: {}", source.path.display(), commands.what),
             None => commands.what,
         },
         root,
-        build,
-        run,
-        post,
-        clean_on_exit,
+        services: IndexMap::from([(APP.to_owned(), app)]),
         output,
         warnings: Vec::new(),
         proxy,
@@ -680,48 +705,52 @@ fn plan_in_words(
     }
 }
 
+/// The program the flags or the file name, refused when it is empty.
+fn explicit_program(
+    place: &Place<'_>,
+    run_cmd: Option<Spanned<RunCmd>>,
+) -> Result<Option<Program>> {
+    let from_flags = &place.flags.project.program;
+    if !from_flags.is_empty() {
+        if from_flags[0].trim().is_empty() {
+            return Err(empty_program());
+        }
+        return Ok(Some(Program::Argv(from_flags.clone())));
+    }
+    let Some(cmd) = run_cmd else { return Ok(None) };
+    let span = cmd.span();
+    let (empty, program) = match cmd.into_inner() {
+        RunCmd::Argv(argv) => (
+            argv.first().is_none_or(|program| program.trim().is_empty()),
+            Program::Argv(argv),
+        ),
+        RunCmd::Shell(line) => (line.trim().is_empty(), Program::Shell(line)),
+    };
+    if empty {
+        return Err(place.file(
+            span,
+            "[run] cmd is empty: name the program to run, like cmd = [\"./server\"] or \
+             cmd = \"./server --port 3000\""
+                .to_owned(),
+        ));
+    }
+    Ok(Some(program))
+}
+
 /// Flags over the file, both over zero-config detection: the build command and the program.
 fn choose_commands(
-    args: &Args,
     place: &Place<'_>,
     root: &Path,
     project: Option<&detect::Project>,
-    build_cmd: Option<&str>,
+    build_cmd: Option<&String>,
     run_cmd: Option<Spanned<RunCmd>>,
 ) -> Result<Commands> {
-    let cmd_span = run_cmd.as_ref().map(Spanned::span);
-    let explicit_program = if args.project.program.is_empty() {
-        run_cmd.map(|cmd| match cmd.into_inner() {
-            RunCmd::Argv(argv) => Program::Argv(argv),
-            RunCmd::Shell(line) => Program::Shell(line),
-        })
-    } else {
-        Some(Program::Argv(args.project.program.clone()))
-    };
-    let empty = match &explicit_program {
-        Some(Program::Argv(argv)) => argv.first().is_none_or(|program| program.trim().is_empty()),
-        Some(Program::Shell(line)) => line.trim().is_empty(),
-        Some(Program::CargoArtifact) | None => false,
-    };
-    if empty {
-        return Err(match cmd_span {
-            _ if !args.project.program.is_empty() => empty_program(),
-            Some(span) => place.file(
-                span,
-                "[run] cmd is empty: name the program to run, like cmd = [\"./server\"] or \
-                 cmd = \"./server --port 3000\""
-                    .to_owned(),
-            ),
-            None => usage("[run] cmd is empty: name the program to run"),
-        });
-    }
-    let explicit_build = args
-        .project
-        .build
-        .as_deref()
-        .or(build_cmd)
+    let flags = &place.flags.project;
+    let explicit_program = explicit_program(place, run_cmd)?;
+    let explicit_build = flags
+        .text(&keys::build::cmd)
+        .or_else(|| build_cmd.cloned())
         .map(|cmd| cmd.trim().to_owned());
-
     let mut env = project.map(|p| p.run_env(root)).unwrap_or_default();
     let (build, program, what) = match (explicit_build, explicit_program, project) {
         (Some(build), program, _) => {
@@ -748,27 +777,13 @@ fn choose_commands(
                      reload a reload.toml or -c FILE, or pass its server after `--`",
                 ));
             }
-            let plan = project.plan(
-                root,
-                args.project.bin.as_deref(),
-                args.project.package.as_deref(),
-            )?;
+            let plan = project.plan(root, flags.bin.as_deref(), flags.package.as_deref())?;
             env = plan.env;
             (plan.build, Some(plan.program), plan.description)
         }
-        (None, None, None) => {
-            if let Some(source) = place.source {
-                return Err(nothing_in_the_file(source));
-            }
-            return Err(usage(format!(
-                "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, \
-                 Go, Python, Node or Makefile project\n  help: run `reload init` to write a \
-                 {CONFIG_FILE}, or say what to do: `reload --build 'make' -- ./server`",
-                root.display()
-            )));
-        }
+        (None, None, None) => return Err(nothing_to_do(place.source, root)),
     };
-    if args.project.chooses_binary() && !matches!(build, Some(BuildCommand::Cargo { .. })) {
+    if flags.chooses_binary() && !matches!(build, Some(BuildCommand::Cargo { .. })) {
         return Err(binary_choice_refused(
             "here the build or the server is given explicitly",
         ));
@@ -781,101 +796,84 @@ fn choose_commands(
     })
 }
 
+/// Neither the flags, nor the file, nor the project say what to build or run.
+fn nothing_to_do(source: Option<&Source>, root: &Path) -> anyhow::Error {
+    if let Some(source) = source {
+        return nothing_in_the_file(source);
+    }
+    usage(format!(
+        "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, Go, \
+         Python, Node or Makefile project\n  help: run `reload init` to write a {CONFIG_FILE}, \
+         or say what to do: `reload --build 'make' -- ./server`",
+        root.display()
+    ))
+}
+
 /// The server and how it is stopped, started and awaited; `None` in build-only mode (every
 /// setting is still checked). Also `[run] post`, which runs after the server's last stop.
 fn resolve_run(
-    args: &Args,
-    cwd: &Path,
     place: &Place<'_>,
+    cwd: &Path,
     root: &Path,
     program: Option<Program>,
     mut env: BTreeMap<String, String>,
-    run: file::RunSection,
+    run: keys::RunSection,
 ) -> Result<(Option<RunConfig>, Vec<String>)> {
-    let stop_signal = place.setting(
-        &keys::RUN_STOP_SIGNAL,
-        args.stop_signal.as_ref(),
-        run.stop_signal.as_ref(),
-        parse_signal,
-    )?;
+    use keys::run as key;
+    let stop_signal = place.setting(&key::stop_signal, run.stop_signal.as_ref(), parse_signal)?;
     let stop_timeout = place.setting(
-        &keys::RUN_STOP_TIMEOUT,
-        args.stop_timeout.as_ref(),
+        &key::stop_timeout,
         run.stop_timeout.as_ref(),
         parse_duration,
     )?;
-    let readiness = place.setting(
-        &keys::RUN_READY,
-        args.ready.as_ref(),
-        run.ready.as_ref(),
-        parse_readiness,
-    )?;
+    let readiness = place.setting(&key::ready, run.ready.as_ref(), parse_readiness)?;
     let ready_timeout = place.setting(
-        &keys::RUN_READY_TIMEOUT,
-        args.ready_timeout.as_ref(),
+        &key::ready_timeout,
         run.ready_timeout.as_ref(),
         parse_duration,
     )?;
     let restart_delay = place.setting(
-        &keys::RUN_RESTART_DELAY,
-        None,
+        &key::restart_delay,
         run.restart_delay.as_ref(),
         parse_duration,
     )?;
-
-    let listeners = if args.listen.is_empty() {
-        match &run.listen {
-            Some(list) => list
-                .get_ref()
-                .iter()
-                .map(|text| {
-                    parse_listen(text, root)
-                        .map_err(|e| place.file(list.span(), format!("[run] listen: {e}")))
-                })
-                .collect::<Result<Vec<_>>>()?,
-            None => Vec::new(),
-        }
-    } else {
-        args.listen
-            .iter()
-            .map(|text| parse_listen(text, root).map_err(|e| usage(format!("--listen: {e}"))))
-            .collect::<Result<Vec<_>>>()?
+    // The flag's sockets replace the file's.
+    let listen = match run.listen {
+        Some(_) if place.flags.has(&key::listen) => Vec::new(),
+        Some(listen) => listen.into_inner(),
+        None => Vec::new(),
     };
-
-    let env_file = match (&args.env_file, &run.env_file) {
+    let listeners = place.list(&key::listen, &listen, |text| parse_listen(text, root))?;
+    let env_file = match (place.flags.paths(&key::env_file).pop(), &run.env_file) {
         (Some(path), _) => {
-            Some(check_exists(&cwd.join(path)).map_err(|e| usage(format!("--env-file: {e}")))?)
+            Some(check_exists(&cwd.join(path)).map_err(|e| Place::flag(&key::env_file, &e))?)
         }
         (None, Some(path)) => Some(
             check_exists(&root.join(path.get_ref()))
-                .map_err(|e| place.file(path.span(), format!("[run] env_file: {e}")))?,
+                .map_err(|e| place.at(&key::env_file, &path.span(), &e))?,
         ),
         (None, None) => None,
     };
-    env.extend(run.env.unwrap_or_default());
-
-    let order = if switch(&keys::RUN_OVERLAP, args.overlap, run.overlap)? {
+    let written_env = run.env.map(Spanned::into_inner).unwrap_or_default();
+    env.extend(written_env.into_iter().map(|(k, v)| (k, v.into_inner())));
+    let order = if place.switch(&key::overlap, run.overlap.as_ref())? {
         RestartOrder::Overlap
     } else {
         RestartOrder::StopThenStart
     };
-    let on_build_failure = if switch(
-        &keys::RUN_STOP_ON_BUILD_ERROR,
-        false,
-        run.stop_on_build_error,
-    )? {
+    let stop_on_build_error = run.stop_on_build_error.as_ref();
+    let on_build_failure = if place.switch(&key::stop_on_build_error, stop_on_build_error)? {
         OnBuildFailure::Stop
     } else {
         OnBuildFailure::KeepServing
     };
-    let on_exit = if switch(&keys::RUN_RESTART_ON_EXIT, false, run.restart_on_exit)? {
+    let on_exit = if place.switch(&key::restart_on_exit, run.restart_on_exit.as_ref())? {
         OnExit::RestartAfter(restart_delay)
     } else {
         OnExit::Wait
     };
-
-    let mut post = run.post.unwrap_or_default();
-    post.extend(args.post.iter().cloned());
+    let mut post = run.post.map(Spanned::into_inner).unwrap_or_default();
+    post.extend(place.flags.texts(&key::post));
     let run = program.map(|program| RunConfig {
         program,
         env,
@@ -906,32 +904,25 @@ fn watch_env_file(watch: &mut WatchConfig, env_file: &Path) {
 /// The build command with `[build] pre` (and `--pre`) run before it, and the paths removed at
 /// exit.
 fn resolve_build(
-    args: &Args,
     place: &Place<'_>,
     root: &Path,
     build: Option<BuildCommand>,
-    section: file::BuildSection,
+    section: keys::BuildSection,
 ) -> Result<(Option<BuildCommand>, Vec<CleanPath>)> {
-    let mut pre = section.pre.unwrap_or_default();
-    pre.extend(args.pre.iter().cloned());
+    let mut pre = section.pre.map(Spanned::into_inner).unwrap_or_default();
+    pre.extend(place.flags.texts(&keys::build::pre));
     let build = with_pre_commands(&pre, build);
-
     // Never anything outside the project, whatever a config file says: refused at start.
-    let clean_keys: &[&str] = match place.source {
-        Some(source) if air::is_air_file(&source.path) => &["tmp_dir"],
-        _ => &["build.clean_on_exit"],
-    };
-    let clean_on_exit = section
-        .clean_on_exit
+    let written = section.clean_on_exit.map(Spanned::into_inner);
+    let clean_on_exit = written
         .unwrap_or_default()
         .iter()
-        .map(|written| {
-            CleanPath::resolve(root, written).map_err(|why| {
-                place.value(
-                    clean_keys,
-                    |s| Path::new(s) == written,
-                    &why,
-                    Some("reload removes only paths inside the project, never the root itself"),
+        .map(|path| {
+            CleanPath::resolve(root, path.get_ref()).map_err(|why| {
+                let err = place.at(&keys::build::clean_on_exit, &path.span(), &why);
+                with_help(
+                    err,
+                    "reload removes only paths inside the project, never the root itself",
                 )
             })
         })
@@ -939,383 +930,29 @@ fn resolve_build(
     Ok((build, clean_on_exit))
 }
 
-/// A setting that a later check may find contradicting another: its value, how to name it in
-/// that message, and its place in the file when the file gave it.
-struct Named<T> {
-    value: T,
-    /// `--app-port 8080` or `[proxy] app_port = 8080`.
-    name: String,
-    span: Option<std::ops::Range<usize>>,
-}
-
-impl Place<'_> {
-    /// A port setting: the flag's text when given, else the file's value (a number or a
-    /// string), parsed by `parse`. Errors name the flag, or `label` at the file's line.
-    fn port_setting<T>(
-        &self,
-        flag: (&str, Option<&String>),
-        label: &str,
-        file: Option<&Spanned<PortValue>>,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<Named<T>>> {
-        match (flag.1, file) {
-            (Some(text), _) => match parse(text) {
-                Ok(value) => Ok(Some(Named {
-                    value,
-                    name: format!("{} {}", flag.0, text.trim()),
-                    span: None,
-                })),
-                Err(err) => Err(usage(format!("{}: {err}", flag.0))),
-            },
-            (None, Some(written)) => {
-                let text = written.get_ref().to_string();
-                match parse(&text) {
-                    Ok(value) => Ok(Some(Named {
-                        value,
-                        name: format!("{label} = {text}"),
-                        span: Some(written.span()),
-                    })),
-                    Err(err) => Err(self.file(written.span(), format!("{label}: {err}"))),
-                }
-            }
-            (None, None) => Ok(None),
-        }
-    }
-
-    /// An error about settings that contradict each other: at the line of the first of them
-    /// the file gave, or a usage error when they are all flags.
-    fn among<'s>(
-        &self,
-        spans: impl IntoIterator<Item = Option<&'s std::ops::Range<usize>>>,
-        message: String,
-    ) -> anyhow::Error {
-        match spans.into_iter().flatten().next() {
-            Some(span) => self.file(span.clone(), message),
-            None => usage(message),
-        }
-    }
-}
-
-/// The dev proxy: on when `--proxy` is given or the file sets `[proxy] port` (air's
-/// `enabled = true` arrives as that). It forwards to the first `--listen` socket when reload
-/// holds one, else to the app port, which the server then gets as `PORT` and, unless another
-/// check was asked for, is ready when that port accepts a connection.
-fn resolve_proxy(
-    args: &Args,
-    place: &Place<'_>,
-    section: file::ProxySection,
-    run: Option<&mut RunConfig>,
-    readiness_asked: bool,
-) -> Result<Option<ProxyConfig>> {
-    let air = place.source.is_some_and(|s| air::is_air_file(&s.path));
-    let (port_label, app_port_label) = if air {
-        (
-            "[proxy] proxy_port".to_owned(),
-            "[proxy] app_port".to_owned(),
-        )
-    } else {
-        (keys::PROXY_PORT.label(), keys::PROXY_APP_PORT.label())
-    };
-    // Every setting is checked, the proxy on or not, as [run] is in build-only mode.
-    let listen = place.port_setting(
-        ("--proxy", args.proxy.as_ref()),
-        &port_label,
-        section.port.as_ref(),
-        parse_proxy_address,
-    )?;
-    let app_port = place.port_setting(
-        ("--app-port", args.app_port.as_ref()),
-        &app_port_label,
-        section.app_port.as_ref(),
-        parse_port,
-    )?;
-    let hold_timeout = place.setting(
-        &keys::PROXY_HOLD_TIMEOUT,
-        None,
-        section.hold_timeout.as_ref(),
-        parse_duration,
-    )?;
-    let inject = !args.no_inject && switch(&keys::PROXY_INJECT, false, section.inject)?;
-    let allowed_hosts = allowed_hosts(place, &args.allow_host, section.allowed_hosts.as_deref())?;
-
-    let Some(listen) = listen else {
-        // A flag that would silently do nothing: the user expects a proxy (or PORT) and gets
-        // neither.
-        for (given, flag) in [
-            (args.app_port.is_some(), "--app-port"),
-            (args.no_inject, "--no-inject"),
-            (!args.allow_host.is_empty(), "--allow-host"),
-        ] {
-            if given {
-                return Err(usage(format!(
-                    "{flag} is a setting of the dev proxy, and no proxy is asked for\n  help: \
-                     add --proxy PORT (or [proxy] port in {CONFIG_FILE}) for the port the \
-                     browser connects to"
-                )));
-            }
-        }
-        return Ok(None);
-    };
-    let Some(run) = run else {
-        return Err(place.among(
-            [listen.span.as_ref()],
-            format!(
-                "{} needs a server to forward to, and this configuration only builds (no \
-                 [run] cmd and no program after `--`)\n  help: name the server, like `reload \
-                 --proxy {} --app-port 8080 -- ./server`",
-                flag_or_label(&listen, "--proxy", &port_label),
-                listen.value.port()
-            ),
-        ));
-    };
-
-    let proxy_name = flag_or_label(&listen, "--proxy", &port_label);
-    let upstream = choose_upstream(place, run, app_port.as_ref(), &proxy_name)?;
-    refuse_same_port(place, &listen, &upstream, app_port.as_ref())?;
-    match upstream {
-        Upstream::AppPort(port) => {
-            give_port(place, run, port, app_port.as_ref())?;
-            if !readiness_asked {
-                // The server binds the port itself: it is ready once the port accepts.
-                run.readiness = Readiness::TcpConnect(format!("127.0.0.1:{port}"));
-            }
-        }
-        Upstream::Chosen if !readiness_asked => run.readiness = Readiness::GivenPort,
-        Upstream::Chosen | Upstream::Held(_) => {}
-    }
-    Ok(Some(ProxyConfig {
-        listen: listen.value,
-        upstream,
-        hold_timeout,
-        inject,
-        allowed_hosts,
-    }))
-}
-
-/// Where the proxy forwards: the first `--listen` socket, the app port, a PORT written in
-/// `[run] env` (the port the user chose), or, with none of them, a port the engine chooses.
-fn choose_upstream(
-    place: &Place<'_>,
-    run: &RunConfig,
-    app_port: Option<&Named<u16>>,
-    proxy_name: &str,
-) -> Result<Upstream> {
-    Ok(match (run.listeners.first(), app_port) {
-        (Some(held), Some(app_port)) => {
-            return Err(place.among(
-                [app_port.span.as_ref()],
-                format!(
-                    "{} and --listen {} contradict each other: with --listen the proxy \
-                     forwards to the socket reload holds for the server, so there is no app \
-                     port\n  help: drop one of them",
-                    app_port.name, held.address
-                ),
-            ));
-        }
-        (Some(held), None) => Upstream::Held(held_upstream(&held.address)?),
-        (None, Some(app_port)) => Upstream::AppPort(app_port.value),
-        (None, None) => match run.env.get("PORT") {
-            // PORT written in [run] env is the port the user chose: the proxy forwards there.
-            Some(written) => Upstream::AppPort(parse_port(written).map_err(|err| {
-                place.value(
-                    &["run.env.PORT"],
-                    |value| value == written.as_str(),
-                    &format!(
-                        "with {proxy_name} and no app port, the proxy forwards to this PORT, and \
-                         {err}"
-                    ),
-                    Some("drop PORT from [run] env to let reload choose a port"),
-                )
-            })?),
-            None => Upstream::Chosen,
-        },
-    })
-}
-
-/// Refuse an app or held port that is the proxy's own.
-fn refuse_same_port(
-    place: &Place<'_>,
-    listen: &Named<std::net::SocketAddr>,
-    upstream: &Upstream,
-    app_port: Option<&Named<u16>>,
-) -> Result<()> {
-    let upstream_addr = match upstream {
-        Upstream::AppPort(port) => Some((
-            std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
-            app_port.map_or_else(
-                || format!("PORT = \"{port}\" in [run] env"),
-                |p| p.name.clone(),
-            ),
-        )),
-        Upstream::Held(addr) => Some((*addr, format!("--listen {addr}"))),
-        // Chosen at start among the ports free then, which the proxy's is not.
-        Upstream::Chosen => None,
-    };
-    if let Some((upstream_addr, upstream_name)) = upstream_addr
-        && same_socket(listen.value, upstream_addr)
-    {
-        return Err(place.among(
-            [listen.span.as_ref(), app_port.and_then(|p| p.span.as_ref())],
-            format!(
-                "{} and {upstream_name} are the same port: the browser connects to the proxy \
-                 and the proxy to your server, so they need two ports\n  help: give the proxy \
-                 another port, like {}",
-                listen.name,
-                listen.value.port().checked_add(10).unwrap_or(8090)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `[proxy] allowed_hosts` and every `--allow-host`, each refused at its line or flag.
-fn allowed_hosts(
-    place: &Place<'_>,
-    flags: &[String],
-    file: Option<&[Spanned<String>]>,
-) -> Result<Vec<HostPattern>> {
-    let label = keys::PROXY_ALLOWED_HOSTS.label();
-    let from_file = file.unwrap_or_default().iter().map(|name| {
-        parse_host_pattern(name.get_ref())
-            .map_err(|err| place.file(name.span(), format!("{label}: {err}")))
-    });
-    let from_flags = flags
-        .iter()
-        .map(|name| parse_host_pattern(name).map_err(|err| usage(format!("--allow-host: {err}"))));
-    from_file.chain(from_flags).collect()
-}
-
-/// `--proxy` when the flag gave the setting, else its label in the file.
-fn flag_or_label<T>(setting: &Named<T>, flag: &str, label: &str) -> String {
-    match setting.span {
-        Some(_) => label.to_owned(),
-        None => flag.to_owned(),
-    }
-}
-
-/// Where the proxy connects to a socket reload holds: the address it is bound to, loopback
-/// for one bound to every interface (connecting to 0.0.0.0 is not portable).
-fn held_upstream(address: &ListenAddress) -> Result<std::net::SocketAddr> {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    match address {
-        ListenAddress::Tcp(addr) if addr.port() == 0 => Err(usage(format!(
-            "--proxy forwards to the first --listen socket, and {addr} asks for any free port, \
-             which the proxy could not find\n  help: --listen on a port of its own, like 3000"
-        ))),
-        ListenAddress::Tcp(addr) => Ok(match addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => {
-                std::net::SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-            }
-            IpAddr::V6(ip) if ip.is_unspecified() => {
-                std::net::SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
-            }
-            _ => *addr,
-        }),
-        ListenAddress::Unix(_) => Err(usage(format!(
-            "--proxy forwards to the first --listen socket over TCP, and that one is {address}\n  \
-             help: put a TCP --listen first, like --listen 3000"
-        ))),
-    }
-}
-
-/// Whether binding `proxy` would take `server`'s port: the same port on the same address,
-/// or on every interface of either side.
-fn same_socket(proxy: std::net::SocketAddr, server: std::net::SocketAddr) -> bool {
-    proxy.port() == server.port()
-        && (proxy.ip() == server.ip()
-            || proxy.ip().is_unspecified()
-            || server.ip().is_unspecified())
-}
-
-/// The server's `PORT`: the app port, which most frameworks read. A `PORT` in `[run] env`
-/// that says the same is fine; one that says otherwise contradicts the proxy.
-fn give_port(
-    place: &Place<'_>,
-    run: &mut RunConfig,
-    port: u16,
-    app_port: Option<&Named<u16>>,
-) -> Result<()> {
-    let port_text = port.to_string();
-    match run.env.get("PORT") {
-        Some(written) if written.trim() == port_text => Ok(()),
-        Some(written) => {
-            let written = written.clone();
-            let app_port = app_port.map_or_else(|| port_text.clone(), |p| p.name.clone());
-            Err(place.value(
-                &["run.env.PORT"],
-                |value| value == written,
-                &format!(
-                    "`{written}` contradicts {app_port}: the proxy forwards to port {port} and \
-                     gives the server PORT={port}"
-                ),
-                Some("make them the same, or drop PORT from [run] env"),
-            ))
-        }
-        None => {
-            run.env.insert("PORT".to_owned(), port_text);
-            Ok(())
-        }
-    }
-}
-
 /// How reload speaks: flags over the file over the defaults.
-fn resolve_output(args: &Args, place: &Place<'_>, output: file::OutputSection) -> Result<Output> {
+fn resolve_output(place: &Place<'_>, output: keys::OutputSection) -> Result<Output> {
+    use keys::output as key;
     Ok(Output {
-        clear: switch(&keys::OUTPUT_CLEAR, args.clear, output.clear)?,
-        timestamps: switch(&keys::OUTPUT_TIMESTAMPS, false, output.timestamps)?,
-        quiet: switch(&keys::OUTPUT_QUIET, args.quiet, output.quiet)?,
-        format: place.setting(
-            &keys::OUTPUT_FORMAT,
-            args.log_format.as_ref(),
-            output.format.as_ref(),
-            parse_format,
-        )?,
+        clear: place.switch(&key::clear, output.clear.as_ref())?,
+        timestamps: place.switch(&key::timestamps, output.timestamps.as_ref())?,
+        quiet: place.switch(&key::quiet, output.quiet.as_ref())?,
+        format: place.setting(&key::format, output.format.as_ref(), parse_format)?,
     })
 }
 
-/// What to watch and what counts as a change: flags over the file, the file over the project
-/// kind's defaults, plus the built-in ignores.
-fn resolve_watch(
-    args: &Args,
-    cwd: &Path,
+/// The paths to watch: the flag's (from the current directory), the file's (from the root),
+/// or the project's, narrowed to the package chosen with -p/--bin.
+fn watch_paths(
     place: &Place<'_>,
+    cwd: &Path,
     root: &Path,
     project: Option<&detect::Project>,
-    watch: file::WatchSection,
-) -> Result<WatchConfig> {
-    // A config file says what to watch; without one, the project kind's defaults apply.
-    let defaults = match (project, place.source) {
-        (Some(project), None) => project.watch_defaults(),
-        _ => detect::WatchDefaults::default(),
-    };
-
-    let watch_paths = if args.project.watch.is_empty() {
-        match &watch.paths {
-            Some(paths) => paths
-                .get_ref()
-                .iter()
-                .map(|path| {
-                    root.join(path).canonicalize().map_err(|_| {
-                        place.file(
-                            paths.span(),
-                            format!("watch path `{}` does not exist", path.display()),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-            // Without a config file, a workspace package chosen with -p/--bin narrows it.
-            None => match (project, place.source) {
-                (Some(project), None) => project.watch_paths(
-                    root,
-                    args.project.package.as_deref(),
-                    args.project.bin.as_deref(),
-                ),
-                _ => vec![root.to_owned()],
-            },
-        }
-    } else {
-        args.project
-            .watch
+    written: Option<Spanned<Vec<PathBuf>>>,
+) -> Result<Vec<PathBuf>> {
+    let flags = place.flags.paths(&keys::watch::paths);
+    if !flags.is_empty() {
+        return flags
             .iter()
             .map(|path| {
                 cwd.join(path).canonicalize().map_err(|_| {
@@ -1326,61 +963,83 @@ fn resolve_watch(
                     ))
                 })
             })
-            .collect::<Result<Vec<_>>>()?
+            .collect();
+    }
+    let Some(paths) = written else {
+        return Ok(match (project, place.source) {
+            (Some(project), None) => project.watch_paths(
+                root,
+                place.flags.project.package.as_deref(),
+                place.flags.project.bin.as_deref(),
+            ),
+            _ => vec![root.to_owned()],
+        });
     };
+    let span = paths.span();
+    paths
+        .into_inner()
+        .iter()
+        .map(|path| {
+            root.join(path).canonicalize().map_err(|_| {
+                let message = format!("watch path `{}` does not exist", path.display());
+                place.file(span.clone(), message)
+            })
+        })
+        .collect()
+}
 
-    let extensions: Vec<String> = if !args.project.ext.is_empty() {
-        args.project.ext.clone()
-    } else if let Some(ext) = watch.ext {
-        ext.into_list()
-    } else {
-        defaults.extensions
+/// What to watch and what counts as a change: flags over the file, the file over the project
+/// kind's defaults, plus the built-in ignores.
+fn resolve_watch(
+    place: &Place<'_>,
+    cwd: &Path,
+    root: &Path,
+    project: Option<&detect::Project>,
+    watch: keys::WatchSection,
+) -> Result<WatchConfig> {
+    use keys::watch as key;
+    // A config file says what to watch; without one, the project kind's defaults apply.
+    let defaults = match (project, place.source) {
+        (Some(project), None) => project.watch_defaults(),
+        _ => detect::WatchDefaults::default(),
+    };
+    let paths = watch_paths(place, cwd, root, project, watch.paths)?;
+    let flags = place.flags.texts(&key::ext);
+    let extensions: Vec<String> = match watch.ext.map(Spanned::into_inner) {
+        _ if !flags.is_empty() => flags,
+        Some(ext) => ext.into_list(),
+        None => defaults.extensions,
     }
     .into_iter()
     .map(|e| e.trim().trim_start_matches('.').to_owned())
     .filter(|e| !e.is_empty())
     .collect();
-
-    let include_globs = watch.include.unwrap_or(defaults.include);
-    let include = (!include_globs.is_empty())
-        .then(|| {
-            place.globs(
-                &["watch.include", "build.include_file"],
-                &include_globs,
-                ("", &[]),
-            )
-        })
-        .transpose()?;
-    let ignore_globs = watch.ignore.unwrap_or(defaults.ignore);
-    let mut flag_globs = args.project.ignore.clone();
-    flag_globs.extend(EDITOR_TEMPORARIES.iter().map(|s| (*s).to_owned()));
-    let ignore = place.globs(
-        &[
-            "watch.ignore",
-            "build.exclude_dir",
-            "build.exclude_file",
-            "tmp_dir",
-            "testdata_dir",
-        ],
-        &ignore_globs,
-        ("--ignore", &flag_globs),
-    )?;
-    let mut ignore_regex = match &watch.ignore_regex {
-        Some(list) => list
-            .get_ref()
-            .iter()
-            .map(|pattern| {
-                regex::Regex::new(pattern).map_err(|err| {
-                    place.file(
-                        list.span(),
-                        format!("invalid regular expression `{pattern}`: {err}"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        None => Vec::new(),
+    let unplaced = |globs: Vec<String>| -> Vec<Spanned<String>> {
+        globs.into_iter().map(|g| Spanned::new(0..0, g)).collect()
     };
-
+    let include = watch
+        .include
+        .map_or_else(|| unplaced(defaults.include), Spanned::into_inner);
+    let include = (!include.is_empty())
+        .then(|| place.globs(&key::include, &include, &[]))
+        .transpose()?;
+    let ignore = watch
+        .ignore
+        .map_or_else(|| unplaced(defaults.ignore), Spanned::into_inner);
+    let ignore = place.globs(&key::ignore, &ignore, EDITOR_TEMPORARIES)?;
+    let regexes = watch
+        .ignore_regex
+        .map(Spanned::into_inner)
+        .unwrap_or_default();
+    let mut ignore_regex = regexes
+        .iter()
+        .map(|pattern| {
+            regex::Regex::new(pattern.get_ref()).map_err(|err| {
+                let message = format!("invalid regular expression `{}`: {err}", pattern.get_ref());
+                place.file(pattern.span(), message)
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut ignored_dirs = vec![root.join(".git")];
     if let Some(project) = project {
         ignored_dirs.extend(project.build_outputs(root));
@@ -1398,25 +1057,40 @@ fn resolve_watch(
         );
         ignore_regex.extend(regex::Regex::new(&pattern));
     }
+    Ok(WatchConfig {
+        paths,
+        config_files: Vec::new(),
+        filter: FilterRules {
+            root: root.to_owned(),
+            extensions,
+            include,
+            ignore,
+            ignore_regex,
+            gitignore: place.switch(&key::gitignore, watch.gitignore.as_ref())?,
+            ignored_dirs,
+        },
+        debounce: place.setting(&key::debounce, watch.debounce.as_ref(), parse_duration)?,
+        poll: resolve_poll(place, watch.poll)?,
+    })
+}
 
-    let debounce = place.setting(
-        &keys::WATCH_DEBOUNCE,
-        args.debounce.as_ref(),
-        watch.debounce.as_ref(),
-        parse_duration,
-    )?;
-    let poll_text = watch.poll.as_ref().and_then(|poll| match poll.get_ref() {
-        file::PollValue::Enabled(true) => {
-            Some(Spanned::new(poll.span(), keys::POLL_INTERVAL.to_owned()))
+/// `--poll [DUR]` or `poll = true | "DUR"`: the interval, `None` (the default, `false`) for
+/// inotify.
+fn resolve_poll(
+    place: &Place<'_>,
+    written: Option<Spanned<PollValue>>,
+) -> Result<Option<Duration>> {
+    let written = written.and_then(|poll| {
+        let span = poll.span();
+        match poll.into_inner() {
+            PollValue::Enabled(true) => Some(Spanned::new(span, keys::POLL_INTERVAL.to_owned())),
+            PollValue::Enabled(false) => None,
+            PollValue::Interval(text) => Some(Spanned::new(span, text)),
         }
-        file::PollValue::Enabled(false) => None,
-        file::PollValue::Interval(text) => Some(Spanned::new(poll.span(), text.clone())),
     });
-    // The default, `false`, is no interval: `None`.
-    let poll = place.layered(
-        &keys::WATCH_POLL,
-        args.poll.as_ref(),
-        poll_text.as_ref(),
+    place.layered(
+        &keys::watch::poll,
+        written.as_ref(),
         |text| match parse_duration(text)? {
             interval if interval < MIN_POLL => Err(format!(
                 "`{text}` is too short a poll interval: each poll walks the whole tree; use \
@@ -1425,25 +1099,7 @@ fn resolve_watch(
             )),
             interval => Ok(interval),
         },
-    )?;
-
-    let gitignore = !args.no_gitignore && switch(&keys::WATCH_GITIGNORE, false, watch.gitignore)?;
-
-    Ok(WatchConfig {
-        paths: watch_paths,
-        config_files: Vec::new(),
-        filter: FilterRules {
-            root: root.to_owned(),
-            extensions,
-            include,
-            ignore,
-            ignore_regex,
-            gitignore,
-            ignored_dirs,
-        },
-        debounce,
-        poll,
-    })
+    )
 }
 
 /// `--bin`/`-p` where zero-config does not build a Cargo project; `why` says what decides
@@ -1463,12 +1119,12 @@ fn empty_program() -> anyhow::Error {
     )
 }
 
-/// `watch.ignore` as the user reads it: `[watch] ignore`; a top-level key as itself.
-fn key_name(dotted: &str) -> String {
-    match dotted.split_once('.') {
-        Some((table, key)) => format!("[{table}] {key}"),
-        None => dotted.to_owned(),
+/// `err` with `help` below it, when it is about a config file.
+fn with_help(mut err: anyhow::Error, help: &str) -> anyhow::Error {
+    if let Some(config) = err.downcast_mut::<ConfigError>() {
+        config.help = Some(help.to_owned());
     }
+    err
 }
 
 /// A reload.toml that says neither what to build nor what to run, in a directory zero-config
@@ -1531,8 +1187,36 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn resolve_in(dir: &Path, argv: &[&str], toml: Option<&str>) -> Result<Config> {
-        let args = Args::parse_from(std::iter::once("reload").chain(argv.iter().copied()));
+    /// A command line: a string of words, or a list of them (for a word that is empty).
+    trait Argv {
+        fn words(&self) -> Vec<&str>;
+    }
+
+    impl Argv for str {
+        fn words(&self) -> Vec<&str> {
+            self.split_whitespace().collect()
+        }
+    }
+
+    impl<const N: usize> Argv for [&str; N] {
+        fn words(&self) -> Vec<&str> {
+            self.to_vec()
+        }
+    }
+
+    impl Argv for Vec<&str> {
+        fn words(&self) -> Vec<&str> {
+            self.clone()
+        }
+    }
+
+    fn flags(argv: &(impl Argv + ?Sized)) -> Flags {
+        let words = std::iter::once("reload").chain(argv.words());
+        crate::cli::Args::parse_from(words).flags
+    }
+
+    fn resolve_in(dir: &Path, argv: &(impl Argv + ?Sized), toml: Option<&str>) -> Result<Config> {
+        let args = flags(argv);
         let source = toml.map(|text| Source {
             path: dir.join(CONFIG_FILE),
             text: text.into(),
@@ -1580,24 +1264,21 @@ mod tests {
         let dir = std::env::temp_dir();
         let toml = "[watch]\ndebounce = \"1s\"\next = [\"py\"]\n[run]\ncmd = \"python3 app.py\"\n\
                     stop_timeout = \"2s\"\n";
-        let config = resolve_in(&dir, &["--debounce", "10ms", "-e", "rs"], Some(toml)).unwrap();
-        assert_eq!(config.watch.debounce, Duration::from_millis(10));
-        assert_eq!(config.watch.filter.extensions, ["rs"]);
-        let run = config.run.unwrap();
+        let config = resolve_in(&dir, "--debounce 10ms -e rs", Some(toml)).unwrap();
+        assert_eq!(config.app().watch.debounce, Duration::from_millis(10));
+        assert_eq!(config.app().watch.filter.extensions, ["rs"]);
+        let run = run_of(&config);
         assert_eq!(run.program, Program::Shell("python3 app.py".into()));
         assert_eq!(run.stop_timeout, Duration::from_secs(2));
-        assert!(config.build.is_none());
+        assert!(config.app().build.is_none());
     }
 
     #[test]
     fn empty_build_means_no_build_step() {
         let dir = std::env::temp_dir();
         let config = resolve_in(&dir, &["--build", "", "--", "app"], None).unwrap();
-        assert!(config.build.is_none());
-        assert_eq!(
-            config.run.unwrap().program,
-            Program::Argv(vec!["app".into()])
-        );
+        assert!(config.app().build.is_none());
+        assert_eq!(run_of(&config).program, Program::Argv(vec!["app".into()]));
     }
 
     #[test]
@@ -1605,7 +1286,7 @@ mod tests {
         let dir = std::env::temp_dir();
         let err = resolve_in(
             &dir,
-            &[],
+            "",
             Some("[run]\ncmd = \"x\"\nstop_signal = \"SIGFOO\"\n"),
         )
         .unwrap_err();
@@ -1619,21 +1300,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = "[run]\ncmd = [\"app\"]\n";
         let mut spelled_out = String::new();
-        for section in std::iter::once(keys::Section::Top).chain(keys::Section::TABLES) {
-            if let Some(table) = section.table() {
+        for section in std::iter::once(None).chain(keys::TABLES.iter().copied().map(Some)) {
+            if let Some(table) = section {
                 spelled_out.push_str(&format!("[{table}]\n"));
             }
-            if section == keys::Section::Run {
+            if section == Some("run") {
                 spelled_out.push_str("cmd = [\"app\"]\n");
             }
-            for key in keys::KEYS.iter().filter(|key| key.section == section) {
+            for key in keys::KEYS.iter().filter(|key| key.table == section) {
                 if let Some(default) = key.default_toml() {
                     spelled_out.push_str(&format!("{} = {default}\n", key.name));
                 }
             }
         }
         let resolved = |toml: &str| {
-            let config = resolve_in(dir.path(), &[], Some(toml))
+            let config = resolve_in(dir.path(), "", Some(toml))
                 .unwrap_or_else(|err| panic!("{err:#}\n{toml}"));
             format!("{config:#?}")
         };
@@ -1643,11 +1324,11 @@ mod tests {
     #[test]
     fn each_default_reaches_the_setting_it_belongs_to() {
         let dir = tempfile::tempdir().unwrap();
-        let config = resolve_in(dir.path(), &[], Some("[run]\ncmd = [\"app\"]\n")).unwrap();
-        assert_eq!(config.watch.debounce, Duration::from_millis(50));
-        assert_eq!(config.watch.poll, None);
-        assert!(config.watch.filter.gitignore);
-        let run = config.run.unwrap();
+        let config = resolve_in(dir.path(), "", Some("[run]\ncmd = [\"app\"]\n")).unwrap();
+        assert_eq!(config.app().watch.debounce, Duration::from_millis(50));
+        assert_eq!(config.app().watch.poll, None);
+        assert!(config.app().watch.filter.gitignore);
+        let run = run_of(&config);
         assert_eq!(run.stop_signal, Signal::SIGTERM);
         assert_eq!(run.stop_timeout, Duration::from_secs(5));
         assert_eq!(run.readiness, Readiness::Spawned);
@@ -1658,12 +1339,12 @@ mod tests {
         assert_eq!(config.output.format, LogFormat::Human);
         let restarting = resolve_in(
             dir.path(),
-            &[],
+            "",
             Some("[run]\ncmd = [\"app\"]\nrestart_on_exit = true\n"),
         )
         .unwrap();
         assert_eq!(
-            restarting.run.unwrap().on_exit,
+            run_of(&restarting).on_exit,
             OnExit::RestartAfter(Duration::from_millis(500))
         );
     }
@@ -1683,7 +1364,7 @@ mod tests {
     /// `resolve_in` for a mistake: the message, after checking it is one that exits 2 (a
     /// `UsageError` or a `ConfigError`, as `Exit::of_error` looks for).
     #[track_caller]
-    fn refused(dir: &Path, argv: &[&str], toml: Option<&str>) -> String {
+    fn refused(dir: &Path, argv: &(impl Argv + ?Sized), toml: Option<&str>) -> String {
         let err = resolve_in(dir, argv, toml).expect_err("a refusal");
         assert!(
             err.chain()
@@ -1694,14 +1375,18 @@ mod tests {
     }
 
     /// An .air.toml resolved as `resolve` resolves one.
-    fn resolve_air(dir: &Path, argv: &[&str], text: &str) -> Result<Config> {
-        let args = Args::parse_from(std::iter::once("reload").chain(argv.iter().copied()));
+    fn resolve_air(dir: &Path, argv: &(impl Argv + ?Sized), text: &str) -> Result<Config> {
+        let args = flags(argv);
         let source = Source {
             path: dir.join(".air.toml"),
             text: text.into(),
         };
         let (file, _) = air::parse(&source)?;
         resolve_with(&args, dir, Some(&source), file)
+    }
+
+    fn run_of(config: &Config) -> &RunConfig {
+        config.app().run.as_ref().expect("a server")
     }
 
     fn proxy_of(config: &Config) -> &ProxyConfig {
@@ -1719,6 +1404,7 @@ mod tests {
         assert_eq!(
             proxy_of(&config),
             &ProxyConfig {
+                service: APP.into(),
                 listen: addr("127.0.0.1:8090"),
                 upstream: Upstream::AppPort(8080),
                 hold_timeout: Duration::from_secs(30),
@@ -1726,24 +1412,19 @@ mod tests {
                 allowed_hosts: Vec::new(),
             }
         );
-        let run = config.run.unwrap();
+        let run = run_of(&config);
         assert_eq!(run.env.get("PORT").map(String::as_str), Some("8080"));
         assert_eq!(
             run.readiness,
             Readiness::TcpConnect("127.0.0.1:8080".to_owned())
         );
-        run
+        run.clone()
     }
 
     #[test]
     fn proxy_flags_turn_it_on_in_front_of_the_app_port() {
         let dir = tempfile::tempdir().unwrap();
-        let config = resolve_in(
-            dir.path(),
-            &["--proxy", "8090", "--app-port", "8080", "--", "app"],
-            None,
-        )
-        .unwrap();
+        let config = resolve_in(dir.path(), "--proxy 8090 --app-port 8080 -- app", None).unwrap();
         assert_proxies_8090_to_8080(config);
     }
 
@@ -1752,7 +1433,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
                     allowed_hosts = [\"a.test\"]\n";
-        let config = resolve_in(dir.path(), &["--allow-host", "*.b.test"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--allow-host *.b.test", Some(toml)).unwrap();
         assert_eq!(
             proxy_of(&config).allowed_hosts,
             [
@@ -1763,7 +1444,7 @@ mod tests {
 
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
                     allowed_hosts = [\"a.test\",\n  \"*\"]\n";
-        let err = resolve_in(dir.path(), &[], Some(toml)).unwrap_err();
+        let err = resolve_in(dir.path(), "", Some(toml)).unwrap_err();
         let shown = format!("{err:#}");
         assert!(shown.contains("reload.toml:7"), "{shown}");
         assert!(
@@ -1773,16 +1454,7 @@ mod tests {
 
         let err = resolve_in(
             dir.path(),
-            &[
-                "--proxy",
-                "8090",
-                "--app-port",
-                "8080",
-                "--allow-host",
-                "a.test:80",
-                "--",
-                "app",
-            ],
+            "--proxy 8090 --app-port 8080 --allow-host a.test:80 -- app",
             None,
         )
         .unwrap_err();
@@ -1791,8 +1463,7 @@ mod tests {
             "{err:#}"
         );
 
-        let err =
-            resolve_in(dir.path(), &["--allow-host", "a.test", "--", "app"], None).unwrap_err();
+        let err = resolve_in(dir.path(), "--allow-host a.test -- app", None).unwrap_err();
         assert!(
             format!("{err:#}").contains("--allow-host is a setting of the dev proxy"),
             "{err:#}"
@@ -1824,9 +1495,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // `[proxy]` settings without a port wait for --proxy: they turn nothing on.
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 8080\nhold_timeout = \"5s\"\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(config.proxy, None);
-        let run = config.run.unwrap();
+        let run = run_of(&config);
         assert!(!run.env.contains_key("PORT"), "{:?}", run.env);
         assert_eq!(run.readiness, Readiness::Spawned);
     }
@@ -1837,10 +1508,11 @@ mod tests {
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = \"127.0.0.1:9000\"\napp_port = 3000\n\
                     hold_timeout = \"5s\"\ninject = false\nallowed_hosts = [\"MyApp.test\", \
                     \"*.tunnel.example\"]\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(
             proxy_of(&config),
             &ProxyConfig {
+                service: APP.into(),
                 listen: addr("127.0.0.1:9000"),
                 upstream: Upstream::AppPort(3000),
                 hold_timeout: Duration::from_secs(5),
@@ -1851,26 +1523,21 @@ mod tests {
                 ],
             }
         );
-        let config = resolve_in(
-            dir.path(),
-            &["--proxy", "9001", "--app-port", "3001"],
-            Some(toml),
-        )
-        .unwrap();
+        let config = resolve_in(dir.path(), "--proxy 9001 --app-port 3001", Some(toml)).unwrap();
         let proxy = proxy_of(&config);
         assert_eq!(
             (proxy.listen, &proxy.upstream),
             (addr("127.0.0.1:9001"), &Upstream::AppPort(3001))
         );
         assert_eq!(
-            config.run.unwrap().env.get("PORT").map(String::as_str),
+            run_of(&config).env.get("PORT").map(String::as_str),
             Some("3001")
         );
 
         // A number and the string of one are the same port; --no-inject wins over the file.
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 9000\napp_port = \"3000\"\n\
                     inject = true\n";
-        let config = resolve_in(dir.path(), &["--no-inject"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--no-inject", Some(toml)).unwrap();
         let proxy = proxy_of(&config);
         assert_eq!(proxy.listen, addr("127.0.0.1:9000"));
         assert_eq!(proxy.upstream, Upstream::AppPort(3000));
@@ -1878,7 +1545,7 @@ mod tests {
 
         // --proxy turns on the proxy the file describes without a port of its own.
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\napp_port = 3000\n";
-        let config = resolve_in(dir.path(), &["--proxy", "9000"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--proxy 9000", Some(toml)).unwrap();
         assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(3000));
     }
 
@@ -1904,14 +1571,14 @@ mod tests {
                 Upstream::Held(addr(held)),
                 "{listen}"
             );
-            let run = config.run.unwrap();
+            let run = run_of(&config);
             // The kernel accepts on a held socket before any server does: no tcp probe, no
             // PORT (the server takes fd 3).
             assert_eq!(run.readiness, Readiness::Spawned);
             assert!(!run.env.contains_key("PORT"));
         }
         let toml = "[run]\ncmd = [\"app\"]\nlisten = [\"3000\"]\n[proxy]\nport = 8090\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(
             proxy_of(&config).upstream,
             Upstream::Held(addr("127.0.0.1:3000"))
@@ -1923,25 +1590,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = resolve_in(
             dir.path(),
-            &[
-                "--proxy",
-                "8090",
-                "--app-port",
-                "8080",
-                "--ready",
-                "notify",
-                "--",
-                "app",
-            ],
+            "--proxy 8090 --app-port 8080 --ready notify -- app",
             None,
         )
         .unwrap();
-        assert_eq!(config.run.unwrap().readiness, Readiness::Notify);
+        assert_eq!(run_of(&config).readiness, Readiness::Notify);
         // `none`, written, is asked for too: the server is ready when spawned.
         let toml =
             "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n";
-        let config = resolve_in(dir.path(), &[], Some(toml)).unwrap();
-        assert_eq!(config.run.unwrap().readiness, Readiness::Spawned);
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
+        assert_eq!(run_of(&config).readiness, Readiness::Spawned);
     }
 
     #[test]
@@ -1952,17 +1610,17 @@ mod tests {
         };
         let config = resolve_in(
             dir.path(),
-            &["--proxy", "8090", "--app-port", "8080"],
+            "--proxy 8090 --app-port 8080",
             Some(&toml("8080")),
         )
         .unwrap();
-        let env = config.run.unwrap().env;
+        let env = &run_of(&config).env;
         assert_eq!(env.get("PORT").map(String::as_str), Some("8080"));
         assert_eq!(env.get("A").map(String::as_str), Some("1"));
 
         let err = refused(
             dir.path(),
-            &["--proxy", "8090", "--app-port", "8080"],
+            "--proxy 8090 --app-port 8080",
             Some(&toml("3000")),
         );
         assert!(err.contains("reload.toml:3:"), "{err}");
@@ -1974,11 +1632,8 @@ mod tests {
     fn the_proxy_alone_lets_reload_choose_the_port_and_follow_the_app() {
         let dir = tempfile::tempdir().unwrap();
         for (argv, toml) in [
-            (&["--proxy", "8090", "--", "app"][..], None),
-            (
-                &[][..],
-                Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n"),
-            ),
+            ("--proxy 8090 -- app", None),
+            ("", Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n")),
         ] {
             let config = resolve_in(dir.path(), argv, toml).unwrap();
             assert_eq!(
@@ -1986,27 +1641,26 @@ mod tests {
                 Upstream::Chosen,
                 "{argv:?} {toml:?}"
             );
-            let run = config.run.unwrap();
+            let run = run_of(&config);
             assert_eq!(run.readiness, Readiness::GivenPort);
             assert_eq!(run.env.get("PORT"), None, "given at each start, not here");
         }
         // A readiness check the user asked for stays.
-        let config = resolve_in(
-            dir.path(),
-            &["--proxy", "8090", "--ready", "notify", "--", "app"],
-            None,
+        let config = resolve_in(dir.path(), "--proxy 8090 --ready notify -- app", None);
+        assert_eq!(
+            config.unwrap().app().run.clone().unwrap().readiness,
+            Readiness::Notify
         );
-        assert_eq!(config.unwrap().run.unwrap().readiness, Readiness::Notify);
     }
 
     #[test]
     fn a_port_written_in_run_env_is_the_app_port_of_a_proxy_without_one() {
         let dir = tempfile::tempdir().unwrap();
         let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8080\" }\n";
-        let config = resolve_in(dir.path(), &["--proxy", "8090"], Some(toml)).unwrap();
+        let config = resolve_in(dir.path(), "--proxy 8090", Some(toml)).unwrap();
         assert_proxies_8090_to_8080(config);
         let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"web\" }\n";
-        let err = refused(dir.path(), &["--proxy", "8090"], Some(toml));
+        let err = refused(dir.path(), "--proxy 8090", Some(toml));
         assert!(
             err.contains(
                 "reload.toml:3:16: [run] env.PORT: with --proxy and no app port, the proxy \
@@ -2015,7 +1669,7 @@ mod tests {
             "{err}"
         );
         let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8090\" }\n";
-        let err = refused(dir.path(), &["--proxy", "8090"], Some(toml));
+        let err = refused(dir.path(), "--proxy 8090", Some(toml));
         assert!(
             err.starts_with("--proxy 8090 and PORT = \"8090\" in [run] env are the same port"),
             "{err}"
@@ -2027,16 +1681,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = refused(
             dir.path(),
-            &[
-                "--proxy",
-                "8090",
-                "--app-port",
-                "8080",
-                "--listen",
-                "3000",
-                "--",
-                "app",
-            ],
+            "--proxy 8090 --app-port 8080 --listen 3000 -- app",
             None,
         );
         assert!(
@@ -2045,15 +1690,11 @@ mod tests {
         );
         let err = refused(
             dir.path(),
-            &["--proxy", "8090", "--listen", "unix:app.sock", "--", "app"],
+            "--proxy 8090 --listen unix:app.sock -- app",
             None,
         );
         assert!(err.contains("over TCP"), "{err}");
-        let err = refused(
-            dir.path(),
-            &["--proxy", "8090", "--listen", "0", "--", "app"],
-            None,
-        );
+        let err = refused(dir.path(), "--proxy 8090 --listen 0 -- app", None);
         assert!(err.contains("any free port"), "{err}");
     }
 
@@ -2107,12 +1748,12 @@ mod tests {
             ),
         ] {
             let toml = format!("[run]\ncmd = [\"app\"]\n[proxy]\n{proxy}\n");
-            let err = refused(dir.path(), &[], Some(&toml));
+            let err = refused(dir.path(), "", Some(&toml));
             assert!(err.contains(expected), "{proxy}: {err}");
         }
         let err = refused(
             dir.path(),
-            &[],
+            "",
             Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\nhold_timout = \"1s\"\n"),
         );
         assert!(
@@ -2141,21 +1782,14 @@ mod tests {
         // Another address of this machine is another socket.
         let config = resolve_in(
             dir.path(),
-            &[
-                "--proxy",
-                "192.168.1.5:8080",
-                "--app-port",
-                "8080",
-                "--",
-                "app",
-            ],
+            "--proxy 192.168.1.5:8080 --app-port 8080 -- app",
             None,
         )
         .unwrap();
         assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(8080));
         let err = refused(
             dir.path(),
-            &[],
+            "",
             Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8080\napp_port = 8080\n"),
         );
         assert!(
@@ -2164,11 +1798,7 @@ mod tests {
             ),
             "{err}"
         );
-        let err = refused(
-            dir.path(),
-            &["--proxy", "3000", "--listen", "3000", "--", "app"],
-            None,
-        );
+        let err = refused(dir.path(), "--proxy 3000 --listen 3000 -- app", None);
         assert!(
             err.starts_with("--proxy 3000 and --listen 127.0.0.1:3000 are the same port"),
             "{err}"
@@ -2180,7 +1810,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = refused(
             dir.path(),
-            &["--build", "make", "--proxy", "8090", "--app-port", "8080"],
+            "--build make --proxy 8090 --app-port 8080",
             None,
         );
         assert!(
@@ -2189,7 +1819,7 @@ mod tests {
         );
         let err = refused(
             dir.path(),
-            &[],
+            "",
             Some("[build]\ncmd = \"make\"\n[proxy]\nport = 8090\napp_port = 8080\n"),
         );
         assert!(
@@ -2201,17 +1831,11 @@ mod tests {
     #[test]
     fn proxy_flags_without_a_proxy_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        for flag in [&["--app-port", "8080"][..], &["--no-inject"]] {
-            let mut argv = flag.to_vec();
-            argv.extend(["--", "app"]);
-            let err = refused(dir.path(), &argv, None);
-            assert!(
-                err.starts_with(&format!(
-                    "{} is a setting of the dev proxy, and no proxy is asked for",
-                    flag[0]
-                )),
-                "{err}"
-            );
+        for (flag, value) in [("--app-port", "8080"), ("--no-inject", "")] {
+            let err = refused(dir.path(), format!("{flag} {value} -- app").as_str(), None);
+            let expected =
+                format!("{flag} is a setting of the dev proxy, and no proxy is asked for");
+            assert!(err.starts_with(&expected), "{err}");
         }
     }
 
@@ -2220,24 +1844,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "[build]\ncmd = \"true\"\nbin = \"app\"\n[proxy]\nenabled = true\n\
                     proxy_port = 8090\napp_port = 8080\napp_start_timeout = 2500\n";
-        let config = resolve_air(dir.path(), &[], text).unwrap();
+        let config = resolve_air(dir.path(), "", text).unwrap();
         let run = assert_proxies_8090_to_8080(config);
         assert_eq!(run.ready_timeout, Duration::from_millis(2500));
 
         let off = text.replace("enabled = true", "enabled = false");
-        let config = resolve_air(dir.path(), &[], &off).unwrap();
+        let config = resolve_air(dir.path(), "", &off).unwrap();
         assert_eq!(config.proxy, None);
-        assert!(!config.run.unwrap().env.contains_key("PORT"));
+        assert!(!run_of(&config).env.contains_key("PORT"));
 
         // Errors in air's keys name them, at their line in the .air.toml.
-        let err = resolve_air(dir.path(), &[], &text.replace("8090", "70000"))
+        let err = resolve_air(dir.path(), "", &text.replace("8090", "70000"))
             .unwrap_err()
             .to_string();
         assert!(
             err.contains(".air.toml:6:14: [proxy] proxy_port: `70000` is not a port"),
             "{err}"
         );
-        let err = resolve_air(dir.path(), &[], &text.replace("8090", "8080"))
+        let err = resolve_air(dir.path(), "", &text.replace("8090", "8080"))
             .unwrap_err()
             .to_string();
         assert!(
@@ -2250,7 +1874,7 @@ mod tests {
     fn nothing_to_do_says_how_to_start() {
         let dir = std::env::temp_dir().join(format!("reload-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let err = resolve_in(&dir, &[], None).unwrap_err().to_string();
+        let err = resolve_in(&dir, "", None).unwrap_err().to_string();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.contains("reload init"), "{err}");
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::Config;
+use crate::config::{Config, ServiceConfig};
 use crate::lifecycle::ServiceName;
 use crate::status;
 use crate::watch;
@@ -131,7 +131,7 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         }
         // The watch set may differ without a change to name (the files that decide it): it is
         // handed over every time, and keeps the watches that stay.
-        self.watch.replace(new.watch.clone()).await;
+        self.watch.replace(new.app().watch.clone()).await;
         let followed = if changes.is_empty() {
             Followed::Unchanged
         } else {
@@ -148,30 +148,41 @@ impl<R: Fn() -> Result<Config>> Following<R> {
         if new.output != self.config.output {
             status::init(new.output);
         }
-        // Every service follows today's one configuration.
         for (name, unit) in services.units.iter_mut() {
-            unit.reconfigure(new);
-            if let Some(service) = services.orchestrator.service_mut(name) {
-                let current = service.policy();
-                let policy = self.policy(new, current);
-                service.set_policy(policy);
+            let Some(service) = new.services.get(name.as_str()) else {
+                continue;
+            };
+            unit.reconfigure(service);
+            if let Some(machine) = services.orchestrator.service_mut(name) {
+                let policy = self.policy(new, name, machine.policy());
+                machine.set_policy(policy);
             }
         }
     }
 
     /// The policy `new` says, with what the running machine learnt (`current`) kept where the
     /// restart order did not change.
-    fn policy(&self, new: &Config, current: &Policy) -> Policy {
-        let mut policy = Policy::of(new.build.as_ref(), new.run.as_ref(), new.output.clear);
+    fn policy(&self, new: &Config, name: &ServiceName, current: &Policy) -> Policy {
+        fn service<'c>(config: &'c Config, name: &ServiceName) -> Option<&'c ServiceConfig> {
+            config.services.get(name.as_str())
+        }
+        let build = service(new, name).and_then(|s| s.build.as_ref());
+        let run = service(new, name).and_then(|s| s.run.as_ref());
+        let mut policy = Policy::of(build, run, new.output.clear);
         policy.keys = current.keys;
-        let order = |config: &Config| config.run.as_ref().map(|run| run.order);
+        let order = |config: &Config| {
+            service(config, name)
+                .and_then(|s| s.run.as_ref())
+                .map(|r| r.order)
+        };
         if order(&self.config) == order(new) {
             // As the running machine has it: the ports servers take turns on, or stop-then-
             // start after a server showed that it ignores PORT.
             policy.order = current.order;
             policy.ports = current.ports;
         } else {
-            policy.ports = turns(new.proxy.as_ref(), &mut policy.order).unwrap_or_else(|err| {
+            let proxy = new.proxy.as_ref().filter(|p| p.service == name.as_str());
+            policy.ports = turns(proxy, &mut policy.order).unwrap_or_else(|err| {
                 status::ports_kept(&err);
                 current.ports
             });

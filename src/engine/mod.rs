@@ -76,36 +76,43 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     let (reports, mut input) = mpsc::unbounded_channel();
     listen_for_shutdown(&reports)?;
     let mut bus = Bus::new(status::subscribers());
-    // Today's one service.
-    let app = ServiceName::new("app");
-    let mut policy = Policy::of(
-        config.build.as_ref(),
-        config.run.as_ref(),
-        config.output.clear,
-    );
-    policy.ports = turns(config.proxy.as_ref(), &mut policy.order)?;
+    let mut policies = policies(&config)?;
     // Bound before anything starts: a proxy port in use stops reload with nothing to clean up.
     // It serves until this function returns.
     let _proxy = config
         .proxy
         .as_ref()
         .map(|proxy| {
-            let readiness = config.run.as_ref().map(|run| &run.readiness);
-            let chosen = policy.ports.map(|turns| turns.ports[0]);
-            let quiet = config.watch.debounce;
-            crate::proxy::start(proxy, readiness, chosen, quiet, &app, &mut bus)
+            let name = ServiceName::new(&proxy.service);
+            let service = &config.services[proxy.service.as_str()];
+            let readiness = service.run.as_ref().map(|run| &run.readiness);
+            let chosen = policies[&name].ports.map(|turns| turns.ports[0]);
+            let quiet = service.watch.debounce;
+            crate::proxy::start(proxy, readiness, chosen, quiet, &name, &mut bus)
         })
         .transpose()?;
-    let unit = Unit::new(app.clone(), &config, &reports)?;
-    let watching = watch::start(config.watch.clone())?;
+    let mut units = BTreeMap::new();
+    for (name, service) in &config.services {
+        let name = ServiceName::new(name);
+        let unit = Unit::new(name.clone(), service, &config.root, &reports)?;
+        units.insert(name, unit);
+    }
+    // One watcher for the project; today's one service's watch set is the project's.
+    let watching = watch::start(config.app().watch.clone())?;
     forward_changes(watching.changes, reports.clone());
-    announce(&config, watching.directories, unit.supervisor(), &policy);
+    announce(&config, watching.directories, &units, &policies);
     // Restores the terminal's settings when this function returns.
     let keyboard = read_keys(&reports);
-    policy.keys = keyboard.is_some();
+    for policy in policies.values_mut() {
+        policy.keys = keyboard.is_some();
+    }
+    let machines = policies
+        .into_iter()
+        .map(|(name, policy)| (name, Service::new(policy)))
+        .collect();
     let mut engine = Engine {
-        orchestrator: Orchestrator::new(BTreeMap::from([(app.clone(), Service::new(policy))])),
-        units: BTreeMap::from([(app, unit)]),
+        orchestrator: Orchestrator::new(machines),
+        units,
         bus,
         following: Following {
             config,
@@ -116,14 +123,34 @@ pub async fn run(config: Config, read_again: impl Fn() -> Result<Config>) -> Res
     };
     let exit = engine.run(&mut input).await?;
     let config = &engine.following.config;
-    finish(
-        &config.root,
-        &config.post,
-        &config.clean_on_exit,
-        &mut input,
-    )
-    .await;
+    for service in config.services.values() {
+        finish(
+            &config.root,
+            &service.post,
+            &service.clean_on_exit,
+            &mut input,
+        )
+        .await;
+    }
     Ok(exit)
+}
+
+/// Each service's policy, as its configuration says; the service behind the proxy also takes
+/// its turns on the ports the proxy forwards to.
+fn policies(config: &Config) -> Result<BTreeMap<ServiceName, Policy>> {
+    let mut policies = BTreeMap::new();
+    for (name, service) in &config.services {
+        let mut policy = Policy::of(
+            service.build.as_ref(),
+            service.run.as_ref(),
+            config.output.clear,
+        );
+        if let Some(proxy) = config.proxy.as_ref().filter(|p| p.service == *name) {
+            policy.ports = turns(Some(proxy), &mut policy.order)?;
+        }
+        policies.insert(ServiceName::new(name), policy);
+    }
+    Ok(policies)
 }
 
 impl<R: Fn() -> Result<Config>> Engine<R> {
@@ -271,19 +298,29 @@ fn of_server(event: ServerEvent) -> Event {
 }
 
 /// The startup lines: the config's warnings, where it came from and what is watched, the proxy.
-fn announce(config: &Config, watched: usize, supervisor: Option<&Supervisor>, policy: &Policy) {
+fn announce(
+    config: &Config,
+    watched: usize,
+    units: &BTreeMap<ServiceName, Unit>,
+    policies: &BTreeMap<ServiceName, Policy>,
+) {
     for warning in &config.warnings {
         status::warning(warning);
     }
     status::emit(&status::Note::Watching {
         origin: &config.origin,
         directories: watched,
-        listening: supervisor.and_then(Supervisor::describe_listeners),
+        listening: units
+            .values()
+            .find_map(|unit| unit.supervisor().and_then(Supervisor::describe_listeners)),
     });
     if let Some(proxy) = &config.proxy {
+        let ports = policies
+            .get(&ServiceName::new(&proxy.service))
+            .and_then(|policy| policy.ports);
         status::info(&crate::proxy::describe(
             proxy,
-            policy.ports.map(|turns| turns.ports),
+            ports.map(|turns| turns.ports),
         ));
     }
 }

@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use crate::build::{BuildOutcome, RunningBuild};
-use crate::config::{BuildCommand, Config};
+use crate::config::{BuildCommand, ServiceConfig};
 use crate::lifecycle::{Generation, ServiceName};
 use crate::process;
 use crate::status;
@@ -58,7 +58,12 @@ impl Build {
 impl Unit {
     /// The service `name` as `config` describes it. Binds the listening sockets now: a port in
     /// use is a startup error.
-    pub(super) fn new(name: ServiceName, config: &Config, reports: &Reports) -> Result<Unit> {
+    pub(super) fn new(
+        name: ServiceName,
+        config: &ServiceConfig,
+        root: &Path,
+        reports: &Reports,
+    ) -> Result<Unit> {
         // A child must not read the keys meant for reload.
         let stdin = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             Stdin::Null
@@ -72,11 +77,11 @@ impl Unit {
         let supervisor = config
             .run
             .clone()
-            .map(|run| Supervisor::new(run, config.root.clone(), stdin, events))
+            .map(|run| Supervisor::new(run, root.to_owned(), stdin, events))
             .transpose()?;
         Ok(Unit {
             name,
-            root: config.root.clone(),
+            root: root.to_owned(),
             build_command: config.build.clone(),
             build: None,
             builds: 0,
@@ -93,7 +98,7 @@ impl Unit {
 
     /// Take `new` for what comes next: the next build, the next server. What runs now is left
     /// to the change that follows.
-    pub(super) fn reconfigure(&mut self, new: &Config) {
+    pub(super) fn reconfigure(&mut self, new: &ServiceConfig) {
         self.build_command.clone_from(&new.build);
         self.env_file = new.run.as_ref().and_then(|run| run.env_file.clone());
         if let (Some(supervisor), Some(run)) = (self.supervisor.as_mut(), &new.run) {
