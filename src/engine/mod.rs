@@ -375,8 +375,7 @@ impl Stages {
     /// at once, if anything.
     async fn perform(&mut self, effect: Effect) -> Option<Event> {
         match effect {
-            Effect::Info(text) => status::info(&text),
-            Effect::Error(text) => status::error(&text),
+            Effect::Notice(notice) => status::notice(&notice),
             Effect::ClearScreen => status::clear_screen(),
             Effect::StartBuild => {
                 let command = self.build_command.as_ref()?;
