@@ -262,6 +262,13 @@ pub enum Notice {
     /// The server keeps exiting within `within` of its start: the restart delay grows, up to
     /// `up_to`.
     KeepsExitingFast { within: Duration, up_to: Duration },
+    /// A new server never accepted on `expected` (the `host:port` its readiness check waits
+    /// on); its group listens on `ports` (in order, maybe none).
+    ListensInstead {
+        pid: u32,
+        ports: Vec<u16>,
+        expected: String,
+    },
 }
 
 /// Something wrong with the app that waiting will not mend: the proxy answers held requests

@@ -404,8 +404,29 @@ fn notice_line(notice: &Notice) -> (Tone, String) {
             duration(*within),
             duration(*up_to)
         ),
+        Notice::ListensInstead {
+            pid,
+            ports,
+            expected,
+        } => listens_instead(*pid, ports, expected),
     };
     (Tone::Info, line)
+}
+
+/// What a server that never accepted on `expected` listens on instead, and what to do.
+fn listens_instead(pid: u32, ports: &[u16], expected: &str) -> String {
+    if ports.is_empty() {
+        return format!(
+            "app (pid {pid}) listens on no TCP port at all, not on {expected}: does it start a \
+             server, and does it read PORT?"
+        );
+    }
+    let list: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+    format!(
+        "app (pid {pid}) listens on {}, not on {expected}: if that is its port, point reload \
+         at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT",
+        list.join(", ")
+    )
 }
 
 fn notice_json(notice: &Notice) -> Value {
@@ -425,6 +446,13 @@ fn notice_json(notice: &Notice) -> Value {
         }
         Notice::KeepsExitingFast { within, up_to } => json!({
             "notice": "keeps_exiting_fast", "within_ms": ms(within), "up_to_ms": ms(up_to),
+        }),
+        Notice::ListensInstead {
+            pid,
+            ports,
+            expected,
+        } => json!({
+            "notice": "listens_instead", "pid": pid, "ports": ports, "expected": expected,
         }),
     };
     if let (Value::Object(all), Value::Object(fields)) = (&mut value, fields) {
@@ -1346,6 +1374,27 @@ mod tests {
         );
         assert_eq!(json["up_to_ms"], 5000);
         assert_eq!(note(Notice::StoppingNow).0, "stopping now");
+        let (line, json) = note(Notice::ListensInstead {
+            pid: 7,
+            ports: vec![5000, 9229],
+            expected: "127.0.0.1:8080".into(),
+        });
+        assert_eq!(
+            line,
+            "app (pid 7) listens on :5000, :9229, not on 127.0.0.1:8080: if that is its port, \
+             point reload at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT"
+        );
+        assert_eq!(json["ports"], json!([5000, 9229]));
+        let (line, _) = note(Notice::ListensInstead {
+            pid: 7,
+            ports: Vec::new(),
+            expected: "127.0.0.1:8080".into(),
+        });
+        assert_eq!(
+            line,
+            "app (pid 7) listens on no TCP port at all, not on 127.0.0.1:8080: does it start a \
+             server, and does it read PORT?"
+        );
         assert_eq!(note(Notice::Help).0, crate::terminal::HELP);
         let (line, json) = note(Notice::BuildNotStarted("cannot start `make`".into()));
         assert_eq!(line, "cannot start `make`");

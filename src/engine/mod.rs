@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::Exit;
 use crate::build::{BuildOutcome, BuildResult, RunningBuild};
 use crate::config::{BuildCommand, CleanPath, Config};
-use crate::lifecycle::Bus;
+use crate::lifecycle::{Bus, Notice};
 use crate::process;
 use crate::status;
 use crate::supervise::{ServerEvent, Stdin, Supervisor};
@@ -430,7 +430,11 @@ impl Stages {
                 expected,
             } => {
                 if let Some((pid, ports)) = self.supervisor.as_ref()?.listening_ports(generation) {
-                    status::info(&explain_ports(pid, &ports, &expected));
+                    status::notice(&Notice::ListensInstead {
+                        pid,
+                        ports: ports.into_iter().collect(),
+                        expected,
+                    });
                 }
             }
             Effect::Bury(generation) => self.supervisor.as_mut()?.bury(generation).await,
@@ -588,22 +592,6 @@ fn turns(
             }))
         }
     }
-}
-
-/// What a server that never accepted on `expected` listens on instead, and what to do.
-fn explain_ports(pid: u32, ports: &std::collections::BTreeSet<u16>, expected: &str) -> String {
-    if ports.is_empty() {
-        return format!(
-            "app (pid {pid}) listens on no TCP port at all, not on {expected}: does it start a \
-             server, and does it read PORT?"
-        );
-    }
-    let list: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
-    format!(
-        "app (pid {pid}) listens on {}, not on {expected}: if that is its port, point reload \
-         at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT",
-        list.join(", ")
-    )
 }
 
 async fn sleep_until(at: Option<Instant>) {
