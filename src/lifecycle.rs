@@ -141,6 +141,7 @@ pub enum Lifecycle {
     /// It did not stop in time, or the user asked (a second Ctrl-C): it is being killed.
     Killing {
         pid: u32,
+        generation: Generation,
         after: Duration,
         signal: &'static str,
         asked: bool,

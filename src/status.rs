@@ -214,6 +214,7 @@ fn event_line(event: &Lifecycle) -> Option<(Tone, String)> {
             after,
             signal,
             asked,
+            ..
         } => (Tone::Info, killing(*pid, *after, signal, *asked)),
         Lifecycle::Stopped { pid, .. } => (Tone::Info, format!("stopped app (pid {pid})")),
         Lifecycle::PortTaken {
@@ -286,12 +287,13 @@ fn event_json(event: &Lifecycle) -> Value {
         }),
         Lifecycle::Killing {
             pid,
+            generation,
             after,
             signal,
             asked,
         } => json!({
-            "event": "kill", "pid": pid, "after_ms": ms(after), "ignored_signal": signal,
-            "asked": asked,
+            "event": "kill", "pid": pid, "generation": generation.0, "after_ms": ms(after),
+            "ignored_signal": signal, "asked": asked,
         }),
         Lifecycle::Stopping { pid, generation } => {
             json!({"event": "stopping", "pid": pid, "generation": generation.0})
@@ -1399,6 +1401,31 @@ mod tests {
         let (line, json) = note(Notice::BuildNotStarted("cannot start `make`".into()));
         assert_eq!(line, "cannot start `make`");
         assert_eq!(json["event"], "error");
+    }
+
+    #[test]
+    fn a_kill_says_which_signal_was_ignored_and_for_how_long_unless_asked() {
+        let kill = |asked| {
+            let event = Lifecycle::Killing {
+                pid: 7,
+                generation: Generation(3),
+                after: Duration::from_secs(5),
+                signal: "SIGTERM",
+                asked,
+            };
+            let note = Note::Event(&event);
+            (note.human().unwrap().1, note.json())
+        };
+        let (line, json) = kill(false);
+        assert_eq!(
+            line,
+            "app (pid 7) did not stop within 5.00s of SIGTERM; killing it"
+        );
+        assert_eq!(
+            (&json["event"], &json["generation"], &json["ignored_signal"]),
+            (&json!("kill"), &json!(3), &json!("SIGTERM"))
+        );
+        assert_eq!(kill(true).0, "killing app (pid 7) now");
     }
 
     #[test]

@@ -1104,6 +1104,7 @@ impl Service {
                 stopping.kill_at = None;
                 out.push(Effect::Publish(Lifecycle::Killing {
                     pid: stopping.server.pid,
+                    generation: stopping.server.generation,
                     after: now.saturating_duration_since(stopping.since),
                     signal: self.policy.stop_signal,
                     asked,

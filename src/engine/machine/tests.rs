@@ -605,6 +605,7 @@ fn a_stop_that_outlasts_the_stop_timeout_is_killed() {
         vec![
             Effect::Publish(Lifecycle::Killing {
                 pid: 100,
+                generation: G1,
                 after: Duration::from_secs(5),
                 signal: "SIGTERM",
                 asked: false
@@ -700,6 +701,7 @@ fn a_second_ctrl_c_during_the_stop_timeout_kills_at_once() {
             Effect::Notice(Notice::StoppingNow),
             Effect::Publish(Lifecycle::Killing {
                 pid: 100,
+                generation: G1,
                 after: Duration::from_secs(1),
                 signal: "SIGTERM",
                 asked: true
