@@ -13,6 +13,10 @@
 //! - the [`State`] of that service, which a subscriber that joins late reads first
 //!   ([`Bus::state`], by the service's name): who serves, whether a build runs, the last
 //!   failure's output.
+//!
+//! Events carry facts, never sentences: why a server failed is a [`Failure`], what may explain
+//! it a [`Hint`], how a process ended an [`Ended`]. Each subscriber words them its own way
+//! (`status` for the terminal and JSON, the proxy for its pages).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -72,7 +76,7 @@ pub enum Lifecycle {
     },
     BuildCancelled {
         after: Duration,
-        reason: &'static str,
+        reason: CancelReason,
     },
     BuildSucceeded {
         elapsed: Duration,
@@ -115,14 +119,18 @@ pub enum Lifecycle {
         port: u16,
         instead: u16,
     },
-    /// A new server will not take over: it exited, was not ready in time, or gave way.
-    /// `message` says which, with what to do.
+    /// A new server will not take over: it could not be started, exited, was not ready in
+    /// time, or gave way (`why`); what follows is `serving` and `then`.
     ServerFailed {
+        /// `None`: it was not started.
         pid: Option<u32>,
         generation: Generation,
-        message: String,
-        /// How it ended, when it exited by itself before it was ready.
-        exited: Option<Ended>,
+        why: Failure,
+        /// What may explain the failure.
+        hint: Option<Hint>,
+        /// The server that keeps serving, if one does.
+        serving: Option<u32>,
+        then: Afterwards,
         /// The port it was given through PORT, or followed to.
         port: Option<u16>,
     },
@@ -143,14 +151,11 @@ pub enum Lifecycle {
     ServerExited {
         pid: u32,
         generation: Generation,
-        /// "exited with 3", "killed by SIGSEGV".
-        description: String,
-        code: Option<i32>,
-        signal: Option<String>,
+        ended: Ended,
         /// When it is started again by itself; else on the next change.
         restarts_in: Option<Duration>,
         /// What may explain the exit.
-        hint: Option<&'static str>,
+        hint: Option<Hint>,
         /// The port it was given through PORT, or followed to.
         port: Option<u16>,
     },
@@ -162,6 +167,7 @@ pub enum Lifecycle {
     /// It did not stop in time, or the user asked (a second Ctrl-C): it is being killed.
     Killing {
         pid: u32,
+        generation: Generation,
         after: Duration,
         signal: &'static str,
         asked: bool,
@@ -171,10 +177,6 @@ pub enum Lifecycle {
         pid: u32,
         generation: Generation,
         shutdown: bool,
-    },
-    /// The app cannot be started at all (a missing program, say): what and what to do.
-    StartFailed {
-        message: String,
     },
 }
 
@@ -196,8 +198,104 @@ pub enum Ended {
     Code(i32),
     /// A signal killed it: its name ("SIGKILL"), or its number when it has none.
     Signal(String),
-    /// How could not be told.
+    /// It was reaped, but its status says neither.
     Unknown,
+    /// Waiting for it failed: how it ended could not be learnt.
+    Lost,
+}
+
+impl Ended {
+    #[must_use]
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Ended::Code(code) => Some(*code),
+            _ => None,
+        }
+    }
+
+    #[must_use]
+    pub fn signal(&self) -> Option<&str> {
+        match self {
+            Ended::Signal(signal) => Some(signal),
+            _ => None,
+        }
+    }
+}
+
+/// Why a new server will not take over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// It could not be started at all (a missing program, say): the error, as the OS or the
+    /// stage that found it tells it.
+    Unstartable(String),
+    /// It was not started: the port it was to be given is taken by someone else.
+    PortInUse(u16),
+    /// It was not started: its port is taken, and no other one was free.
+    NoFreePort(u16),
+    /// It exited before it was ready; `port_in_use`: the port it was given cannot be bound
+    /// now, most likely what it failed on.
+    Exited {
+        ended: Ended,
+        port_in_use: Option<u16>,
+    },
+    /// Its readiness check did not pass within this timeout.
+    NotReadyWithin(Duration),
+    /// Its readiness check itself failed (a broken notify socket): the check's error.
+    CheckFailed(String),
+    /// A newer change came before it was ready.
+    GaveWay,
+    /// reload began to stop before it was ready.
+    Interrupted,
+}
+
+/// What may explain a server's failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// With `--listen`, it failed soon after its start: an app that binds the held port itself
+    /// instead of taking fd 3 fails with "address already in use".
+    BindsHeldPort,
+}
+
+/// What follows a new server that will not take over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Afterwards {
+    /// Nothing until the next change (or, when keys are read, `r`).
+    WaitForChanges { key: bool },
+    /// Already under way (a newer change is built, reload is stopping).
+    Decided,
+}
+
+/// Why a build was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The sources changed (or `r` asked for a rebuild) while it ran.
+    Changed,
+    /// reload is stopping.
+    Stopping,
+}
+
+/// Something the engine tells the user that is no lifecycle event: no page cares about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The keys reload reads (the `h` key).
+    Help,
+    /// A second request to stop: the servers being stopped are killed now.
+    StoppingNow,
+    /// The build command could not be started: the error, as the OS tells it.
+    BuildNotStarted(String),
+    /// A new server given `given` through PORT listens on the app's usual port, `listens`:
+    /// servers cannot run side by side, and restarts stop the old one first from now on.
+    IgnoresPort { given: Option<u16>, listens: u16 },
+    /// The server keeps exiting within `within` of its start: the restart delay grows, up to
+    /// `up_to`.
+    KeepsExitingFast { within: Duration, up_to: Duration },
+    /// A new server never accepted on `expected` (the `host:port` its readiness check waits
+    /// on); its group listens on `ports` (in order, maybe none).
+    ListensInstead {
+        pid: u32,
+        ports: Vec<u16>,
+        expected: String,
+    },
 }
 
 /// Something wrong with the app that waiting will not mend: the proxy answers held requests
@@ -319,7 +417,7 @@ impl Trouble {
         Some(match event {
             Lifecycle::ServerFailed {
                 pid: Some(pid),
-                exited: Some(ended),
+                why: Failure::Exited { ended, .. },
                 port,
                 ..
             } => Trouble::Exited {
@@ -341,18 +439,13 @@ impl Trouble {
             },
             Lifecycle::ServerExited {
                 pid,
-                code,
-                signal,
+                ended,
                 restarts_in: None,
                 port,
                 ..
             } => Trouble::Exited {
                 pid: *pid,
-                ended: match (code, signal) {
-                    (Some(code), _) => Ended::Code(*code),
-                    (None, Some(signal)) => Ended::Signal(signal.clone()),
-                    (None, None) => Ended::Unknown,
-                },
+                ended: ended.clone(),
                 serving: true,
                 port: *port,
             },
@@ -559,8 +652,10 @@ mod tests {
         bus.publish_app(Lifecycle::ServerFailed {
             pid: Some(7),
             generation: Generation(1),
-            message: "was not ready within 30s".into(),
-            exited: None,
+            why: Failure::NotReadyWithin(Duration::from_secs(30)),
+            hint: None,
+            serving: None,
+            then: Afterwards::WaitForChanges { key: false },
             port: None,
         });
         assert!(
@@ -581,8 +676,13 @@ mod tests {
         bus.publish_app(Lifecycle::ServerFailed {
             pid: Some(8),
             generation: Generation(2),
-            message: "exited with 3 before it was ready".into(),
-            exited: Some(Ended::Code(3)),
+            why: Failure::Exited {
+                ended: Ended::Code(3),
+                port_in_use: None,
+            },
+            hint: None,
+            serving: None,
+            then: Afterwards::WaitForChanges { key: false },
             port: Some(4123),
         });
         assert_eq!(
@@ -610,9 +710,7 @@ mod tests {
         let exited = |restarts_in| Lifecycle::ServerExited {
             pid: 9,
             generation: Generation(3),
-            description: "killed by SIGKILL".into(),
-            code: None,
-            signal: Some("SIGKILL".into()),
+            ended: Ended::Signal("SIGKILL".into()),
             restarts_in,
             hint: None,
             port: Some(4123),

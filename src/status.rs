@@ -1,6 +1,9 @@
 //! reload's own voice. Every event the user may care about is a [`Note`]: the engine's lifecycle
-//! events reach here as a subscriber of its bus ([`subscribers`]), messages through [`info`],
-//! [`warning`] and [`error`]. Each is rendered either as a
+//! events reach here as a subscriber of its bus ([`subscribers`]), its other notices through
+//! [`notice`], messages through [`info`], [`warning`] and [`error`]. The engine and the stages
+//! hand over typed values (a [`Failure`], a [`Hint`], a [`Notice`]), never sentences: every
+//! word users read about them is chosen here, and the proxy's pages reuse these words where
+//! they say the same ([`server_failed`], [`ended_words`]). Each is rendered either as a
 //! short status line on stderr (coloured as anstream decides: on a terminal, unless NO_COLOR
 //! or CLICOLOR=0; always with CLICOLOR_FORCE) or, with
 //! `--log-format json`, as one JSON object per line for editors and scripts. The build's and the
@@ -14,7 +17,7 @@
 pub mod processes;
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +26,10 @@ use anstyle::AnsiColor;
 use serde_json::{Value, json};
 
 use crate::config::{Change, LogFormat, Output};
-use crate::lifecycle::{AfterFailure, Lifecycle, ServiceName, Subscriber};
+use crate::lifecycle::{
+    AfterFailure, Afterwards, CancelReason, Ended, Failure, Hint, Lifecycle, Notice, ServiceName,
+    Subscriber,
+};
 
 /// Something reload reports.
 #[derive(Debug)]
@@ -34,72 +40,12 @@ pub enum Note<'a> {
         directories: usize,
         listening: Option<String>,
     },
-    Changed {
-        paths: &'a [PathBuf],
-        summary: String,
-    },
-    BuildStarted {
-        command: &'a str,
-    },
-    BuildCancelled {
-        after: Duration,
-        reason: &'a str,
-    },
-    BuildSucceeded {
-        elapsed: Duration,
-    },
-    BuildFailed {
-        how: &'a str,
-        errors: Option<usize>,
-        elapsed: Duration,
-        then: AfterFailure,
-    },
-    /// A server process was started (it may not be ready yet).
-    Spawned {
-        pid: u32,
-    },
-    /// A server is ready and, if there was one, replaced `old`.
-    Ready {
-        pid: u32,
-        old: Option<u32>,
-        swap: Duration,
-        since_change: Option<Duration>,
-    },
-    /// The server ended by itself.
-    Exited {
-        pid: u32,
-        description: &'a str,
-        code: Option<i32>,
-        signal: Option<&'a str>,
-        /// When it starts again by itself (air's rerun); else on the next change.
-        restarts_in: Option<Duration>,
-    },
-    /// The server is being killed: it ignored the stop signal for the whole stop timeout, or
-    /// the user asked for it (a second Ctrl-C).
-    Killing {
-        pid: u32,
-        after: Duration,
-        signal: &'a str,
-        asked: bool,
-    },
-    Stopped {
-        pid: u32,
-    },
-    /// A new server's group listens on `ports`, not on `expected`: followed to `followed`, or
-    /// told at once while reload waits on.
-    ListensElsewhere {
-        pid: u32,
-        ports: &'a [u16],
-        expected: u16,
-        followed: Option<u16>,
-        overlap_off: bool,
-    },
-    /// A new server's port was taken; it starts (again, if `pid` exited for it) on `instead`.
-    PortTaken {
-        pid: Option<u32>,
-        port: u16,
-        instead: u16,
-    },
+    /// One of the engine's lifecycle events.
+    Event(&'a Lifecycle),
+    /// What may explain a server's failure, said after the line for its exit.
+    Hint(Hint),
+    /// What the engine tells besides its lifecycle events.
+    Notice(&'a Notice),
     /// Pages were told to reload by `POST /__reload/trigger`: one burst of triggers.
     Triggered {
         callers: &'a [Caller],
@@ -146,7 +92,6 @@ enum Tone {
 
 impl Note<'_> {
     fn human(&self) -> Option<(Tone, String)> {
-        let d = duration;
         Some(match self {
             Note::Watching {
                 origin,
@@ -156,78 +101,11 @@ impl Note<'_> {
                 Tone::Info,
                 watching(origin, *directories, listening.as_deref()),
             ),
-            Note::Changed { summary, .. } => (Tone::Info, format!("changed: {summary}")),
-            Note::BuildStarted { .. } => (Tone::Info, "building".to_owned()),
-            Note::BuildCancelled { after, reason } => (
-                Tone::Info,
-                format!("cancelled the build after {}: {reason}", d(*after)),
-            ),
-            Note::BuildSucceeded { elapsed } => (Tone::Good, format!("built in {}", d(*elapsed))),
-            Note::BuildFailed {
-                how, errors, then, ..
-            } => (Tone::Bad, build_failed(how, *errors, *then)),
-            Note::Spawned { .. } => return None,
-            Note::Ready {
-                pid,
-                old,
-                swap,
-                since_change,
-            } => {
-                let mut line = match old {
-                    Some(old) => format!("restarted (pid {old} -> {pid}) in {}", d(*swap)),
-                    None => format!("started (pid {pid})"),
-                };
-                if let Some(since) = since_change {
-                    line = format!("{line}; ready {} after the change", d(*since));
-                }
-                (Tone::Good, line)
-            }
-            Note::Exited {
-                pid,
-                description,
-                code,
-                restarts_in,
-                ..
-            } => {
-                let next = match restarts_in {
-                    Some(delay) => format!("restarting it in {}", d(*delay)),
-                    None => "it restarts on the next change".to_owned(),
-                };
-                let tone = if *code == Some(0) {
-                    Tone::Info
-                } else {
-                    Tone::Bad
-                };
-                (tone, format!("app (pid {pid}) {description}; {next}"))
-            }
-            Note::Killing {
-                pid, asked: true, ..
-            } => (Tone::Info, format!("killing app (pid {pid}) now")),
-            Note::Killing {
-                pid,
-                after,
-                signal,
-                asked: false,
-            } => (
-                Tone::Info,
-                format!(
-                    "app (pid {pid}) did not stop within {} of {signal}; killing it",
-                    d(*after)
-                ),
-            ),
-            Note::Stopped { pid } => (Tone::Info, format!("stopped app (pid {pid})")),
-            Note::PortTaken { pid, port, instead } => {
-                (Tone::Info, port_taken(*pid, *port, *instead))
-            }
+            Note::Event(event) => return event_line(event),
+            Note::Hint(hint) => (Tone::Bad, hint_words(*hint).to_owned()),
+            Note::Notice(notice) => notice_line(notice),
             Note::Triggered { callers, others } => (Tone::Info, triggered(callers, *others)),
             Note::Reconfigured { file, root, change } => reconfigured(file, root, change),
-            Note::ListensElsewhere {
-                pid,
-                ports,
-                expected,
-                followed,
-                overlap_off,
-            } => listens_elsewhere(*pid, ports, *expected, *followed, *overlap_off),
             Note::Info(text) => (Tone::Info, (*text).to_owned()),
             Note::Warning(text) => (Tone::Bad, format!("warning: {text}")),
             Note::Error(text) => (Tone::Bad, (*text).to_owned()),
@@ -236,15 +114,21 @@ impl Note<'_> {
 
     fn breaks(&self) -> Breaks {
         match self {
-            Note::Info(_) | Note::Warning(_) | Note::Error(_) | Note::ListensElsewhere { .. } => {
-                Breaks::Indented
-            }
+            Note::Info(_)
+            | Note::Warning(_)
+            | Note::Error(_)
+            | Note::Hint(_)
+            | Note::Notice(_)
+            | Note::Event(
+                Lifecycle::RebuildAsked
+                | Lifecycle::ServerFailed { .. }
+                | Lifecycle::ListensElsewhere { .. },
+            ) => Breaks::Indented,
             _ => Breaks::Escaped,
         }
     }
 
     fn json(&self) -> Value {
-        let ms = |d: &Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         match self {
             Note::Watching {
                 origin,
@@ -254,59 +138,11 @@ impl Note<'_> {
                 "event": "watching", "origin": origin, "directories": directories,
                 "listening": listening,
             }),
-            Note::Changed { paths, .. } => json!({"event": "change", "paths": paths}),
-            Note::BuildStarted { command } => json!({"event": "build_start", "command": command}),
-            Note::BuildCancelled { after, reason } => {
-                json!({"event": "build_cancel", "after_ms": ms(after), "reason": reason})
-            }
-            Note::BuildSucceeded { elapsed } => {
-                json!({"event": "build_finish", "success": true, "duration_ms": ms(elapsed)})
-            }
-            Note::BuildFailed {
-                how,
-                errors,
-                elapsed,
-                then,
-            } => {
-                let (serving, restart_in) = match then {
-                    AfterFailure::Serving(pid) => (Some(*pid), None),
-                    AfterFailure::RestartIn(delay) => (None, Some(ms(delay))),
-                    AfterFailure::WaitForChanges => (None, None),
-                };
-                json!({
-                    "event": "build_finish", "success": false, "status": how, "errors": errors,
-                    "duration_ms": ms(elapsed), "serving_pid": serving,
-                    "restart_in_ms": restart_in,
-                })
-            }
-            Note::Spawned { pid } => json!({"event": "spawn", "pid": pid}),
-            Note::Ready {
-                pid,
-                old,
-                swap,
-                since_change,
-            } => json!({
-                "event": "ready", "pid": pid, "replaced_pid": old, "swap_ms": ms(swap),
-                "since_change_ms": since_change.as_ref().map(ms),
+            Note::Event(event) => event_json(event),
+            Note::Hint(hint) => json!({
+                "event": "error", "message": hint_words(*hint), "hint": hint_name(*hint),
             }),
-            Note::Exited {
-                pid, code, signal, ..
-            } => {
-                json!({"event": "exit", "pid": pid, "code": code, "signal": signal})
-            }
-            Note::Killing {
-                pid,
-                after,
-                signal,
-                asked,
-            } => json!({
-                "event": "kill", "pid": pid, "after_ms": ms(after), "ignored_signal": signal,
-                "asked": asked,
-            }),
-            Note::Stopped { pid } => json!({"event": "stop", "pid": pid}),
-            Note::PortTaken { pid, port, instead } => {
-                json!({"event": "port_taken", "pid": pid, "port": port, "instead": instead})
-            }
+            Note::Notice(notice) => notice_json(notice),
             Note::Triggered { callers, others } => {
                 let callers: Vec<Value> = callers
                     .iter()
@@ -325,21 +161,309 @@ impl Note<'_> {
                 };
                 json!({"event": "reconfigure", "file": file, "change": kind, "value": value})
             }
-            Note::ListensElsewhere {
-                pid,
-                ports,
-                expected,
-                followed,
-                overlap_off,
-            } => json!({
-                "event": "listens_elsewhere", "pid": pid, "ports": ports, "expected": expected,
-                "followed": followed, "overlap_off": overlap_off,
-            }),
             Note::Info(text) => json!({"event": "info", "message": text}),
             Note::Warning(text) => json!({"event": "warning", "message": text}),
             Note::Error(text) => json!({"event": "error", "message": text}),
         }
     }
+}
+
+fn ms(d: &Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The human line for a lifecycle event, if it has one.
+fn event_line(event: &Lifecycle) -> Option<(Tone, String)> {
+    let d = duration;
+    Some(match event {
+        Lifecycle::Changed { summary, .. } => (Tone::Info, format!("changed: {summary}")),
+        Lifecycle::RebuildAsked => (Tone::Info, "rebuilding (r)".to_owned()),
+        Lifecycle::BuildStarted { .. } => (Tone::Info, "building".to_owned()),
+        Lifecycle::BuildCancelled { after, reason } => (
+            Tone::Info,
+            format!(
+                "cancelled the build after {}: {}",
+                d(*after),
+                cancel_reason(*reason)
+            ),
+        ),
+        Lifecycle::BuildSucceeded { elapsed } => (Tone::Good, format!("built in {}", d(*elapsed))),
+        Lifecycle::BuildFailed {
+            how, errors, then, ..
+        } => (Tone::Bad, build_failed(how, *errors, *then)),
+        Lifecycle::ServerReady {
+            pid,
+            old,
+            swap,
+            since_change,
+            ..
+        } => (Tone::Good, ready(*pid, *old, *swap, *since_change)),
+        Lifecycle::ServerFailed {
+            pid,
+            why,
+            hint,
+            serving,
+            then,
+            ..
+        } => (Tone::Bad, server_failed(*pid, why, *hint, *serving, *then)),
+        Lifecycle::ServerExited {
+            pid,
+            ended,
+            restarts_in,
+            ..
+        } => exited(*pid, ended, *restarts_in),
+        Lifecycle::Killing {
+            pid,
+            after,
+            signal,
+            asked,
+            ..
+        } => (Tone::Info, killing(*pid, *after, signal, *asked)),
+        Lifecycle::Stopped { pid, .. } => (Tone::Info, format!("stopped app (pid {pid})")),
+        Lifecycle::PortTaken {
+            pid, port, instead, ..
+        } => (Tone::Info, port_taken(*pid, *port, *instead)),
+        Lifecycle::ListensElsewhere {
+            pid,
+            ports,
+            expected,
+            followed,
+            overlap_off,
+            ..
+        } => listens_elsewhere(*pid, ports, *expected, *followed, *overlap_off),
+        Lifecycle::ServerStarting { .. } | Lifecycle::Stopping { .. } => return None,
+    })
+}
+
+/// The JSON object for a lifecycle event: its typed fields, under the names scripts read.
+fn event_json(event: &Lifecycle) -> Value {
+    match event {
+        Lifecycle::Changed { paths, summary } => {
+            json!({"event": "change", "paths": paths, "summary": summary})
+        }
+        Lifecycle::RebuildAsked => json!({"event": "info", "message": "rebuilding (r)"}),
+        Lifecycle::BuildStarted { command } => json!({"event": "build_start", "command": command}),
+        Lifecycle::BuildCancelled { after, reason } => json!({
+            "event": "build_cancel", "after_ms": ms(after), "reason": cancel_reason(*reason),
+            "cause": match reason {
+                CancelReason::Changed => "changed",
+                CancelReason::Stopping => "stopping",
+            },
+        }),
+        Lifecycle::BuildSucceeded { elapsed } => {
+            json!({"event": "build_finish", "success": true, "duration_ms": ms(elapsed)})
+        }
+        Lifecycle::BuildFailed {
+            how,
+            errors,
+            elapsed,
+            then,
+            ..
+        } => build_failed_json(how, *errors, *elapsed, *then),
+        Lifecycle::ServerStarting { pid, generation } => {
+            json!({"event": "spawn", "pid": pid, "generation": generation.0})
+        }
+        Lifecycle::ServerReady {
+            pid,
+            generation,
+            old,
+            swap,
+            since_change,
+            port,
+        } => json!({
+            "event": "ready", "pid": pid, "generation": generation.0, "replaced_pid": old,
+            "swap_ms": ms(swap), "since_change_ms": since_change.as_ref().map(ms),
+            "port": port,
+        }),
+        Lifecycle::ServerFailed { .. } => server_failed_json(event),
+        Lifecycle::ServerExited {
+            pid,
+            generation,
+            ended,
+            restarts_in,
+            hint,
+            port,
+        } => json!({
+            "event": "exit", "pid": pid, "generation": generation.0, "code": ended.code(),
+            "signal": ended.signal(), "restart_in_ms": restarts_in.as_ref().map(ms),
+            "hint": hint.map(hint_name), "port": port,
+        }),
+        Lifecycle::Killing {
+            pid,
+            generation,
+            after,
+            signal,
+            asked,
+        } => json!({
+            "event": "kill", "pid": pid, "generation": generation.0, "after_ms": ms(after),
+            "ignored_signal": signal, "asked": asked,
+        }),
+        Lifecycle::Stopping { pid, generation } => {
+            json!({"event": "stopping", "pid": pid, "generation": generation.0})
+        }
+        Lifecycle::Stopped {
+            pid,
+            generation,
+            shutdown,
+        } => json!({
+            "event": "stop", "pid": pid, "generation": generation.0, "shutdown": shutdown,
+        }),
+        Lifecycle::PortTaken {
+            generation,
+            pid,
+            port,
+            instead,
+        } => json!({
+            "event": "port_taken", "pid": pid, "generation": generation.0, "port": port,
+            "instead": instead,
+        }),
+        Lifecycle::ListensElsewhere {
+            pid,
+            generation,
+            ports,
+            expected,
+            followed,
+            overlap_off,
+        } => json!({
+            "event": "listens_elsewhere", "pid": pid, "generation": generation.0,
+            "ports": ports, "expected": expected, "followed": followed,
+            "overlap_off": overlap_off,
+        }),
+    }
+}
+
+fn build_failed_json(
+    how: &str,
+    errors: Option<usize>,
+    elapsed: Duration,
+    then: AfterFailure,
+) -> Value {
+    let (serving, restart_in) = match then {
+        AfterFailure::Serving(pid) => (Some(pid), None),
+        AfterFailure::RestartIn(delay) => (None, Some(ms(&delay))),
+        AfterFailure::WaitForChanges => (None, None),
+    };
+    json!({
+        "event": "build_finish", "success": false, "status": how, "errors": errors,
+        "duration_ms": ms(&elapsed), "serving_pid": serving, "restart_in_ms": restart_in,
+    })
+}
+
+/// A failed server as JSON: the line a human reads as `message` (an `error` event, as ever),
+/// and each typed field beside it.
+fn server_failed_json(event: &Lifecycle) -> Value {
+    let Lifecycle::ServerFailed {
+        pid,
+        generation,
+        why,
+        hint,
+        serving,
+        then,
+        port,
+    } = event
+    else {
+        return Value::Null;
+    };
+    let mut value = json!({
+        "event": "error",
+        "message": server_failed(*pid, why, *hint, *serving, *then),
+        "pid": pid, "generation": generation.0, "serving_pid": serving, "port": port,
+        "hint": hint.map(hint_name),
+        "waiting_for_changes": matches!(then, Afterwards::WaitForChanges { .. }),
+    });
+    let (reason, detail) = match why {
+        Failure::Unstartable(text) => ("unstartable", json!({"detail": text})),
+        Failure::PortInUse(port) => ("port_in_use", json!({"port_in_use": port})),
+        Failure::NoFreePort(port) => ("no_free_port", json!({"port_in_use": port})),
+        Failure::Exited { ended, port_in_use } => (
+            "exited",
+            json!({"code": ended.code(), "signal": ended.signal(), "port_in_use": port_in_use}),
+        ),
+        Failure::NotReadyWithin(timeout) => ("not_ready", json!({"timeout_ms": ms(timeout)})),
+        Failure::CheckFailed(text) => ("check_failed", json!({"detail": text})),
+        Failure::GaveWay => ("gave_way", json!({})),
+        Failure::Interrupted => ("interrupted", json!({})),
+    };
+    value["reason"] = reason.into();
+    if let (Value::Object(fields), Value::Object(more)) = (&mut value, detail) {
+        fields.extend(more);
+    }
+    value
+}
+
+/// The line for something the engine tells besides its lifecycle events.
+fn notice_line(notice: &Notice) -> (Tone, String) {
+    let line = match notice {
+        Notice::Help => crate::terminal::HELP.to_owned(),
+        Notice::StoppingNow => "stopping now".to_owned(),
+        Notice::BuildNotStarted(error) => return (Tone::Bad, error.clone()),
+        Notice::IgnoresPort { given, listens } => format!(
+            "the app ignores PORT: it listens on :{listens}, not on :{} as it was told, so two \
+             versions cannot run side by side; restarts stop the old server before starting \
+             the new one from now on (make the app listen on PORT for --overlap)",
+            given.unwrap_or_default()
+        ),
+        Notice::KeepsExitingFast { within, up_to } => format!(
+            "the app keeps exiting within {} of starting: waiting longer between restarts, up \
+             to {} (a change restarts it at once)",
+            duration(*within),
+            duration(*up_to)
+        ),
+        Notice::ListensInstead {
+            pid,
+            ports,
+            expected,
+        } => listens_instead(*pid, ports, expected),
+    };
+    (Tone::Info, line)
+}
+
+/// What a server that never accepted on `expected` listens on instead, and what to do.
+fn listens_instead(pid: u32, ports: &[u16], expected: &str) -> String {
+    if ports.is_empty() {
+        return format!(
+            "app (pid {pid}) listens on no TCP port at all, not on {expected}: does it start a \
+             server, and does it read PORT?"
+        );
+    }
+    let list: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+    format!(
+        "app (pid {pid}) listens on {}, not on {expected}: if that is its port, point reload \
+         at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT",
+        list.join(", ")
+    )
+}
+
+fn notice_json(notice: &Notice) -> Value {
+    let (tone, message) = notice_line(notice);
+    let event = if matches!(tone, Tone::Bad) {
+        "error"
+    } else {
+        "info"
+    };
+    let mut value = json!({"event": event, "message": message});
+    let fields = match notice {
+        Notice::Help => json!({"notice": "help"}),
+        Notice::StoppingNow => json!({"notice": "stopping_now"}),
+        Notice::BuildNotStarted(_) => json!({"notice": "build_not_started"}),
+        Notice::IgnoresPort { given, listens } => {
+            json!({"notice": "ignores_port", "given": given, "listens": listens})
+        }
+        Notice::KeepsExitingFast { within, up_to } => json!({
+            "notice": "keeps_exiting_fast", "within_ms": ms(within), "up_to_ms": ms(up_to),
+        }),
+        Notice::ListensInstead {
+            pid,
+            ports,
+            expected,
+        } => json!({
+            "notice": "listens_instead", "pid": pid, "ports": ports, "expected": expected,
+        }),
+    };
+    if let (Value::Object(all), Value::Object(fields)) = (&mut value, fields) {
+        all.extend(fields);
+    }
+    value
 }
 
 /// One line per difference that a configuration read again brings.
@@ -498,120 +622,164 @@ impl Subscriber for JsonLines {
     }
 }
 
-/// The notes an event is told as (none, one, or an exit and what may explain it).
+/// The notes an event is told as: none (a stop in a restart, which the swap says all of),
+/// one, or an exit and what may explain it.
 fn notes(event: &Lifecycle, mut tell: impl FnMut(&Note<'_>)) {
     match event {
-        Lifecycle::Changed { paths, summary } => tell(&Note::Changed {
-            paths,
-            summary: summary.clone(),
-        }),
-        Lifecycle::RebuildAsked => tell(&Note::Info("rebuilding (r)")),
-        Lifecycle::BuildStarted { command } => tell(&Note::BuildStarted { command }),
-        Lifecycle::BuildCancelled { after, reason } => tell(&Note::BuildCancelled {
-            after: *after,
-            reason,
-        }),
-        Lifecycle::BuildSucceeded { elapsed } => tell(&Note::BuildSucceeded { elapsed: *elapsed }),
-        Lifecycle::BuildFailed {
-            how,
-            errors,
-            elapsed,
-            then,
-            ..
-        } => tell(&Note::BuildFailed {
-            how,
-            errors: *errors,
-            elapsed: *elapsed,
-            then: *then,
-        }),
-        Lifecycle::ServerStarting { pid, .. } => tell(&Note::Spawned { pid: *pid }),
-        Lifecycle::ServerReady {
-            pid,
-            old,
-            swap,
-            since_change,
-            ..
-        } => tell(&Note::Ready {
-            pid: *pid,
-            old: *old,
-            swap: *swap,
-            since_change: *since_change,
-        }),
-        Lifecycle::ServerFailed { message, .. } | Lifecycle::StartFailed { message } => {
-            tell(&Note::Error(message));
-        }
+        Lifecycle::Stopping { .. }
+        | Lifecycle::Stopped {
+            shutdown: false, ..
+        } => {}
         Lifecycle::ServerExited {
-            pid,
-            description,
-            code,
-            signal,
-            restarts_in,
-            hint,
-            ..
+            hint: Some(hint), ..
         } => {
-            tell(&Note::Exited {
-                pid: *pid,
-                description,
-                code: *code,
-                signal: signal.as_deref(),
-                restarts_in: *restarts_in,
-            });
-            if let Some(hint) = hint {
-                tell(&Note::Error(hint));
-            }
+            tell(&Note::Event(event));
+            tell(&Note::Hint(*hint));
         }
-        Lifecycle::Killing {
-            pid,
-            after,
-            signal,
-            asked,
-        } => tell(&Note::Killing {
-            pid: *pid,
-            after: *after,
-            signal,
-            asked: *asked,
-        }),
-        // A stop is only news when reload is exiting; in a restart the swap says it all.
-        Lifecycle::Stopped {
-            pid,
-            shutdown: true,
-            ..
-        } => tell(&Note::Stopped { pid: *pid }),
-        Lifecycle::Stopping { .. } | Lifecycle::Stopped { .. } => {}
-        Lifecycle::ListensElsewhere { .. } | Lifecycle::PortTaken { .. } => {
-            if let Some(note) = port_note(event) {
-                tell(&note);
-            }
+        _ => tell(&Note::Event(event)),
+    }
+}
+
+fn cancel_reason(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::Changed => "the sources changed",
+        CancelReason::Stopping => "reload is stopping",
+    }
+}
+
+/// "restarted (pid 1 -> 2) in 12ms; ready 340ms after the change".
+fn ready(pid: u32, old: Option<u32>, swap: Duration, since_change: Option<Duration>) -> String {
+    let line = match old {
+        Some(old) => format!("restarted (pid {old} -> {pid}) in {}", duration(swap)),
+        None => format!("started (pid {pid})"),
+    };
+    match since_change {
+        Some(since) => format!("{line}; ready {} after the change", duration(since)),
+        None => line,
+    }
+}
+
+/// "app (pid 7) exited with 3; it restarts on the next change".
+fn exited(pid: u32, ended: &Ended, restarts_in: Option<Duration>) -> (Tone, String) {
+    let next = match restarts_in {
+        Some(delay) => format!("restarting it in {}", duration(delay)),
+        None => "it restarts on the next change".to_owned(),
+    };
+    let tone = if ended.code() == Some(0) {
+        Tone::Info
+    } else {
+        Tone::Bad
+    };
+    (
+        tone,
+        format!("app (pid {pid}) {}; {next}", ended_words(ended)),
+    )
+}
+
+fn killing(pid: u32, after: Duration, signal: &str, asked: bool) -> String {
+    if asked {
+        format!("killing app (pid {pid}) now")
+    } else {
+        format!(
+            "app (pid {pid}) did not stop within {} of {signal}; killing it",
+            duration(after)
+        )
+    }
+}
+
+/// How a process ended, after its subject: "exited with 3", "killed by SIGSEGV".
+pub fn ended_words(ended: &Ended) -> String {
+    match ended {
+        Ended::Code(code) => format!("exited with {code}"),
+        // A signal without a name is known by its number.
+        Ended::Signal(signal) if signal.parse::<i32>().is_ok() => {
+            format!("killed by signal {signal}")
+        }
+        Ended::Signal(signal) => format!("killed by {signal}"),
+        Ended::Unknown => "ended".to_owned(),
+        Ended::Lost => "was lost track of".to_owned(),
+    }
+}
+
+/// The line for a new server that will not take over: "new app (pid 8) exited with 3 before
+/// it was ready; pid 7 keeps serving", what may explain it, and what to do. `pid`: the new
+/// server, if it was started; `serving`: the old one that serves on.
+pub fn server_failed(
+    pid: Option<u32>,
+    why: &Failure,
+    hint: Option<Hint>,
+    serving: Option<u32>,
+    then: Afterwards,
+) -> String {
+    let mut line = if let Failure::Unstartable(error) = why {
+        // The error names the program and what to do: "app" would only repeat it.
+        error.clone()
+    } else {
+        let app = match (serving, pid) {
+            (Some(_), Some(pid)) => format!("new app (pid {pid})"),
+            (Some(_), None) => "new app".to_owned(),
+            (None, Some(pid)) => format!("app (pid {pid})"),
+            (None, None) => "app".to_owned(),
+        };
+        match serving {
+            Some(old) => format!("{app} {}; pid {old} keeps serving", failure(why)),
+            None => format!("{app} {}", failure(why)),
+        }
+    };
+    if let Some(hint) = hint {
+        line = format!("{line}: {}", hint_words(hint));
+    }
+    if let Afterwards::WaitForChanges { key } = then {
+        let or_key = if key { " (or press r)" } else { "" };
+        line = format!(
+            "{line}\n  reload is waiting for changes: fix it and save{or_key} to try again"
+        );
+    }
+    line
+}
+
+/// Why a new server will not take over, after its subject ("app (pid 8) ...").
+fn failure(why: &Failure) -> String {
+    match why {
+        Failure::Unstartable(error) | Failure::CheckFailed(error) => error.clone(),
+        Failure::PortInUse(port) => format!("not started: {}", port_in_use(*port)),
+        Failure::NoFreePort(port) => format!(
+            "not started: {}, and no other port was free",
+            port_in_use(*port)
+        ),
+        Failure::Exited {
+            ended,
+            port_in_use: None,
+        } => format!("{} before it was ready", ended_words(ended)),
+        Failure::Exited {
+            ended,
+            port_in_use: Some(port),
+        } => format!(
+            "{} before it was ready: {}",
+            ended_words(ended),
+            port_in_use(*port)
+        ),
+        Failure::NotReadyWithin(timeout) => format!("was not ready within {}", duration(*timeout)),
+        Failure::GaveWay => "gave way to a newer change before it was ready".to_owned(),
+        Failure::Interrupted => "was interrupted before it was ready".to_owned(),
+    }
+}
+
+fn hint_words(hint: Hint) -> &'static str {
+    match hint {
+        Hint::BindsHeldPort => {
+            "with --listen, reload holds the port and hands it to the app as fd 3 (LISTEN_FDS): \
+             an app that binds the port itself fails with \"address already in use\"\n  help: \
+             make the app take its socket from fd 3 (see the README's \"Zero-downtime dev \
+             loop\"), or drop --listen to let it bind the port itself"
         }
     }
 }
 
-/// The note for where a new server listens or is to listen, if `event` is about that.
-fn port_note(event: &Lifecycle) -> Option<Note<'_>> {
-    Some(match event {
-        Lifecycle::ListensElsewhere {
-            pid,
-            ports,
-            expected,
-            followed,
-            overlap_off,
-            ..
-        } => Note::ListensElsewhere {
-            pid: *pid,
-            ports,
-            expected: *expected,
-            followed: *followed,
-            overlap_off: *overlap_off,
-        },
-        Lifecycle::PortTaken {
-            pid, port, instead, ..
-        } => Note::PortTaken {
-            pid: *pid,
-            port: *port,
-            instead: *instead,
-        },
-        _ => return None,
-    })
+fn hint_name(hint: Hint) -> &'static str {
+    match hint {
+        Hint::BindsHeldPort => "binds_held_port",
+    }
 }
 
 /// ":5000", ":5000 and :9229", ":5000, :5001 and :9229".
@@ -738,7 +906,7 @@ const IN_USE: &str = "another program listens there, or a connection on it waits
 
 /// Why a new server was not started, or did not start, on `port`: "its port :N is in use
 /// (...)".
-pub fn port_in_use(port: u16) -> String {
+fn port_in_use(port: u16) -> String {
     format!("its port :{port} is in use ({IN_USE})")
 }
 
@@ -752,6 +920,10 @@ pub fn warning(message: &str) {
 
 pub fn error(message: &str) {
     emit(&Note::Error(message));
+}
+
+pub fn notice(notice: &Notice) {
+    emit(&Note::Notice(notice));
 }
 
 /// `text` with every control character made visible: `\n`, `\r`, `\t`, `\x1b` (so no escape
@@ -860,26 +1032,6 @@ pub const NO_PORT_FOR_THE_APP: &str = "no port is free below the kernel's epheme
     (/proc/sys/net/ipv4/ip_local_port_range) to give the app as PORT\n  help: name the app's \
     port with --app-port PORT (or [proxy] app_port)";
 
-/// What a server (`pid`) that never accepted on `expected` listens on instead, and what to do.
-pub fn listens_instead(pid: u32, ports: &std::collections::BTreeSet<u16>, expected: &str) {
-    info(&explain_ports(pid, ports, expected));
-}
-
-fn explain_ports(pid: u32, ports: &std::collections::BTreeSet<u16>, expected: &str) -> String {
-    if ports.is_empty() {
-        return format!(
-            "app (pid {pid}) listens on no TCP port at all, not on {expected}: does it start a \
-             server, and does it read PORT?"
-        );
-    }
-    let list: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
-    format!(
-        "app (pid {pid}) listens on {}, not on {expected}: if that is its port, point reload \
-         at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT",
-        list.join(", ")
-    )
-}
-
 /// The env file (`path`) sets `name=written`, and reload's own setting gives the server
 /// `name=given` instead.
 pub fn env_file_overridden(path: &Path, name: &str, given: &str, written: &str) {
@@ -911,14 +1063,10 @@ pub fn post_command(command: &str, how: &PostCommand<'_>) {
     });
 }
 
-/// A second request to stop while servers stop: they are killed.
-pub fn stopping_now() {
-    info("stopping now");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Generation;
 
     #[test]
     fn durations_read_naturally() {
@@ -958,12 +1106,14 @@ mod tests {
 
     #[test]
     fn a_failed_build_counts_errors_and_says_what_still_serves() {
-        let note = Note::BuildFailed {
-            how: "exit 101",
+        let event = Lifecycle::BuildFailed {
+            how: "exit 101".into(),
             errors: Some(3),
             elapsed: Duration::from_secs(1),
             then: AfterFailure::Serving(42),
+            output: "".into(),
         };
+        let note = Note::Event(&event);
         let (_, line) = note.human().unwrap();
         assert_eq!(
             line,
@@ -978,12 +1128,14 @@ mod tests {
 
     #[test]
     fn a_failed_build_after_the_server_exited_says_when_the_last_good_build_restarts() {
-        let note = Note::BuildFailed {
-            how: "exit 1",
+        let event = Lifecycle::BuildFailed {
+            how: "exit 1".into(),
             errors: None,
             elapsed: Duration::from_secs(1),
             then: AfterFailure::RestartIn(Duration::from_millis(1420)),
+            output: "".into(),
         };
+        let note = Note::Event(&event);
         let (_, line) = note.human().unwrap();
         assert_eq!(
             line,
@@ -996,12 +1148,15 @@ mod tests {
 
     #[test]
     fn a_restart_reports_both_pids_and_the_time_from_the_change() {
-        let note = Note::Ready {
+        let event = Lifecycle::ServerReady {
             pid: 2,
+            generation: Generation(2),
             old: Some(1),
             swap: Duration::from_millis(12),
             since_change: Some(Duration::from_millis(340)),
+            port: None,
         };
+        let note = Note::Event(&event);
         assert_eq!(
             note.human().unwrap().1,
             "restarted (pid 1 -> 2) in 12ms; ready 340ms after the change"
@@ -1009,25 +1164,405 @@ mod tests {
         assert_eq!(note.json()["since_change_ms"], 340);
     }
 
+    /// The human line and the JSON object of a new server given up on.
+    fn failed(
+        pid: Option<u32>,
+        why: Failure,
+        hint: Option<Hint>,
+        serving: Option<u32>,
+        then: Afterwards,
+    ) -> (String, Value) {
+        let event = Lifecycle::ServerFailed {
+            pid,
+            generation: Generation(2),
+            why,
+            hint,
+            serving,
+            then,
+            port: Some(4123),
+        };
+        let note = Note::Event(&event);
+        (note.human().unwrap().1, note.json())
+    }
+
+    const WAIT: Afterwards = Afterwards::WaitForChanges { key: false };
+    const WAITING: &str = "\n  reload is waiting for changes: fix it and save to try again";
+
+    #[test]
+    fn a_new_server_given_up_on_says_which_why_what_serves_on_and_what_to_do() {
+        let exited = Failure::Exited {
+            ended: Ended::Code(3),
+            port_in_use: None,
+        };
+        let (line, json) = failed(Some(8), exited.clone(), None, Some(7), WAIT);
+        assert_eq!(
+            line,
+            format!(
+                "new app (pid 8) exited with 3 before it was ready; pid 7 keeps serving{WAITING}"
+            )
+        );
+        assert_eq!(json["event"], "error");
+        assert_eq!(json["message"], line);
+        assert_eq!(
+            (
+                &json["pid"],
+                &json["generation"],
+                &json["serving_pid"],
+                &json["port"]
+            ),
+            (&json!(8), &json!(2), &json!(7), &json!(4123))
+        );
+        assert_eq!(
+            (&json["reason"], &json["code"]),
+            (&json!("exited"), &json!(3))
+        );
+        assert_eq!(json["waiting_for_changes"], true);
+        let (line, _) = failed(
+            Some(8),
+            exited,
+            None,
+            None,
+            Afterwards::WaitForChanges { key: true },
+        );
+        assert_eq!(
+            line,
+            "app (pid 8) exited with 3 before it was ready\n  reload is waiting for changes: fix \
+             it and save (or press r) to try again"
+        );
+        let killed = Failure::Exited {
+            ended: Ended::Signal("SIGKILL".into()),
+            port_in_use: Some(4123),
+        };
+        let (line, json) = failed(Some(8), killed, None, None, WAIT);
+        assert!(
+            line.starts_with(
+                "app (pid 8) killed by SIGKILL before it was ready: its port :4123 is in use \
+                 (another program listens there, or a connection on it waits in TIME_WAIT)"
+            ),
+            "{line}"
+        );
+        assert_eq!(
+            (&json["signal"], &json["port_in_use"]),
+            (&json!("SIGKILL"), &json!(4123))
+        );
+        let unnamed = Failure::Exited {
+            ended: Ended::Signal("42".into()),
+            port_in_use: None,
+        };
+        assert!(
+            failed(Some(8), unnamed, None, None, Afterwards::Decided)
+                .0
+                .starts_with("app (pid 8) killed by signal 42 before"),
+        );
+        for (ended, words) in [
+            (Ended::Unknown, "ended"),
+            (Ended::Lost, "was lost track of"),
+        ] {
+            let why = Failure::Exited {
+                ended,
+                port_in_use: None,
+            };
+            assert_eq!(
+                failed(Some(8), why, None, None, Afterwards::Decided).0,
+                format!("app (pid 8) {words} before it was ready")
+            );
+        }
+    }
+
+    #[test]
+    fn each_reason_a_new_server_does_not_take_over_reads_as_before() {
+        let line = |pid, why, then| failed(pid, why, None, Some(7), then);
+        let (timeout, json) = line(
+            Some(8),
+            Failure::NotReadyWithin(Duration::from_secs(2)),
+            WAIT,
+        );
+        assert_eq!(
+            timeout,
+            format!("new app (pid 8) was not ready within 2.00s; pid 7 keeps serving{WAITING}")
+        );
+        assert_eq!(
+            (&json["reason"], &json["timeout_ms"]),
+            (&json!("not_ready"), &json!(2000))
+        );
+        let (gave_way, json) = line(Some(8), Failure::GaveWay, Afterwards::Decided);
+        assert_eq!(
+            gave_way,
+            "new app (pid 8) gave way to a newer change before it was ready; pid 7 keeps serving"
+        );
+        assert_eq!(json["waiting_for_changes"], false);
+        assert_eq!(
+            failed(
+                Some(8),
+                Failure::Interrupted,
+                None,
+                None,
+                Afterwards::Decided
+            )
+            .0,
+            "app (pid 8) was interrupted before it was ready"
+        );
+        assert_eq!(
+            line(
+                Some(8),
+                Failure::CheckFailed("the notify socket broke".into()),
+                WAIT
+            )
+            .0,
+            format!("new app (pid 8) the notify socket broke; pid 7 keeps serving{WAITING}")
+        );
+        let (taken, json) = line(None, Failure::PortInUse(7000), WAIT);
+        assert_eq!(
+            taken,
+            format!(
+                "new app not started: its port :7000 is in use (another program listens there, \
+                 or a connection on it waits in TIME_WAIT); pid 7 keeps serving{WAITING}"
+            )
+        );
+        assert_eq!(
+            (&json["pid"], &json["reason"]),
+            (&Value::Null, &json!("port_in_use"))
+        );
+        assert_eq!(
+            failed(None, Failure::NoFreePort(8080), None, None, WAIT).0,
+            format!(
+                "app not started: its port :8080 is in use (another program listens there, or a \
+                 connection on it waits in TIME_WAIT), and no other port was free{WAITING}"
+            )
+        );
+        let (unstartable, json) = line(
+            None,
+            Failure::Unstartable("the app `./server` does not exist".into()),
+            WAIT,
+        );
+        assert_eq!(
+            unstartable,
+            format!("the app `./server` does not exist{WAITING}"),
+            "the error names the program itself"
+        );
+        assert_eq!(json["detail"], "the app `./server` does not exist");
+    }
+
+    #[test]
+    fn the_listen_hint_follows_the_failure_and_the_exit_on_a_line_of_its_own() {
+        let (line, json) = failed(
+            Some(8),
+            Failure::GaveWay,
+            Some(Hint::BindsHeldPort),
+            None,
+            Afterwards::Decided,
+        );
+        assert!(
+            line.starts_with(
+                "app (pid 8) gave way to a newer change before it was ready: with --listen, \
+                 reload holds the port and hands it to the app as fd 3 (LISTEN_FDS)"
+            ) && line.ends_with("or drop --listen to let it bind the port itself"),
+            "{line}"
+        );
+        assert_eq!(json["hint"], "binds_held_port");
+        let exited = Lifecycle::ServerExited {
+            pid: 7,
+            generation: Generation(1),
+            ended: Ended::Code(1),
+            restarts_in: None,
+            hint: Some(Hint::BindsHeldPort),
+            port: None,
+        };
+        let mut lines = Vec::new();
+        notes(&exited, |note| {
+            lines.push((
+                note.human().unwrap().1,
+                note.breaks() == Breaks::Indented,
+                note.json(),
+            ));
+        });
+        let [(exit, false, exit_json), (hint, true, hint_json)] = &lines[..] else {
+            panic!("an exit, then its hint, on lines of their own")
+        };
+        assert_eq!(
+            exit,
+            "app (pid 7) exited with 1; it restarts on the next change"
+        );
+        assert!(
+            hint.starts_with("with --listen, reload holds the port"),
+            "{hint}"
+        );
+        assert_eq!(
+            (
+                &exit_json["event"],
+                &exit_json["code"],
+                &exit_json["generation"]
+            ),
+            (&json!("exit"), &json!(1), &json!(1))
+        );
+        assert_eq!(
+            (&hint_json["event"], &hint_json["message"]),
+            (&json!("error"), &json!(hint))
+        );
+    }
+
+    #[test]
+    fn a_serving_app_that_exits_says_how_and_when_it_starts_again() {
+        let line = |ended, restarts_in| {
+            let event = Lifecycle::ServerExited {
+                pid: 7,
+                generation: Generation(1),
+                ended,
+                restarts_in,
+                hint: None,
+                port: Some(4123),
+            };
+            let note = Note::Event(&event);
+            let (tone, line) = note.human().unwrap();
+            (matches!(tone, Tone::Bad), line, note.json())
+        };
+        let (bad, text, json) = line(Ended::Code(0), Some(Duration::from_millis(500)));
+        assert_eq!(text, "app (pid 7) exited with 0; restarting it in 500ms");
+        assert!(!bad, "a clean exit is no error");
+        assert_eq!(
+            (&json["restart_in_ms"], &json["port"]),
+            (&json!(500), &json!(4123))
+        );
+        let (bad, text, json) = line(Ended::Signal("SIGSEGV".into()), None);
+        assert_eq!(
+            text,
+            "app (pid 7) killed by SIGSEGV; it restarts on the next change"
+        );
+        assert!(bad);
+        assert_eq!(
+            (&json["code"], &json["signal"]),
+            (&Value::Null, &json!("SIGSEGV"))
+        );
+    }
+
+    #[test]
+    fn notices_read_as_before_and_carry_their_typed_fields_in_json() {
+        let note = |notice: Notice| {
+            let shown = Note::Notice(&notice);
+            (shown.human().unwrap().1, shown.json())
+        };
+        let (line, json) = note(Notice::IgnoresPort {
+            given: Some(9000),
+            listens: 8080,
+        });
+        assert_eq!(
+            line,
+            "the app ignores PORT: it listens on :8080, not on :9000 as it was told, so two \
+             versions cannot run side by side; restarts stop the old server before starting the \
+             new one from now on (make the app listen on PORT for --overlap)"
+        );
+        assert_eq!(
+            (&json["event"], &json["notice"]),
+            (&json!("info"), &json!("ignores_port"))
+        );
+        assert_eq!(
+            (&json["given"], &json["listens"]),
+            (&json!(9000), &json!(8080))
+        );
+        let (line, json) = note(Notice::KeepsExitingFast {
+            within: Duration::from_secs(1),
+            up_to: Duration::from_secs(5),
+        });
+        assert_eq!(
+            line,
+            "the app keeps exiting within 1.00s of starting: waiting longer between restarts, \
+             up to 5.00s (a change restarts it at once)"
+        );
+        assert_eq!(json["up_to_ms"], 5000);
+        assert_eq!(note(Notice::StoppingNow).0, "stopping now");
+        let (line, json) = note(Notice::ListensInstead {
+            pid: 7,
+            ports: vec![5000, 9229],
+            expected: "127.0.0.1:8080".into(),
+        });
+        assert_eq!(
+            line,
+            "app (pid 7) listens on :5000, :9229, not on 127.0.0.1:8080: if that is its port, \
+             point reload at it (--app-port, or --ready tcp:PORT), or make the app listen on PORT"
+        );
+        assert_eq!(json["ports"], json!([5000, 9229]));
+        let (line, _) = note(Notice::ListensInstead {
+            pid: 7,
+            ports: Vec::new(),
+            expected: "127.0.0.1:8080".into(),
+        });
+        assert_eq!(
+            line,
+            "app (pid 7) listens on no TCP port at all, not on 127.0.0.1:8080: does it start a \
+             server, and does it read PORT?"
+        );
+        assert_eq!(note(Notice::Help).0, crate::terminal::HELP);
+        let (line, json) = note(Notice::BuildNotStarted("cannot start `make`".into()));
+        assert_eq!(line, "cannot start `make`");
+        assert_eq!(json["event"], "error");
+    }
+
+    #[test]
+    fn a_kill_says_which_signal_was_ignored_and_for_how_long_unless_asked() {
+        let kill = |asked| {
+            let event = Lifecycle::Killing {
+                pid: 7,
+                generation: Generation(3),
+                after: Duration::from_secs(5),
+                signal: "SIGTERM",
+                asked,
+            };
+            let note = Note::Event(&event);
+            (note.human().unwrap().1, note.json())
+        };
+        let (line, json) = kill(false);
+        assert_eq!(
+            line,
+            "app (pid 7) did not stop within 5.00s of SIGTERM; killing it"
+        );
+        assert_eq!(
+            (&json["event"], &json["generation"], &json["ignored_signal"]),
+            (&json!("kill"), &json!(3), &json!("SIGTERM"))
+        );
+        assert_eq!(kill(true).0, "killing app (pid 7) now");
+    }
+
+    #[test]
+    fn a_cancelled_build_says_why_in_words_and_as_a_cause() {
+        for (reason, words, cause) in [
+            (CancelReason::Changed, "the sources changed", "changed"),
+            (CancelReason::Stopping, "reload is stopping", "stopping"),
+        ] {
+            let event = Lifecycle::BuildCancelled {
+                after: Duration::from_millis(300),
+                reason,
+            };
+            let note = Note::Event(&event);
+            assert_eq!(
+                note.human().unwrap().1,
+                format!("cancelled the build after 300ms: {words}")
+            );
+            let json = note.json();
+            assert_eq!(
+                (&json["reason"], &json["cause"]),
+                (&json!(words), &json!(cause))
+            );
+        }
+    }
+
     #[test]
     fn a_taken_port_says_which_and_where_the_new_server_starts_instead() {
-        let before = Note::PortTaken {
-            pid: None,
+        let taken = |pid| Lifecycle::PortTaken {
+            generation: Generation(3),
+            pid,
             port: 30001,
             instead: 30002,
         };
-        let (_, line) = before.human().unwrap();
+        let before = taken(None);
+        let (_, line) = Note::Event(&before).human().unwrap();
         assert!(
             line.starts_with("the new app's port :30001 is in use (")
                 && line.contains("TIME_WAIT")
                 && line.ends_with("starting it on :30002 instead"),
             "{line}"
         );
-        let after_exit = Note::PortTaken {
-            pid: Some(7),
-            port: 30001,
-            instead: 30002,
-        };
+        let after_exit = taken(Some(7));
+        let after_exit = Note::Event(&after_exit);
         let (_, line) = after_exit.human().unwrap();
         assert!(
             line.starts_with("new app (pid 7) exited before it was ready, and its port :30001")
@@ -1078,19 +1613,24 @@ mod tests {
 
     #[test]
     fn an_app_listening_elsewhere_is_followed_in_one_line_or_told_what_to_do() {
-        let followed = |ports: &'static [u16], overlap_off| Note::ListensElsewhere {
-            pid: 7,
-            ports,
-            expected: 4123,
-            followed: Some(ports[0]),
-            overlap_off,
+        let elsewhere = |ports: &[u16], expected, followed, overlap_off| {
+            let event = Lifecycle::ListensElsewhere {
+                pid: 7,
+                generation: Generation(1),
+                ports: ports.to_vec(),
+                expected,
+                followed,
+                overlap_off,
+            };
+            let note = Note::Event(&event);
+            (note.human().unwrap().1, note.json())
         };
-        let (_, line) = followed(&[5000], false).human().unwrap();
+        let (line, _) = elsewhere(&[5000], 4123, Some(5000), false);
         assert_eq!(
             line,
             "app listens on :5000, not on PORT=4123: forwarding there"
         );
-        let (_, line) = followed(&[5000, 5001, 9229], true).human().unwrap();
+        let (line, _) = elsewhere(&[5000, 5001, 9229], 4123, Some(5000), true);
         assert!(
             line.starts_with(
                 "app listens on :5000, :5001 and :9229, not on PORT=4123: forwarding to :5000\n  \
@@ -1098,20 +1638,13 @@ mod tests {
             ),
             "{line}"
         );
-        let told = Note::ListensElsewhere {
-            pid: 7,
-            ports: &[5000],
-            expected: 8080,
-            followed: None,
-            overlap_off: false,
-        };
-        let (_, line) = told.human().unwrap();
+        let (line, json) = elsewhere(&[5000], 8080, None, false);
         assert!(
             line.starts_with("app (pid 7) listens on :5000, not on :8080, where reload waits"),
             "{line}"
         );
-        let json = told.json();
         assert_eq!(json["event"], "listens_elsewhere");
+        assert_eq!(json["generation"], 1);
         assert_eq!(json["ports"], json!([5000]));
         assert_eq!(json["followed"], Value::Null);
     }

@@ -12,14 +12,20 @@
 //! - a new server that does not become ready never replaces the serving one;
 //! - every wait (a build, a readiness check, a stop, a restart delay) is a phase or a deadline,
 //!   so events keep being taken while it lasts.
+//!
+//! It writes no words: what it publishes and asks to tell carries typed reasons (a
+//! [`Failure`], a [`Hint`], a [`Notice`], what follows as [`Afterwards`]), which `status` puts
+//! into the words users read and the proxy into its pages. Texts from elsewhere (why the OS
+//! could not start a program) pass through as data.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::build::BuildResult;
 use crate::config::{BuildCommand, OnBuildFailure, OnExit, Readiness, RestartOrder, RunConfig};
-use crate::lifecycle::{AfterFailure, Ended, Generation, Lifecycle};
-use crate::status;
+use crate::lifecycle::{
+    AfterFailure, Afterwards, CancelReason, Failure, Generation, Hint, Lifecycle, Notice,
+};
 use crate::supervise::ChildExit;
 use crate::supervise::PortTurn;
 
@@ -99,8 +105,8 @@ pub enum Event {
 #[derive(Debug, PartialEq)]
 pub enum Effect {
     Publish(Lifecycle),
-    Info(String),
-    Error(String),
+    /// Tell the user something that is no lifecycle event.
+    Notice(Notice),
     ClearScreen,
     StartBuild,
     /// Kill the running build and wait until it is reaped (bounded by a SIGKILL).
@@ -235,6 +241,7 @@ enum Phase {
     RestartDue {
         at: Instant,
     },
+    /// Reload is exiting once the servers being stopped are gone.
     /// Stopped for good once the servers being stopped are gone ([`Service::stopped`]).
     ShuttingDown,
 }
@@ -274,15 +281,6 @@ enum Step {
         spawned: Instant,
         deadline: Instant,
     },
-}
-
-/// What follows a new server given up on, for the line that says so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Afterwards {
-    /// Nothing until the next change: say so.
-    WaitForChanges,
-    /// Already under way (a newer change is built, reload is stopping): nothing to add.
-    Decided,
 }
 
 /// A server that exits sooner than this after starting "dies fast": restarting it again and
@@ -364,12 +362,11 @@ impl Service {
                 summary,
                 first_seen,
             } => {
-                if self.shutting_down() {
-                    return effects;
+                if !self.shutting_down() {
+                    out.push(Effect::Publish(Lifecycle::Changed { paths, summary }));
+                    // From the first change of the burst: the quiet window is part of the wait.
+                    self.rebuild(now, first_seen, out);
                 }
-                out.push(Effect::Publish(Lifecycle::Changed { paths, summary }));
-                // From the first change of the burst: the quiet window is part of the wait.
-                self.rebuild(now, first_seen, out);
             }
             Event::Rebuild => {
                 if !self.shutting_down() {
@@ -387,115 +384,15 @@ impl Service {
                 result,
                 elapsed,
                 output,
-            } => {
-                let Phase::Building {
-                    changed_at,
-                    restart_at,
-                    ..
-                } = self.phase
-                else {
-                    return effects;
-                };
-                self.phase = Phase::Idle;
-                match result {
-                    BuildResult::Succeeded { executable } => {
-                        // The errors on screen are fixed now: a success clears them away.
-                        if std::mem::take(&mut self.failed_output_shown) {
-                            out.push(Effect::ClearScreen);
-                        }
-                        out.push(Effect::Publish(Lifecycle::BuildSucceeded { elapsed }));
-                        self.swap(now, executable, changed_at, out);
-                    }
-                    BuildResult::Failed { how, errors } => {
-                        self.failed_output_shown = true;
-                        if self.policy.on_build_failure == OnBuildFailure::Stop {
-                            self.stop_serving(now, out);
-                        }
-                        // The last good build runs again, as it would have without this build.
-                        let restart = restart_at.filter(|_| {
-                            self.policy.on_build_failure == OnBuildFailure::KeepServing
-                        });
-                        let then = match (self.serving, restart) {
-                            (Some(serving), _) => AfterFailure::Serving(serving.pid),
-                            (None, Some(at)) => {
-                                AfterFailure::RestartIn(at.saturating_duration_since(now))
-                            }
-                            (None, None) => AfterFailure::WaitForChanges,
-                        };
-                        out.push(Effect::Publish(Lifecycle::BuildFailed {
-                            how,
-                            errors,
-                            elapsed,
-                            then,
-                            output,
-                        }));
-                        if let Some(at) = restart {
-                            self.phase = Phase::RestartDue { at };
-                        }
-                    }
-                }
-            }
-            Event::BuildNotStarted(message) => {
+            } => self.build_finished(result, elapsed, output, now, out),
+            Event::BuildNotStarted(error) => {
                 if matches!(self.phase, Phase::Building { .. }) {
                     self.phase = Phase::Idle;
                 }
-                out.push(Effect::Error(message));
+                out.push(Effect::Notice(Notice::BuildNotStarted(error)));
             }
-            Event::Prepared { generation, result } => {
-                if !matches!(&self.phase, Phase::Swapping(swap)
-                    if swap.generation == generation && swap.step == Step::Preparing)
-                {
-                    return effects;
-                }
-                if let Err(message) = result {
-                    let message = self.waiting_for_changes(&message);
-                    self.phase = Phase::Idle;
-                    out.push(Effect::Publish(Lifecycle::StartFailed { message }));
-                    return effects;
-                }
-                let replaces = self.serving.map(|s| s.pid);
-                let overlap = self.policy.order == RestartOrder::Overlap;
-                if !overlap {
-                    self.stop_serving(now, out);
-                }
-                let Phase::Swapping(swap) = &mut self.phase else {
-                    unreachable!("checked above; stopping the old server keeps the swap")
-                };
-                swap.replaces = replaces;
-                if !overlap && !self.stopping.is_empty() {
-                    swap.step = Step::AwaitingStop;
-                } else {
-                    swap.step = Step::Spawning;
-                    out.push(Effect::Spawn(generation));
-                }
-            }
-            Event::Spawned { generation, result } => {
-                let Phase::Swapping(swap) = &mut self.phase else {
-                    return effects;
-                };
-                if swap.generation != generation || swap.step != Step::Spawning {
-                    return effects;
-                }
-                match result {
-                    Ok(pid) => {
-                        swap.step = Step::AwaitingReady {
-                            pid,
-                            spawned: now,
-                            deadline: now + self.policy.ready_timeout,
-                        };
-                        out.push(Effect::Publish(Lifecycle::ServerStarting {
-                            pid,
-                            generation,
-                        }));
-                        out.push(Effect::AwaitReady(generation));
-                    }
-                    Err(message) => {
-                        let message = self.waiting_for_changes(&message);
-                        self.phase = Phase::Idle;
-                        out.push(Effect::Publish(Lifecycle::StartFailed { message }));
-                    }
-                }
-            }
+            Event::Prepared { generation, result } => self.prepared(generation, result, now, out),
+            Event::Spawned { generation, result } => self.spawned(generation, result, now, out),
             Event::PortTaken { generation, port } => {
                 if matches!(&self.phase, Phase::Swapping(swap)
                     if swap.generation == generation && swap.step == Step::Spawning)
@@ -507,97 +404,239 @@ impl Service {
             Event::IgnoresPort {
                 generation,
                 listens,
-            } => {
-                let Phase::Swapping(swap) = &mut self.phase else {
-                    return effects;
-                };
-                if swap.generation != generation {
-                    return effects;
-                }
-                let given = swap.port;
-                swap.port = Some(listens);
-                self.policy.ports = None;
-                self.policy.order = RestartOrder::StopThenStart;
-                out.push(Effect::Info(format!(
-                    "the app ignores PORT: it listens on :{listens}, not on :{} as it was told, \
-                     so two versions cannot run side by side; restarts stop the old server \
-                     before starting the new one from now on (make the app listen on PORT for \
-                     --overlap)",
-                    given.unwrap_or_default()
-                )));
-            }
+            } => self.ignores_port(generation, listens, out),
             Event::ListensElsewhere {
                 generation,
                 ports,
                 expected,
             } => self.listens_elsewhere(generation, ports, expected, out),
-            Event::Ready(generation) => {
-                let Phase::Swapping(Swap {
-                    generation: new,
-                    step: Step::AwaitingReady { pid, spawned, .. },
-                    changed_at,
-                    started,
-                    replaces,
-                    port,
-                    ..
-                }) = self.phase
-                else {
-                    return effects;
-                };
-                if new != generation {
-                    return effects;
-                }
-                self.phase = Phase::Idle;
-                out.push(Effect::Publish(Lifecycle::ServerReady {
-                    pid,
-                    generation,
-                    old: replaces,
-                    swap: now.saturating_duration_since(started),
-                    since_change: changed_at.map(|at| now.saturating_duration_since(at)),
-                    port,
-                }));
-                // Overlap: the old server stops only now that the new one takes the traffic.
-                self.stop_serving(now, out);
-                self.serving = Some(Server {
-                    generation,
-                    pid,
-                    started: spawned,
-                    port,
-                });
-            }
+            Event::Ready(generation) => self.ready(generation, now, out),
             Event::NotReady { generation, why } => {
                 if self.awaiting_ready(generation) {
-                    self.give_up(&why, None, None, Afterwards::WaitForChanges, now, out);
+                    let then = self.wait_for_changes();
+                    self.give_up(Failure::CheckFailed(why), None, then, now, out);
                 }
             }
             Event::Exited { generation, exit } => self.exited(generation, exit, now, out),
-            Event::Stopped(generation) => {
-                let Some(index) = self
-                    .stopping
-                    .iter()
-                    .position(|s| s.server.generation == generation)
-                else {
-                    return effects;
-                };
-                let stopped = self.stopping.remove(index);
-                out.push(Effect::Publish(Lifecycle::Stopped {
-                    pid: stopped.server.pid,
-                    generation,
-                    shutdown: self.shutting_down(),
-                }));
-                if !self.stopping.is_empty() {
-                    return effects;
-                }
-                if let Phase::Swapping(swap) = &mut self.phase
-                    && swap.step == Step::AwaitingStop
-                {
-                    swap.step = Step::Spawning;
-                    out.push(Effect::Spawn(swap.generation));
-                }
-            }
+            Event::Stopped(generation) => self.server_stopped(generation, out),
             Event::Tick => self.tick(now, out),
         }
         effects
+    }
+
+    /// The build ended: start the new server, or say it failed and what follows.
+    fn build_finished(
+        &mut self,
+        result: BuildResult,
+        elapsed: Duration,
+        output: std::sync::Arc<str>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Phase::Building {
+            changed_at,
+            restart_at,
+            ..
+        } = self.phase
+        else {
+            return;
+        };
+        self.phase = Phase::Idle;
+        let (how, errors) = match result {
+            BuildResult::Succeeded { executable } => {
+                // The errors on screen are fixed now: a success clears them away.
+                if std::mem::take(&mut self.failed_output_shown) {
+                    out.push(Effect::ClearScreen);
+                }
+                out.push(Effect::Publish(Lifecycle::BuildSucceeded { elapsed }));
+                self.swap(now, executable, changed_at, out);
+                return;
+            }
+            BuildResult::Failed { how, errors } => (how, errors),
+        };
+        self.failed_output_shown = true;
+        if self.policy.on_build_failure == OnBuildFailure::Stop {
+            self.stop_serving(now, out);
+        }
+        // The last good build runs again, as it would have without this build.
+        let restart =
+            restart_at.filter(|_| self.policy.on_build_failure == OnBuildFailure::KeepServing);
+        let then = match (self.serving, restart) {
+            (Some(serving), _) => AfterFailure::Serving(serving.pid),
+            (None, Some(at)) => AfterFailure::RestartIn(at.saturating_duration_since(now)),
+            (None, None) => AfterFailure::WaitForChanges,
+        };
+        out.push(Effect::Publish(Lifecycle::BuildFailed {
+            how,
+            errors,
+            elapsed,
+            then,
+            output,
+        }));
+        if let Some(at) = restart {
+            self.phase = Phase::RestartDue { at };
+        }
+    }
+
+    /// The new server is prepared: stop the old one first (stop-then-start), or spawn now.
+    fn prepared(
+        &mut self,
+        generation: Generation,
+        result: Result<(), String>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        if !matches!(&self.phase, Phase::Swapping(swap)
+            if swap.generation == generation && swap.step == Step::Preparing)
+        {
+            return;
+        }
+        if let Err(error) = result {
+            self.unstartable(error, out);
+            return;
+        }
+        let replaces = self.serving.map(|s| s.pid);
+        let overlap = self.policy.order == RestartOrder::Overlap;
+        if !overlap {
+            self.stop_serving(now, out);
+        }
+        let Phase::Swapping(swap) = &mut self.phase else {
+            unreachable!("checked above; stopping the old server keeps the swap")
+        };
+        swap.replaces = replaces;
+        if !overlap && !self.stopping.is_empty() {
+            swap.step = Step::AwaitingStop;
+        } else {
+            swap.step = Step::Spawning;
+            out.push(Effect::Spawn(generation));
+        }
+    }
+
+    /// The new server was spawned: wait for its readiness.
+    fn spawned(
+        &mut self,
+        generation: Generation,
+        result: Result<u32, String>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Phase::Swapping(swap) = &mut self.phase else {
+            return;
+        };
+        if swap.generation != generation || swap.step != Step::Spawning {
+            return;
+        }
+        match result {
+            Ok(pid) => {
+                swap.step = Step::AwaitingReady {
+                    pid,
+                    spawned: now,
+                    deadline: now + self.policy.ready_timeout,
+                };
+                out.push(Effect::Publish(Lifecycle::ServerStarting {
+                    pid,
+                    generation,
+                }));
+                out.push(Effect::AwaitReady(generation));
+            }
+            Err(error) => self.unstartable(error, out),
+        }
+    }
+
+    /// The new server cannot be started at all (`error`, as the stage tells it).
+    fn unstartable(&mut self, error: String, out: &mut Vec<Effect>) {
+        let Phase::Swapping(swap) = &self.phase else {
+            return;
+        };
+        out.push(Effect::Publish(Lifecycle::ServerFailed {
+            pid: None,
+            generation: swap.generation,
+            why: Failure::Unstartable(error),
+            hint: None,
+            serving: self.serving.map(|s| s.pid),
+            then: self.wait_for_changes(),
+            port: swap.port,
+        }));
+        self.phase = Phase::Idle;
+    }
+
+    /// Given its own port through PORT, the new server listens on the app's usual one: servers
+    /// cannot run side by side, so restarts stop the old one first from now on.
+    fn ignores_port(&mut self, generation: Generation, listens: u16, out: &mut Vec<Effect>) {
+        let Phase::Swapping(swap) = &mut self.phase else {
+            return;
+        };
+        if swap.generation != generation {
+            return;
+        }
+        let given = swap.port;
+        swap.port = Some(listens);
+        self.policy.ports = None;
+        self.policy.order = RestartOrder::StopThenStart;
+        out.push(Effect::Notice(Notice::IgnoresPort { given, listens }));
+    }
+
+    /// The new server is ready: it takes the traffic, and the old one stops.
+    fn ready(&mut self, generation: Generation, now: Instant, out: &mut Vec<Effect>) {
+        let Phase::Swapping(Swap {
+            generation: new,
+            step: Step::AwaitingReady { pid, spawned, .. },
+            changed_at,
+            started,
+            replaces,
+            port,
+            ..
+        }) = self.phase
+        else {
+            return;
+        };
+        if new != generation {
+            return;
+        }
+        self.phase = Phase::Idle;
+        out.push(Effect::Publish(Lifecycle::ServerReady {
+            pid,
+            generation,
+            old: replaces,
+            swap: now.saturating_duration_since(started),
+            since_change: changed_at.map(|at| now.saturating_duration_since(at)),
+            port,
+        }));
+        // Overlap: the old server stops only now that the new one takes the traffic.
+        self.stop_serving(now, out);
+        self.serving = Some(Server {
+            generation,
+            pid,
+            started: spawned,
+            port,
+        });
+    }
+
+    /// A stopped server's group is gone: once none is left, spawn the new server that waited
+    /// for it, or exit.
+    fn server_stopped(&mut self, generation: Generation, out: &mut Vec<Effect>) {
+        let Some(index) = self
+            .stopping
+            .iter()
+            .position(|s| s.server.generation == generation)
+        else {
+            return;
+        };
+        let stopped = self.stopping.remove(index);
+        out.push(Effect::Publish(Lifecycle::Stopped {
+            pid: stopped.server.pid,
+            generation,
+            shutdown: self.shutting_down(),
+        }));
+        if !self.stopping.is_empty() {
+            return;
+        }
+        if let Phase::Swapping(swap) = &mut self.phase
+            && swap.step == Step::AwaitingStop
+        {
+            swap.step = Step::Spawning;
+            out.push(Effect::Spawn(swap.generation));
+        }
     }
 
     fn shutting_down(&self) -> bool {
@@ -618,12 +657,7 @@ impl Service {
     /// stale; build again.
     fn rebuild(&mut self, now: Instant, since: Instant, out: &mut Vec<Effect>) {
         self.fast_exits = 0;
-        self.leave_phase(
-            "the sources changed",
-            "gave way to a newer change",
-            now,
-            out,
-        );
+        self.leave_phase(CancelReason::Changed, Failure::GaveWay, now, out);
         self.build_or_swap(now, Some(since), out);
     }
 
@@ -631,8 +665,8 @@ impl Service {
     /// server not ready yet (`gave_way`: what happened to it), forget a pending restart.
     fn leave_phase(
         &mut self,
-        cancelled: &'static str,
-        gave_way: &str,
+        cancelled: CancelReason,
+        gave_way: Failure,
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
@@ -647,10 +681,7 @@ impl Service {
             Phase::Swapping(Swap {
                 step: Step::AwaitingReady { .. },
                 ..
-            }) => {
-                let why = format!("{gave_way} before it was ready");
-                self.give_up(&why, None, None, Afterwards::Decided, now, out);
-            }
+            }) => self.give_up(gave_way, None, Afterwards::Decided, now, out),
             Phase::ShuttingDown => return,
             // Nothing was started yet: it just does not happen.
             Phase::Swapping(_) | Phase::RestartDue { .. } | Phase::Idle => {}
@@ -798,7 +829,7 @@ impl Service {
     /// not take over.
     fn port_taken(&mut self, port: u16, pid: Option<u32>, out: &mut Vec<Effect>) {
         if !self.may_move_port() {
-            self.not_started(&format!("not started: {}", status::port_in_use(port)), out);
+            self.not_started(Failure::PortInUse(port), out);
             return;
         }
         let Phase::Swapping(swap) = &mut self.phase else {
@@ -833,11 +864,7 @@ impl Service {
             return;
         }
         let (Some(instead), Some(turns)) = (chosen, self.policy.ports.as_mut()) else {
-            let why = format!(
-                "not started: {}, and no other port was free",
-                status::port_in_use(port)
-            );
-            self.not_started(&why, out);
+            self.not_started(Failure::NoFreePort(port), out);
             return;
         };
         for slot in &mut turns.ports {
@@ -864,22 +891,19 @@ impl Service {
         });
     }
 
-    /// The new server, not running, will not take over: say why (`why` follows "new app").
-    fn not_started(&mut self, why: &str, out: &mut Vec<Effect>) {
+    /// The new server, not running, will not take over: say why.
+    fn not_started(&mut self, why: Failure, out: &mut Vec<Effect>) {
         let Phase::Swapping(swap) = &self.phase else {
             return;
         };
-        let (generation, port) = (swap.generation, swap.port);
-        let message = match self.serving {
-            Some(old) => format!("new app {why}; pid {} keeps serving", old.pid),
-            None => format!("app {why}"),
-        };
         out.push(Effect::Publish(Lifecycle::ServerFailed {
             pid: None,
-            generation,
-            message: self.waiting_for_changes(&message),
-            exited: None,
-            port,
+            generation: swap.generation,
+            why,
+            hint: None,
+            serving: self.serving.map(|s| s.pid),
+            then: self.wait_for_changes(),
+            port: swap.port,
         }));
         self.phase = Phase::Idle;
     }
@@ -901,14 +925,14 @@ impl Service {
         });
     }
 
-    /// The new server (awaiting readiness) will not take over: discard it and say why, and what
+    /// The new server (awaiting readiness) will not take over: discard it and say why, what
+    /// may explain it (`hint`, else whether `--listen` may, from how long it ran), and what
     /// comes next.
     fn give_up(
         &mut self,
-        why: &str,
-        exited: Option<Ended>,
-        hint: Option<&'static str>,
-        afterwards: Afterwards,
+        why: Failure,
+        hint: Option<Hint>,
+        then: Afterwards,
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
@@ -921,10 +945,6 @@ impl Service {
         else {
             return;
         };
-        let message = match self.serving {
-            Some(old) => format!("new app (pid {pid}) {why}; pid {} keeps serving", old.pid),
-            None => format!("app (pid {pid}) {why}"),
-        };
         let hint = hint.or_else(|| {
             crate::supervise::hint(
                 None,
@@ -932,33 +952,24 @@ impl Service {
                 self.policy.listening,
             )
         });
-        let message = match hint {
-            Some(hint) => format!("{message}: {hint}"),
-            None => message,
-        };
         out.push(Effect::Discard(generation));
         out.push(Effect::Publish(Lifecycle::ServerFailed {
             pid: Some(pid),
             generation,
-            message: match afterwards {
-                Afterwards::WaitForChanges => self.waiting_for_changes(&message),
-                Afterwards::Decided => message,
-            },
-            exited,
+            why,
+            hint,
+            serving: self.serving.map(|s| s.pid),
+            then,
             port,
         }));
         self.phase = Phase::Idle;
     }
 
-    fn waiting_for_changes(&self, message: &str) -> String {
-        format!(
-            "{message}\n  reload is waiting for changes: fix it and save{} to try again",
-            if self.policy.keys {
-                " (or press r)"
-            } else {
-                ""
-            }
-        )
+    /// Nothing happens until the next change (or `r`, when keys are read).
+    fn wait_for_changes(&self) -> Afterwards {
+        Afterwards::WaitForChanges {
+            key: self.policy.keys,
+        }
     }
 
     fn exited(
@@ -969,19 +980,19 @@ impl Service {
         out: &mut Vec<Effect>,
     ) {
         if self.awaiting_ready(generation) {
-            let mut why = format!("{} before it was ready", exit.describe());
-            if let Some(port) = exit.port_taken {
-                if self.may_move_port() {
-                    // Dead already: the discard only reaps what it left.
-                    out.push(Effect::Discard(generation));
-                    self.port_taken(port, Some(exit.pid), out);
-                    return;
-                }
-                why = format!("{why}: {}", status::port_in_use(port));
+            if let (Some(port), true) = (exit.port_taken, self.may_move_port()) {
+                // Dead already: the discard only reaps what it left.
+                out.push(Effect::Discard(generation));
+                self.port_taken(port, Some(exit.pid), out);
+                return;
             }
+            let why = Failure::Exited {
+                ended: exit.ended(),
+                port_in_use: exit.port_taken,
+            };
             // The new server is dead already: give_up's discard only reaps what is left.
-            let ended = Some(exit.ended());
-            self.give_up(&why, ended, exit.hint, Afterwards::WaitForChanges, now, out);
+            let then = self.wait_for_changes();
+            self.give_up(why, exit.hint, then, now, out);
             return;
         }
         let Some(server) = self.serving.filter(|s| s.generation == generation) else {
@@ -996,9 +1007,7 @@ impl Service {
         out.push(Effect::Publish(Lifecycle::ServerExited {
             pid: server.pid,
             generation,
-            description: exit.describe(),
-            code: exit.code(),
-            signal: exit.signal_name(),
+            ended: exit.ended(),
             restarts_in,
             hint: exit.hint,
             port: server.port,
@@ -1029,12 +1038,10 @@ impl Service {
             return configured;
         }
         if self.fast_exits == 2 {
-            out.push(Effect::Info(format!(
-                "the app keeps exiting within {} of starting: waiting longer between restarts, \
-                 up to {} (a change restarts it at once)",
-                status::duration(FAST_EXIT),
-                status::duration(BACKOFF_MAX)
-            )));
+            out.push(Effect::Notice(Notice::KeepsExitingFast {
+                within: FAST_EXIT,
+                up_to: BACKOFF_MAX,
+            }));
         }
         let doublings = (self.fast_exits - 2).min(16);
         configured.max((BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_MAX))
@@ -1051,10 +1058,7 @@ impl Service {
                 step: Step::AwaitingReady { deadline, .. },
                 ..
             }) if deadline <= now => {
-                let why = format!(
-                    "was not ready within {}",
-                    status::duration(self.policy.ready_timeout)
-                );
+                let why = Failure::NotReadyWithin(self.policy.ready_timeout);
                 if let (Phase::Swapping(swap), Some(expected)) = (&self.phase, &self.policy.probed)
                     && !swap.told_ports
                 {
@@ -1063,7 +1067,8 @@ impl Service {
                         expected: expected.clone(),
                     });
                 }
-                self.give_up(&why, None, None, Afterwards::WaitForChanges, now, out);
+                let then = self.wait_for_changes();
+                self.give_up(why, None, then, now, out);
             }
             _ => {}
         }
@@ -1083,6 +1088,7 @@ impl Service {
                 stopping.kill_at = None;
                 out.push(Effect::Publish(Lifecycle::Killing {
                     pid: stopping.server.pid,
+                    generation: stopping.server.generation,
                     after: now.saturating_duration_since(stopping.since),
                     signal: self.policy.stop_signal,
                     asked,
@@ -1098,7 +1104,7 @@ impl Service {
         if self.shutting_down() {
             return;
         }
-        self.leave_phase("reload is stopping", "was interrupted", now, out);
+        self.leave_phase(CancelReason::Stopping, Failure::Interrupted, now, out);
         self.stop_serving(now, out);
         self.phase = Phase::ShuttingDown;
     }

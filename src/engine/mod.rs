@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::Exit;
 use crate::build::{BuildOutcome, BuildResult, RunningBuild};
 use crate::config::{BuildCommand, CleanPath, Config};
-use crate::lifecycle::{Bus, ServiceName};
+use crate::lifecycle::{Bus, Notice, ServiceName};
 use crate::process;
 use crate::status::{self, PostCommand};
 use crate::supervise::{ServerEvent, Supervisor};
@@ -230,8 +230,8 @@ impl<R: Fn() -> Result<Config>> Engine<R> {
             match action {
                 Action::Exit(exit) => return Some(exit),
                 Action::ClearScreen => status::clear_screen(),
-                Action::Help => status::info(terminal::HELP),
-                Action::StoppingNow => status::stopping_now(),
+                Action::Help => status::notice(&Notice::Help),
+                Action::StoppingNow => status::notice(&Notice::StoppingNow),
                 Action::Service(service, Effect::Publish(event)) => {
                     self.bus.publish(&service, event);
                 }

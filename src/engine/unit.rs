@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::build::{BuildOutcome, RunningBuild};
 use crate::config::{BuildCommand, ServiceConfig};
-use crate::lifecycle::{Generation, ServiceName};
+use crate::lifecycle::{Generation, Notice, ServiceName};
 use crate::process;
 use crate::status;
 use crate::supervise::{PortTurn, ServerEvents, Stdin, Supervisor};
@@ -125,8 +125,7 @@ impl Unit {
     /// at once, if anything.
     pub(super) async fn perform(&mut self, effect: Effect) -> Option<Event> {
         match effect {
-            Effect::Info(text) => status::info(&text),
-            Effect::Error(text) => status::error(&text),
+            Effect::Notice(notice) => status::notice(&notice),
             Effect::ClearScreen => status::clear_screen(),
             Effect::StartBuild => {
                 let command = self.build_command.as_ref()?;
@@ -181,7 +180,11 @@ impl Unit {
                 expected,
             } => {
                 if let Some((pid, ports)) = self.supervisor.as_ref()?.listening_ports(generation) {
-                    status::listens_instead(pid, &ports, &expected);
+                    status::notice(&Notice::ListensInstead {
+                        pid,
+                        ports: ports.into_iter().collect(),
+                        expected,
+                    });
                 }
             }
             Effect::Bury(generation) => self.supervisor.as_mut()?.bury(generation).await,

@@ -266,8 +266,13 @@ mod tests {
         let exited = Lifecycle::ServerFailed {
             pid: Some(7),
             generation: Generation(2),
-            message: String::new(),
-            exited: Some(crate::lifecycle::Ended::Code(3)),
+            why: crate::lifecycle::Failure::Exited {
+                ended: crate::lifecycle::Ended::Code(3),
+                port_in_use: None,
+            },
+            hint: None,
+            serving: None,
+            then: crate::lifecycle::Afterwards::WaitForChanges { key: false },
             port: None,
         };
         let event = data(&of(&exited, Some(8080)).unwrap());

@@ -339,12 +339,18 @@ fn waiting_for(event: &Lifecycle, readiness: Option<&Readiness>) -> Option<Strin
     Some(match event {
         Lifecycle::BuildStarted { command } => format!("the build (`{command}`) is running"),
         Lifecycle::ServerStarting { pid, .. } => not_ready(*pid, readiness),
-        Lifecycle::ServerExited { description, .. } => {
-            format!("the app {description}; reload starts it again on the next save")
-        }
-        Lifecycle::ServerFailed { message, .. } | Lifecycle::StartFailed { message } => {
-            message.clone()
-        }
+        Lifecycle::ServerExited { ended, .. } => format!(
+            "the app {}; reload starts it again on the next save",
+            status::ended_words(ended)
+        ),
+        Lifecycle::ServerFailed {
+            pid,
+            why,
+            hint,
+            serving,
+            then,
+            ..
+        } => status::server_failed(*pid, why, *hint, *serving, *then),
         Lifecycle::Stopping { pid, .. } => format!("the old app (pid {pid}) is stopping"),
         _ => return None,
     })

@@ -190,7 +190,7 @@ fn ended_words(ended: &Ended) -> String {
     match ended {
         Ended::Code(code) => format!("exited with status {code}"),
         Ended::Signal(signal) => format!("was killed by {signal}"),
-        Ended::Unknown => "ended (how, reload could not tell)".to_owned(),
+        Ended::Unknown | Ended::Lost => "ended (how, reload could not tell)".to_owned(),
     }
 }
 

@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{oneshot, watch};
 
 use crate::config::{Program, Readiness, RunConfig};
-use crate::lifecycle::{Generation, ServiceName};
+use crate::lifecycle::{Ended, Generation, Hint, ServiceName};
 use crate::process::{self, Command, ProcessGroup, Stdio};
 use listen::Listener;
 use ready::{NotifyDir, NotifySocket};
@@ -35,48 +35,27 @@ pub struct ChildExit {
     pub status: Option<ExitStatus>,
     /// How long it ran.
     pub ran: Duration,
-    /// What may explain the exit, for the user (see [`Supervisor::hint`]).
-    pub hint: Option<&'static str>,
+    /// What may explain the exit (see [`hint`]).
+    pub hint: Option<Hint>,
     /// It failed, and the port it was given through PORT cannot be bound now: most likely
     /// what it failed on.
     pub port_taken: Option<u16>,
 }
 
 impl ChildExit {
-    /// "exited with 3", "killed by SIGSEGV".
-    pub fn describe(&self) -> String {
-        describe_status(self.status)
-    }
-
-    pub fn code(&self) -> Option<i32> {
-        self.status.and_then(|s| s.code())
-    }
-
     /// How it ended, as a value the status lines and the proxy's pages word.
-    pub fn ended(&self) -> crate::lifecycle::Ended {
-        match (self.code(), self.signal_name()) {
-            (Some(code), _) => crate::lifecycle::Ended::Code(code),
-            (None, Some(signal)) => crate::lifecycle::Ended::Signal(signal),
-            (None, None) => crate::lifecycle::Ended::Unknown,
+    pub fn ended(&self) -> Ended {
+        let Some(status) = self.status else {
+            return Ended::Lost;
+        };
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Ended::Code(code),
+            (None, Some(signal)) => Ended::Signal(
+                Signal::try_from(signal)
+                    .map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned()),
+            ),
+            (None, None) => Ended::Unknown,
         }
-    }
-
-    pub fn signal_name(&self) -> Option<String> {
-        let signal = self.status?.signal()?;
-        Some(
-            Signal::try_from(signal).map_or_else(|_| signal.to_string(), |s| s.as_str().to_owned()),
-        )
-    }
-}
-
-fn describe_status(status: Option<ExitStatus>) -> String {
-    match status {
-        Some(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with {code}"),
-            (None, Some(_)) => format!("killed by {}", process::describe_exit(status)),
-            (None, None) => "ended".to_owned(),
-        },
-        None => "was lost track of".to_owned(),
     }
 }
 
@@ -614,15 +593,11 @@ async fn own_port(generation: Generation, turn: PortTurn, pgid: i32, events: &Se
 
 /// Why a server that just failed may have failed: with `--listen`, one that binds the port
 /// itself instead of taking fd 3 dies at once with "address already in use" (and clients of the
-/// held socket wait for nobody). `status`: how it ended, `None` if it has not (yet).
-pub fn hint(status: Option<ExitStatus>, ran: Duration, listening: bool) -> Option<&'static str> {
+/// held socket wait for nobody). `status`: how it ended, `None` if it has not (yet). The words
+/// are the status lines'.
+pub fn hint(status: Option<ExitStatus>, ran: Duration, listening: bool) -> Option<Hint> {
     let failed = status.is_none_or(|status| !status.success());
-    (failed && listening && ran < EARLY_EXIT).then_some(
-        "with --listen, reload holds the port and hands it to the app as fd 3 (LISTEN_FDS): \
-         an app that binds the port itself fails with \"address already in use\"\n  help: \
-         make the app take its socket from fd 3 (see the README's \"Zero-downtime dev \
-         loop\"), or drop --listen to let it bind the port itself",
-    )
+    (failed && listening && ran < EARLY_EXIT).then_some(Hint::BindsHeldPort)
 }
 
 /// A server that fails this soon after starting may be explained by [`hint`].

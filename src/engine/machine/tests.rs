@@ -4,6 +4,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use super::*;
+use crate::lifecycle::Ended;
 
 const G1: Generation = Generation(1);
 const G2: Generation = Generation(2);
@@ -153,15 +154,48 @@ fn ready_pids(effects: &[Effect]) -> Vec<(u32, Option<u32>)> {
         .collect()
 }
 
-fn failure_message(effects: &[Effect]) -> Option<&str> {
+/// A new server given up on: which, why, what may explain it, what serves on, what follows.
+#[derive(Debug, PartialEq)]
+struct Failed {
+    pid: Option<u32>,
+    why: Failure,
+    hint: Option<Hint>,
+    serving: Option<u32>,
+    then: Afterwards,
+}
+
+const WAIT: Afterwards = Afterwards::WaitForChanges { key: false };
+
+fn failure(effects: &[Effect]) -> Option<Failed> {
     published(effects)
         .into_iter()
         .find_map(|event| match event {
-            Lifecycle::ServerFailed { message, .. } | Lifecycle::StartFailed { message } => {
-                Some(message.as_str())
-            }
+            Lifecycle::ServerFailed {
+                pid,
+                why,
+                hint,
+                serving,
+                then,
+                ..
+            } => Some(Failed {
+                pid: *pid,
+                why: why.clone(),
+                hint: *hint,
+                serving: *serving,
+                then: *then,
+            }),
             _ => None,
         })
+}
+
+fn notices(effects: &[Effect]) -> Vec<&Notice> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Notice(notice) => Some(notice),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -266,7 +300,7 @@ fn a_change_during_a_build_cancels_it_and_builds_again() {
     assert!(cancel < start && cancel.is_some(), "{effects:?}");
     assert!(published(&effects).contains(&&Lifecycle::BuildCancelled {
         after: Duration::from_millis(300),
-        reason: "the sources changed",
+        reason: CancelReason::Changed,
     }));
 }
 
@@ -279,10 +313,15 @@ fn a_change_during_a_readiness_wait_discards_the_new_server_and_builds_again() {
     let effects = run.change();
     assert!(effects.contains(&Effect::Discard(G1)));
     assert!(effects.contains(&Effect::StartBuild));
-    let message = failure_message(&effects).expect("says why");
-    assert!(
-        message.starts_with("app (pid 100) gave way to a newer change before it was ready"),
-        "{message}"
+    assert_eq!(
+        failure(&effects).expect("says why"),
+        Failed {
+            pid: Some(100),
+            why: Failure::GaveWay,
+            hint: None,
+            serving: None,
+            then: Afterwards::Decided,
+        }
     );
     // A late readiness of the discarded server changes nothing.
     let effects = run.feed(Event::Ready(G1));
@@ -350,10 +389,15 @@ fn an_overlap_server_that_never_becomes_ready_leaves_the_old_one_serving() {
     let effects = run.wait(Duration::from_secs(1));
     assert!(effects.contains(&Effect::Discard(G2)), "{effects:?}");
     assert!(!effects.contains(&Effect::Stop(G1)));
-    let message = failure_message(&effects).unwrap();
-    assert!(
-        message.starts_with("new app (pid 200) was not ready within 30.00s; pid 100 keeps serving"),
-        "{message}"
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: Some(200),
+            why: Failure::NotReadyWithin(Duration::from_secs(30)),
+            hint: None,
+            serving: Some(100),
+            then: WAIT,
+        }
     );
     assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
 }
@@ -367,10 +411,18 @@ fn a_new_server_that_exits_before_it_is_ready_never_replaces_the_old_one() {
         generation: G2,
         exit: exit(200, 3, Duration::from_millis(20)),
     });
-    let message = failure_message(&effects).unwrap();
-    assert!(
-        message.starts_with("new app (pid 200) exited with 3 before it was ready"),
-        "{message}"
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: Some(200),
+            why: Failure::Exited {
+                ended: Ended::Code(3),
+                port_in_use: None,
+            },
+            hint: None,
+            serving: Some(100),
+            then: WAIT,
+        }
     );
     assert!(ready_pids(&effects).is_empty());
     assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
@@ -386,10 +438,15 @@ fn a_program_that_cannot_be_found_leaves_the_old_server_untouched() {
         result: Err("the app `./server` does not exist".to_owned()),
     });
     assert!(!effects.iter().any(|e| matches!(e, Effect::Stop(_))));
-    let message = failure_message(&effects).unwrap();
-    assert!(
-        message.ends_with("reload is waiting for changes: fix it and save to try again"),
-        "{message}"
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: None,
+            why: Failure::Unstartable("the app `./server` does not exist".to_owned()),
+            hint: None,
+            serving: Some(100),
+            then: WAIT,
+        }
     );
     assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
 }
@@ -410,15 +467,15 @@ fn restart_after_exit_waits_the_delay_then_starts_a_new_generation() {
     assert!(effects.contains(&Effect::Bury(G1)));
     let [
         Lifecycle::ServerExited {
-            restarts_in, code, ..
+            restarts_in, ended, ..
         },
     ] = published(&effects)[..]
     else {
         panic!("{effects:?}")
     };
     assert_eq!(
-        (*restarts_in, *code),
-        (Some(Duration::from_millis(500)), Some(1))
+        (*restarts_in, ended),
+        (Some(Duration::from_millis(500)), &Ended::Code(1))
     );
     assert!(run.wait(Duration::from_millis(499)).is_empty());
     let effects = run.wait(Duration::from_millis(1));
@@ -442,12 +499,14 @@ fn a_server_that_keeps_dying_fast_is_restarted_ever_later_and_a_change_resets_th
         100,
     );
     let mut delays = Vec::new();
+    let mut told = Vec::new();
     let mut generation = G1;
     for pid in 101..106 {
         let effects = run.feed(Event::Exited {
             generation,
             exit: exit(pid - 1, 1, Duration::from_millis(10)),
         });
+        told.extend(notices(&effects).into_iter().cloned());
         delays.extend(published(&effects).into_iter().filter_map(|e| match e {
             Lifecycle::ServerExited { restarts_in, .. } => *restarts_in,
             _ => None,
@@ -460,6 +519,14 @@ fn a_server_that_keeps_dying_fast_is_restarted_ever_later_and_a_change_resets_th
     }
     let ms = |n| Duration::from_millis(n);
     assert_eq!(delays, vec![ms(0), ms(100), ms(200), ms(400), ms(800)]);
+    assert_eq!(
+        told,
+        [Notice::KeepsExitingFast {
+            within: Duration::from_secs(1),
+            up_to: Duration::from_secs(5),
+        }],
+        "said once, when the delay starts to grow"
+    );
     run.change();
     assert_eq!(run.service.fast_exits, 0);
 }
@@ -538,6 +605,7 @@ fn a_stop_that_outlasts_the_stop_timeout_is_killed() {
         vec![
             Effect::Publish(Lifecycle::Killing {
                 pid: 100,
+                generation: G1,
                 after: Duration::from_secs(5),
                 signal: "SIGTERM",
                 asked: false
@@ -585,10 +653,16 @@ fn shutdown_during_a_readiness_wait_discards_the_new_server_and_stops_the_old() 
     let discard = effects.iter().position(|e| *e == Effect::Discard(G2));
     let stop = effects.iter().position(|e| *e == Effect::Stop(G1));
     assert!(discard.is_some() && discard < stop, "{effects:?}");
-    assert!(
-        failure_message(&effects)
-            .unwrap()
-            .contains("was interrupted before it was ready")
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: Some(200),
+            why: Failure::Interrupted,
+            hint: None,
+            serving: Some(100),
+            then: Afterwards::Decided,
+        },
+        "said before the old server is sent its stop signal"
     );
     assert!(!run.service.stopped());
     run.feed(Event::Stopped(G1));
@@ -625,6 +699,7 @@ fn stop_now_during_the_stop_timeout_kills_at_once() {
         vec![
             Effect::Publish(Lifecycle::Killing {
                 pid: 100,
+                generation: G1,
                 after: Duration::from_secs(1),
                 signal: "SIGTERM",
                 asked: true
@@ -810,13 +885,12 @@ fn a_server_that_ignores_port_turns_overlap_into_stop_then_start_with_one_line()
         generation: G1,
         listens: 8080,
     });
-    let line = effects.iter().find_map(|e| match e {
-        Effect::Info(line) => Some(line.clone()),
-        _ => None,
-    });
-    assert!(
-        line.as_deref()
-            .is_some_and(|l| l.contains("ignores PORT") && l.contains(":8080")),
+    assert_eq!(
+        notices(&effects),
+        [&Notice::IgnoresPort {
+            given: Some(9000),
+            listens: 8080,
+        }],
         "{effects:?}"
     );
     let ready = run.feed(Event::Ready(G1));
@@ -851,11 +925,16 @@ fn a_server_that_gives_way_to_a_newer_change_is_not_said_to_wait_for_changes() {
     run.swap_to_g2();
     run.spawned(G2, 200);
     let effects = run.change();
-    let message = failure_message(&effects).unwrap();
-    assert!(message.contains("gave way to a newer change"), "{message}");
-    assert!(
-        !message.contains("waiting for changes"),
-        "the newer change is being built already: {message}"
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: Some(200),
+            why: Failure::GaveWay,
+            hint: None,
+            serving: Some(100),
+            then: Afterwards::Decided,
+        },
+        "the newer change is being built already: not waiting for changes"
     );
     assert!(effects.contains(&Effect::StartBuild), "{effects:?}");
 }
@@ -913,7 +992,7 @@ fn a_port_found_taken_before_the_spawn_is_replaced_by_a_free_one_for_good() {
         }),
         "still told the app port, to see whether it ignores PORT: {effects:?}"
     );
-    assert!(failure_message(&effects).is_none(), "{effects:?}");
+    assert!(failure(&effects).is_none(), "{effects:?}");
     assert_eq!(run.prepared(G3), vec![Effect::Spawn(G3)]);
     run.spawned(G3, 300);
     let ready = run.feed(Event::Ready(G3));
@@ -955,7 +1034,7 @@ fn a_new_server_that_exits_on_a_taken_port_starts_once_more_on_another_then_give
         },
     });
     assert!(
-        failure_message(&effects).is_none(),
+        failure(&effects).is_none(),
         "not a failure yet: {effects:?}"
     );
     assert!(
@@ -989,16 +1068,19 @@ fn a_new_server_that_exits_on_a_taken_port_starts_once_more_on_another_then_give
         "moved once, not again: {effects:?}"
     );
     assert!(effects.contains(&Effect::Discard(G3)), "{effects:?}");
-    let message = failure_message(&effects).unwrap();
-    for part in [
-        "new app (pid 300) exited with 1 before it was ready",
-        "its port :7000 is in use",
-        "TIME_WAIT",
-        "pid 100 keeps serving",
-        "waiting for changes",
-    ] {
-        assert!(message.contains(part), "{part:?} in {message}");
-    }
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: Some(300),
+            why: Failure::Exited {
+                ended: Ended::Code(1),
+                port_in_use: Some(7000),
+            },
+            hint: None,
+            serving: Some(100),
+            then: WAIT,
+        }
+    );
     assert_eq!(run.service.serving.map(|s| s.pid), Some(100));
     assert!(
         run.change().contains(&Effect::StartBuild),
@@ -1022,11 +1104,15 @@ fn a_port_taken_again_before_the_spawn_or_no_free_port_means_not_started() {
         generation: G3,
         port: 7000,
     });
-    let message = failure_message(&effects).unwrap();
-    assert!(
-        message.starts_with("new app not started: its port :7000 is in use")
-            && message.contains("pid 100 keeps serving"),
-        "{message}"
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: None,
+            why: Failure::PortInUse(7000),
+            hint: None,
+            serving: Some(100),
+            then: WAIT,
+        }
     );
     assert_eq!(run.service.phase, Phase::Idle);
 
@@ -1039,10 +1125,15 @@ fn a_port_taken_again_before_the_spawn_or_no_free_port_means_not_started() {
         generation: G3,
         port: None,
     });
-    let message = failure_message(&effects).unwrap();
-    assert!(
-        message.contains(":8080 is in use") && message.contains("no other port was free"),
-        "{message}"
+    assert_eq!(
+        failure(&effects).unwrap(),
+        Failed {
+            pid: None,
+            why: Failure::NoFreePort(8080),
+            hint: None,
+            serving: Some(100),
+            then: WAIT,
+        }
     );
     assert_eq!(run.service.phase, Phase::Idle);
 }
@@ -1065,10 +1156,12 @@ fn an_exit_with_its_port_free_is_an_ordinary_failure_and_stale_port_events_are_i
         generation: G2,
         exit: exit(200, 1, Duration::from_millis(80)),
     });
-    let message = failure_message(&effects).unwrap();
-    assert!(
-        message.contains("exited with 1 before it was ready") && !message.contains("in use"),
-        "{message}"
+    assert_eq!(
+        failure(&effects).unwrap().why,
+        Failure::Exited {
+            ended: Ended::Code(1),
+            port_in_use: None,
+        }
     );
 }
 
@@ -1267,7 +1360,8 @@ fn with_an_app_port_a_server_listening_elsewhere_is_told_at_once_and_still_await
     run.feed(elsewhere(G2, &[5000], 8080));
     let effects = run.wait(Duration::from_secs(30));
     assert!(
-        failure_message(&effects).is_some_and(|m| m.contains("was not ready within")),
+        failure(&effects)
+            .is_some_and(|f| f.why == Failure::NotReadyWithin(Duration::from_secs(30))),
         "{effects:?}"
     );
     assert!(
@@ -1293,7 +1387,10 @@ fn a_new_server_that_exits_before_it_is_ready_is_published_with_how_it_ended() {
             event,
             Lifecycle::ServerFailed {
                 pid: Some(100),
-                exited: Some(Ended::Code(3)),
+                why: Failure::Exited {
+                    ended: Ended::Code(3),
+                    ..
+                },
                 port: Some(4123),
                 ..
             }
@@ -1309,7 +1406,7 @@ fn a_new_server_that_exits_before_it_is_ready_is_published_with_how_it_ended() {
         published(&effects).iter().any(|event| matches!(
             event,
             Lifecycle::ServerFailed {
-                exited: None,
+                why: Failure::NotReadyWithin(_),
                 port: None,
                 ..
             }
