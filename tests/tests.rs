@@ -6,6 +6,7 @@
 //! into build/version.txt, and `app.sh` is the server. Both leave traces in `../scratch/`,
 //! outside the watched tree.
 
+mod architecture;
 mod config_errors;
 mod follow;
 mod init_cmd;
