@@ -450,6 +450,9 @@ fn overlapping_restarts_keep_the_old_server_answering_until_the_new_one_is_ready
         );
         newest = newest.max(generation);
     }
+    // The last server replaced drains while the client stops: wait for its word (stopped, it
+    // drains with no deadline but reload's stop timeout) before counting.
+    session.wait_for_stderr_count("hello_server: drained", 5);
     // Each replacement was announced by reload as old -> new, in the order the client saw.
     let stderr = session.stderr();
     for pair in generations.windows(2) {
