@@ -121,19 +121,7 @@ pub enum Lifecycle {
     },
     /// A new server will not take over: it could not be started, exited, was not ready in
     /// time, or gave way (`why`); what follows is `serving` and `then`.
-    ServerFailed {
-        /// `None`: it was not started.
-        pid: Option<u32>,
-        generation: Generation,
-        why: Failure,
-        /// What may explain the failure.
-        hint: Option<Hint>,
-        /// The server that keeps serving, if one does.
-        serving: Option<u32>,
-        then: Afterwards,
-        /// The port it was given through PORT, or followed to.
-        port: Option<u16>,
-    },
+    ServerFailed(ServerFailure),
     /// A new server's process group listens on TCP `ports`, none of them `expected` (the port
     /// it was given through PORT, or the one its readiness check waits on). `followed`: the
     /// one the proxy forwards to instead (no app port was named); `None`: reload keeps waiting
@@ -178,6 +166,23 @@ pub enum Lifecycle {
         generation: Generation,
         shutdown: bool,
     },
+}
+
+/// A new server that will not take over ([`Lifecycle::ServerFailed`]): which, why, what may
+/// explain it, what serves on and what follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerFailure {
+    /// `None`: it was not started.
+    pub pid: Option<u32>,
+    pub generation: Generation,
+    pub why: Failure,
+    /// What may explain the failure.
+    pub hint: Option<Hint>,
+    /// The server that keeps serving, if one does.
+    pub serving: Option<u32>,
+    pub then: Afterwards,
+    /// The port it was given through PORT, or followed to.
+    pub port: Option<u16>,
 }
 
 /// What a late subscriber needs to know of one service before its next event.
@@ -415,12 +420,12 @@ impl Trouble {
     /// The trouble `event` tells of, if it tells of one.
     pub fn of(event: &Lifecycle) -> Option<Trouble> {
         Some(match event {
-            Lifecycle::ServerFailed {
+            Lifecycle::ServerFailed(ServerFailure {
                 pid: Some(pid),
                 why: Failure::Exited { ended, .. },
                 port,
                 ..
-            } => Trouble::Exited {
+            }) => Trouble::Exited {
                 pid: *pid,
                 ended: ended.clone(),
                 serving: false,
@@ -649,7 +654,7 @@ mod tests {
                 expected: 8080,
             })
         );
-        bus.publish_app(Lifecycle::ServerFailed {
+        bus.publish_app(Lifecycle::ServerFailed(ServerFailure {
             pid: Some(7),
             generation: Generation(1),
             why: Failure::NotReadyWithin(Duration::from_secs(30)),
@@ -657,7 +662,7 @@ mod tests {
             serving: None,
             then: Afterwards::WaitForChanges { key: false },
             port: None,
-        });
+        }));
         assert!(
             matches!(
                 state.borrow().trouble,
@@ -673,7 +678,7 @@ mod tests {
             pid: 8,
             generation: Generation(2),
         });
-        bus.publish_app(Lifecycle::ServerFailed {
+        bus.publish_app(Lifecycle::ServerFailed(ServerFailure {
             pid: Some(8),
             generation: Generation(2),
             why: Failure::Exited {
@@ -684,7 +689,7 @@ mod tests {
             serving: None,
             then: Afterwards::WaitForChanges { key: false },
             port: Some(4123),
-        });
+        }));
         assert_eq!(
             state.borrow().trouble,
             Some(Trouble::Exited {

@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 
 use crate::config::{Change, LogFormat, Output};
 use crate::lifecycle::{
-    AfterFailure, Afterwards, CancelReason, Ended, Failure, Hint, Lifecycle, Notice, ServiceName,
-    Subscriber,
+    AfterFailure, Afterwards, CancelReason, Ended, Failure, Hint, Lifecycle, Notice, ServerFailure,
+    ServiceName, Subscriber,
 };
 
 /// Something reload reports.
@@ -121,7 +121,7 @@ impl Note<'_> {
             | Note::Notice(_)
             | Note::Event(
                 Lifecycle::RebuildAsked
-                | Lifecycle::ServerFailed { .. }
+                | Lifecycle::ServerFailed(_)
                 | Lifecycle::ListensElsewhere { .. },
             ) => Breaks::Indented,
             _ => Breaks::Escaped,
@@ -198,14 +198,7 @@ fn event_line(event: &Lifecycle) -> Option<(Tone, String)> {
             since_change,
             ..
         } => (Tone::Good, ready(*pid, *old, *swap, *since_change)),
-        Lifecycle::ServerFailed {
-            pid,
-            why,
-            hint,
-            serving,
-            then,
-            ..
-        } => (Tone::Bad, server_failed(*pid, why, *hint, *serving, *then)),
+        Lifecycle::ServerFailed(failure) => (Tone::Bad, server_failed(failure)),
         Lifecycle::ServerExited {
             pid,
             ended,
@@ -275,7 +268,7 @@ fn event_json(event: &Lifecycle) -> Value {
             "swap_ms": ms(swap), "since_change_ms": since_change.as_ref().map(ms),
             "port": port,
         }),
-        Lifecycle::ServerFailed { .. } => server_failed_json(event),
+        Lifecycle::ServerFailed(failure) => server_failed_json(failure),
         Lifecycle::ServerExited {
             pid,
             generation,
@@ -351,8 +344,8 @@ fn build_failed_json(
 
 /// A failed server as JSON: the line a human reads as `message` (an `error` event, as ever),
 /// and each typed field beside it.
-fn server_failed_json(event: &Lifecycle) -> Value {
-    let Lifecycle::ServerFailed {
+fn server_failed_json(failure: &ServerFailure) -> Value {
+    let ServerFailure {
         pid,
         generation,
         why,
@@ -360,13 +353,10 @@ fn server_failed_json(event: &Lifecycle) -> Value {
         serving,
         then,
         port,
-    } = event
-    else {
-        return Value::Null;
-    };
+    } = failure;
     let mut value = json!({
         "event": "error",
-        "message": server_failed(*pid, why, *hint, *serving, *then),
+        "message": server_failed(failure),
         "pid": pid, "generation": generation.0, "serving_pid": serving, "port": port,
         "hint": hint.map(hint_name),
         "waiting_for_changes": matches!(then, Afterwards::WaitForChanges { .. }),
@@ -704,13 +694,15 @@ pub fn ended_words(ended: &Ended) -> String {
 /// The line for a new server that will not take over: "new app (pid 8) exited with 3 before
 /// it was ready; pid 7 keeps serving", what may explain it, and what to do. `pid`: the new
 /// server, if it was started; `serving`: the old one that serves on.
-pub fn server_failed(
-    pid: Option<u32>,
-    why: &Failure,
-    hint: Option<Hint>,
-    serving: Option<u32>,
-    then: Afterwards,
-) -> String {
+pub fn server_failed(server: &ServerFailure) -> String {
+    let ServerFailure {
+        pid,
+        ref why,
+        hint,
+        serving,
+        then,
+        ..
+    } = *server;
     let mut line = if let Failure::Unstartable(error) = why {
         // The error names the program and what to do: "app" would only repeat it.
         error.clone()
@@ -1172,7 +1164,7 @@ mod tests {
         serving: Option<u32>,
         then: Afterwards,
     ) -> (String, Value) {
-        let event = Lifecycle::ServerFailed {
+        let event = Lifecycle::ServerFailed(ServerFailure {
             pid,
             generation: Generation(2),
             why,
@@ -1180,7 +1172,7 @@ mod tests {
             serving,
             then,
             port: Some(4123),
-        };
+        });
         let note = Note::Event(&event);
         (note.human().unwrap().1, note.json())
     }

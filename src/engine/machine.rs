@@ -25,6 +25,7 @@ use crate::build::BuildResult;
 use crate::config::{BuildCommand, OnBuildFailure, OnExit, Readiness, RestartOrder, RunConfig};
 use crate::lifecycle::{
     AfterFailure, Afterwards, CancelReason, Failure, Generation, Hint, Lifecycle, Notice,
+    ServerFailure,
 };
 use crate::supervise::ChildExit;
 use crate::supervise::PortTurn;
@@ -548,7 +549,7 @@ impl Service {
         let Phase::Swapping(swap) = &self.phase else {
             return;
         };
-        out.push(Effect::Publish(Lifecycle::ServerFailed {
+        out.push(Effect::Publish(Lifecycle::ServerFailed(ServerFailure {
             pid: None,
             generation: swap.generation,
             why: Failure::Unstartable(error),
@@ -556,7 +557,7 @@ impl Service {
             serving: self.serving.map(|s| s.pid),
             then: self.wait_for_changes(),
             port: swap.port,
-        }));
+        })));
         self.phase = Phase::Idle;
     }
 
@@ -896,7 +897,7 @@ impl Service {
         let Phase::Swapping(swap) = &self.phase else {
             return;
         };
-        out.push(Effect::Publish(Lifecycle::ServerFailed {
+        out.push(Effect::Publish(Lifecycle::ServerFailed(ServerFailure {
             pid: None,
             generation: swap.generation,
             why,
@@ -904,7 +905,7 @@ impl Service {
             serving: self.serving.map(|s| s.pid),
             then: self.wait_for_changes(),
             port: swap.port,
-        }));
+        })));
         self.phase = Phase::Idle;
     }
 
@@ -953,7 +954,7 @@ impl Service {
             )
         });
         out.push(Effect::Discard(generation));
-        out.push(Effect::Publish(Lifecycle::ServerFailed {
+        out.push(Effect::Publish(Lifecycle::ServerFailed(ServerFailure {
             pid: Some(pid),
             generation,
             why,
@@ -961,7 +962,7 @@ impl Service {
             serving: self.serving.map(|s| s.pid),
             then,
             port,
-        }));
+        })));
         self.phase = Phase::Idle;
     }
 

@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_trouble_reads_the_same_in_a_hello_and_in_its_event_and_a_build_hides_it() {
-        let exited = Lifecycle::ServerFailed {
+        let exited = Lifecycle::ServerFailed(crate::lifecycle::ServerFailure {
             pid: Some(7),
             generation: Generation(2),
             why: crate::lifecycle::Failure::Exited {
@@ -274,7 +274,7 @@ mod tests {
             serving: None,
             then: crate::lifecycle::Afterwards::WaitForChanges { key: false },
             port: None,
-        };
+        });
         let event = data(&of(&exited, Some(8080)).unwrap());
         let mut state = State {
             trouble: Trouble::of(&exited),

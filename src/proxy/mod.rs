@@ -343,14 +343,7 @@ fn waiting_for(event: &Lifecycle, readiness: Option<&Readiness>) -> Option<Strin
             "the app {}; reload starts it again on the next save",
             status::ended_words(ended)
         ),
-        Lifecycle::ServerFailed {
-            pid,
-            why,
-            hint,
-            serving,
-            then,
-            ..
-        } => status::server_failed(*pid, why, *hint, *serving, *then),
+        Lifecycle::ServerFailed(failure) => status::server_failed(failure),
         Lifecycle::Stopping { pid, .. } => format!("the old app (pid {pid}) is stopping"),
         _ => return None,
     })

@@ -170,19 +170,12 @@ fn failure(effects: &[Effect]) -> Option<Failed> {
     published(effects)
         .into_iter()
         .find_map(|event| match event {
-            Lifecycle::ServerFailed {
-                pid,
-                why,
-                hint,
-                serving,
-                then,
-                ..
-            } => Some(Failed {
-                pid: *pid,
-                why: why.clone(),
-                hint: *hint,
-                serving: *serving,
-                then: *then,
+            Lifecycle::ServerFailed(failure) => Some(Failed {
+                pid: failure.pid,
+                why: failure.why.clone(),
+                hint: failure.hint,
+                serving: failure.serving,
+                then: failure.then,
             }),
             _ => None,
         })
@@ -1385,7 +1378,7 @@ fn a_new_server_that_exits_before_it_is_ready_is_published_with_how_it_ended() {
     assert!(
         published(&effects).iter().any(|event| matches!(
             event,
-            Lifecycle::ServerFailed {
+            Lifecycle::ServerFailed(ServerFailure {
                 pid: Some(100),
                 why: Failure::Exited {
                     ended: Ended::Code(3),
@@ -1393,7 +1386,7 @@ fn a_new_server_that_exits_before_it_is_ready_is_published_with_how_it_ended() {
                 },
                 port: Some(4123),
                 ..
-            }
+            })
         )),
         "{effects:?}"
     );
@@ -1405,11 +1398,11 @@ fn a_new_server_that_exits_before_it_is_ready_is_published_with_how_it_ended() {
     assert!(
         published(&effects).iter().any(|event| matches!(
             event,
-            Lifecycle::ServerFailed {
+            Lifecycle::ServerFailed(ServerFailure {
                 why: Failure::NotReadyWithin(_),
                 port: None,
                 ..
-            }
+            })
         )),
         "not ready in time is no exit: {effects:?}"
     );
