@@ -70,9 +70,13 @@ impl Source {
             .is_ok_and(|table| table.is_empty())
     }
 
-    /// Whether this is air's file, read into reload's keys: its messages name air's keys.
+    /// Whether this is air's file (`.air.toml`, `air.toml`, or any `*.air.toml`), read into
+    /// reload's keys: its messages name air's keys.
     pub(crate) fn is_air(&self) -> bool {
-        is_air_file(&self.path)
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|name| name == "air.toml" || name.ends_with(".air.toml"))
     }
 
     /// How messages name `key`, whose value is at `span`: reload's name in a reload.toml; in
@@ -167,13 +171,6 @@ fn key_written_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// `.air.toml`, `air.toml`, or anything ending in `.air.toml`.
-fn is_air_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|name| name == "air.toml" || name.ends_with(".air.toml"))
-}
-
 /// 1-based line and column of a byte offset.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -184,16 +181,13 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// The `[table]` header above a line, for messages like "unknown key `x` in [watch]".
 fn section_of_line(text: &str, line: usize) -> Option<String> {
-    text.lines()
+    let header = text
+        .lines()
         .take(line)
-        .collect::<Vec<_>>()
-        .iter()
-        .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            (l.starts_with('[') && l.ends_with(']'))
-                .then(|| l.trim_matches(['[', ']']).trim().to_owned())
-        })
+        .map(str::trim)
+        .filter(|l| l.starts_with('[') && l.ends_with(']'))
+        .last()?;
+    Some(header.trim_matches(['[', ']']).trim().to_owned())
 }
 
 /// serde's message reads "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").

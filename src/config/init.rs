@@ -443,16 +443,12 @@ mod tests {
             );
         }
 
-        // Every key set (to what init shows for it), rendered, and read back the same.
-        let mut written = String::new();
-        let mut section = None;
-        for key in KEYS {
-            if key.table != section {
-                section = key.table;
-                let _ = writeln!(written, "[{}]", section.unwrap_or_default());
-            }
-            let _ = writeln!(written, "{} = {}", key.name, key.shown_unset());
-        }
+        // Every key set to what init shows for it (each line uncommented), rendered, and read
+        // back the same.
+        let written = KEYS.iter().fold(unset.clone(), |text, key| {
+            let line = format!("{} = {}\n", key.name, key.shown_unset());
+            text.replace(&format!("# {line}"), &line)
+        });
         let set = render(&parse(&written), "test");
         for key in KEYS {
             assert_rendered(&set, key, &format!("{} = {}", key.name, key.shown_unset()));
