@@ -64,13 +64,9 @@ pub enum Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Given;
     use crate::config::keys;
-    use crate::config::{Given, ProjectFlags};
     use clap::CommandFactory;
-
-    fn ext(project: &ProjectFlags) -> Vec<String> {
-        project.texts(&keys::watch::ext)
-    }
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -110,7 +106,7 @@ mod tests {
     #[test]
     fn program_after_double_dash_keeps_its_own_flags() {
         let args = Args::parse_from(["reload", "-e", "rs,toml", "--", "app", "--port", "3"]);
-        assert_eq!(ext(&args.flags.project), ["rs", "toml"]);
+        assert_eq!(args.flags.texts(&keys::watch::ext), ["rs", "toml"]);
         assert_eq!(args.flags.project.program, ["app", "--port", "3"]);
     }
 
@@ -142,7 +138,7 @@ mod tests {
         let Some(Command::Init(init)) = args.command else {
             panic!("not init: {args:?}");
         };
-        assert_eq!(ext(&init.project), ["py"]);
+        assert_eq!(init.project.texts(&keys::watch::ext), ["py"]);
         assert_eq!(init.project.texts(&keys::watch::ignore), ["*.log"]);
         assert_eq!(
             init.project.text(&keys::build::cmd).as_deref(),

@@ -10,47 +10,80 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::file::Source;
-use super::keys::{FileConfig, OneOrMany, PollValue, PortValue, RunCmd};
+use super::keys::{FileConfig, OneOrMany, PollValue, PortValue, RunCmd, unplaced};
 use super::{ConfigError, GO_BINARY_DIR};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AirFile {
-    root: Option<Spanned<String>>,
-    tmp_dir: Option<Spanned<String>>,
-    testdata_dir: Option<Spanned<String>>,
-    build: AirBuild,
-    log: AirLog,
-    misc: AirMisc,
-    screen: AirScreen,
-    proxy: AirProxy,
+/// Declares air's tables, each a struct of the keys reload reads (air's own defaults fill in
+/// what the file leaves out) and [`KEYS`](AirFile::KEYS), their names, by which a key
+/// outside them is found and warned about.
+macro_rules! air_tables {
+    ($( $(#[$doc:meta])* $Table:ident { $($key:ident: $ty:ty,)* } )*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default)]
+        struct $Table { $($key: $ty,)* }
+
+        impl $Table {
+            const KEYS: &[&str] = &[$(stringify!($key)),*];
+        }
+    )*};
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AirBuild {
-    cmd: Option<String>,
-    bin: Option<String>,
-    full_bin: Option<String>,
-    args_bin: Option<Vec<String>>,
-    include_ext: Option<Vec<String>>,
-    exclude_dir: Option<Vec<Spanned<String>>>,
-    include_dir: Option<Spanned<Vec<PathBuf>>>,
-    include_file: Option<Vec<Spanned<String>>>,
-    exclude_file: Option<Vec<Spanned<String>>>,
-    exclude_regex: Option<Vec<Spanned<String>>>,
-    exclude_unchanged: Option<bool>,
-    follow_symlink: Option<bool>,
-    delay: Option<Spanned<u64>>,
-    stop_on_error: Option<bool>,
-    send_interrupt: Option<bool>,
-    kill_delay: Option<Spanned<GoDuration>>,
-    pre_cmd: Option<Vec<String>>,
-    post_cmd: Option<Vec<String>>,
-    rerun: Option<bool>,
-    rerun_delay: Option<Spanned<u64>>,
-    poll: Option<Spanned<bool>>,
-    poll_interval: Option<Spanned<u64>>,
+air_tables! {
+    AirFile {
+        root: Option<Spanned<String>>,
+        tmp_dir: Option<Spanned<String>>,
+        testdata_dir: Option<Spanned<String>>,
+        build: AirBuild,
+        log: AirLog,
+        misc: AirMisc,
+        screen: AirScreen,
+        proxy: AirProxy,
+    }
+    AirBuild {
+        cmd: Option<String>,
+        bin: Option<String>,
+        full_bin: Option<String>,
+        args_bin: Option<Vec<String>>,
+        include_ext: Option<Vec<String>>,
+        exclude_dir: Option<Vec<Spanned<String>>>,
+        include_dir: Option<Spanned<Vec<PathBuf>>>,
+        include_file: Option<Vec<Spanned<String>>>,
+        exclude_file: Option<Vec<Spanned<String>>>,
+        exclude_regex: Option<Vec<Spanned<String>>>,
+        // Read only so that a value of the wrong type is refused as air refuses it; set to
+        // anything but their harmless defaults, they are warned about.
+        exclude_unchanged: Option<bool>,
+        follow_symlink: Option<bool>,
+        delay: Option<Spanned<u64>>,
+        stop_on_error: Option<bool>,
+        send_interrupt: Option<bool>,
+        kill_delay: Option<Spanned<GoDuration>>,
+        pre_cmd: Option<Vec<String>>,
+        post_cmd: Option<Vec<String>>,
+        rerun: Option<bool>,
+        rerun_delay: Option<Spanned<u64>>,
+        poll: Option<Spanned<bool>>,
+        poll_interval: Option<Spanned<u64>>,
+    }
+    AirLog {
+        time: Option<bool>,
+        silent: Option<bool>,
+    }
+    AirMisc {
+        clean_on_exit: Option<bool>,
+    }
+    AirScreen {
+        clear_on_rebuild: Option<bool>,
+    }
+    /// air's proxy: on only with `enabled = true` (air's default is off), ports as integers,
+    /// `app_start_timeout` in milliseconds.
+    AirProxy {
+        enabled: Option<Spanned<bool>>,
+        proxy_port: Option<Spanned<i64>>,
+        app_port: Option<Spanned<i64>>,
+        app_start_timeout: Option<Spanned<u64>>,
+    }
 }
 
 /// Go's time.Duration in TOML: a string like "500ms", or an integer of nanoseconds.
@@ -61,83 +94,14 @@ enum GoDuration {
     Nanoseconds(u64),
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AirLog {
-    time: Option<bool>,
-    silent: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AirMisc {
-    clean_on_exit: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AirScreen {
-    clear_on_rebuild: Option<bool>,
-}
-
-/// air's proxy: on only with `enabled = true` (air's default is off), ports as integers,
-/// `app_start_timeout` in milliseconds.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct AirProxy {
-    enabled: Option<Spanned<bool>>,
-    proxy_port: Option<Spanned<i64>>,
-    app_port: Option<Spanned<i64>>,
-    app_start_timeout: Option<Spanned<u64>>,
-}
-
-/// Keys reload honours, by table ("" is the top level).
-const SUPPORTED: &[(&str, &[&str])] = &[
-    (
-        "",
-        &[
-            "root",
-            "tmp_dir",
-            "testdata_dir",
-            "build",
-            "log",
-            "misc",
-            "screen",
-            "proxy",
-        ],
-    ),
-    (
-        "build",
-        &[
-            "cmd",
-            "bin",
-            "full_bin",
-            "args_bin",
-            "include_ext",
-            "exclude_dir",
-            "include_dir",
-            "include_file",
-            "exclude_file",
-            "exclude_regex",
-            "delay",
-            "stop_on_error",
-            "send_interrupt",
-            "kill_delay",
-            "pre_cmd",
-            "post_cmd",
-            "rerun",
-            "rerun_delay",
-            "poll",
-            "poll_interval",
-        ],
-    ),
-    ("log", &["time", "silent"]),
-    ("misc", &["clean_on_exit"]),
-    ("screen", &["clear_on_rebuild"]),
-    (
-        "proxy",
-        &["enabled", "proxy_port", "app_port", "app_start_timeout"],
-    ),
+/// The keys reload reads, by table ("" is the top level).
+const TABLES: [(&str, &[&str]); 6] = [
+    ("", AirFile::KEYS),
+    ("build", AirBuild::KEYS),
+    ("log", AirLog::KEYS),
+    ("misc", AirMisc::KEYS),
+    ("screen", AirScreen::KEYS),
+    ("proxy", AirProxy::KEYS),
 ];
 
 /// air keys reload does not act on, and the value at which ignoring them changes nothing.
@@ -178,39 +142,35 @@ pub(crate) fn parse(source: &Source) -> Result<(FileConfig, Vec<String>), Config
 }
 
 fn unsupported_keys(table: &toml::Table) -> Vec<String> {
-    let supported = |section: &str, key: &str| {
-        SUPPORTED
+    let read = |section: &str, key: &str| {
+        TABLES
             .iter()
             .any(|(s, keys)| *s == section && keys.contains(&key))
-    };
-    let harmless = |path: &str, value: &toml::Value| {
-        HARMLESS_DEFAULTS
-            .iter()
-            .any(|(p, default)| *p == path && (*default == "*" || value.to_string() == *default))
     };
     let mut unsupported = Vec::new();
     for (key, value) in table {
         match value {
             // Colours are cosmetic: reload has its own, so one line covers the whole table.
             toml::Value::Table(_) if key == "color" => unsupported.push("[color]".to_owned()),
-            toml::Value::Table(inner) if SUPPORTED.iter().any(|(s, _)| s == key) => {
+            toml::Value::Table(inner) if TABLES.iter().any(|(s, _)| s == key) => {
                 for (inner_key, inner_value) in inner {
                     let path = format!("{key}.{inner_key}");
-                    if !supported(key, inner_key) && !harmless(&path, inner_value) {
+                    let warned = match HARMLESS_DEFAULTS.iter().find(|(p, _)| *p == path) {
+                        Some((_, default)) => {
+                            *default != "*" && inner_value.to_string() != *default
+                        }
+                        None => !read(key, inner_key),
+                    };
+                    if warned {
                         unsupported.push(path);
                     }
                 }
             }
-            _ if supported("", key) => {}
+            _ if read("", key) => {}
             _ => unsupported.push(key.clone()),
         }
     }
     unsupported
-}
-
-/// A value air's defaults give, which has no place in the file.
-fn unplaced<T>(value: T) -> Spanned<T> {
-    Spanned::new(0..0, value)
 }
 
 /// A value made from one the file writes, at its place.
@@ -369,11 +329,13 @@ mod tests {
     use super::*;
 
     fn read(text: &str) -> (FileConfig, Vec<String>) {
-        parse(&Source {
-            path: ".air.toml".into(),
-            text: text.to_owned(),
-        })
-        .unwrap()
+        parse(&Source::new(".air.toml", text)).unwrap()
+    }
+
+    fn refused(text: &str) -> String {
+        parse(&Source::new(".air.toml", text))
+            .unwrap_err()
+            .to_string()
     }
 
     /// The value `config` gives `key`, as reload.toml would write it.
@@ -502,27 +464,16 @@ mod tests {
     }
 
     #[test]
-    fn airs_proxy_enabled_without_a_proxy_port_is_refused_at_its_line() {
-        let err = parse(&Source {
-            path: ".air.toml".into(),
-            text: "[build]\ncmd = \"true\"\n[proxy]\nenabled = true\napp_port = 8080\n".into(),
-        })
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with(".air.toml:4:11: [proxy] enabled = true, but no proxy_port"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_wrong_type_names_the_file_and_line() {
-        let err = parse(&Source {
-            path: ".air.toml".into(),
-            text: "[build]\ndelay = \"soon\"\n".into(),
-        })
-        .unwrap_err();
-        assert_eq!(err.position.map(|p| p.0), Some(2));
-        assert!(err.to_string().starts_with(".air.toml:2:"), "{err}");
+    fn a_mistake_is_refused_at_its_line() {
+        for (text, shown) in [
+            (
+                "[build]\ncmd = \"true\"\n[proxy]\nenabled = true\napp_port = 8080\n",
+                ".air.toml:4:11: [proxy] enabled = true, but no proxy_port",
+            ),
+            ("[build]\ndelay = \"soon\"\n", ".air.toml:2:"),
+        ] {
+            let err = refused(text);
+            assert!(err.starts_with(shown), "{err}");
+        }
     }
 }

@@ -41,20 +41,22 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Source {
-                path: path.to_owned(),
-                text,
-            }),
-            Err(err) => Err(ConfigError {
-                file: path.to_owned(),
-                position: None,
-                message: format!("cannot read the config file: {err}"),
-                help: (err.kind() == std::io::ErrorKind::NotFound)
-                    .then(|| "check the path given to -c/--config".to_owned()),
-            }),
+    pub(crate) fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        Source {
+            path: path.into(),
+            text: text.into(),
         }
+    }
+
+    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: path.to_owned(),
+            position: None,
+            message: format!("cannot read the config file: {err}"),
+            help: (err.kind() == std::io::ErrorKind::NotFound)
+                .then(|| "check the path given to -c/--config".to_owned()),
+        })?;
+        Ok(Source::new(path, text))
     }
 
     pub(crate) fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
@@ -68,9 +70,13 @@ impl Source {
             .is_ok_and(|table| table.is_empty())
     }
 
-    /// Whether this is air's file, read into reload's keys: its messages name air's keys.
+    /// Whether this is air's file (`.air.toml`, `air.toml`, or any `*.air.toml`), read into
+    /// reload's keys: its messages name air's keys.
     pub(crate) fn is_air(&self) -> bool {
-        is_air_file(&self.path)
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|name| name == "air.toml" || name.ends_with(".air.toml"))
     }
 
     /// How messages name `key`, whose value is at `span`: reload's name in a reload.toml; in
@@ -84,11 +90,21 @@ impl Source {
 
     /// An error about the value at `span`.
     pub(crate) fn error_at(&self, span: Range<usize>, message: String) -> ConfigError {
+        let position = Some(line_column(&self.text, span.start));
+        self.error(position, message, None)
+    }
+
+    fn error(
+        &self,
+        position: Option<(usize, usize)>,
+        message: String,
+        help: Option<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.path.clone(),
-            position: Some(line_column(&self.text, span.start)),
+            position,
             message,
-            help: None,
+            help,
         }
     }
 
@@ -100,12 +116,8 @@ impl Source {
             // `[foo]` is a table the top level does not know: say "section", list the sections.
             let header = |l: &str| l.trim().trim_matches(['[', ']']).trim() == unknown;
             if line.is_some_and(|l| l.trim_start().starts_with('[') && header(l)) {
-                return ConfigError {
-                    file: self.path.clone(),
-                    position,
-                    message: format!("unknown section `[{unknown}]`"),
-                    help: Some(section_help(&unknown, expected)),
-                };
+                let message = format!("unknown section `[{unknown}]`");
+                return self.error(position, message, Some(section_help(&unknown, expected)));
             }
             let section = position
                 .and_then(|(line, _)| section_of_line(&self.text, line))
@@ -113,12 +125,7 @@ impl Source {
             let help = closest(&unknown, &expected)
                 .map(|best| format!("did you mean `{best}`?"))
                 .or_else(|| Some(format!("known keys here: {}", expected.join(", "))));
-            return ConfigError {
-                file: self.path.clone(),
-                position,
-                message: format!("unknown key `{unknown}`{section}"),
-                help,
-            };
+            return self.error(position, format!("unknown key `{unknown}`{section}"), help);
         }
         // serde names the type, not the key: "invalid type: string \"soon\", expected u64".
         let key = position.and_then(|(line, _)| key_of_line(&self.text, line));
@@ -126,12 +133,7 @@ impl Source {
             Some(key) => format!("`{key}`: {message}"),
             None => message,
         };
-        ConfigError {
-            file: self.path.clone(),
-            position,
-            message,
-            help: None,
-        }
+        self.error(position, message, None)
     }
 }
 
@@ -169,13 +171,6 @@ fn key_written_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// `.air.toml`, `air.toml`, or anything ending in `.air.toml`.
-fn is_air_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|name| name == "air.toml" || name.ends_with(".air.toml"))
-}
-
 /// 1-based line and column of a byte offset.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -186,16 +181,13 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// The `[table]` header above a line, for messages like "unknown key `x` in [watch]".
 fn section_of_line(text: &str, line: usize) -> Option<String> {
-    text.lines()
+    let header = text
+        .lines()
         .take(line)
-        .collect::<Vec<_>>()
-        .iter()
-        .rev()
-        .find_map(|l| {
-            let l = l.trim();
-            (l.starts_with('[') && l.ends_with(']'))
-                .then(|| l.trim_matches(['[', ']']).trim().to_owned())
-        })
+        .map(str::trim)
+        .filter(|l| l.starts_with('[') && l.ends_with(']'))
+        .last()?;
+    Some(header.trim_matches(['[', ']']).trim().to_owned())
 }
 
 /// serde's message reads "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
@@ -240,45 +232,60 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<FileConfig, ConfigError> {
-        Source {
-            path: "reload.toml".into(),
-            text: text.to_owned(),
+        Source::new("reload.toml", text).parse()
+    }
+
+    #[test]
+    fn an_error_names_its_line_column_key_and_what_to_write() {
+        // Each file, and the start of what the error says about it.
+        for (text, shown) in [
+            (
+                "[watch]\ndebounce = \"50ms\"\next = [\"rs\"\n",
+                "reload.toml:3:",
+            ),
+            (
+                "[watch]\nignore = []\ndebounse = \"1s\"\n",
+                "reload.toml:3:1: unknown key `debounse` in [watch]\n  \
+                 help: did you mean `debounce`?",
+            ),
+            (
+                "zzzzzz = 1\n",
+                "reload.toml:1:1: unknown key `zzzzzz`\n  help: known keys here: root, watch",
+            ),
+            (
+                "[watch]\ngitignore = \"yes\"\n",
+                "reload.toml:2:13: `watch.gitignore`: ",
+            ),
+            (
+                "[foo]\nx = 1\n",
+                "reload.toml:1:2: unknown section `[foo]`\n  \
+                 help: known sections: [watch], [build], [run], [output], [proxy]",
+            ),
+            (
+                "[wacth]\n",
+                "reload.toml:1:2: unknown section `[wacth]`\n  help: did you mean `[watch]`?",
+            ),
+            ("[watch.foo]\nx = 1\n", "reload.toml:1:8: unknown key `foo`"),
+            (
+                "[run]\ncmd = 5\n",
+                "reload.toml:2:7: `run.cmd`: invalid type: integer `5`, expected a string (a shell \
+                 command line) or a list of strings",
+            ),
+            (
+                "[watch]\npoll = 5\n",
+                "reload.toml:2:8: `watch.poll`: invalid type: integer `5`, expected true, false or \
+                 an interval",
+            ),
+            (
+                "[run]\ncmd = [\"app\", 5]\n",
+                "reload.toml:2:7: `run.cmd`: expected a string (a shell command line) or a list of \
+                 strings (a program and its arguments), but the list holds integer `5`",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with(shown), "{text}:\n{err}");
+            assert!(!err.contains("untagged"), "{err}");
         }
-        .parse()
-    }
-
-    #[test]
-    fn syntax_error_names_line_and_column() {
-        let err = parse("[watch]\ndebounce = \"50ms\"\next = [\"rs\"\n").unwrap_err();
-        let shown = err.to_string();
-        assert!(shown.starts_with("reload.toml:"), "{shown}");
-        assert!(err.position.is_some_and(|(line, _)| line >= 3), "{shown}");
-    }
-
-    #[test]
-    fn unknown_key_is_named_with_its_section_and_a_suggestion() {
-        let err = parse("[watch]\nignore = []\ndebounse = \"1s\"\n").unwrap_err();
-        assert_eq!(err.position, Some((3, 1)));
-        assert_eq!(err.message, "unknown key `debounse` in [watch]");
-        assert_eq!(err.help.as_deref(), Some("did you mean `debounce`?"));
-    }
-
-    #[test]
-    fn unknown_top_level_key_without_close_match_lists_the_keys() {
-        let err = parse("zzzzzz = 1\n").unwrap_err();
-        assert_eq!(err.message, "unknown key `zzzzzz`");
-        assert!(err.help.unwrap().contains("watch"));
-    }
-
-    #[test]
-    fn a_wrong_type_names_the_key() {
-        let err = parse("[watch]\ngitignore = \"yes\"\n").unwrap_err();
-        assert_eq!(err.position.map(|p| p.0), Some(2));
-        assert!(
-            err.message.starts_with("`watch.gitignore`: "),
-            "{}",
-            err.message
-        );
     }
 
     #[test]
@@ -298,53 +305,24 @@ mod tests {
     fn only_close_names_are_suggested() {
         let known = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let top = known(&["root", "watch", "build", "run", "output"]);
-        assert_eq!(closest("foo", &top), None);
-        assert_eq!(closest("rn", &top), Some("run"));
-        assert_eq!(closest("wacth", &top), Some("watch"));
         let run = known(&["stop_signal", "stop_timeout"]);
-        assert_eq!(closest("stop_sginal", &run), Some("stop_signal"));
-        assert_eq!(closest("zzzzzz", &run), None);
-    }
-
-    #[test]
-    fn an_unknown_section_lists_the_sections() {
-        let err = parse("[foo]\nx = 1\n").unwrap_err();
-        assert_eq!(err.message, "unknown section `[foo]`");
-        assert_eq!(
-            err.help.as_deref(),
-            Some("known sections: [watch], [build], [run], [output], [proxy]")
-        );
-        let err = parse("[wacth]\n").unwrap_err();
-        assert_eq!(err.help.as_deref(), Some("did you mean `[watch]`?"));
-        let err = parse("[watch.foo]\nx = 1\n").unwrap_err();
-        assert!(
-            err.message.starts_with("unknown key `foo`"),
-            "{}",
-            err.message
-        );
-    }
-
-    #[test]
-    fn a_wrong_type_says_what_to_write() {
-        let err = parse("[run]\ncmd = 5\n").unwrap_err();
-        assert!(!err.message.contains("untagged"), "{}", err.message);
-        assert!(err.message.contains("a list of strings"), "{}", err.message);
-        let err = parse("[watch]\npoll = 5\n").unwrap_err();
-        assert!(
-            err.message.contains("true, false or an interval"),
-            "{}",
-            err.message
-        );
-        let err = parse("[run]\ncmd = [\"app\", 5]\n").unwrap_err();
-        assert!(err.message.contains("integer `5`"), "{}", err.message);
+        for (name, known, closest_one) in [
+            ("foo", &top, None),
+            ("rn", &top, Some("run")),
+            ("wacth", &top, Some("watch")),
+            ("stop_sginal", &run, Some("stop_signal")),
+            ("zzzzzz", &run, None),
+        ] {
+            assert_eq!(closest(name, known), closest_one, "{name}");
+        }
     }
 
     #[test]
     fn airs_keys_are_named_where_air_writes_them() {
-        let source = Source {
-            path: ".air.toml".into(),
-            text: "tmp_dir = \"t\"\n[build]\nexclude_dir = [\n  \"a\",\n  \"b[\",\n]\n".into(),
-        };
+        let source = Source::new(
+            ".air.toml",
+            "tmp_dir = \"t\"\n[build]\nexclude_dir = [\n  \"a\",\n  \"b[\",\n]\n",
+        );
         let at = |text: &str| {
             let start = source.text.find(text).unwrap();
             start..start + text.len()
@@ -388,10 +366,7 @@ mod tests {
 
     #[test]
     fn a_comment_only_file_is_blank() {
-        let source = |text: &str| Source {
-            path: "reload.toml".into(),
-            text: text.into(),
-        };
+        let source = |text: &str| Source::new("reload.toml", text);
         assert!(source("").is_blank());
         assert!(source("# nothing\n\n  # here\n").is_blank());
         assert!(!source("[run]\ncmd = \"x\"\n").is_blank());

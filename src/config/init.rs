@@ -11,11 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
-use toml::Spanned;
-
 use super::file::Source;
 use super::flags::{Given, ProjectFlags};
-use super::keys::{self, FileConfig, KEYS, OneOrMany, RunCmd};
+use super::keys::{self, FileConfig, KEYS, OneOrMany, RunCmd, unplaced};
 use super::{CONFIG_FILE, Program, air, binary_choice_refused, detect, empty_program, usage};
 
 /// `reload init [--force] [--from-air] [PROJECT FLAGS] [-- PROGRAM]`.
@@ -157,18 +155,7 @@ fn already_exists(target: &Path) -> anyhow::Error {
 }
 
 fn has_flags(flags: &ProjectFlags) -> bool {
-    let keys = [
-        &keys::watch::paths,
-        &keys::watch::ext,
-        &keys::watch::ignore,
-        &keys::build::cmd,
-    ];
-    keys.iter().any(|key| flags.has(key)) || !flags.program.is_empty()
-}
-
-/// A value the flags give, which has no place in a file.
-fn unplaced<T>(value: T) -> Spanned<T> {
-    Spanned::new(0..0, value)
+    KEYS.iter().any(|key| flags.has(key)) || !flags.program.is_empty()
 }
 
 /// Write the flags down over what the file says, layered as `config::resolve` layers them over
@@ -197,10 +184,8 @@ fn apply_flags(dir: &Path, flags: &ProjectFlags, file: &mut FileConfig) -> Resul
         let written = file
             .watch
             .ignore
-            .get_or_insert_with(|| Spanned::new(0..0, Vec::new()));
-        written
-            .get_mut()
-            .extend(ignore.into_iter().map(|glob| Spanned::new(0..0, glob)));
+            .get_or_insert_with(|| unplaced(Vec::new()));
+        written.get_mut().extend(ignore.into_iter().map(unplaced));
     }
     if let Some(build) = flags.text(&keys::build::cmd) {
         file.build.cmd = Some(unplaced(build.trim().to_owned()));
@@ -232,13 +217,13 @@ fn from_project(dir: &Path, flags: &ProjectFlags) -> Result<(FileConfig, String)
     }
     let mut file = FileConfig::default();
     let globs = |globs: Vec<String>| {
-        let globs: Vec<_> = globs.into_iter().map(|g| Spanned::new(0..0, g)).collect();
-        (!globs.is_empty()).then(|| Spanned::new(0..0, globs))
+        let globs: Vec<_> = globs.into_iter().map(unplaced).collect();
+        (!globs.is_empty()).then(|| unplaced(globs))
     };
     if let Some(project) = &project {
         let defaults = project.watch_defaults();
         file.watch.ext = (!defaults.extensions.is_empty())
-            .then(|| Spanned::new(0..0, OneOrMany::Many(defaults.extensions)));
+            .then(|| unplaced(OneOrMany::Many(defaults.extensions)));
         file.watch.include = globs(defaults.include);
         file.watch.ignore = globs(defaults.ignore);
         let paths = project.watch_paths(dir, flags.package.as_deref(), flags.bin.as_deref());
@@ -328,20 +313,46 @@ mod tests {
     use super::super::keys::Key;
     use super::*;
 
+    fn parse(text: &str) -> FileConfig {
+        Source::new("reload.toml", text)
+            .parse()
+            .unwrap_or_else(|err| panic!("{err}\n{text}"))
+    }
+
+    /// `reload init` run in a directory holding `files`: the file written and what it says it
+    /// was made from.
+    fn init(files: &[(&str, &str)], from_air: bool, project: ProjectFlags) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let init = InitArgs {
+            force: false,
+            from_air,
+            project,
+        };
+        let (path, what) = write(dir.path(), &init).unwrap();
+        (std::fs::read_to_string(path).unwrap(), what)
+    }
+
+    /// What `text` writes under `[section]`, to the end of the file.
+    fn after<'a>(text: &'a str, section: &str) -> &'a str {
+        let header = format!("\n[{section}]\n");
+        let Some((_, rest)) = text.split_once(&header) else {
+            panic!("no [{section}] section in\n{text}");
+        };
+        rest
+    }
+
     #[test]
     fn a_rendered_file_parses_back_to_the_same_settings() {
-        let source = Source {
-            path: ".air.toml".into(),
-            text: "[build]\ncmd = \"go build -o ./tmp/main .\"\ndelay = 200\npre_cmd = [\"echo 'hi'\"]\n".into(),
-        };
+        let source = Source::new(
+            ".air.toml",
+            "[build]\ncmd = \"go build -o ./tmp/main .\"\ndelay = 200\npre_cmd = [\"echo 'hi'\"]\n",
+        );
         let (file, _) = air::parse(&source).unwrap();
         let text = render(&file, "test");
-        let back: FileConfig = Source {
-            path: "reload.toml".into(),
-            text: text.clone(),
-        }
-        .parse()
-        .unwrap_or_else(|err| panic!("{err}\n{text}"));
+        let back = parse(&text);
         assert_eq!(
             back.build.cmd.unwrap().into_inner(),
             "go build -o ./tmp/main ."
@@ -356,24 +367,14 @@ mod tests {
 
     #[test]
     fn init_writes_the_proxy_section_commented_out() {
-        let dir = tempfile::tempdir().unwrap();
         let mut project = ProjectFlags {
             program: vec!["./server".into()],
             ..ProjectFlags::default()
         };
         project.keys.set(&keys::build::cmd, &["make"]);
-        let init = InitArgs {
-            force: false,
-            from_air: false,
-            project,
-        };
-        let (path, _) = write(dir.path(), &init).unwrap();
-        let text = std::fs::read_to_string(path).unwrap();
-        let Some((_, section)) = text.split_once("\n[proxy]\n") else {
-            panic!("no [proxy] section in\n{text}");
-        };
+        let (text, _) = init(&[], false, project);
         assert_eq!(
-            section,
+            after(&text, "proxy"),
             "# Turns the proxy on: where the browser connects, a port (on 127.0.0.1) or \
              \"HOST:PORT\".\n# port = 8090\n\n\
              # The port your server listens on, given to it as PORT (optional: else reload \
@@ -388,57 +389,35 @@ mod tests {
 
     #[test]
     fn init_in_a_flask_project_writes_flask_run_and_the_templates_down() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("app.py"),
-            "from flask import Flask\napp = Flask(__name__)\n",
-        )
-        .unwrap();
-        let init = InitArgs {
-            force: false,
-            from_air: false,
-            project: ProjectFlags::default(),
-        };
-        let (path, what) = write(dir.path(), &init).unwrap();
+        let app = "from flask import Flask\napp = Flask(__name__)\n";
+        let (text, what) = init(&[("app.py", app)], false, ProjectFlags::default());
         assert!(what.contains("Flask app (app.py)"), "{what}");
-        let text = std::fs::read_to_string(path).unwrap();
-        let run = text.split_once("\n[run]\n").unwrap().1;
         assert!(
-            run.contains(
+            after(&text, "run").contains(
                 "\ncmd = \"exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
                  --port ${PORT:-5000}\"\n"
             ),
             "{text}"
         );
         assert!(text.contains("\ninclude = [\"**/templates/**\""), "{text}");
-        let build = text.split_once("\n[build]\n").unwrap().1;
+        let build = after(&text, "build");
         assert!(build.contains("\n# cmd = \"\"\n"), "no build step:\n{text}");
     }
 
     #[test]
     fn airs_enabled_proxy_is_written_in() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(".air.toml"),
-            "[proxy]\nenabled = true\nproxy_port = 8090\napp_port = 8080\n",
-        )
-        .unwrap();
-        let init = InitArgs {
-            force: false,
-            from_air: true,
-            project: ProjectFlags::default(),
-        };
-        let (path, what) = write(dir.path(), &init).unwrap();
+        let air = "[proxy]\nenabled = true\nproxy_port = 8090\napp_port = 8080\n";
+        let (text, what) = init(&[(".air.toml", air)], true, ProjectFlags::default());
         assert!(!what.contains("not supported"), "{what}");
-        let text = std::fs::read_to_string(path).unwrap();
-        let (_, section) = text.split_once("\n[proxy]\n").unwrap();
-        assert!(section.contains("\nport = 8090\n"), "{text}");
-        assert!(section.contains("\napp_port = 8080\n"), "{text}");
-        assert!(section.contains("\n# hold_timeout = \"30s\"\n"), "{text}");
+        let section = after(&text, "proxy");
+        for line in ["port = 8090", "app_port = 8080", "# hold_timeout = \"30s\""] {
+            assert!(section.contains(&format!("\n{line}\n")), "{text}");
+        }
     }
 
-    /// The `[section]` each line of `text` is under, with the line.
-    fn lines_with_sections(text: &str) -> Vec<(Option<&str>, &str)> {
+    /// `name = value` (or `# name = value`) under the key's section, right below its doc line.
+    #[track_caller]
+    fn assert_rendered(text: &str, key: &Key, line: &str) {
         let mut section = None;
         let mut lines = Vec::new();
         for line in text.lines() {
@@ -447,13 +426,6 @@ mod tests {
                 None => lines.push((section, line)),
             }
         }
-        lines
-    }
-
-    /// `name = value` (or `# name = value`) under the key's section, right below its doc line.
-    #[track_caller]
-    fn assert_rendered(text: &str, key: &Key, line: &str) {
-        let lines = lines_with_sections(text);
         let found = lines.windows(2).any(|pair| {
             pair[0] == (key.table, &format!("# {}", key.doc)) && pair[1] == (key.table, line)
         });
@@ -471,24 +443,12 @@ mod tests {
             );
         }
 
-        // Every key set (to what init shows for it), rendered, and read back the same.
-        let mut written = String::new();
-        let mut section = None;
-        for key in KEYS {
-            if key.table != section {
-                section = key.table;
-                let _ = writeln!(written, "[{}]", section.unwrap_or_default());
-            }
-            let _ = writeln!(written, "{} = {}", key.name, key.shown_unset());
-        }
-        let parse = |text: &str| -> FileConfig {
-            Source {
-                path: "reload.toml".into(),
-                text: text.to_owned(),
-            }
-            .parse()
-            .unwrap_or_else(|err| panic!("{err}\n{text}"))
-        };
+        // Every key set to what init shows for it (each line uncommented), rendered, and read
+        // back the same.
+        let written = KEYS.iter().fold(unset.clone(), |text, key| {
+            let line = format!("{} = {}\n", key.name, key.shown_unset());
+            text.replace(&format!("# {line}"), &line)
+        });
         let set = render(&parse(&written), "test");
         for key in KEYS {
             assert_rendered(&set, key, &format!("{} = {}", key.name, key.shown_unset()));

@@ -179,44 +179,42 @@ impl Key {
 
     /// Its flag as clap's argument, with the default noted in the help.
     fn arg(&self, flag: &Flag) -> Arg {
-        let arg = Arg::new(flag.long).long(flag.long).short(flag.short);
-        let (arg, note) = match flag.takes {
-            Takes::On | Takes::Off => (arg.action(ArgAction::SetTrue), None),
-            Takes::Value(name) => (arg.value_name(name), self.default_text()),
-            Takes::Path(name) => (
-                arg.value_name(name)
-                    .value_parser(clap::value_parser!(PathBuf)),
-                None,
-            ),
-            Takes::Each(name) => (arg.value_name(name).action(ArgAction::Append), None),
-            Takes::EachPath(name) => (
-                arg.value_name(name)
-                    .action(ArgAction::Append)
-                    .value_parser(clap::value_parser!(PathBuf)),
-                None,
-            ),
-            Takes::Commas(name) => (
-                arg.value_name(name)
-                    .action(ArgAction::Append)
-                    .value_delimiter(','),
-                None,
-            ),
-            Takes::OneOf(name, words) => (
-                arg.value_name(name).value_parser(words.to_vec()),
-                self.default_text(),
-            ),
-            Takes::Optional(name, missing) => {
-                let help = format!(
-                    "{} [default when given without a value: {missing}]",
-                    flag.help
-                );
-                let arg = arg.value_name(name).num_args(0..=1);
-                return arg.default_missing_value(missing).help(help);
+        let note = match flag.takes {
+            Takes::Value(_) | Takes::OneOf(..) => self
+                .default_text()
+                .map(|default| format!("[default: {default}]")),
+            Takes::Optional(_, missing) => {
+                Some(format!("[default when given without a value: {missing}]"))
             }
+            _ => None,
         };
-        match note {
-            Some(default) => arg.help(format!("{} [default: {default}]", flag.help)),
-            None => arg.help(flag.help),
+        let help = match note {
+            Some(note) => format!("{} {note}", flag.help),
+            None => flag.help.to_owned(),
+        };
+        let arg = Arg::new(flag.long)
+            .long(flag.long)
+            .short(flag.short)
+            .help(help);
+        let paths = clap::value_parser!(PathBuf);
+        match flag.takes {
+            Takes::On | Takes::Off => arg.action(ArgAction::SetTrue),
+            Takes::Value(name) => arg.value_name(name),
+            Takes::Path(name) => arg.value_name(name).value_parser(paths),
+            Takes::Each(name) => arg.value_name(name).action(ArgAction::Append),
+            Takes::EachPath(name) => arg
+                .value_name(name)
+                .action(ArgAction::Append)
+                .value_parser(paths),
+            Takes::Commas(name) => arg
+                .value_name(name)
+                .action(ArgAction::Append)
+                .value_delimiter(','),
+            Takes::OneOf(name, words) => arg.value_name(name).value_parser(words.to_vec()),
+            Takes::Optional(name, missing) => arg
+                .value_name(name)
+                .num_args(0..=1)
+                .default_missing_value(missing),
         }
     }
 }
@@ -225,6 +223,11 @@ impl Key {
 pub(crate) fn parse_bool(text: &str) -> Result<bool, String> {
     text.parse()
         .map_err(|_| format!("`{text}` is not true or false"))
+}
+
+/// A value that has no place in a file: given by a flag, a default or detection.
+pub(crate) fn unplaced<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
 }
 
 /// A value as `reload init` writes it: TOML, as serde makes it.
@@ -504,18 +507,10 @@ keys! {
 
 /// The flags of `KEYS`, as clap arguments: the project flags (`PROJECT`, which `reload init`
 /// takes too) or the others. Values are kept as given, by key; the resolvers read them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KeyFlags<const PROJECT: bool> {
     /// The values of each flag given, by its long name (none for a switch).
     given: BTreeMap<&'static str, Vec<OsString>>,
-}
-
-impl<const PROJECT: bool> Default for KeyFlags<PROJECT> {
-    fn default() -> Self {
-        KeyFlags {
-            given: BTreeMap::new(),
-        }
-    }
 }
 
 impl<const PROJECT: bool> KeyFlags<PROJECT> {
