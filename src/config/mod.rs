@@ -796,15 +796,31 @@ fn choose_commands(
 
 /// Neither the flags, nor the file, nor the project say what to build or run.
 fn nothing_to_do(source: Option<&Source>, root: &Path) -> anyhow::Error {
-    if let Some(source) = source {
-        return nothing_in_the_file(source);
+    let Some(source) = source else {
+        return usage(format!(
+            "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, Go, \
+             Python, Node or Makefile project\n  help: run `reload init` to write a {CONFIG_FILE}, \
+             or say what to do: `reload --build 'make' -- ./server`",
+            root.display()
+        ));
+    };
+    let what = if source.is_blank() {
+        "is empty (nothing but comments and blank lines)"
+    } else {
+        "sets neither [build] cmd nor [run] cmd"
+    };
+    ConfigError {
+        file: source.path.clone(),
+        position: None,
+        message: format!("{what}, so reload has nothing to build or run"),
+        help: Some(
+            "say what to run, and what builds it if anything:\n\n    [build]\n    cmd = \"make\"\n\n    \
+             [run]\n    cmd = [\"./server\"]\n\n  or run `reload init --force` to write a commented \
+             reload.toml"
+                .to_owned(),
+        ),
     }
-    usage(format!(
-        "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, Go, \
-         Python, Node or Makefile project\n  help: run `reload init` to write a {CONFIG_FILE}, \
-         or say what to do: `reload --build 'make' -- ./server`",
-        root.display()
-    ))
+    .into()
 }
 
 /// The server and how it is stopped, started and awaited; `None` in build-only mode (every
@@ -1114,28 +1130,6 @@ fn with_help(mut err: anyhow::Error, help: &str) -> anyhow::Error {
     err
 }
 
-/// A reload.toml that says neither what to build nor what to run, in a directory zero-config
-/// knows nothing about.
-fn nothing_in_the_file(source: &Source) -> anyhow::Error {
-    let what = if source.is_blank() {
-        "is empty (nothing but comments and blank lines)"
-    } else {
-        "sets neither [build] cmd nor [run] cmd"
-    };
-    ConfigError {
-        file: source.path.clone(),
-        position: None,
-        message: format!("{what}, so reload has nothing to build or run"),
-        help: Some(
-            "say what to run, and what builds it if anything:\n\n    [build]\n    cmd = \"make\"\n\n    \
-             [run]\n    cmd = [\"./server\"]\n\n  or run `reload init --force` to write a commented \
-             reload.toml"
-                .to_owned(),
-        ),
-    }
-    .into()
-}
-
 /// Run `pre` commands before the build, in the build's own shell, so that cancelling the build
 /// cancels them too.
 fn with_pre_commands(pre: &[String], build: Option<BuildCommand>) -> Option<BuildCommand> {
@@ -1239,36 +1233,27 @@ mod tests {
     fn the_plan_in_words_says_what_builds_and_what_runs() {
         let make = BuildCommand::Shell("make".to_owned());
         let server = Program::Argv(vec!["./server".into(), "--name".into(), "it's".into()]);
-        let npm = Program::Shell("npm start".into());
-        for (build, detected, program, expected) in [
-            (
-                Some(&make),
-                None,
-                Some(&server),
-                r"build with `make`, run `./server --name 'it'\''s'`",
-            ),
-            (
-                Some(&make),
-                Some("Go module"),
-                Some(&Program::CargoArtifact),
-                "build with `make` (Go module), run the binary it builds",
-            ),
-            (None, None, Some(&npm), "no build step, run `npm start`"),
-            (
-                Some(&make),
-                None,
-                None,
-                "build with `make`, nothing to run (no program given: build only)",
-            ),
-            (
-                None,
-                None,
-                None,
-                "no build step and no program: changes are only reported",
-            ),
-        ] {
-            assert_eq!(plan_in_words(build, detected, program), expected);
-        }
+        assert_eq!(
+            plan_in_words(Some(&make), None, Some(&server)),
+            r"build with `make`, run `./server --name 'it'\''s'`"
+        );
+        let artifact = Some(&Program::CargoArtifact);
+        assert_eq!(
+            plan_in_words(Some(&make), Some("Go module"), artifact),
+            "build with `make` (Go module), run the binary it builds"
+        );
+        assert_eq!(
+            plan_in_words(None, None, Some(&Program::Shell("npm start".into()))),
+            "no build step, run `npm start`"
+        );
+        assert_eq!(
+            plan_in_words(Some(&make), None, None),
+            "build with `make`, nothing to run (no program given: build only)"
+        );
+        assert_eq!(
+            plan_in_words(None, None, None),
+            "no build step and no program: changes are only reported"
+        );
     }
 
     #[test]
@@ -1490,17 +1475,14 @@ mod tests {
     fn with_listen_the_proxy_forwards_to_the_held_socket() {
         let dir = tempfile::tempdir().unwrap();
         let toml = "[run]\ncmd = [\"app\"]\nlisten = [\"3000\"]\n[proxy]\nport = 8090\n";
-        for (listen, toml, held) in [
-            ("3000", None, "127.0.0.1:3000"),
-            ("web=[::1]:3000", None, "[::1]:3000"),
+        let flags = |listen: &str| format!("--proxy 8090 --listen {listen} --listen 4000 -- app");
+        for (argv, toml, held) in [
+            (flags("3000"), None, "127.0.0.1:3000"),
+            (flags("web=[::1]:3000"), None, "[::1]:3000"),
             // Bound on every interface; reached on loopback.
-            ("0.0.0.0:3000", None, "127.0.0.1:3000"),
-            ("", Some(toml), "127.0.0.1:3000"),
+            (flags("0.0.0.0:3000"), None, "127.0.0.1:3000"),
+            (String::new(), Some(toml), "127.0.0.1:3000"),
         ] {
-            let argv = match toml {
-                None => format!("--proxy 8090 --listen {listen} --listen 4000 -- app"),
-                Some(_) => String::new(),
-            };
             let config = resolve_in(dir.path(), &argv, toml).unwrap();
             assert_eq!(proxy_of(&config).upstream, Upstream::Held(addr(held)));
             let run = run_of(&config);
