@@ -5,10 +5,8 @@
 //! file, its default and its line in `reload init`. One resolver per section (`resolve_watch`,
 //! `resolve_build`, `resolve_run`, `resolve_output`, `proxy::resolve`) reads the layers through
 //! `Place`. The resolved configuration is a map of services (today one, [`APP`]) and what is
-//! global; the proxy is then linked to the service it forwards to (`proxy::link_to_service`):
-//! an app port gives the server `PORT` and, when no readiness check was asked for, a tcp one on
-//! that port; without one, reload chooses the port at start (`Upstream::Chosen`) and follows
-//! the server to where it listens.
+//! global; the proxy is then linked to the service it forwards to (`proxy::link_to_service`,
+//! whose module says what the link gives the server).
 
 mod air;
 mod changes;
@@ -496,12 +494,18 @@ impl Place<'_> {
         }
     }
 
+    /// `key` as the file names it at `span`: `[run] listen`, or air's name in an .air.toml.
+    fn label(&self, key: &Key, span: &Range<usize>) -> String {
+        self.source
+            .map_or_else(|| key.label(), |source| source.label(key, span))
+    }
+
     /// An error about the value of `key` the file writes at `span`: `[run] listen: ...`.
     fn at(&self, key: &Key, span: &Range<usize>, message: &str) -> anyhow::Error {
-        let label = self
-            .source
-            .map_or_else(|| key.label(), |source| source.label(key, span));
-        self.file(span.clone(), format!("{label}: {message}"))
+        self.file(
+            span.clone(),
+            format!("{}: {message}", self.label(key, span)),
+        )
     }
 
     /// An error about the flag of `key`: `--listen: ...`.
@@ -1404,11 +1408,13 @@ mod tests {
             ("[::1]:8090", "[::1]:8090"),
             ("0.0.0.0:8090", "0.0.0.0:8090"),
             ("[::]:8090", "[::]:8090"),
+            // Another address of this machine is another socket than the app's.
             ("192.168.1.5:8080", "192.168.1.5:8080"),
         ] {
             let argv = format!("--proxy {written} --app-port 8080 -- app");
             let config = resolve_in(dir.path(), &argv, None).unwrap();
             assert_eq!(proxy_of(&config).listen, addr(listen), "{written}");
+            assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(8080));
         }
     }
 
@@ -1496,29 +1502,18 @@ mod tests {
     #[test]
     fn an_explicit_readiness_check_stays() {
         let dir = tempfile::tempdir().unwrap();
-        for (argv, toml, readiness) in [
-            (
-                "--proxy 8090 --app-port 8080 --ready notify -- app",
-                None,
-                Readiness::Notify,
-            ),
-            (
-                "--proxy 8090 --ready notify -- app",
-                None,
-                Readiness::Notify,
-            ),
-            // `none`, written, is asked for too: the server is ready when spawned.
-            (
-                "",
-                Some(
-                    "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n",
-                ),
-                Readiness::Spawned,
-            ),
+        for argv in [
+            "--proxy 8090 --app-port 8080 --ready notify -- app",
+            "--proxy 8090 --ready notify -- app",
         ] {
-            let config = resolve_in(dir.path(), argv, toml).unwrap();
-            assert_eq!(run_of(&config).readiness, readiness, "{argv}");
+            let config = resolve_in(dir.path(), argv, None).unwrap();
+            assert_eq!(run_of(&config).readiness, Readiness::Notify, "{argv}");
         }
+        // `none`, written, is asked for too: the server is ready when spawned.
+        let toml =
+            "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n";
+        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
+        assert_eq!(run_of(&config).readiness, Readiness::Spawned);
     }
 
     #[test]
@@ -1555,26 +1550,26 @@ mod tests {
         assert_proxies_8090_to_8080(config);
     }
 
-    #[test]
-    fn another_address_of_this_machine_is_another_socket() {
+    /// Each mistake (a command line and a reload.toml) is refused with a message that starts
+    /// as given: with the flag, or with the file, the line and the key.
+    #[track_caller]
+    fn assert_refusals(cases: &[(&str, Option<&str>, &str)]) {
         let dir = tempfile::tempdir().unwrap();
-        let argv = "--proxy 192.168.1.5:8080 --app-port 8080 -- app";
-        let config = resolve_in(dir.path(), argv, None).unwrap();
-        assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(8080));
+        for (argv, toml, expected) in cases {
+            let err = refused(dir.path(), argv, *toml);
+            assert!(err.starts_with(expected), "{argv} {toml:?}: {err}");
+        }
     }
 
-    /// Each mistake in the proxy's settings, and how its message starts: with the flag, or
-    /// with the file, the line and the key.
     #[test]
-    fn proxy_mistakes_are_refused_naming_the_flag_or_the_line() {
-        let dir = tempfile::tempdir().unwrap();
+    fn mistakes_about_where_the_proxy_forwards_are_refused() {
         let env_port = |port: &str| {
             format!("[run]\ncmd = [\"app\"]\nenv = {{ PORT = \"{port}\", A = \"1\" }}\n")
         };
         let hosts = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
                      allowed_hosts = [\"a.test\",\n  \"*\"]\n";
         let env_3000 = env_port("3000");
-        for (argv, toml, expected) in [
+        assert_refusals(&[
             (
                 "",
                 Some(hosts),
@@ -1621,6 +1616,12 @@ mod tests {
                 "--proxy forwards to the first --listen socket, and 127.0.0.1:0 asks for any \
                  free port",
             ),
+        ]);
+    }
+
+    #[test]
+    fn a_proxy_without_a_server_or_its_own_port_is_refused() {
+        assert_refusals(&[
             // The proxy and the server need two ports.
             (
                 "--proxy 8080 --app-port 8080 -- app",
@@ -1675,10 +1676,7 @@ mod tests {
                 None,
                 "--allow-host is a setting of the dev proxy, and no proxy is asked for",
             ),
-        ] {
-            let err = refused(dir.path(), argv, toml);
-            assert!(err.starts_with(expected), "{argv} {toml:?}: {err}");
-        }
+        ]);
     }
 
     #[test]

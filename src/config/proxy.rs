@@ -42,9 +42,7 @@ impl Place<'_> {
             (Some(text), _) => (text.trim().to_owned(), flag_name(key), None),
             (None, Some(written)) => {
                 let span = written.span();
-                let label = self
-                    .source
-                    .map_or_else(|| key.label(), |source| source.label(key, &span));
+                let label = self.label(key, &span);
                 (written.get_ref().to_string(), label, Some(span))
             }
             (None, None) => return Ok(None),
