@@ -38,18 +38,18 @@ pub fn changes(old: &Config, new: &Config) -> Vec<Change> {
     };
     let output_changed = output(old) != output(new);
     let (old, new) = (old.app(), new.app());
+    let added = |from: &[PathBuf], to: &[PathBuf]| -> Vec<PathBuf> {
+        to.iter()
+            .filter(|path| !from.contains(path))
+            .cloned()
+            .collect()
+    };
     let (old_paths, new_paths) = (&old.watch.paths, &new.watch.paths);
+    out.extend(added(old_paths, new_paths).into_iter().map(Change::Watched));
     out.extend(
-        new_paths
-            .iter()
-            .filter(|path| !old_paths.contains(path))
-            .map(|path| Change::Watched(path.clone())),
-    );
-    out.extend(
-        old_paths
-            .iter()
-            .filter(|path| !new_paths.contains(path))
-            .map(|path| Change::Unwatched(path.clone())),
+        added(new_paths, old_paths)
+            .into_iter()
+            .map(Change::Unwatched),
     );
     if old.watch.filter != new.watch.filter || old.watch.debounce != new.watch.debounce {
         out.push(Change::Settings("[watch]"));
@@ -116,91 +116,47 @@ fn command_line(program: &Program) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{
-        BuildCommand, FilterRules, Globs, LogFormat, OnBuildFailure, OnExit, Output, ProxyConfig,
-        Readiness, RestartOrder, Upstream, WatchConfig,
-    };
+    use crate::config::Globs;
+    use crate::config::tests::resolve_in;
 
     fn app(config: &mut Config) -> &mut ServiceConfig {
         &mut config.services[0]
     }
 
-    fn config() -> Config {
-        let app = ServiceConfig {
-            watch: WatchConfig {
-                paths: vec!["/p".into()],
-                config_files: vec!["/p/reload.toml".into()],
-                filter: FilterRules {
-                    root: "/p".into(),
-                    extensions: vec!["rs".into()],
-                    include: None,
-                    ignore: Globs::new(vec![globset::Glob::new("*.tmp").unwrap()]).unwrap(),
-                    ignore_regex: vec![regex::Regex::new("_test").unwrap()],
-                    gitignore: true,
-                    ignored_dirs: vec!["/p/target".into()],
-                },
-                debounce: Duration::from_millis(50),
-                poll: None,
-            },
-            build: Some(BuildCommand::Shell("make".into())),
-            run: Some(RunConfig {
-                program: Program::Argv(vec!["./server".into()]),
-                env: BTreeMap::new(),
-                env_file: None,
-                stop_signal: nix::sys::signal::Signal::SIGTERM,
-                stop_timeout: Duration::from_secs(5),
-                listeners: Vec::new(),
-                readiness: Readiness::Spawned,
-                ready_timeout: Duration::from_secs(30),
-                order: RestartOrder::StopThenStart,
-                on_build_failure: OnBuildFailure::KeepServing,
-                on_exit: OnExit::Wait,
-            }),
-            post: Vec::new(),
-            clean_on_exit: Vec::new(),
-        };
-        Config {
-            root: "/p".into(),
-            services: [(crate::config::APP.to_owned(), app)].into(),
-            output: Output {
-                clear: false,
-                timestamps: false,
-                quiet: false,
-                format: LogFormat::Human,
-            },
-            origin: String::new(),
-            warnings: Vec::new(),
-            proxy: None,
-            project_unreadable: None,
-            settings_files: Vec::new(),
-        }
+    /// A configuration with something in each section, resolved in `dir`.
+    fn config(dir: &tempfile::TempDir) -> Config {
+        let toml = "[watch]\next = [\"rs\"]\nignore = [\"*.tmp\"]\nignore_regex = [\"_test\"]\n\
+                    [build]\ncmd = \"make\"\n[run]\ncmd = [\"./server\"]\n";
+        resolve_in(dir.path(), "", Some(toml)).unwrap()
     }
 
     #[test]
     fn the_same_configuration_read_again_has_no_changes() {
-        assert_eq!(changes(&config(), &config()), Vec::new());
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(changes(&config(&dir), &config(&dir)), Vec::new());
     }
 
     #[test]
     fn watched_paths_added_and_dropped_are_named() {
-        let mut new = config();
+        let dir = tempfile::tempdir().unwrap();
+        let mut new = config(&dir);
         app(&mut new).watch.paths = vec!["/extra".into()];
         assert_eq!(
-            changes(&config(), &new),
+            changes(&config(&dir), &new),
             vec![
                 Change::Watched("/extra".into()),
-                Change::Unwatched("/p".into())
+                Change::Unwatched(new.root.clone())
             ]
         );
     }
 
     #[test]
     fn what_builds_and_runs_is_named_and_other_settings_by_section() {
-        let mut new = config();
+        let dir = tempfile::tempdir().unwrap();
+        let mut new = config(&dir);
         app(&mut new).build = None;
         let run = app(&mut new).run.as_mut().unwrap();
         run.program = Program::Shell("./server --port 3000".into());
@@ -209,7 +165,7 @@ mod tests {
             Globs::new(vec![globset::Glob::new("*.log").unwrap()]).unwrap();
         new.output.clear = true;
         assert_eq!(
-            changes(&config(), &new),
+            changes(&config(&dir), &new),
             vec![
                 Change::Settings("[watch]"),
                 Change::Build(None),
@@ -218,27 +174,23 @@ mod tests {
                 Change::Settings("[output]"),
             ]
         );
-        let mut regex = config();
+        let mut regex = config(&dir);
         app(&mut regex).watch.filter.ignore_regex = vec![regex::Regex::new("_spec").unwrap()];
         assert_eq!(
-            changes(&config(), &regex),
+            changes(&config(&dir), &regex),
             vec![Change::Settings("[watch]")]
         );
     }
 
     #[test]
     fn what_was_set_up_at_start_needs_a_restart() {
-        let mut new = config();
-        new.proxy = Some(ProxyConfig {
-            listen: "127.0.0.1:8090".parse().unwrap(),
-            service: crate::config::APP.to_owned(),
-            upstream: Upstream::AppPort(8080),
-            hold_timeout: Duration::from_secs(30),
-            inject: true,
-            allowed_hosts: Vec::new(),
-        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut new = config(&dir);
+        new.proxy = resolve_in(dir.path(), "--proxy 8090 -- app", None)
+            .unwrap()
+            .proxy;
         app(&mut new).watch.poll = Some(Duration::from_secs(1));
-        let found = changes(&config(), &new);
+        let found = changes(&config(&dir), &new);
         assert!(
             found.contains(&Change::NeedsRestart("[proxy]")),
             "{found:?}"
@@ -249,10 +201,10 @@ mod tests {
         );
         assert!(found[0].needs_restart(), "named first: {found:?}");
 
-        let mut build_only = config();
+        let mut build_only = config(&dir);
         app(&mut build_only).run = None;
         assert_eq!(
-            changes(&config(), &build_only),
+            changes(&config(&dir), &build_only),
             vec![Change::NeedsRestart("[run] cmd")]
         );
     }

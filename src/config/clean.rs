@@ -75,6 +75,9 @@ impl CleanPath {
                 self.path.display()
             ))
         };
+        let failed = |err: std::io::Error| {
+            Err(anyhow::Error::new(err).context(format!("cannot remove `{}`", self.path.display())))
+        };
         let Ok(relative) = self.path.strip_prefix(&self.root) else {
             return refuse("it is outside the project root".to_owned());
         };
@@ -85,10 +88,7 @@ impl CleanPath {
             let meta = match std::fs::symlink_metadata(&on_the_way) {
                 Ok(meta) => meta,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(err) => {
-                    return Err(anyhow::Error::new(err)
-                        .context(format!("cannot remove `{}`", self.path.display())));
-                }
+                Err(err) => return failed(err),
             };
             let last = components.peek().is_none();
             let removed = match (last, meta.file_type()) {
@@ -104,10 +104,7 @@ impl CleanPath {
                 (true, _) => std::fs::remove_file(&self.path),
             };
             return match removed {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                    Err(anyhow::Error::new(err)
-                        .context(format!("cannot remove `{}`", self.path.display())))
-                }
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => failed(err),
                 _ => Ok(()),
             };
         }

@@ -5,10 +5,8 @@
 //! file, its default and its line in `reload init`. One resolver per section (`resolve_watch`,
 //! `resolve_build`, `resolve_run`, `resolve_output`, `proxy::resolve`) reads the layers through
 //! `Place`. The resolved configuration is a map of services (today one, [`APP`]) and what is
-//! global; the proxy is then linked to the service it forwards to (`proxy::link_to_service`):
-//! an app port gives the server `PORT` and, when no readiness check was asked for, a tcp one on
-//! that port; without one, reload chooses the port at start (`Upstream::Chosen`) and follows
-//! the server to where it listens.
+//! global; the proxy is then linked to the service it forwards to (`proxy::link_to_service`,
+//! whose module says what the link gives the server).
 
 mod air;
 mod changes;
@@ -437,14 +435,15 @@ pub const EDITOR_TEMPORARIES: &[&str] = &[
 /// Resolve the command line, the config file and project detection into one `Config`.
 pub fn resolve(flags: &Flags) -> Result<Config> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let config_path = match &flags.config {
-        Some(path) => Some(cwd.join(path)),
-        None => CONFIG_FILES
-            .iter()
-            .map(|name| cwd.join(name))
-            .find(|path| path.is_file()),
+    let looked_for: Vec<PathBuf> = match &flags.config {
+        Some(path) => vec![cwd.join(path)],
+        None => CONFIG_FILES.iter().map(|name| cwd.join(name)).collect(),
     };
-    let source = config_path.as_deref().map(Source::read).transpose()?;
+    let config_path = match &flags.config {
+        Some(_) => looked_for.first(),
+        None => looked_for.iter().find(|path| path.is_file()),
+    };
+    let source = config_path.map(|path| Source::read(path)).transpose()?;
     let (file, warnings) = match &source {
         Some(source) if source.is_air() => air::parse(source)?,
         Some(source) => (source.parse()?, Vec::new()),
@@ -454,13 +453,10 @@ pub fn resolve(flags: &Flags) -> Result<Config> {
     config.warnings = warnings;
     // The files looked for count as well as the one found: a reload.toml written while
     // zero-config runs takes over, as it would at the next start.
-    let looked_for = match &flags.config {
-        Some(path) => vec![in_canonical_directory(&cwd.join(path))],
-        None => CONFIG_FILES
-            .iter()
-            .map(|name| in_canonical_directory(&cwd.join(name)))
-            .collect(),
-    };
+    let looked_for: Vec<PathBuf> = looked_for
+        .iter()
+        .map(|path| in_canonical_directory(path))
+        .collect();
     for service in config.services.values_mut() {
         let files = &mut service.watch.config_files;
         for file in looked_for.iter().rev() {
@@ -498,12 +494,18 @@ impl Place<'_> {
         }
     }
 
+    /// `key` as the file names it at `span`: `[run] listen`, or air's name in an .air.toml.
+    fn label(&self, key: &Key, span: &Range<usize>) -> String {
+        self.source
+            .map_or_else(|| key.label(), |source| source.label(key, span))
+    }
+
     /// An error about the value of `key` the file writes at `span`: `[run] listen: ...`.
     fn at(&self, key: &Key, span: &Range<usize>, message: &str) -> anyhow::Error {
-        let label = self
-            .source
-            .map_or_else(|| key.label(), |source| source.label(key, span));
-        self.file(span.clone(), format!("{label}: {message}"))
+        self.file(
+            span.clone(),
+            format!("{}: {message}", self.label(key, span)),
+        )
     }
 
     /// An error about the flag of `key`: `--listen: ...`.
@@ -798,15 +800,31 @@ fn choose_commands(
 
 /// Neither the flags, nor the file, nor the project say what to build or run.
 fn nothing_to_do(source: Option<&Source>, root: &Path) -> anyhow::Error {
-    if let Some(source) = source {
-        return nothing_in_the_file(source);
+    let Some(source) = source else {
+        return usage(format!(
+            "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, Go, \
+             Python, Node or Makefile project\n  help: run `reload init` to write a {CONFIG_FILE}, \
+             or say what to do: `reload --build 'make' -- ./server`",
+            root.display()
+        ));
+    };
+    let what = if source.is_blank() {
+        "is empty (nothing but comments and blank lines)"
+    } else {
+        "sets neither [build] cmd nor [run] cmd"
+    };
+    ConfigError {
+        file: source.path.clone(),
+        position: None,
+        message: format!("{what}, so reload has nothing to build or run"),
+        help: Some(
+            "say what to run, and what builds it if anything:\n\n    [build]\n    cmd = \"make\"\n\n    \
+             [run]\n    cmd = [\"./server\"]\n\n  or run `reload init --force` to write a commented \
+             reload.toml"
+                .to_owned(),
+        ),
     }
-    usage(format!(
-        "nothing to build or run in {}: no {CONFIG_FILE}, no .air.toml, and no Cargo, Go, \
-         Python, Node or Makefile project\n  help: run `reload init` to write a {CONFIG_FILE}, \
-         or say what to do: `reload --build 'make' -- ./server`",
-        root.display()
-    ))
+    .into()
 }
 
 /// The server and how it is stopped, started and awaited; `None` in build-only mode (every
@@ -820,23 +838,12 @@ fn resolve_run(
     run: keys::RunSection,
 ) -> Result<(Option<RunConfig>, Vec<String>)> {
     use keys::run as key;
+    let duration = |key, file| place.setting(key, file, parse_duration);
     let stop_signal = place.setting(&key::stop_signal, run.stop_signal.as_ref(), parse_signal)?;
-    let stop_timeout = place.setting(
-        &key::stop_timeout,
-        run.stop_timeout.as_ref(),
-        parse_duration,
-    )?;
+    let stop_timeout = duration(&key::stop_timeout, run.stop_timeout.as_ref())?;
     let readiness = place.setting(&key::ready, run.ready.as_ref(), parse_readiness)?;
-    let ready_timeout = place.setting(
-        &key::ready_timeout,
-        run.ready_timeout.as_ref(),
-        parse_duration,
-    )?;
-    let restart_delay = place.setting(
-        &key::restart_delay,
-        run.restart_delay.as_ref(),
-        parse_duration,
-    )?;
+    let ready_timeout = duration(&key::ready_timeout, run.ready_timeout.as_ref())?;
+    let restart_delay = duration(&key::restart_delay, run.restart_delay.as_ref())?;
     // The flag's sockets replace the file's.
     let listen = match run.listen {
         Some(_) if place.flags.has(&key::listen) => Vec::new(),
@@ -1127,28 +1134,6 @@ fn with_help(mut err: anyhow::Error, help: &str) -> anyhow::Error {
     err
 }
 
-/// A reload.toml that says neither what to build nor what to run, in a directory zero-config
-/// knows nothing about.
-fn nothing_in_the_file(source: &Source) -> anyhow::Error {
-    let what = if source.is_blank() {
-        "is empty (nothing but comments and blank lines)"
-    } else {
-        "sets neither [build] cmd nor [run] cmd"
-    };
-    ConfigError {
-        file: source.path.clone(),
-        position: None,
-        message: format!("{what}, so reload has nothing to build or run"),
-        help: Some(
-            "say what to run, and what builds it if anything:\n\n    [build]\n    cmd = \"make\"\n\n    \
-             [run]\n    cmd = [\"./server\"]\n\n  or run `reload init --force` to write a commented \
-             reload.toml"
-                .to_owned(),
-        ),
-    }
-    .into()
-}
-
 /// Run `pre` commands before the build, in the build's own shell, so that cancelling the build
 /// cancels them too.
 fn with_pre_commands(pre: &[String], build: Option<BuildCommand>) -> Option<BuildCommand> {
@@ -1187,46 +1172,65 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    /// A command line: a string of words, or a list of them (for a word that is empty).
-    trait Argv {
-        fn words(&self) -> Vec<&str>;
+    fn flags(words: &[&str]) -> Flags {
+        let argv = std::iter::once("reload").chain(words.iter().copied());
+        crate::cli::Args::parse_from(argv).flags
     }
 
-    impl Argv for str {
-        fn words(&self) -> Vec<&str> {
-            self.split_whitespace().collect()
-        }
+    /// `argv`, split at spaces, resolved in `dir` with `toml` as its reload.toml.
+    pub(super) fn resolve_in(dir: &Path, argv: &str, toml: Option<&str>) -> Result<Config> {
+        resolve_words(dir, &argv.split_whitespace().collect::<Vec<_>>(), toml)
     }
 
-    impl<const N: usize> Argv for [&str; N] {
-        fn words(&self) -> Vec<&str> {
-            self.to_vec()
-        }
-    }
-
-    impl Argv for Vec<&str> {
-        fn words(&self) -> Vec<&str> {
-            self.clone()
-        }
-    }
-
-    fn flags(argv: &(impl Argv + ?Sized)) -> Flags {
-        let words = std::iter::once("reload").chain(argv.words());
-        crate::cli::Args::parse_from(words).flags
-    }
-
-    fn resolve_in(dir: &Path, argv: &(impl Argv + ?Sized), toml: Option<&str>) -> Result<Config> {
-        let args = flags(argv);
+    /// [`resolve_in`] for a command line whose words are not split at spaces (an empty one).
+    fn resolve_words(dir: &Path, words: &[&str], toml: Option<&str>) -> Result<Config> {
         let source = toml.map(|text| Source {
             path: dir.join(CONFIG_FILE),
             text: text.into(),
         });
-        let file = source
-            .as_ref()
-            .map(Source::parse)
-            .transpose()?
-            .unwrap_or_default();
-        resolve_with(&args, dir, source.as_ref(), file)
+        let file = source.as_ref().map(Source::parse).transpose()?;
+        resolve_with(
+            &flags(words),
+            dir,
+            source.as_ref(),
+            file.unwrap_or_default(),
+        )
+    }
+
+    /// An .air.toml resolved as `resolve` resolves one.
+    fn resolve_air(dir: &Path, text: &str) -> Result<Config> {
+        let source = Source {
+            path: dir.join(".air.toml"),
+            text: text.into(),
+        };
+        let (file, _) = air::parse(&source)?;
+        resolve_with(&flags(&[]), dir, Some(&source), file)
+    }
+
+    /// `resolve_in` for a mistake: the message, with `dir` dropped from the file's path, after
+    /// checking it is one that exits 2 (a `UsageError` or a `ConfigError`, as `Exit::of_error`
+    /// looks for).
+    #[track_caller]
+    fn refused(dir: &Path, argv: &str, toml: Option<&str>) -> String {
+        let err = resolve_in(dir, argv, toml).expect_err("a refusal");
+        assert!(
+            err.chain()
+                .any(|cause| cause.is::<UsageError>() || cause.is::<ConfigError>()),
+            "not a usage error, so not exit 2: {err:#}"
+        );
+        err.to_string().replace(&format!("{}/", dir.display()), "")
+    }
+
+    fn run_of(config: &Config) -> &RunConfig {
+        config.app().run.as_ref().expect("a server")
+    }
+
+    fn proxy_of(config: &Config) -> &ProxyConfig {
+        config.proxy.as_ref().expect("the proxy is on")
+    }
+
+    fn addr(text: &str) -> std::net::SocketAddr {
+        text.parse().unwrap()
     }
 
     #[test]
@@ -1237,12 +1241,9 @@ mod tests {
             plan_in_words(Some(&make), None, Some(&server)),
             r"build with `make`, run `./server --name 'it'\''s'`"
         );
+        let artifact = Some(&Program::CargoArtifact);
         assert_eq!(
-            plan_in_words(
-                Some(&make),
-                Some("Go module"),
-                Some(&Program::CargoArtifact)
-            ),
+            plan_in_words(Some(&make), Some("Go module"), artifact),
             "build with `make` (Go module), run the binary it builds"
         );
         assert_eq!(
@@ -1276,7 +1277,7 @@ mod tests {
     #[test]
     fn empty_build_means_no_build_step() {
         let dir = std::env::temp_dir();
-        let config = resolve_in(&dir, &["--build", "", "--", "app"], None).unwrap();
+        let config = resolve_words(&dir, &["--build", "", "--", "app"], None).unwrap();
         assert!(config.app().build.is_none());
         assert_eq!(run_of(&config).program, Program::Argv(vec!["app".into()]));
     }
@@ -1284,12 +1285,8 @@ mod tests {
     #[test]
     fn bad_values_in_the_file_point_at_their_line() {
         let dir = std::env::temp_dir();
-        let err = resolve_in(
-            &dir,
-            "",
-            Some("[run]\ncmd = \"x\"\nstop_signal = \"SIGFOO\"\n"),
-        )
-        .unwrap_err();
+        let toml = "[run]\ncmd = \"x\"\nstop_signal = \"SIGFOO\"\n";
+        let err = resolve_in(&dir, "", Some(toml)).unwrap_err();
         let err = err.downcast_ref::<ConfigError>().expect("a ConfigError");
         assert_eq!(err.position, Some((3, 15)));
         assert!(err.message.contains("SIGFOO"));
@@ -1337,12 +1334,8 @@ mod tests {
         assert_eq!(run.on_build_failure, OnBuildFailure::KeepServing);
         assert_eq!(run.on_exit, OnExit::Wait);
         assert_eq!(config.output.format, LogFormat::Human);
-        let restarting = resolve_in(
-            dir.path(),
-            "",
-            Some("[run]\ncmd = [\"app\"]\nrestart_on_exit = true\n"),
-        )
-        .unwrap();
+        let toml = "[run]\ncmd = [\"app\"]\nrestart_on_exit = true\n";
+        let restarting = resolve_in(dir.path(), "", Some(toml)).unwrap();
         assert_eq!(
             run_of(&restarting).on_exit,
             OnExit::RestartAfter(Duration::from_millis(500))
@@ -1359,42 +1352,6 @@ mod tests {
             args: vec!["cargo".into(), "build".into(), "--bin".into(), "api".into()],
         };
         assert_eq!(cargo.to_string(), "cargo build --bin api");
-    }
-
-    /// `resolve_in` for a mistake: the message, after checking it is one that exits 2 (a
-    /// `UsageError` or a `ConfigError`, as `Exit::of_error` looks for).
-    #[track_caller]
-    fn refused(dir: &Path, argv: &(impl Argv + ?Sized), toml: Option<&str>) -> String {
-        let err = resolve_in(dir, argv, toml).expect_err("a refusal");
-        assert!(
-            err.chain()
-                .any(|cause| cause.is::<UsageError>() || cause.is::<ConfigError>()),
-            "not a usage error, so not exit 2: {err:#}"
-        );
-        err.to_string()
-    }
-
-    /// An .air.toml resolved as `resolve` resolves one.
-    fn resolve_air(dir: &Path, argv: &(impl Argv + ?Sized), text: &str) -> Result<Config> {
-        let args = flags(argv);
-        let source = Source {
-            path: dir.join(".air.toml"),
-            text: text.into(),
-        };
-        let (file, _) = air::parse(&source)?;
-        resolve_with(&args, dir, Some(&source), file)
-    }
-
-    fn run_of(config: &Config) -> &RunConfig {
-        config.app().run.as_ref().expect("a server")
-    }
-
-    fn proxy_of(config: &Config) -> &ProxyConfig {
-        config.proxy.as_ref().expect("the proxy is on")
-    }
-
-    fn addr(text: &str) -> std::net::SocketAddr {
-        text.parse().unwrap()
     }
 
     /// The proxy on 127.0.0.1:8090 with its defaults, in front of an app on 8080 that gets
@@ -1429,7 +1386,7 @@ mod tests {
     }
 
     #[test]
-    fn allowed_hosts_add_up_from_the_file_and_the_flags_and_bad_ones_are_placed() {
+    fn allowed_hosts_add_up_from_the_file_and_the_flags() {
         let dir = tempfile::tempdir().unwrap();
         let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
                     allowed_hosts = [\"a.test\"]\n";
@@ -1441,33 +1398,6 @@ mod tests {
                 HostPattern::Under("b.test".into())
             ]
         );
-
-        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
-                    allowed_hosts = [\"a.test\",\n  \"*\"]\n";
-        let err = resolve_in(dir.path(), "", Some(toml)).unwrap_err();
-        let shown = format!("{err:#}");
-        assert!(shown.contains("reload.toml:7"), "{shown}");
-        assert!(
-            shown.contains("[proxy] allowed_hosts: `*` would let"),
-            "{shown}"
-        );
-
-        let err = resolve_in(
-            dir.path(),
-            "--proxy 8090 --app-port 8080 --allow-host a.test:80 -- app",
-            None,
-        )
-        .unwrap_err();
-        assert!(
-            format!("{err:#}").starts_with("--allow-host: `a.test:80`"),
-            "{err:#}"
-        );
-
-        let err = resolve_in(dir.path(), "--allow-host a.test -- app", None).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("--allow-host is a setting of the dev proxy"),
-            "{err:#}"
-        );
     }
 
     #[test]
@@ -1478,15 +1408,13 @@ mod tests {
             ("[::1]:8090", "[::1]:8090"),
             ("0.0.0.0:8090", "0.0.0.0:8090"),
             ("[::]:8090", "[::]:8090"),
+            // Another address of this machine is another socket than the app's.
             ("192.168.1.5:8080", "192.168.1.5:8080"),
         ] {
-            let config = resolve_in(
-                dir.path(),
-                &["--proxy", written, "--app-port", "8080", "--", "app"],
-                None,
-            )
-            .unwrap();
+            let argv = format!("--proxy {written} --app-port 8080 -- app");
+            let config = resolve_in(dir.path(), &argv, None).unwrap();
             assert_eq!(proxy_of(&config).listen, addr(listen), "{written}");
+            assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(8080));
         }
     }
 
@@ -1552,49 +1480,35 @@ mod tests {
     #[test]
     fn with_listen_the_proxy_forwards_to_the_held_socket() {
         let dir = tempfile::tempdir().unwrap();
-        for (listen, held) in [
-            ("3000", "127.0.0.1:3000"),
-            ("web=[::1]:3000", "[::1]:3000"),
+        let toml = "[run]\ncmd = [\"app\"]\nlisten = [\"3000\"]\n[proxy]\nport = 8090\n";
+        let flags = |listen: &str| format!("--proxy 8090 --listen {listen} --listen 4000 -- app");
+        for (argv, toml, held) in [
+            (flags("3000"), None, "127.0.0.1:3000"),
+            (flags("web=[::1]:3000"), None, "[::1]:3000"),
             // Bound on every interface; reached on loopback.
-            ("0.0.0.0:3000", "127.0.0.1:3000"),
+            (flags("0.0.0.0:3000"), None, "127.0.0.1:3000"),
+            (String::new(), Some(toml), "127.0.0.1:3000"),
         ] {
-            let config = resolve_in(
-                dir.path(),
-                &[
-                    "--proxy", "8090", "--listen", listen, "--listen", "4000", "--", "app",
-                ],
-                None,
-            )
-            .unwrap();
-            assert_eq!(
-                proxy_of(&config).upstream,
-                Upstream::Held(addr(held)),
-                "{listen}"
-            );
+            let config = resolve_in(dir.path(), &argv, toml).unwrap();
+            assert_eq!(proxy_of(&config).upstream, Upstream::Held(addr(held)));
             let run = run_of(&config);
             // The kernel accepts on a held socket before any server does: no tcp probe, no
             // PORT (the server takes fd 3).
-            assert_eq!(run.readiness, Readiness::Spawned);
+            assert_eq!(run.readiness, Readiness::Spawned, "{argv}");
             assert!(!run.env.contains_key("PORT"));
         }
-        let toml = "[run]\ncmd = [\"app\"]\nlisten = [\"3000\"]\n[proxy]\nport = 8090\n";
-        let config = resolve_in(dir.path(), "", Some(toml)).unwrap();
-        assert_eq!(
-            proxy_of(&config).upstream,
-            Upstream::Held(addr("127.0.0.1:3000"))
-        );
     }
 
     #[test]
     fn an_explicit_readiness_check_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let config = resolve_in(
-            dir.path(),
+        for argv in [
             "--proxy 8090 --app-port 8080 --ready notify -- app",
-            None,
-        )
-        .unwrap();
-        assert_eq!(run_of(&config).readiness, Readiness::Notify);
+            "--proxy 8090 --ready notify -- app",
+        ] {
+            let config = resolve_in(dir.path(), argv, None).unwrap();
+            assert_eq!(run_of(&config).readiness, Readiness::Notify, "{argv}");
+        }
         // `none`, written, is asked for too: the server is ready when spawned.
         let toml =
             "[run]\ncmd = [\"app\"]\nready = \"none\"\n[proxy]\nport = 8090\napp_port = 8080\n";
@@ -1603,29 +1517,14 @@ mod tests {
     }
 
     #[test]
-    fn a_port_in_run_env_must_be_the_app_port() {
+    fn a_port_in_run_env_that_is_the_app_port_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let toml = |port: &str| {
-            format!("[run]\ncmd = [\"app\"]\nenv = {{ PORT = \"{port}\", A = \"1\" }}\n")
-        };
-        let config = resolve_in(
-            dir.path(),
-            "--proxy 8090 --app-port 8080",
-            Some(&toml("8080")),
-        )
-        .unwrap();
+        let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8080\", A = \"1\" }\n";
+        let argv = "--proxy 8090 --app-port 8080";
+        let config = resolve_in(dir.path(), argv, Some(toml)).unwrap();
         let env = &run_of(&config).env;
         assert_eq!(env.get("PORT").map(String::as_str), Some("8080"));
         assert_eq!(env.get("A").map(String::as_str), Some("1"));
-
-        let err = refused(
-            dir.path(),
-            "--proxy 8090 --app-port 8080",
-            Some(&toml("3000")),
-        );
-        assert!(err.contains("reload.toml:3:"), "{err}");
-        assert!(err.contains("`3000` contradicts --app-port 8080"), "{err}");
-        assert!(err.contains("drop PORT from [run] env"), "{err}");
     }
 
     #[test]
@@ -1636,21 +1535,11 @@ mod tests {
             ("", Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\n")),
         ] {
             let config = resolve_in(dir.path(), argv, toml).unwrap();
-            assert_eq!(
-                proxy_of(&config).upstream,
-                Upstream::Chosen,
-                "{argv:?} {toml:?}"
-            );
+            assert_eq!(proxy_of(&config).upstream, Upstream::Chosen, "{argv}");
             let run = run_of(&config);
             assert_eq!(run.readiness, Readiness::GivenPort);
             assert_eq!(run.env.get("PORT"), None, "given at each start, not here");
         }
-        // A readiness check the user asked for stays.
-        let config = resolve_in(dir.path(), "--proxy 8090 --ready notify -- app", None);
-        assert_eq!(
-            config.unwrap().app().run.clone().unwrap().readiness,
-            Readiness::Notify
-        );
     }
 
     #[test]
@@ -1659,70 +1548,155 @@ mod tests {
         let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8080\" }\n";
         let config = resolve_in(dir.path(), "--proxy 8090", Some(toml)).unwrap();
         assert_proxies_8090_to_8080(config);
-        let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"web\" }\n";
-        let err = refused(dir.path(), "--proxy 8090", Some(toml));
-        assert!(
-            err.contains(
-                "reload.toml:3:16: [run] env.PORT: with --proxy and no app port, the proxy \
-                 forwards to this PORT, and `web` is not a port; write a number from 1 to 65535"
-            ),
-            "{err}"
-        );
-        let toml = "[run]\ncmd = [\"app\"]\nenv = { PORT = \"8090\" }\n";
-        let err = refused(dir.path(), "--proxy 8090", Some(toml));
-        assert!(
-            err.starts_with("--proxy 8090 and PORT = \"8090\" in [run] env are the same port"),
-            "{err}"
-        );
+    }
+
+    /// Each mistake (a command line and a reload.toml) is refused with a message that starts
+    /// as given: with the flag, or with the file, the line and the key.
+    #[track_caller]
+    fn assert_refusals(cases: &[(&str, Option<&str>, &str)]) {
+        let dir = tempfile::tempdir().unwrap();
+        for (argv, toml, expected) in cases {
+            let err = refused(dir.path(), argv, *toml);
+            assert!(err.starts_with(expected), "{argv} {toml:?}: {err}");
+        }
     }
 
     #[test]
-    fn the_upstream_must_be_known_and_said_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = refused(
-            dir.path(),
-            "--proxy 8090 --app-port 8080 --listen 3000 -- app",
-            None,
-        );
-        assert!(
-            err.starts_with("--app-port 8080 and --listen 127.0.0.1:3000 contradict each other"),
-            "{err}"
-        );
-        let err = refused(
-            dir.path(),
-            "--proxy 8090 --listen unix:app.sock -- app",
-            None,
-        );
-        assert!(err.contains("over TCP"), "{err}");
-        let err = refused(dir.path(), "--proxy 8090 --listen 0 -- app", None);
-        assert!(err.contains("any free port"), "{err}");
+    fn mistakes_about_where_the_proxy_forwards_are_refused() {
+        let env_port = |port: &str| {
+            format!("[run]\ncmd = [\"app\"]\nenv = {{ PORT = \"{port}\", A = \"1\" }}\n")
+        };
+        let hosts = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\napp_port = 8080\n\
+                     allowed_hosts = [\"a.test\",\n  \"*\"]\n";
+        let env_3000 = env_port("3000");
+        assert_refusals(&[
+            (
+                "",
+                Some(hosts),
+                "reload.toml:7:3: [proxy] allowed_hosts: `*` would let",
+            ),
+            (
+                "--proxy 8090 --app-port 8080 --allow-host a.test:80 -- app",
+                None,
+                "--allow-host: `a.test:80`",
+            ),
+            // A PORT in [run] env must be the app port.
+            (
+                "--proxy 8090 --app-port 8080",
+                Some(&env_3000),
+                "reload.toml:3:16: [run] env.PORT: `3000` contradicts --app-port 8080: the \
+                 proxy forwards to port 8080 and gives the server PORT=8080\n  help: make them \
+                 the same, or drop PORT from [run] env",
+            ),
+            (
+                "--proxy 8090",
+                Some("[run]\ncmd = [\"app\"]\nenv = { PORT = \"web\" }\n"),
+                "reload.toml:3:16: [run] env.PORT: with --proxy and no app port, the proxy \
+                 forwards to this PORT, and `web` is not a port; write a number from 1 to 65535",
+            ),
+            (
+                "--proxy 8090",
+                Some("[run]\ncmd = [\"app\"]\nenv = { PORT = \"8090\" }\n"),
+                "--proxy 8090 and PORT = \"8090\" in [run] env are the same port",
+            ),
+            // The upstream must be known and said once.
+            (
+                "--proxy 8090 --app-port 8080 --listen 3000 -- app",
+                None,
+                "--app-port 8080 and --listen 127.0.0.1:3000 contradict each other",
+            ),
+            (
+                "--proxy 8090 --listen unix:app.sock -- app",
+                None,
+                "--proxy forwards to the first --listen socket over TCP",
+            ),
+            (
+                "--proxy 8090 --listen 0 -- app",
+                None,
+                "--proxy forwards to the first --listen socket, and 127.0.0.1:0 asks for any \
+                 free port",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_proxy_without_a_server_or_its_own_port_is_refused() {
+        assert_refusals(&[
+            // The proxy and the server need two ports.
+            (
+                "--proxy 8080 --app-port 8080 -- app",
+                None,
+                "--proxy 8080 and --app-port 8080 are the same port",
+            ),
+            (
+                "--proxy 0.0.0.0:8080 --app-port 8080 -- app",
+                None,
+                "--proxy 0.0.0.0:8080 and --app-port 8080 are the same port",
+            ),
+            (
+                "--proxy [::]:8080 --app-port 8080 -- app",
+                None,
+                "--proxy [::]:8080 and --app-port 8080 are the same port",
+            ),
+            (
+                "",
+                Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8080\napp_port = 8080\n"),
+                "reload.toml:4:8: [proxy] port = 8080 and [proxy] app_port = 8080 are the same \
+                 port",
+            ),
+            (
+                "--proxy 3000 --listen 3000 -- app",
+                None,
+                "--proxy 3000 and --listen 127.0.0.1:3000 are the same port",
+            ),
+            // A proxy needs a server.
+            (
+                "--build make --proxy 8090 --app-port 8080",
+                None,
+                "--proxy needs a server to forward to",
+            ),
+            (
+                "",
+                Some("[build]\ncmd = \"make\"\n[proxy]\nport = 8090\napp_port = 8080\n"),
+                "reload.toml:4:8: [proxy] port needs a server to forward to",
+            ),
+            // Its flags without a proxy.
+            (
+                "--app-port 8080 -- app",
+                None,
+                "--app-port is a setting of the dev proxy, and no proxy is asked for",
+            ),
+            (
+                "--no-inject -- app",
+                None,
+                "--no-inject is a setting of the dev proxy, and no proxy is asked for",
+            ),
+            (
+                "--allow-host a.test -- app",
+                None,
+                "--allow-host is a setting of the dev proxy, and no proxy is asked for",
+            ),
+        ]);
     }
 
     #[test]
     fn ports_that_do_not_parse_are_refused_naming_the_flag_or_the_line() {
         let dir = tempfile::tempdir().unwrap();
-        let flags = |proxy: &'static str, app: &'static str| {
-            vec!["--proxy", proxy, "--app-port", app, "--", "app"]
-        };
-        for (argv, expected) in [
+        for (proxy, app, expected) in [
+            ("80x", "8080", "--proxy: `80x` is not a port or an address"),
             (
-                flags("80x", "8080"),
-                "--proxy: `80x` is not a port or an address",
-            ),
-            (
-                flags("70000", "8080"),
+                "70000",
+                "8080",
                 "--proxy: `70000` is not a port: ports go from 1 to 65535",
             ),
-            (
-                flags("0", "8080"),
-                "--proxy: port 0 means \"any free port\"",
-            ),
-            (flags("8090", "a"), "--app-port: `a` is not a port"),
-            (flags("8090", "0"), "--app-port: port 0"),
-            (flags("8090", "65536"), "--app-port: `65536` is not a port"),
+            ("0", "8080", "--proxy: port 0 means \"any free port\""),
+            ("8090", "a", "--app-port: `a` is not a port"),
+            ("8090", "0", "--app-port: port 0"),
+            ("8090", "65536", "--app-port: `65536` is not a port"),
         ] {
+            let argv = format!("--proxy {proxy} --app-port {app} -- app");
             let err = refused(dir.path(), &argv, None);
-            assert!(err.starts_with(expected), "{argv:?}: {err}");
+            assert!(err.starts_with(expected), "{argv}: {err}");
         }
         for (proxy, expected) in [
             (
@@ -1746,97 +1720,18 @@ mod tests {
                 "port = true",
                 "reload.toml:4:8: `proxy.port`: invalid type: boolean `true`, expected a port number",
             ),
+            (
+                "port = 8090\nhold_timout = \"1s\"",
+                "reload.toml:5:1: unknown key `hold_timout` in [proxy]",
+            ),
         ] {
             let toml = format!("[run]\ncmd = [\"app\"]\n[proxy]\n{proxy}\n");
             let err = refused(dir.path(), "", Some(&toml));
-            assert!(err.contains(expected), "{proxy}: {err}");
+            assert!(err.starts_with(expected), "{proxy}: {err}");
         }
-        let err = refused(
-            dir.path(),
-            "",
-            Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\nhold_timout = \"1s\"\n"),
-        );
-        assert!(
-            err.contains("reload.toml:5:1: unknown key `hold_timout` in [proxy]"),
-            "{err}"
-        );
+        let toml = "[run]\ncmd = [\"app\"]\n[proxy]\nport = 8090\nhold_timout = \"1s\"\n";
+        let err = refused(dir.path(), "", Some(toml));
         assert!(err.contains("did you mean `hold_timeout`?"), "{err}");
-    }
-
-    #[test]
-    fn the_proxy_and_the_server_need_two_ports() {
-        let dir = tempfile::tempdir().unwrap();
-        for proxy in ["8080", "0.0.0.0:8080", "[::]:8080"] {
-            let err = refused(
-                dir.path(),
-                &["--proxy", proxy, "--app-port", "8080", "--", "app"],
-                None,
-            );
-            assert!(
-                err.starts_with(&format!(
-                    "--proxy {proxy} and --app-port 8080 are the same port"
-                )),
-                "{err}"
-            );
-        }
-        // Another address of this machine is another socket.
-        let config = resolve_in(
-            dir.path(),
-            "--proxy 192.168.1.5:8080 --app-port 8080 -- app",
-            None,
-        )
-        .unwrap();
-        assert_eq!(proxy_of(&config).upstream, Upstream::AppPort(8080));
-        let err = refused(
-            dir.path(),
-            "",
-            Some("[run]\ncmd = [\"app\"]\n[proxy]\nport = 8080\napp_port = 8080\n"),
-        );
-        assert!(
-            err.contains(
-                "reload.toml:4:8: [proxy] port = 8080 and [proxy] app_port = 8080 are the same port"
-            ),
-            "{err}"
-        );
-        let err = refused(dir.path(), "--proxy 3000 --listen 3000 -- app", None);
-        assert!(
-            err.starts_with("--proxy 3000 and --listen 127.0.0.1:3000 are the same port"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_proxy_needs_a_server() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = refused(
-            dir.path(),
-            "--build make --proxy 8090 --app-port 8080",
-            None,
-        );
-        assert!(
-            err.starts_with("--proxy needs a server to forward to"),
-            "{err}"
-        );
-        let err = refused(
-            dir.path(),
-            "",
-            Some("[build]\ncmd = \"make\"\n[proxy]\nport = 8090\napp_port = 8080\n"),
-        );
-        assert!(
-            err.contains("reload.toml:4:8: [proxy] port needs a server to forward to"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn proxy_flags_without_a_proxy_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        for (flag, value) in [("--app-port", "8080"), ("--no-inject", "")] {
-            let err = refused(dir.path(), format!("{flag} {value} -- app").as_str(), None);
-            let expected =
-                format!("{flag} is a setting of the dev proxy, and no proxy is asked for");
-            assert!(err.starts_with(&expected), "{err}");
-        }
     }
 
     #[test]
@@ -1844,30 +1739,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = "[build]\ncmd = \"true\"\nbin = \"app\"\n[proxy]\nenabled = true\n\
                     proxy_port = 8090\napp_port = 8080\napp_start_timeout = 2500\n";
-        let config = resolve_air(dir.path(), "", text).unwrap();
-        let run = assert_proxies_8090_to_8080(config);
+        let run = assert_proxies_8090_to_8080(resolve_air(dir.path(), text).unwrap());
         assert_eq!(run.ready_timeout, Duration::from_millis(2500));
 
         let off = text.replace("enabled = true", "enabled = false");
-        let config = resolve_air(dir.path(), "", &off).unwrap();
+        let config = resolve_air(dir.path(), &off).unwrap();
         assert_eq!(config.proxy, None);
         assert!(!run_of(&config).env.contains_key("PORT"));
 
         // Errors in air's keys name them, at their line in the .air.toml.
-        let err = resolve_air(dir.path(), "", &text.replace("8090", "70000"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(".air.toml:6:14: [proxy] proxy_port: `70000` is not a port"),
-            "{err}"
-        );
-        let err = resolve_air(dir.path(), "", &text.replace("8090", "8080"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(".air.toml:6:14: [proxy] proxy_port = 8080 and [proxy] app_port = 8080"),
-            "{err}"
-        );
+        for (port, expected) in [
+            (
+                "70000",
+                ".air.toml:6:14: [proxy] proxy_port: `70000` is not a port",
+            ),
+            (
+                "8080",
+                ".air.toml:6:14: [proxy] proxy_port = 8080 and [proxy] app_port = 8080",
+            ),
+        ] {
+            let err = resolve_air(dir.path(), &text.replace("8090", port)).unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
     }
 
     #[test]

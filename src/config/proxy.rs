@@ -1,7 +1,7 @@
 //! `[proxy]` and its flags: where the browser connects and where the proxy forwards. The proxy
 //! is on when `--proxy` is given or the file sets `[proxy] port` (air's `enabled = true` arrives
 //! as that). Where it forwards is decided by [`link_to_service`], the one step that touches the
-//! service behind it, once the services are resolved: the first `--listen` socket reload holds, else the app port, which the
+//! service behind it: the first `--listen` socket reload holds, else the app port, which the
 //! server then gets as `PORT` and, unless another check was asked for, is ready when that port
 //! accepts a connection; with neither, reload chooses the port at start and follows the server.
 
@@ -42,9 +42,7 @@ impl Place<'_> {
             (Some(text), _) => (text.trim().to_owned(), flag_name(key), None),
             (None, Some(written)) => {
                 let span = written.span();
-                let label = self
-                    .source
-                    .map_or_else(|| key.label(), |source| source.label(key, &span));
+                let label = self.label(key, &span);
                 (written.get_ref().to_string(), label, Some(span))
             }
             (None, None) => return Ok(None),
@@ -194,11 +192,7 @@ pub(super) fn link_to_service(
 /// An error about the `PORT` of `[run] env`, at its line when the file writes it.
 fn port_error(place: &Place<'_>, written: &Written, message: String, help: &str) -> anyhow::Error {
     let message = format!("[run] env.PORT: {message}");
-    let err = match &written.port_at {
-        Some(span) => place.file(span.clone(), message),
-        None => usage(message),
-    };
-    super::with_help(err, help)
+    super::with_help(place.among([written.port_at.as_ref()], message), help)
 }
 
 /// Where the proxy forwards: the first `--listen` socket, the app port, a PORT written in
