@@ -463,6 +463,40 @@ fn flask_before_2_3(version: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A project with `files` (path, contents) in a temporary directory.
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, contents) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        dir
+    }
+
+    fn server(files: &[(&str, &str)]) -> Option<Server> {
+        PythonProject::detect(project(files).path())
+            .expect("a Python project")
+            .server
+    }
+
+    fn asgi(target: &str, file: &str) -> Server {
+        let (target, file) = (target.to_owned(), file.to_owned());
+        let framework = "FastAPI";
+        Server::Asgi {
+            target,
+            file,
+            framework,
+        }
+    }
+
+    fn flask(app: Option<&str>, found: &str) -> Server {
+        let (app, found) = (app.map(str::to_owned), found.to_owned());
+        Server::Flask { app, found }
+    }
+
+    const FLASK_APP: &str = "from flask import Flask\n\napp = Flask(__name__)\n";
+
     #[test]
     fn flask_before_2_3_asks_for_debug_before_run() {
         for (version, old) in [
@@ -485,34 +519,13 @@ mod tests {
         assert!(line.contains("-m flask --debug run --no-reload"), "{line}");
     }
 
-    /// A project with `files` (path, contents) in a temporary directory.
-    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, contents) in files {
-            let path = dir.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, contents).unwrap();
-        }
-        dir
-    }
-
-    fn server(files: &[(&str, &str)]) -> Option<Server> {
-        PythonProject::detect(project(files).path())
-            .expect("a Python project")
-            .server
-    }
-
-    const FLASK_APP: &str = "from flask import Flask\n\napp = Flask(__name__)\n";
-
     #[test]
     fn manage_py_is_django() {
-        assert_eq!(
-            server(&[
-                ("manage.py", "import django\n"),
-                ("requirements.txt", "Django\n")
-            ]),
-            Some(Server::Django)
-        );
+        let files = [
+            ("manage.py", "import django\n"),
+            ("requirements.txt", "Django\n"),
+        ];
+        assert_eq!(server(&files), Some(Server::Django));
     }
 
     #[test]
@@ -520,66 +533,40 @@ mod tests {
         let main = "from fastapi import FastAPI\n\napi: FastAPI = FastAPI(title=\"x\")\n";
         assert_eq!(
             server(&[("main.py", main)]),
-            Some(Server::Asgi {
-                target: "main:api".into(),
-                file: "main.py".into(),
-                framework: "FastAPI",
-            })
+            Some(asgi("main:api", "main.py"))
         );
         let nested = "import fastapi\napp = fastapi.FastAPI()\n";
-        assert_eq!(
-            server(&[("requirements.txt", "fastapi\n"), ("app/main.py", nested)]),
-            Some(Server::Asgi {
-                target: "app.main:app".into(),
-                file: "app/main.py".into(),
-                framework: "FastAPI",
-            })
-        );
+        let files = [("requirements.txt", "fastapi\n"), ("app/main.py", nested)];
+        assert_eq!(server(&files), Some(asgi("app.main:app", "app/main.py")));
         // Inside a function it is not where uvicorn looks: a plain script then.
         let factory = "from fastapi import FastAPI\ndef make():\n    app = FastAPI()\n";
-        assert_eq!(
-            server(&[("main.py", factory)]),
-            Some(Server::Script("main.py".into()))
-        );
+        let script = Some(Server::Script("main.py".into()));
+        assert_eq!(server(&[("main.py", factory)]), script);
     }
 
     #[test]
     fn flask_is_found_where_flask_run_finds_it() {
         assert_eq!(
             server(&[("app.py", FLASK_APP)]),
-            Some(Server::Flask {
-                app: None,
-                found: "app.py".into()
-            })
+            Some(flask(None, "app.py"))
         );
         // wsgi.py first, as Flask looks; a dependency on Flask is enough when it only
         // imports the app.
-        assert_eq!(
-            server(&[
-                ("wsgi.py", "from site_app import app\n"),
-                (
-                    "pyproject.toml",
-                    "[project]\ndependencies = [\"Flask[async]>=3\"]\n"
-                ),
-            ]),
-            Some(Server::Flask {
-                app: None,
-                found: "wsgi.py".into()
-            })
-        );
+        let depends = "[project]\ndependencies = [\"Flask[async]>=3\"]\n";
+        let files = [
+            ("wsgi.py", "from site_app import app\n"),
+            ("pyproject.toml", depends),
+        ];
+        assert_eq!(server(&files), Some(flask(None, "wsgi.py")));
         // A package (Flask's tutorial layout) is named with --app.
+        let factory = "from flask import Flask\ndef create_app():\n    return Flask(__name__)\n";
+        let files = [
+            ("flaskr/__init__.py", factory),
+            ("requirements.txt", "flask==3.1\n"),
+        ];
         assert_eq!(
-            server(&[
-                (
-                    "flaskr/__init__.py",
-                    "from flask import Flask\ndef create_app():\n    return Flask(__name__)\n"
-                ),
-                ("requirements.txt", "flask==3.1\n"),
-            ]),
-            Some(Server::Flask {
-                app: Some("flaskr".into()),
-                found: "flaskr/__init__.py".into()
-            })
+            server(&files),
+            Some(flask(Some("flaskr"), "flaskr/__init__.py"))
         );
     }
 
@@ -592,13 +579,8 @@ mod tests {
             ),
             ("requirements.txt", "flask\n"),
         ]);
-        assert_eq!(
-            flask_app(dir.path(), Some("flaskr:create_app()")),
-            Some(Server::Flask {
-                app: None,
-                found: "FLASK_APP=flaskr:create_app()".into()
-            })
-        );
+        let found = flask_app(dir.path(), Some("flaskr:create_app()"));
+        assert_eq!(found, Some(flask(None, "FLASK_APP=flaskr:create_app()")));
         let only_env = project(&[("requirements.txt", "flask\n")]);
         assert!(flask_app(only_env.path(), Some("site_app")).is_some());
         assert!(flask_app(only_env.path(), None).is_none());
@@ -606,17 +588,13 @@ mod tests {
 
     #[test]
     fn without_a_framework_main_py_or_app_py_runs_as_a_script() {
-        assert_eq!(
-            server(&[
-                ("app.py", "print('hi')\n"),
-                ("requirements.txt", "requests\n")
-            ]),
-            Some(Server::Script("app.py".into()))
-        );
-        assert_eq!(
-            server(&[("pyproject.toml", "[project]\nname = \"x\"\n")]),
-            None
-        );
+        let files = [
+            ("app.py", "print('hi')\n"),
+            ("requirements.txt", "requests\n"),
+        ];
+        assert_eq!(server(&files), Some(Server::Script("app.py".into())));
+        let pyproject = "[project]\nname = \"x\"\n";
+        assert_eq!(server(&[("pyproject.toml", pyproject)]), None);
     }
 
     #[test]
@@ -635,35 +613,23 @@ mod tests {
         ]);
         let python = PythonProject::detect(dir.path()).unwrap();
         assert_eq!(python.python(), ".venv/bin/python");
-        assert_eq!(
-            python.venvs(),
-            [dir.path().join(".venv"), dir.path().join("env")]
-        );
-        let (command, what) = python.command().unwrap();
-        assert_eq!(
-            command,
-            Command::Shell(
-                "exec .venv/bin/python manage.py runserver --noreload \
-                 127.0.0.1:${PORT:-8000}"
-                    .into()
-            )
-        );
-        assert_eq!(what, "Django project (manage.py)");
+        let venvs = [dir.path().join(".venv"), dir.path().join("env")];
+        assert_eq!(python.venvs(), venvs);
+        let line = "exec .venv/bin/python manage.py runserver --noreload 127.0.0.1:${PORT:-8000}";
+        let what = "Django project (manage.py)".to_owned();
+        assert_eq!(python.command(), Some((Command::Shell(line.into()), what)));
     }
 
     #[test]
     fn without_a_virtualenv_python3_runs_it() {
         let dir = project(&[("app.py", FLASK_APP)]);
-        let python = PythonProject::detect(dir.path()).unwrap();
-        let (command, _) = python.command().unwrap();
-        assert_eq!(
-            command,
-            Command::Shell(
-                "exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
-                 --port ${PORT:-5000}"
-                    .into()
-            )
-        );
+        let (command, _) = PythonProject::detect(dir.path())
+            .unwrap()
+            .command()
+            .unwrap();
+        let line = "exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
+                    --port ${PORT:-5000}";
+        assert_eq!(command, Command::Shell(line.into()));
     }
 
     #[test]
