@@ -138,30 +138,17 @@ impl Project {
                 format!("Go module: go build -o {GO_BINARY} ., run {GO_BINARY}"),
             ),
             Project::Node { program } => {
-                let shown = match program {
-                    Program::Shell(line) => line.clone(),
-                    Program::Argv(argv) => argv.join(" "),
-                    Program::CargoArtifact => String::new(),
-                };
-                let description = format!("package.json: no build, run {shown}");
+                let description = format!("package.json: no build, run {}", words(program));
                 (program.clone(), description)
             }
             Project::Python(python) => {
-                let (command, what) = python
+                let (program, what) = python
                     .command()
                     .ok_or_else(|| usage(python.nothing_to_serve()))?;
-                let (program, shown) = match command {
-                    python::Command::Argv(argv) => {
-                        let shown = argv.join(" ");
-                        (Program::Argv(argv), shown)
-                    }
-                    // `exec` so that the stop signal reaches the server, not the shell; the
-                    // user reads the server's command.
-                    python::Command::Shell(line) => {
-                        let shown = line.strip_prefix("exec ").unwrap_or(&line).to_owned();
-                        (Program::Shell(line), shown)
-                    }
-                };
+                // The `exec` is there so that the stop signal reaches the server, not the
+                // shell; the user reads the server's command.
+                let shown = words(&program);
+                let shown = shown.strip_prefix("exec ").unwrap_or(&shown);
                 (program, format!("{what}: no build, run {shown}"))
             }
             Project::Make => (
@@ -568,6 +555,15 @@ impl CargoProject {
         let mut dirs = outermost(dirs);
         dirs.insert(0, root);
         dirs
+    }
+}
+
+/// A detected program as the user would type it.
+fn words(program: &Program) -> String {
+    match program {
+        Program::Shell(line) => line.clone(),
+        Program::Argv(argv) => argv.join(" "),
+        Program::CargoArtifact => String::new(),
     }
 }
 

@@ -19,6 +19,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::Program;
+
 /// Files that make a directory a Python project even without a `.py` file at its root, and
 /// which decide its server (so a change to one re-reads the configuration).
 pub(crate) const MARKERS: [&str; 6] = [
@@ -167,11 +169,11 @@ impl PythonProject {
     /// The server's command: a shell line for a framework (it expands `PORT` when the server
     /// starts), an argv for a script. With what was detected, in words. `None` without a
     /// server.
-    pub(crate) fn command(&self) -> Option<(Command, String)> {
+    pub(crate) fn command(&self) -> Option<(Program, String)> {
         let python = self.python();
         let (command, what) = match self.server.as_ref()? {
             Server::Django => (
-                Command::Shell(format!(
+                Program::Shell(format!(
                     "exec {python} manage.py runserver --noreload 127.0.0.1:${{PORT:-8000}}"
                 )),
                 "Django project (manage.py)".to_owned(),
@@ -181,7 +183,7 @@ impl PythonProject {
                     .as_ref()
                     .map_or_else(String::new, |app| format!(" --app {app}"));
                 (
-                    Command::Shell(format!(
+                    Program::Shell(format!(
                         "exec {python} -m flask{app} {run} --no-reload --host 127.0.0.1 \
                          --port ${{PORT:-5000}}",
                         run = if self.old_flask {
@@ -198,13 +200,13 @@ impl PythonProject {
                 file,
                 framework,
             } => (
-                Command::Shell(format!(
+                Program::Shell(format!(
                     "exec {python} -m uvicorn {target} --host 127.0.0.1 --port ${{PORT:-8000}}"
                 )),
                 format!("{framework} app ({file})"),
             ),
             Server::Script(file) => (
-                Command::Argv(vec![python.to_owned(), file.clone()]),
+                Program::Argv(vec![python.to_owned(), file.clone()]),
                 format!("Python script ({file})"),
             ),
         };
@@ -223,13 +225,6 @@ impl PythonProject {
              mymodule:app`; `reload init -- {python} {script}` writes it down"
         )
     }
-}
-
-/// A server command before config turns it into a `Program`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Command {
-    Argv(Vec<String>),
-    Shell(String),
 }
 
 fn find_server(root: &Path, flask_app_env: Option<&str>) -> Option<Server> {
@@ -499,21 +494,16 @@ mod tests {
 
     #[test]
     fn flask_before_2_3_asks_for_debug_before_run() {
-        for (version, old) in [
-            ("2.2.2\n", true),
-            ("1.1.4", true),
-            ("2.3.0", false),
-            ("3.1.3\n", false),
-            ("10.0", false),
-            ("", false),
-            ("garbage", false),
-        ] {
-            assert_eq!(flask_before_2_3(version), old, "{version:?}");
+        for old in ["2.2.2\n", "1.1.4"] {
+            assert!(flask_before_2_3(old), "{old:?}");
+        }
+        for current in ["2.3.0", "3.1.3\n", "10.0", "", "garbage"] {
+            assert!(!flask_before_2_3(current), "{current:?}");
         }
         let dir = project(&[("app.py", FLASK_APP)]);
         let mut python = PythonProject::detect(dir.path()).unwrap();
         python.old_flask = true;
-        let (Command::Shell(line), _) = python.command().unwrap() else {
+        let (Program::Shell(line), _) = python.command().unwrap() else {
             panic!("a Flask app runs through a shell line");
         };
         assert!(line.contains("-m flask --debug run --no-reload"), "{line}");
@@ -617,7 +607,7 @@ mod tests {
         assert_eq!(python.venvs(), venvs);
         let line = "exec .venv/bin/python manage.py runserver --noreload 127.0.0.1:${PORT:-8000}";
         let what = "Django project (manage.py)".to_owned();
-        assert_eq!(python.command(), Some((Command::Shell(line.into()), what)));
+        assert_eq!(python.command(), Some((Program::Shell(line.into()), what)));
     }
 
     #[test]
@@ -629,7 +619,7 @@ mod tests {
             .unwrap();
         let line = "exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
                     --port ${PORT:-5000}";
-        assert_eq!(command, Command::Shell(line.into()));
+        assert_eq!(command, Program::Shell(line.into()));
     }
 
     #[test]
