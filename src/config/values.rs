@@ -17,8 +17,8 @@ use super::{ConfigError, HttpProbe, ListenAddress, ListenSpec, LogFormat, Readin
 /// double quotes (with backslash escapes), `${VAR}` substitution. A line it cannot read is
 /// reported with the file's path and the line's number.
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the env file `{}`", path.display()))?;
+    let cannot_read = || format!("cannot read the env file `{}`", path.display());
+    let text = std::fs::read_to_string(path).with_context(cannot_read)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut vars = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
@@ -41,10 +41,7 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
                 }
                 .into());
             }
-            Err(err) => {
-                return Err(anyhow::Error::new(err)
-                    .context(format!("cannot read the env file `{}`", path.display())));
-            }
+            Err(err) => return Err(anyhow::Error::new(err).context(cannot_read())),
         }
     }
     Ok(vars)
