@@ -131,84 +131,38 @@ impl Project {
         bin: Option<&str>,
         package: Option<&str>,
     ) -> Result<Plan> {
-        let no_env = BTreeMap::new;
-        Ok(match self {
-            Project::Cargo(cargo) => {
-                let (package, bin) = cargo.select(package, bin)?;
-                let mut line = vec!["cargo", "build"];
-                if let Some(package) = &package {
-                    line.extend(["-p", package]);
-                }
-                line.extend(["--bin", &bin]);
-                let mut args: Vec<String> = line.iter().map(|s| (*s).to_owned()).collect();
-                args.insert(2, "--message-format=json-render-diagnostics".to_owned());
-                let line = line.join(" ");
-                Plan {
-                    build: Some(BuildCommand::Cargo { args }),
-                    program: Program::CargoArtifact,
-                    env: no_env(),
-                    description: format!("Cargo project: {line}, run it"),
-                    build_line: Some(line),
-                    cargo_binary: Some(cargo.target_directory.join("debug").join(&bin)),
-                }
-            }
-            Project::Go => Plan {
-                build: self.build_for_program(),
-                program: Program::Argv(vec![GO_BINARY.to_owned()]),
-                env: no_env(),
-                description: format!("Go module: go build -o {GO_BINARY} ., run {GO_BINARY}"),
-                build_line: None,
-                cargo_binary: None,
-            },
+        let (program, description) = match self {
+            Project::Cargo(cargo) => return cargo.plan(package, bin),
+            Project::Go => (
+                Program::Argv(vec![GO_BINARY.to_owned()]),
+                format!("Go module: go build -o {GO_BINARY} ., run {GO_BINARY}"),
+            ),
             Project::Node { program } => {
-                let env = self.run_env(root);
-                let shown = match program {
-                    Program::Shell(line) => line.clone(),
-                    Program::Argv(argv) => argv.join(" "),
-                    Program::CargoArtifact => String::new(),
-                };
-                Plan {
-                    build: None,
-                    program: program.clone(),
-                    env,
-                    description: format!("package.json: no build, run {shown}"),
-                    build_line: None,
-                    cargo_binary: None,
-                }
+                let description = format!("package.json: no build, run {}", words(program));
+                (program.clone(), description)
             }
             Project::Python(python) => {
-                let (command, what) = python
+                let (program, what) = python
                     .command()
                     .ok_or_else(|| usage(python.nothing_to_serve()))?;
-                let (program, shown) = match command {
-                    python::Command::Argv(argv) => {
-                        let shown = argv.join(" ");
-                        (Program::Argv(argv), shown)
-                    }
-                    // `exec` so that the stop signal reaches the server, not the shell; the
-                    // user reads the server's command.
-                    python::Command::Shell(line) => {
-                        let shown = line.strip_prefix("exec ").unwrap_or(&line).to_owned();
-                        (Program::Shell(line), shown)
-                    }
-                };
-                Plan {
-                    build: None,
-                    program,
-                    env: self.run_env(root),
-                    description: format!("{what}: no build, run {shown}"),
-                    build_line: None,
-                    cargo_binary: None,
-                }
+                // The `exec` is there so that the stop signal reaches the server, not the
+                // shell; the user reads the server's command.
+                let shown = words(&program);
+                let shown = shown.strip_prefix("exec ").unwrap_or(&shown);
+                (program, format!("{what}: no build, run {shown}"))
             }
-            Project::Make => Plan {
-                build: None,
-                program: Program::Argv(vec!["make".to_owned(), "run".to_owned()]),
-                env: no_env(),
-                description: "Makefile: run `make run`".to_owned(),
-                build_line: None,
-                cargo_binary: None,
-            },
+            Project::Make => (
+                Program::Argv(vec!["make".to_owned(), "run".to_owned()]),
+                "Makefile: run `make run`".to_owned(),
+            ),
+        };
+        Ok(Plan {
+            build: self.build_for_program(),
+            program,
+            env: self.run_env(root),
+            description,
+            build_line: None,
+            cargo_binary: None,
         })
     }
 
@@ -447,6 +401,27 @@ impl CargoProject {
         }
     }
 
+    /// Build the chosen binary with cargo's JSON diagnostics and run what it built.
+    fn plan(&self, package: Option<&str>, bin: Option<&str>) -> Result<Plan> {
+        let (package, bin) = self.select(package, bin)?;
+        let mut line = vec!["cargo", "build"];
+        if let Some(package) = &package {
+            line.extend(["-p", package]);
+        }
+        line.extend(["--bin", &bin]);
+        let mut args: Vec<String> = line.iter().map(|s| (*s).to_owned()).collect();
+        args.insert(2, "--message-format=json-render-diagnostics".to_owned());
+        let line = line.join(" ");
+        Ok(Plan {
+            build: Some(BuildCommand::Cargo { args }),
+            program: Program::CargoArtifact,
+            env: BTreeMap::new(),
+            description: format!("Cargo project: {line}, run it"),
+            build_line: Some(line),
+            cargo_binary: Some(self.target_directory.join("debug").join(&bin)),
+        })
+    }
+
     /// The binary to build and run (and its package when one was asked for): `--bin NAME` when
     /// given and it exists, else the only one.
     fn select(&self, package: Option<&str>, bin: Option<&str>) -> Result<(Option<String>, String)> {
@@ -469,25 +444,29 @@ impl CargoProject {
             }
             None => packages.iter().collect(),
         };
-        let bins: Vec<&String> = chosen.iter().flat_map(|p| &p.bins).collect();
+        let bins: Vec<&str> = chosen
+            .iter()
+            .flat_map(|p| &p.bins)
+            .map(String::as_str)
+            .collect();
         let package = package.map(str::to_owned);
         match (bin, bins.as_slice()) {
-            (Some(name), _) if bins.iter().any(|b| *b == name) => Ok((package, name.to_owned())),
+            (Some(name), _) if bins.contains(&name) => Ok((package, name.to_owned())),
             (Some(name), []) => Err(usage(format!(
                 "--bin {name}: this Cargo project has no binary"
             ))),
             (Some(name), _) => Err(usage(format!(
                 "--bin {name}: no such binary; this Cargo project has: {}",
-                join(&bins)
+                bins.join(", ")
             ))),
-            (None, [only]) => Ok((package, (*only).clone())),
+            (None, [only]) => Ok((package, (*only).to_owned())),
             (None, []) => Err(usage(
                 "this Cargo project has no binary to run (no src/main.rs or [[bin]])\n  \
                  help: pass the server to run after `--`, or add a binary target",
             )),
             (None, several) => Err(usage(format!(
                 "this Cargo project has several binaries: {}\n  help: choose one with --bin NAME",
-                join(several)
+                several.join(", ")
             ))),
         }
     }
@@ -526,7 +505,7 @@ impl CargoProject {
                 }
             }
         }
-        let mut dirs: Vec<PathBuf> = dirs
+        let dirs: Vec<PathBuf> = dirs
             .into_iter()
             .filter_map(|dir| dir.canonicalize().ok())
             .collect();
@@ -535,13 +514,7 @@ impl CargoProject {
         if dirs.iter().any(|dir| root.starts_with(dir)) {
             return None;
         }
-        dirs.sort();
-        dirs.dedup();
-        // A directory inside another one already listed is watched with it.
-        let nested =
-            |dir: &PathBuf, all: &[PathBuf]| all.iter().any(|o| o != dir && dir.starts_with(o));
-        let all = dirs.clone();
-        dirs.retain(|dir| !nested(dir, &all));
+        let mut dirs = outermost(dirs);
         let manifest = root.join("Cargo.toml");
         if manifest.is_file() {
             dirs.push(manifest);
@@ -571,7 +544,7 @@ impl CargoProject {
     /// build, and nothing under the root would see its edits.
     fn with_outside_dependencies(&self, root: &Path) -> Vec<PathBuf> {
         let root = canonical(root);
-        let mut dirs: Vec<PathBuf> = self
+        let dirs: Vec<PathBuf> = self
             .packages
             .iter()
             .flatten()
@@ -579,13 +552,28 @@ impl CargoProject {
             .map(|dir| canonical(dir))
             .filter(|dir| !dir.starts_with(&root) && dir.is_dir())
             .collect();
-        dirs.sort();
-        dirs.dedup();
-        let all = dirs.clone();
-        dirs.retain(|dir| !all.iter().any(|o| o != dir && dir.starts_with(o)));
+        let mut dirs = outermost(dirs);
         dirs.insert(0, root);
         dirs
     }
+}
+
+/// A detected program as the user would type it.
+fn words(program: &Program) -> String {
+    match program {
+        Program::Shell(line) => line.clone(),
+        Program::Argv(argv) => argv.join(" "),
+        Program::CargoArtifact => String::new(),
+    }
+}
+
+/// `dirs` sorted, each once, without those inside another one (watched with it).
+fn outermost(mut dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+    dirs.sort();
+    dirs.dedup();
+    let all = dirs.clone();
+    dirs.retain(|dir| !all.iter().any(|o| o != dir && dir.starts_with(o)));
+    dirs
 }
 
 /// `path` without symlinks or `..`, as watched paths and events name it; as it is when that
@@ -619,77 +607,71 @@ impl From<MetadataPackage> for Package {
     }
 }
 
-fn join(names: &[&String]) -> String {
-    names
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn project(packages: &[(&str, &[&str])]) -> CargoProject {
+    /// A package `name` in `root/name`, its path dependencies being `root/dep` for each dep.
+    fn package(root: &Path, name: &str, bins: &[&str], deps: &[&str]) -> Package {
+        Package {
+            name: name.to_owned(),
+            bins: bins.iter().map(|b| (*b).to_owned()).collect(),
+            dir: root.join(name),
+            path_dependencies: deps.iter().map(|d| root.join(d)).collect(),
+        }
+    }
+
+    fn cargo(root: &Path, packages: Vec<Package>) -> CargoProject {
         CargoProject {
-            target_directory: "/p/target".into(),
-            packages: Ok(packages
-                .iter()
-                .map(|(p, bins)| Package {
-                    name: (*p).to_owned(),
-                    bins: bins.iter().map(|b| (*b).to_owned()).collect(),
-                    dir: Path::new("/p").join(p),
-                    path_dependencies: Vec::new(),
-                })
-                .collect()),
+            target_directory: root.join("target"),
+            packages: Ok(packages),
         }
     }
 
     #[test]
     fn the_only_binary_is_chosen() {
-        let cargo = project(&[("app", &["app"])]);
+        let cargo = cargo(
+            Path::new("/p"),
+            vec![package(Path::new("/p"), "app", &["app"], &[])],
+        );
         assert_eq!(cargo.select(None, None).unwrap(), (None, "app".to_owned()));
     }
 
     #[test]
     fn several_binaries_ask_for_bin_and_list_them() {
-        let cargo = project(&[("a", &["api", "worker"]), ("b", &[])]);
-        let err = cargo.select(None, None).unwrap_err().to_string();
-        assert!(
-            err.contains("api, worker") && err.contains("--bin"),
-            "{err}"
+        let root = Path::new("/p");
+        let cargo = cargo(
+            root,
+            vec![
+                package(root, "a", &["api", "worker"], &[]),
+                package(root, "b", &[], &[]),
+            ],
         );
         assert_eq!(cargo.select(None, Some("worker")).unwrap().1, "worker");
-        let err = cargo.select(None, Some("nope")).unwrap_err().to_string();
-        assert!(err.contains("no such binary"), "{err}");
-        let err = cargo.select(Some("b"), None).unwrap_err().to_string();
-        assert!(err.contains("no binary"), "{err}");
-        let err = cargo.select(Some("zzz"), None).unwrap_err().to_string();
-        assert!(err.contains("no such package"), "{err}");
+        for (package, bin, says) in [
+            (None, None, "api, worker"),
+            (None, None, "--bin"),
+            (None, Some("nope"), "no such binary"),
+            (Some("b"), None, "no binary"),
+            (Some("zzz"), None, "no such package"),
+        ] {
+            let err = cargo.select(package, bin).unwrap_err().to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]
     fn node_projects_run_their_start_script_or_main() {
-        let dir = std::env::temp_dir().join(format!("reload-node-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("package.json"),
-            r#"{"scripts":{"start":"node server.js"}}"#,
-        )
-        .unwrap();
-        let start = node_program(&dir);
-        std::fs::write(dir.join("package.json"), r#"{"main":"app.js"}"#).unwrap();
-        let main = node_program(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(
-            start,
-            Some(Program::Argv(vec!["node".into(), "server.js".into()]))
-        );
-        assert_eq!(
-            main,
-            Some(Program::Argv(vec!["node".into(), "app.js".into()]))
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let node = |json: &str| {
+            std::fs::write(dir.path().join("package.json"), json).unwrap();
+            node_program(dir.path())
+        };
+        let argv =
+            |words: &[&str]| Some(Program::Argv(words.iter().map(|w| (*w).into()).collect()));
+        let start = r#"{"scripts":{"start":"node server.js"}}"#;
+        assert_eq!(node(start), argv(&["node", "server.js"]));
+        assert_eq!(node(r#"{"main":"app.js"}"#), argv(&["node", "app.js"]));
     }
 
     #[test]
@@ -715,25 +697,16 @@ mod tests {
 
     #[test]
     fn the_files_read_are_the_markers_and_every_manifest_and_outside_crates_are_watched() {
-        let dir = std::env::temp_dir().join(format!("reload-read-{}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
         for crate_dir in ["ws/app", "ws/inner", "outside"] {
-            std::fs::create_dir_all(dir.join(crate_dir)).unwrap();
+            std::fs::create_dir_all(dir.path().join(crate_dir)).unwrap();
         }
-        let base = dir.canonicalize().unwrap();
+        let base = dir.path().canonicalize().unwrap();
         let root = base.join("ws");
-        let project = Project::Cargo(CargoProject {
-            target_directory: root.join("target"),
-            packages: Ok(vec![Package {
-                name: "app".to_owned(),
-                bins: vec!["app".to_owned()],
-                dir: root.join("app"),
-                // As cargo writes them: absolute, not always canonical.
-                path_dependencies: vec![root.join("app/../inner"), root.join("../outside")],
-            }]),
-        });
+        // As cargo writes them: absolute, not always canonical.
+        let app = package(&root, "app", &["app"], &["app/../inner", "../outside"]);
+        let project = Project::Cargo(cargo(&root, vec![app]));
         let read = files_read(&root, Some(&project));
-        let watched = project.watch_paths(&root, None, None);
-        std::fs::remove_dir_all(&dir).unwrap();
         for marker in MARKERS {
             assert!(read.contains(&root.join(marker)), "{marker}: {read:?}");
         }
@@ -747,53 +720,36 @@ mod tests {
             let manifest = base.join(manifest).join("Cargo.toml");
             assert!(read.contains(&manifest), "{}: {read:?}", manifest.display());
         }
+        let watched = project.watch_paths(&root, None, None);
         assert_eq!(watched, vec![root.clone(), base.join("outside")]);
-        assert_eq!(
-            files_read(&root, Some(&Project::Go)),
-            MARKERS
-                .iter()
-                .chain(&python::MARKERS)
-                .map(|m| root.join(m))
-                .collect::<Vec<_>>()
-        );
+        let markers = MARKERS.iter().chain(&python::MARKERS);
+        let markers: Vec<PathBuf> = markers.map(|m| root.join(m)).collect();
+        assert_eq!(files_read(&root, Some(&Project::Go)), markers);
     }
 
     #[test]
     fn a_chosen_workspace_package_is_watched_with_its_path_dependencies_only() {
-        let dir = std::env::temp_dir().join(format!("reload-ws-{}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
         for member in ["api", "worker", "shared", "common"] {
-            std::fs::create_dir_all(dir.join(member)).unwrap();
+            std::fs::create_dir_all(dir.path().join(member)).unwrap();
         }
-        std::fs::write(dir.join("Cargo.toml"), "[workspace]\n").unwrap();
-        let root = dir.canonicalize().unwrap();
-        let package = |name: &str, bins: &[&str], deps: &[&str]| Package {
-            name: name.to_owned(),
-            bins: bins.iter().map(|b| (*b).to_owned()).collect(),
-            dir: root.join(name),
-            path_dependencies: deps.iter().map(|d| root.join(d)).collect(),
-        };
-        let cargo = CargoProject {
-            target_directory: root.join("target"),
-            packages: Ok(vec![
-                package("api", &["api"], &["shared"]),
-                package("worker", &["worker"], &["common"]),
-                package("shared", &[], &["common"]),
-                package("common", &[], &[]),
-            ]),
-        };
-        let project = Project::Cargo(cargo);
-        let by_package = project.watch_paths(&root, Some("api"), None);
-        let by_bin = project.watch_paths(&root, None, Some("api"));
-        let unchosen = project.watch_paths(&root, None, None);
-        std::fs::remove_dir_all(&dir).unwrap();
-        let expected = vec![
-            root.join("api"),
-            root.join("common"),
-            root.join("shared"),
-            root.join("Cargo.toml"),
-        ];
-        assert_eq!(by_package, expected);
-        assert_eq!(by_bin, expected);
-        assert_eq!(unchosen, vec![root.clone()]);
+        std::fs::write(dir.path().join("Cargo.toml"), "[workspace]\n").unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let project = Project::Cargo(cargo(
+            &root,
+            vec![
+                package(&root, "api", &["api"], &["shared"]),
+                package(&root, "worker", &["worker"], &["common"]),
+                package(&root, "shared", &[], &["common"]),
+                package(&root, "common", &[], &[]),
+            ],
+        ));
+        let expected: Vec<PathBuf> = ["api", "common", "shared", "Cargo.toml"]
+            .iter()
+            .map(|name| root.join(name))
+            .collect();
+        assert_eq!(project.watch_paths(&root, Some("api"), None), expected);
+        assert_eq!(project.watch_paths(&root, None, Some("api")), expected);
+        assert_eq!(project.watch_paths(&root, None, None), vec![root.clone()]);
     }
 }

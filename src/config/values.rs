@@ -17,8 +17,8 @@ use super::{ConfigError, HttpProbe, ListenAddress, ListenSpec, LogFormat, Readin
 /// double quotes (with backslash escapes), `${VAR}` substitution. A line it cannot read is
 /// reported with the file's path and the line's number.
 pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the env file `{}`", path.display()))?;
+    let cannot_read = || format!("cannot read the env file `{}`", path.display());
+    let text = std::fs::read_to_string(path).with_context(cannot_read)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut vars = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {
@@ -41,10 +41,7 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>> {
                 }
                 .into());
             }
-            Err(err) => {
-                return Err(anyhow::Error::new(err)
-                    .context(format!("cannot read the env file `{}`", path.display())));
-            }
+            Err(err) => return Err(anyhow::Error::new(err).context(cannot_read())),
         }
     }
     Ok(vars)
@@ -159,10 +156,11 @@ pub fn parse_listen(text: &str, root: &Path) -> Result<ListenSpec, String> {
             return Err(invalid());
         }
         ListenAddress::Unix(root.join(path))
-    } else if let Ok(port) = address.parse::<u16>() {
-        ListenAddress::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-    } else if let Some(port) = address.strip_prefix("localhost:") {
-        let port = port.parse::<u16>().map_err(|_| invalid())?;
+    } else if let Ok(port) = address
+        .strip_prefix("localhost:")
+        .unwrap_or(address)
+        .parse()
+    {
         ListenAddress::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     } else {
         ListenAddress::Tcp(address.parse().map_err(|_| invalid())?)
@@ -418,7 +416,22 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 
 #[cfg(test)]
 mod tests {
+    use globset::GlobSetBuilder;
+
     use super::*;
+
+    /// `parse` refuses each of `texts` with a message that contains `says`.
+    #[track_caller]
+    fn refused<T: std::fmt::Debug>(
+        parse: impl Fn(&str) -> Result<T, String>,
+        texts: &[&str],
+        says: &str,
+    ) {
+        for text in texts {
+            let err = parse(text).expect_err(text);
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn host_patterns_are_names_or_every_name_under_one() {
@@ -428,60 +441,41 @@ mod tests {
         assert!(!name.allows("www.myapp.test"));
         let under = parse_host_pattern("*.myapp.test").unwrap();
         assert_eq!(under.to_string(), "*.myapp.test");
-        assert!(under.allows("a.myapp.test"));
-        assert!(under.allows("a.b.myapp.test"));
-        assert!(
-            !under.allows("myapp.test"),
-            "the name itself is not under itself"
-        );
-        assert!(!under.allows("evilmyapp.test"));
-        assert!(!under.allows(".myapp.test"));
+        assert!(under.allows("a.myapp.test") && under.allows("a.b.myapp.test"));
+        // The name itself is not under itself.
+        for host in ["myapp.test", "evilmyapp.test", ".myapp.test"] {
+            assert!(!under.allows(host), "{host}");
+        }
     }
 
     #[test]
     fn host_patterns_that_are_no_names_are_refused_saying_what_to_write() {
-        for (text, says) in [
-            ("*", "DNS rebinding"),
-            ("http://myapp.test", "without `http://`"),
-            ("myapp.test:8090", "without a port"),
-            ("my app", "is not a host name"),
-            ("", "is not a host name"),
-            ("*.", "DNS rebinding"),
-            ("*..", "is not a host name"),
-            ("a..b", "is not a host name"),
-        ] {
-            let err = parse_host_pattern(text).unwrap_err();
-            assert!(err.contains(says), "{text}: {err}");
-        }
+        let parse = parse_host_pattern;
+        refused(parse, &["*", "*."], "DNS rebinding");
+        refused(parse, &["http://myapp.test"], "without `http://`");
+        refused(parse, &["myapp.test:8090"], "without a port");
+        refused(parse, &["my app", "", "*..", "a..b"], "is not a host name");
     }
-    use globset::GlobSetBuilder;
 
     #[test]
     fn durations_take_units() {
-        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(
-            parse_duration("500000000ns"),
-            Ok(Duration::from_millis(500))
-        );
-        assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(
-            parse_duration("5 parsecs")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(parse_duration("fast").is_err());
-        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
-        assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
-        for long in ["24h1s", "3000000000000000h", "99999999999999999999999999s"] {
-            assert!(
-                parse_duration(long).unwrap_err().contains("too long"),
-                "{long}"
-            );
+        for (text, millis) in [
+            ("50ms", 50),
+            ("5s", 5000),
+            ("1.5s", 1500),
+            ("1m", 60_000),
+            ("1m30s", 90_000),
+            ("500000000ns", 500),
+            ("0ms", 0),
+        ] {
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)));
         }
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        refused(parse_duration, &["5"], "no unit");
+        refused(parse_duration, &["5 parsecs"], "unknown unit");
+        refused(parse_duration, &["fast"], "is not a duration");
+        let long = ["24h1s", "3000000000000000h", "99999999999999999999999999s"];
+        refused(parse_duration, &long, "too long");
     }
 
     #[test]
@@ -489,7 +483,7 @@ mod tests {
         assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
         assert_eq!(parse_signal("int"), Ok(Signal::SIGINT));
         assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
-        assert!(parse_signal("SIGFOO").unwrap_err().contains("SIGFOO"));
+        refused(parse_signal, &["SIGFOO"], "SIGFOO");
     }
 
     /// `read_env_file` on `text`, written to a file of its own.
@@ -500,46 +494,33 @@ mod tests {
         read_env_file(&path)
     }
 
-    fn env_value(text: &str, key: &str) -> Option<String> {
-        env_of(text)
-            .unwrap()
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
-    }
-
     #[test]
     fn env_files_read_like_dotenv() {
         let text = "# comment\nPORT=3000\nexport NAME='a b'\nMSG=\"x\\ny\"\nURL=http://h # note\n";
-        assert_eq!(env_value(text, "PORT").as_deref(), Some("3000"));
-        assert_eq!(env_value(text, "NAME").as_deref(), Some("a b"));
-        assert_eq!(env_value(text, "MSG").as_deref(), Some("x\ny"));
-        assert_eq!(env_value(text, "URL").as_deref(), Some("http://h"));
-    }
-
-    #[test]
-    fn an_escaped_backslash_stays_one_backslash() {
-        assert_eq!(
-            env_value("P=\"C:\\\\new\"\n", "P").as_deref(),
-            Some("C:\\new")
-        );
-    }
-
-    #[test]
-    fn a_comment_after_a_quoted_value_is_not_part_of_it() {
-        assert_eq!(env_value("K=\"a b\" # note\n", "K").as_deref(), Some("a b"));
-        assert_eq!(env_value("K='a b' # note\n", "K").as_deref(), Some("a b"));
-    }
-
-    #[test]
-    fn single_quotes_are_literal_and_empty_values_are_empty() {
-        assert_eq!(
-            env_value("K='a\\nb $X'\n", "K").as_deref(),
-            Some("a\\nb $X")
-        );
-        assert_eq!(env_value("E=\n", "E").as_deref(), Some(""));
-        assert_eq!(env_value("E=''\n", "E").as_deref(), Some(""));
-        assert_eq!(env_value("export E=\"\"\n", "E").as_deref(), Some(""));
+        let vars = env_of(text).unwrap();
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (&**k, &**v)).collect();
+        let expected = [
+            ("PORT", "3000"),
+            ("NAME", "a b"),
+            ("MSG", "x\ny"),
+            ("URL", "http://h"),
+        ];
+        assert_eq!(pairs, expected);
+        for (line, value) in [
+            // An escaped backslash stays one backslash.
+            ("K=\"C:\\\\new\"\n", "C:\\new"),
+            // A comment after a quoted value is not part of it.
+            ("K=\"a b\" # note\n", "a b"),
+            ("K='a b' # note\n", "a b"),
+            // Single quotes are literal; empty values are empty.
+            ("K='a\\nb $X'\n", "a\\nb $X"),
+            ("K=\n", ""),
+            ("K=''\n", ""),
+            ("export K=\"\"\n", ""),
+        ] {
+            let vars = env_of(line).unwrap();
+            assert_eq!(vars, [("K".to_owned(), value.to_owned())], "{line}");
+        }
     }
 
     #[test]
@@ -563,27 +544,31 @@ mod tests {
     #[test]
     fn listen_addresses() {
         let root = Path::new("/project");
-        let spec = parse_listen("3000", root).unwrap();
-        assert_eq!(spec.address.to_string(), "127.0.0.1:3000");
-        assert_eq!(spec.name, "3000");
-        let spec = parse_listen("[::1]:8080", root).unwrap();
-        assert_eq!(spec.address.to_string(), "[::1]:8080");
-        let spec = parse_listen("web=0.0.0.0:80", root).unwrap();
-        assert_eq!(
-            (spec.name.as_str(), spec.address.to_string()),
-            ("web", "0.0.0.0:80".into())
-        );
+        for (text, name, address) in [
+            ("3000", "3000", "127.0.0.1:3000"),
+            ("localhost:3000", "localhost_3000", "127.0.0.1:3000"),
+            ("[::1]:8080", "[__1]_8080", "[::1]:8080"),
+            ("web=0.0.0.0:80", "web", "0.0.0.0:80"),
+        ] {
+            let spec = parse_listen(text, root).unwrap();
+            assert_eq!(
+                (spec.name.as_str(), spec.address.to_string()),
+                (name, address.into())
+            );
+        }
         let spec = parse_listen("unix:run/app.sock", root).unwrap();
         assert_eq!(
             spec.address,
             ListenAddress::Unix("/project/run/app.sock".into())
         );
-        assert!(
-            parse_listen("300000", root)
-                .unwrap_err()
-                .contains("not a listen address")
+        let parse = |text: &str| parse_listen(text, root);
+        refused(
+            parse,
+            &["300000", "localhost:x", "unix:"],
+            "not a listen address",
         );
-        assert!(parse_listen("a:b=3000", root).is_err());
+        refused(parse, &["=3000"], "empty name");
+        refused(parse, &["a:b=3000"], "cannot contain `:`");
     }
 
     #[test]
@@ -591,107 +576,100 @@ mod tests {
         assert_eq!(parse_port("8080"), Ok(8080));
         assert_eq!(parse_port(" 1 "), Ok(1));
         assert_eq!(parse_port("65535"), Ok(65535));
-        assert!(parse_port("0").unwrap_err().contains("port 0"));
-        assert!(
-            parse_port("70000")
-                .unwrap_err()
-                .contains("ports go from 1 to 65535")
+        refused(parse_port, &["0"], "port 0");
+        refused(parse_port, &["70000"], "ports go from 1 to 65535");
+        refused(
+            parse_port,
+            &["a", "", "-1", "80x", "8080.0"],
+            "is not a port",
         );
-        for bad in ["a", "", "-1", "80x", "8080.0"] {
-            let err = parse_port(bad).expect_err(bad);
-            assert!(err.contains("is not a port"), "{bad}: {err}");
-        }
     }
 
     #[test]
     fn a_proxy_address_is_a_port_on_loopback_unless_a_host_is_written() {
-        let addr = |text| parse_proxy_address(text).map(|a| a.to_string());
-        assert_eq!(addr("8090"), Ok("127.0.0.1:8090".to_owned()));
-        assert_eq!(addr(":8090"), Ok("127.0.0.1:8090".to_owned()));
-        assert_eq!(addr("localhost:8090"), Ok("127.0.0.1:8090".to_owned()));
-        assert_eq!(addr("192.168.1.5:80"), Ok("192.168.1.5:80".to_owned()));
-        assert_eq!(addr("[::1]:8090"), Ok("[::1]:8090".to_owned()));
-        assert_eq!(addr("0.0.0.0:8090"), Ok("0.0.0.0:8090".to_owned()));
-        assert_eq!(addr("[::]:8090"), Ok("[::]:8090".to_owned()));
-        for bad in [
-            "80x", "", ":", "x:80", "[::1]", "[::1]:", "1.2.3:80", "8090:",
+        for (text, address) in [
+            ("8090", "127.0.0.1:8090"),
+            (":8090", "127.0.0.1:8090"),
+            ("localhost:8090", "127.0.0.1:8090"),
+            ("192.168.1.5:80", "192.168.1.5:80"),
+            ("[::1]:8090", "[::1]:8090"),
+            ("0.0.0.0:8090", "0.0.0.0:8090"),
+            ("[::]:8090", "[::]:8090"),
         ] {
-            assert!(parse_proxy_address(bad).is_err(), "{bad}");
+            assert_eq!(
+                parse_proxy_address(text).map(|a| a.to_string()),
+                Ok(address.into())
+            );
         }
-        assert!(
-            parse_proxy_address("70000")
-                .unwrap_err()
-                .contains("ports go from 1 to 65535")
-        );
-        assert!(parse_proxy_address(":0").unwrap_err().contains("port 0"));
-        assert!(
-            parse_proxy_address("::1:8090")
-                .unwrap_err()
-                .contains("in brackets")
-        );
-        assert!(
-            parse_proxy_address("example.com:8090")
-                .unwrap_err()
-                .contains("not an IP address")
-        );
+        let parse = parse_proxy_address;
+        let bad = [
+            "80x", "", ":", "x:80", "[::1]", "[::1]:", "1.2.3:80", "8090:",
+        ];
+        refused(parse, &bad, "");
+        refused(parse, &["70000"], "ports go from 1 to 65535");
+        refused(parse, &[":0"], "port 0");
+        refused(parse, &["::1:8090"], "in brackets");
+        refused(parse, &["example.com:8090"], "not an IP address");
     }
 
     #[test]
     fn readiness_modes() {
         assert_eq!(parse_readiness("none"), Ok(Readiness::Spawned));
         assert_eq!(parse_readiness("notify"), Ok(Readiness::Notify));
-        let Ok(Readiness::Http(probe)) = parse_readiness("http://127.0.0.1:3000/health") else {
-            panic!("an http probe")
-        };
-        assert_eq!(
-            (probe.authority.as_str(), probe.path.as_str()),
-            ("127.0.0.1:3000", "/health")
-        );
-        let Ok(Readiness::Http(probe)) = parse_readiness("http://[::1]:8080") else {
-            panic!()
-        };
-        assert_eq!((probe.host.as_str(), probe.path.as_str()), ("::1", "/"));
-        assert!(parse_readiness("https://x").unwrap_err().contains("https"));
-        for bad in [
+        for (text, authority, host, path) in [
+            (
+                "http://127.0.0.1:3000/health",
+                "127.0.0.1:3000",
+                "127.0.0.1",
+                "/health",
+            ),
+            ("http://[::1]:8080", "[::1]:8080", "::1", "/"),
+            (
+                "http://localhost/x?y=1",
+                "localhost:80",
+                "localhost",
+                "/x?y=1",
+            ),
+        ] {
+            let (authority, host, path) = (authority.into(), host.into(), path.into());
+            let probe = HttpProbe {
+                authority,
+                host,
+                path,
+            };
+            assert_eq!(parse_readiness(text), Ok(Readiness::Http(probe)));
+        }
+        refused(parse_readiness, &["https://x"], "https");
+        let bad_urls = [
             "http://[::1",
             "http://[::1]:x/",
             "http://:3000/",
             "http://h:99999/",
             "http://h:/",
             "http://a b/",
-        ] {
-            let err = parse_readiness(bad).expect_err(bad);
-            assert!(err.contains("not a valid URL"), "{bad}: {err}");
-        }
-        let Ok(Readiness::Http(probe)) = parse_readiness("http://localhost/x?y=1") else {
-            panic!()
-        };
-        assert_eq!(
-            (probe.authority.as_str(), probe.path.as_str()),
-            ("localhost:80", "/x?y=1")
-        );
-        assert!(parse_readiness("tcp://x:1").is_err());
+        ];
+        refused(parse_readiness, &bad_urls, "not a valid URL");
     }
 
     #[test]
     fn tcp_readiness_takes_a_port_or_a_host_and_port() {
-        let tcp = |text| match parse_readiness(text) {
-            Ok(Readiness::TcpConnect(authority)) => Ok(authority),
-            other => Err(format!("{other:?}")),
-        };
-        assert_eq!(tcp("tcp:3000"), Ok("127.0.0.1:3000".to_owned()));
-        assert_eq!(tcp("tcp:localhost:8080"), Ok("localhost:8080".to_owned()));
-        assert_eq!(tcp("tcp:[::1]:8080"), Ok("[::1]:8080".to_owned()));
-        for bad in [
+        for (text, authority) in [
+            ("tcp:3000", "127.0.0.1:3000"),
+            ("tcp:localhost:8080", "localhost:8080"),
+            ("tcp:[::1]:8080", "[::1]:8080"),
+        ] {
+            let expected = Readiness::TcpConnect(authority.into());
+            assert_eq!(parse_readiness(text), Ok(expected));
+        }
+        let bad = [
             "tcp:",
             "tcp:x",
             "tcp:0",
             "tcp::80",
             "tcp://x:1",
             "tcp:70000",
-        ] {
-            assert!(tcp(bad).is_err(), "{bad}");
-        }
+        ];
+        refused(parse_readiness, &bad, "is not a TCP address");
     }
 
     #[test]
@@ -703,10 +681,9 @@ mod tests {
             }
         }
         let set = builder.build().unwrap();
-        assert!(set.is_match("a.log"));
-        assert!(set.is_match("deep/er/a.log"));
-        assert!(set.is_match("web/node_modules"));
-        assert!(set.is_match("docs"));
+        for path in ["a.log", "deep/er/a.log", "web/node_modules", "docs"] {
+            assert!(set.is_match(path), "{path}");
+        }
         assert!(!set.is_match("src/main.rs"));
     }
 }

@@ -19,6 +19,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::Program;
+
 /// Files that make a directory a Python project even without a `.py` file at its root, and
 /// which decide its server (so a change to one re-reads the configuration).
 pub(crate) const MARKERS: [&str; 6] = [
@@ -167,11 +169,11 @@ impl PythonProject {
     /// The server's command: a shell line for a framework (it expands `PORT` when the server
     /// starts), an argv for a script. With what was detected, in words. `None` without a
     /// server.
-    pub(crate) fn command(&self) -> Option<(Command, String)> {
+    pub(crate) fn command(&self) -> Option<(Program, String)> {
         let python = self.python();
         let (command, what) = match self.server.as_ref()? {
             Server::Django => (
-                Command::Shell(format!(
+                Program::Shell(format!(
                     "exec {python} manage.py runserver --noreload 127.0.0.1:${{PORT:-8000}}"
                 )),
                 "Django project (manage.py)".to_owned(),
@@ -181,7 +183,7 @@ impl PythonProject {
                     .as_ref()
                     .map_or_else(String::new, |app| format!(" --app {app}"));
                 (
-                    Command::Shell(format!(
+                    Program::Shell(format!(
                         "exec {python} -m flask{app} {run} --no-reload --host 127.0.0.1 \
                          --port ${{PORT:-5000}}",
                         run = if self.old_flask {
@@ -198,13 +200,13 @@ impl PythonProject {
                 file,
                 framework,
             } => (
-                Command::Shell(format!(
+                Program::Shell(format!(
                     "exec {python} -m uvicorn {target} --host 127.0.0.1 --port ${{PORT:-8000}}"
                 )),
                 format!("{framework} app ({file})"),
             ),
             Server::Script(file) => (
-                Command::Argv(vec![python.to_owned(), file.clone()]),
+                Program::Argv(vec![python.to_owned(), file.clone()]),
                 format!("Python script ({file})"),
             ),
         };
@@ -223,13 +225,6 @@ impl PythonProject {
              mymodule:app`; `reload init -- {python} {script}` writes it down"
         )
     }
-}
-
-/// A server command before config turns it into a `Program`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Command {
-    Argv(Vec<String>),
-    Shell(String),
 }
 
 fn find_server(root: &Path, flask_app_env: Option<&str>) -> Option<Server> {
@@ -463,28 +458,6 @@ fn flask_before_2_3(version: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flask_before_2_3_asks_for_debug_before_run() {
-        for (version, old) in [
-            ("2.2.2\n", true),
-            ("1.1.4", true),
-            ("2.3.0", false),
-            ("3.1.3\n", false),
-            ("10.0", false),
-            ("", false),
-            ("garbage", false),
-        ] {
-            assert_eq!(flask_before_2_3(version), old, "{version:?}");
-        }
-        let dir = project(&[("app.py", FLASK_APP)]);
-        let mut python = PythonProject::detect(dir.path()).unwrap();
-        python.old_flask = true;
-        let (Command::Shell(line), _) = python.command().unwrap() else {
-            panic!("a Flask app runs through a shell line");
-        };
-        assert!(line.contains("-m flask --debug run --no-reload"), "{line}");
-    }
-
     /// A project with `files` (path, contents) in a temporary directory.
     fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -502,17 +475,47 @@ mod tests {
             .server
     }
 
+    fn asgi(target: &str, file: &str) -> Server {
+        let (target, file) = (target.to_owned(), file.to_owned());
+        let framework = "FastAPI";
+        Server::Asgi {
+            target,
+            file,
+            framework,
+        }
+    }
+
+    fn flask(app: Option<&str>, found: &str) -> Server {
+        let (app, found) = (app.map(str::to_owned), found.to_owned());
+        Server::Flask { app, found }
+    }
+
     const FLASK_APP: &str = "from flask import Flask\n\napp = Flask(__name__)\n";
 
     #[test]
+    fn flask_before_2_3_asks_for_debug_before_run() {
+        for old in ["2.2.2\n", "1.1.4"] {
+            assert!(flask_before_2_3(old), "{old:?}");
+        }
+        for current in ["2.3.0", "3.1.3\n", "10.0", "", "garbage"] {
+            assert!(!flask_before_2_3(current), "{current:?}");
+        }
+        let dir = project(&[("app.py", FLASK_APP)]);
+        let mut python = PythonProject::detect(dir.path()).unwrap();
+        python.old_flask = true;
+        let (Program::Shell(line), _) = python.command().unwrap() else {
+            panic!("a Flask app runs through a shell line");
+        };
+        assert!(line.contains("-m flask --debug run --no-reload"), "{line}");
+    }
+
+    #[test]
     fn manage_py_is_django() {
-        assert_eq!(
-            server(&[
-                ("manage.py", "import django\n"),
-                ("requirements.txt", "Django\n")
-            ]),
-            Some(Server::Django)
-        );
+        let files = [
+            ("manage.py", "import django\n"),
+            ("requirements.txt", "Django\n"),
+        ];
+        assert_eq!(server(&files), Some(Server::Django));
     }
 
     #[test]
@@ -520,66 +523,40 @@ mod tests {
         let main = "from fastapi import FastAPI\n\napi: FastAPI = FastAPI(title=\"x\")\n";
         assert_eq!(
             server(&[("main.py", main)]),
-            Some(Server::Asgi {
-                target: "main:api".into(),
-                file: "main.py".into(),
-                framework: "FastAPI",
-            })
+            Some(asgi("main:api", "main.py"))
         );
         let nested = "import fastapi\napp = fastapi.FastAPI()\n";
-        assert_eq!(
-            server(&[("requirements.txt", "fastapi\n"), ("app/main.py", nested)]),
-            Some(Server::Asgi {
-                target: "app.main:app".into(),
-                file: "app/main.py".into(),
-                framework: "FastAPI",
-            })
-        );
+        let files = [("requirements.txt", "fastapi\n"), ("app/main.py", nested)];
+        assert_eq!(server(&files), Some(asgi("app.main:app", "app/main.py")));
         // Inside a function it is not where uvicorn looks: a plain script then.
         let factory = "from fastapi import FastAPI\ndef make():\n    app = FastAPI()\n";
-        assert_eq!(
-            server(&[("main.py", factory)]),
-            Some(Server::Script("main.py".into()))
-        );
+        let script = Some(Server::Script("main.py".into()));
+        assert_eq!(server(&[("main.py", factory)]), script);
     }
 
     #[test]
     fn flask_is_found_where_flask_run_finds_it() {
         assert_eq!(
             server(&[("app.py", FLASK_APP)]),
-            Some(Server::Flask {
-                app: None,
-                found: "app.py".into()
-            })
+            Some(flask(None, "app.py"))
         );
         // wsgi.py first, as Flask looks; a dependency on Flask is enough when it only
         // imports the app.
-        assert_eq!(
-            server(&[
-                ("wsgi.py", "from site_app import app\n"),
-                (
-                    "pyproject.toml",
-                    "[project]\ndependencies = [\"Flask[async]>=3\"]\n"
-                ),
-            ]),
-            Some(Server::Flask {
-                app: None,
-                found: "wsgi.py".into()
-            })
-        );
+        let depends = "[project]\ndependencies = [\"Flask[async]>=3\"]\n";
+        let files = [
+            ("wsgi.py", "from site_app import app\n"),
+            ("pyproject.toml", depends),
+        ];
+        assert_eq!(server(&files), Some(flask(None, "wsgi.py")));
         // A package (Flask's tutorial layout) is named with --app.
+        let factory = "from flask import Flask\ndef create_app():\n    return Flask(__name__)\n";
+        let files = [
+            ("flaskr/__init__.py", factory),
+            ("requirements.txt", "flask==3.1\n"),
+        ];
         assert_eq!(
-            server(&[
-                (
-                    "flaskr/__init__.py",
-                    "from flask import Flask\ndef create_app():\n    return Flask(__name__)\n"
-                ),
-                ("requirements.txt", "flask==3.1\n"),
-            ]),
-            Some(Server::Flask {
-                app: Some("flaskr".into()),
-                found: "flaskr/__init__.py".into()
-            })
+            server(&files),
+            Some(flask(Some("flaskr"), "flaskr/__init__.py"))
         );
     }
 
@@ -592,13 +569,8 @@ mod tests {
             ),
             ("requirements.txt", "flask\n"),
         ]);
-        assert_eq!(
-            flask_app(dir.path(), Some("flaskr:create_app()")),
-            Some(Server::Flask {
-                app: None,
-                found: "FLASK_APP=flaskr:create_app()".into()
-            })
-        );
+        let found = flask_app(dir.path(), Some("flaskr:create_app()"));
+        assert_eq!(found, Some(flask(None, "FLASK_APP=flaskr:create_app()")));
         let only_env = project(&[("requirements.txt", "flask\n")]);
         assert!(flask_app(only_env.path(), Some("site_app")).is_some());
         assert!(flask_app(only_env.path(), None).is_none());
@@ -606,17 +578,13 @@ mod tests {
 
     #[test]
     fn without_a_framework_main_py_or_app_py_runs_as_a_script() {
-        assert_eq!(
-            server(&[
-                ("app.py", "print('hi')\n"),
-                ("requirements.txt", "requests\n")
-            ]),
-            Some(Server::Script("app.py".into()))
-        );
-        assert_eq!(
-            server(&[("pyproject.toml", "[project]\nname = \"x\"\n")]),
-            None
-        );
+        let files = [
+            ("app.py", "print('hi')\n"),
+            ("requirements.txt", "requests\n"),
+        ];
+        assert_eq!(server(&files), Some(Server::Script("app.py".into())));
+        let pyproject = "[project]\nname = \"x\"\n";
+        assert_eq!(server(&[("pyproject.toml", pyproject)]), None);
     }
 
     #[test]
@@ -635,35 +603,23 @@ mod tests {
         ]);
         let python = PythonProject::detect(dir.path()).unwrap();
         assert_eq!(python.python(), ".venv/bin/python");
-        assert_eq!(
-            python.venvs(),
-            [dir.path().join(".venv"), dir.path().join("env")]
-        );
-        let (command, what) = python.command().unwrap();
-        assert_eq!(
-            command,
-            Command::Shell(
-                "exec .venv/bin/python manage.py runserver --noreload \
-                 127.0.0.1:${PORT:-8000}"
-                    .into()
-            )
-        );
-        assert_eq!(what, "Django project (manage.py)");
+        let venvs = [dir.path().join(".venv"), dir.path().join("env")];
+        assert_eq!(python.venvs(), venvs);
+        let line = "exec .venv/bin/python manage.py runserver --noreload 127.0.0.1:${PORT:-8000}";
+        let what = "Django project (manage.py)".to_owned();
+        assert_eq!(python.command(), Some((Program::Shell(line.into()), what)));
     }
 
     #[test]
     fn without_a_virtualenv_python3_runs_it() {
         let dir = project(&[("app.py", FLASK_APP)]);
-        let python = PythonProject::detect(dir.path()).unwrap();
-        let (command, _) = python.command().unwrap();
-        assert_eq!(
-            command,
-            Command::Shell(
-                "exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
-                 --port ${PORT:-5000}"
-                    .into()
-            )
-        );
+        let (command, _) = PythonProject::detect(dir.path())
+            .unwrap()
+            .command()
+            .unwrap();
+        let line = "exec python3 -m flask run --debug --no-reload --host 127.0.0.1 \
+                    --port ${PORT:-5000}";
+        assert_eq!(command, Program::Shell(line.into()));
     }
 
     #[test]
