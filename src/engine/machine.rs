@@ -493,7 +493,7 @@ impl Service {
             return;
         }
         if let Err(error) = result {
-            self.unstartable(error, out);
+            self.not_started(Failure::Unstartable(error), out);
             return;
         }
         let replaces = self.serving.map(|s| s.pid);
@@ -540,25 +540,8 @@ impl Service {
                 }));
                 out.push(Effect::AwaitReady(generation));
             }
-            Err(error) => self.unstartable(error, out),
+            Err(error) => self.not_started(Failure::Unstartable(error), out),
         }
-    }
-
-    /// The new server cannot be started at all (`error`, as the stage tells it).
-    fn unstartable(&mut self, error: String, out: &mut Vec<Effect>) {
-        let Phase::Swapping(swap) = &self.phase else {
-            return;
-        };
-        out.push(Effect::Publish(Lifecycle::ServerFailed(ServerFailure {
-            pid: None,
-            generation: swap.generation,
-            why: Failure::Unstartable(error),
-            hint: None,
-            serving: self.serving.map(|s| s.pid),
-            then: self.wait_for_changes(),
-            port: swap.port,
-        })));
-        self.phase = Phase::Idle;
     }
 
     /// Given its own port through PORT, the new server listens on the app's usual one: servers
